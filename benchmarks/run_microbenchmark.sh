@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Run Juno's microbenchmark (Ray's `ray microbenchmark` rows) from the repo root.
+# Usage: benchmarks/run_microbenchmark.sh [--filter SUBSTRING] [--duration S] [--json PATH] [--num-cpus N]
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [ ! -d .venv ]; then
+    bash scripts/bootstrap.sh
+fi
+
+exec .venv/bin/juno microbenchmark "$@"

@@ -1,0 +1,158 @@
+"""Juno quick start: tasks, actors and objects on a local cluster.
+
+    bash scripts/demo.sh            # sets up .venv, then runs this file
+    .venv/bin/python examples/quickstart.py
+
+Uses only the public API (Ray's API, under the name ``juno``). Every step checks its
+result, so the program exits non-zero if anything is wrong.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import time
+
+import numpy as np
+
+import juno
+
+# If the runtime hangs, dump every thread's stack and exit(1) instead of waiting
+# forever (the demo itself takes a few seconds).
+WATCHDOG_S = 120
+
+
+def section(title: str) -> None:
+    print(f"\n== {title} " + "=" * max(0, 60 - len(title)), flush=True)
+
+
+# --- remote functions and classes -------------------------------------------------
+
+@juno.remote
+def square(x: int) -> int:
+    return x * x
+
+
+@juno.remote
+def sum_of_squares(n: int) -> int:
+    # A task can submit tasks of its own and wait for them.
+    return sum(juno.get([square.remote(i) for i in range(n)]))
+
+
+@juno.remote
+def array_stats(a: np.ndarray) -> tuple[float, tuple[int, ...]]:
+    # An ObjectRef passed as a top-level argument arrives as its value.
+    return float(a.sum()), a.shape
+
+
+@juno.remote
+def sleep_then_return(seconds: float, value: str) -> str:
+    time.sleep(seconds)
+    return value
+
+
+@juno.remote
+class Counter:
+    def __init__(self, start: int = 0) -> None:
+        self.n = start
+
+    def incr(self, k: int = 1) -> int:
+        self.n += k
+        return self.n
+
+    def value(self) -> int:
+        return self.n
+
+
+class InsufficientFunds(Exception):
+    """An ordinary user exception, raised inside a task."""
+
+
+@juno.remote
+def withdraw(balance: int, amount: int) -> int:
+    if amount > balance:
+        raise InsufficientFunds(f"cannot withdraw {amount} from a balance of {balance}")
+    return balance - amount
+
+
+# --- the tour ---------------------------------------------------------------------
+
+def main() -> None:
+    section("Start a local cluster")
+    juno.init()
+    total = juno.cluster_resources()
+    print("cluster resources:", total)
+    assert total.get("CPU", 0) >= 1, total
+
+    section("Tasks: square numbers in parallel")
+    refs = [square.remote(i) for i in range(10)]
+    squares = juno.get(refs)
+    print("squares:", squares)
+    assert squares == [i * i for i in range(10)], squares
+
+    section("Actor: a Counter keeps state between calls")
+    counter = Counter.remote(start=100)
+    calls = [counter.incr.remote(k) for k in (1, 2, 3)]  # run in submission order
+    print("incr results:", juno.get(calls))
+    assert juno.get(calls) == [101, 103, 106]
+    assert juno.get(counter.value.remote()) == 106
+
+    section("Objects: put a numpy array, pass its ref to a task")
+    array = np.arange(1_000_000, dtype=np.float64).reshape(1000, 1000)  # 8 MB
+    array_ref = juno.put(array)
+    print("ref:", array_ref)
+    fetched = juno.get(array_ref)
+    assert np.array_equal(fetched, array)
+    remote_sum, remote_shape = juno.get(array_stats.remote(array_ref))
+    print(f"sum computed remotely: {remote_sum:.0f}, shape {tuple(remote_shape)}")
+    assert remote_sum == float(array.sum()) and tuple(remote_shape) == array.shape
+
+    section("Nested tasks: a task that launches tasks")
+    nested = juno.get(sum_of_squares.remote(20))
+    print("sum of squares below 20:", nested)
+    assert nested == sum(i * i for i in range(20)), nested
+
+    section("Errors: the remote exception, with its remote traceback")
+    assert juno.get(withdraw.remote(100, 30)) == 70
+    try:
+        juno.get(withdraw.remote(10, 50))
+    except InsufficientFunds as exc:  # caught as the user's own exception type
+        text = str(exc)
+        print(text)
+        assert "cannot withdraw 50 from a balance of 10" in text, text
+        assert "in withdraw" in text, "the remote traceback is missing:\n" + text
+    else:
+        raise AssertionError("withdraw should have raised InsufficientFunds")
+
+    section("Cluster info")
+    available = juno.available_resources()
+    nodes = juno.nodes()
+    print("cluster_resources():  ", juno.cluster_resources())
+    print("available_resources():", available)
+    for node in nodes:
+        print(f"node {node['NodeID']}: alive={node['Alive']} resources={node['Resources']}")
+    assert len(nodes) == 1 and nodes[0]["Alive"], nodes
+    assert nodes[0]["Resources"].get("CPU") == total["CPU"], nodes
+    assert 0 <= available.get("CPU", 0) <= total["CPU"], available
+
+    section("juno.wait: take results as they become ready")
+    slow = sleep_then_return.remote(1.0, "slow")
+    fast = [sleep_then_return.remote(0.0, f"fast-{i}") for i in range(2)]
+    ready, not_ready = juno.wait([slow, *fast], num_returns=2)
+    print("ready:", juno.get(ready), "| still running:", len(not_ready))
+    assert len(ready) == 2 and len(not_ready) == 1
+    ready, not_ready = juno.wait(not_ready, timeout=0.0)  # poll, don't block
+    print(f"polled with timeout=0: {len(ready)} ready, {len(not_ready)} not ready")
+    assert juno.get(slow) == "slow"
+    ready, not_ready = juno.wait([slow, *fast], num_returns=3)
+    assert len(ready) == 3 and not not_ready
+
+
+if __name__ == "__main__":
+    faulthandler.dump_traceback_later(WATCHDOG_S, exit=True)
+    started = time.perf_counter()
+    try:
+        main()
+    finally:
+        juno.shutdown()
+        faulthandler.cancel_dump_traceback_later()
+    print(f"\nAll checks passed in {time.perf_counter() - started:.1f}s.")

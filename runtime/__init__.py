@@ -1,0 +1,56 @@
+"""Juno: Ray's API for tasks, actors and objects on a runtime of its own, built for notebooks.
+
+``import juno as ray`` runs Ray Core code unchanged.
+"""
+from __future__ import annotations
+
+import inspect as _inspect
+
+from juno import exceptions
+from juno.actor import ActorClass, ActorHandle, exit_actor, method
+from juno.api import (JunoContext, RayContext, available_resources, cancel, cluster_resources, get, get_actor,
+                      get_gpu_ids, get_runtime_context, init, is_initialized, kill, nodes, put, shutdown, wait)
+from juno.object_ref import ObjectRef, ObjectRefGenerator
+from juno.remote_function import RemoteFunction
+
+__version__ = "0.1.0"
+
+
+def remote(*args, **kwargs):
+    """Make a function a remote task or a class an actor: ``@remote`` or ``@remote(num_cpus=2, ...)``."""
+    if len(args) == 1 and not kwargs and callable(args[0]):
+        return _make_remote(args[0], {})
+    if args:
+        raise TypeError("@remote takes either no arguments or only keyword options, "
+                        "e.g. @juno.remote or @juno.remote(num_gpus=1).")
+
+    def decorate(target):
+        return _make_remote(target, kwargs)
+
+    return decorate
+
+
+def _make_remote(target, options: dict):
+    if _inspect.isclass(target):
+        return ActorClass(target, options)
+    if callable(target):
+        return RemoteFunction(target, options)
+    raise TypeError(f"@remote must decorate a function or a class, got {type(target).__name__}.")
+
+
+class _Actor:
+    """Namespace mirroring Ray's ``ray.actor`` helpers."""
+
+    ActorClass = ActorClass
+    ActorHandle = ActorHandle
+    exit_actor = staticmethod(exit_actor)
+
+
+actor = _Actor()
+
+__all__ = [
+    "ActorClass", "ActorHandle", "JunoContext", "ObjectRef", "ObjectRefGenerator", "RayContext", "RemoteFunction",
+    "actor", "available_resources", "cancel", "cluster_resources", "exceptions", "exit_actor", "get", "get_actor",
+    "get_gpu_ids", "get_runtime_context", "init", "is_initialized", "kill", "method", "nodes", "put", "remote",
+    "shutdown", "wait",
+]

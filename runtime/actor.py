@@ -1,0 +1,271 @@
+"""``@juno.remote`` on a class: ActorClass, ActorHandle, ActorMethod, ``juno.method``."""
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from juno import ids
+from juno import options as opt
+from juno import task_spec as ts
+from juno.node.resources import normalize_request
+from juno.object_ref import ObjectRefGenerator
+from juno.submission import export_code, pickle_retry_exceptions, prepare_args, return_refs
+from juno.task_spec import TaskEntry
+
+
+class ActorExit(BaseException):
+    """Raised by exit_actor() inside an actor method; ends the actor after the call."""
+
+
+def exit_actor() -> None:
+    """End the current actor gracefully: it will not be restarted."""
+    from juno.core_worker import current_task
+
+    ctx = current_task.get()
+    if ctx is None or ctx.actor_id is None:
+        raise TypeError("exit_actor() must be called from inside an actor method.")
+    raise ActorExit()
+
+
+def method(*args, **kwargs):
+    """Decorate an actor method with options: ``@juno.method(num_returns=2, concurrency_group="io")``."""
+    if args and callable(args[0]) and len(args) == 1 and not kwargs:
+        raise TypeError("@juno.method needs keyword options, e.g. @juno.method(num_returns=2)")
+    if args:
+        raise TypeError("@juno.method takes only keyword arguments")
+    options = opt.validate_actor_method_options(kwargs)
+
+    def decorate(fn):
+        fn.__juno_method_options__ = options
+        return fn
+
+    return decorate
+
+
+def _method_meta(cls) -> dict:
+    meta = {}
+    for name, member in inspect.getmembers(cls):
+        if name.startswith("__") and name not in ("__call__",):
+            continue
+        fn = member
+        if isinstance(inspect.getattr_static(cls, name, None), (staticmethod, classmethod)):
+            continue
+        if not (inspect.isfunction(fn) or inspect.ismethoddescriptor(fn)):
+            continue
+        options = dict(getattr(fn, "__juno_method_options__", {}))
+        is_gen = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+        num_returns = options.get("num_returns")
+        if num_returns is None:
+            num_returns = ts.STREAMING if is_gen else 1
+        elif num_returns == "streaming":
+            num_returns = ts.STREAMING
+        meta[name] = {"num_returns": num_returns, "concurrency_group": options.get("concurrency_group"),
+                      "max_task_retries": options.get("max_task_retries"),
+                      "retry_exceptions": options.get("retry_exceptions")}
+    return meta
+
+
+class ActorClass:
+    """A class whose instances live in their own worker process, created with ``.remote()``."""
+
+    def __init__(self, cls, options: dict):
+        self._cls = cls
+        self._options = opt.validate_actor_options(options, in_options=False)
+        self._name = cls.__name__
+        self._export: tuple[bytes, bytes] | None = None
+        self._methods = _method_meta(cls)
+        self.__name__ = cls.__name__
+        self.__qualname__ = cls.__qualname__
+        self.__module__ = cls.__module__
+        self.__doc__ = cls.__doc__
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(
+            f"Actors cannot be instantiated directly. Instead of '{self._name}()', use "
+            f"'{self._name}.remote()'.")
+
+    def __repr__(self) -> str:
+        return f"<juno.actor.ActorClass {self._name}>"
+
+    def remote(self, *args, **kwargs) -> "ActorHandle":
+        return self._remote(args, kwargs, self._options)
+
+    def options(self, **actor_options):
+        overrides = opt.validate_actor_options(actor_options, in_options=True, defaults=self._options)
+        merged = {**self._options, **overrides}
+        parent = self
+
+        class _Options:
+            def remote(self, *args, **kwargs):
+                return parent._remote(args, kwargs, merged)
+
+        return _Options()
+
+    def bind(self, *args, **kwargs):
+        raise NotImplementedError("Ray's DAG API (bind) is not part of Juno's core runtime yet.")
+
+    def _remote(self, args: tuple, kwargs: dict, options: dict) -> "ActorHandle":
+        from juno.api import _auto_init
+
+        cw = _auto_init()
+        if self._export is None:
+            self._export = export_code(self._cls)
+        function_id, blob = self._export
+        cw.export_function(function_id, blob)
+        _, held_cpus = opt.resolve_actor_cpus(options)
+        resources = normalize_request(num_cpus=held_cpus, num_gpus=options.get("num_gpus"),
+                                      memory=options.get("memory"), resources=options.get("resources"),
+                                      default_cpus=0.0)
+        strategy = options.get("scheduling_strategy")
+        from juno.remote_function import _check_strategy
+
+        strategy = _check_strategy(strategy)
+        runtime_env = opt.merge_runtime_envs(cw.job_runtime_env, options.get("runtime_env"))
+        ctx = cw.context()
+        namespace = options.get("namespace") or cw.namespace
+        detached = options.get("lifetime") == "detached"
+        if detached and not options.get("name"):
+            pass  # Ray allows anonymous detached actors
+        actor_id = ids.random_id(16)
+        task_id = cw.ids.task_id()
+        args_value, deps, dep_ids = prepare_args(cw, args, kwargs, f"{self._name}.__init__")
+        if dep_ids:
+            cw.refs.mark_escaped(dep_ids)  # the actor may restart and need them again
+        spec = (task_id, ts.KIND_ACTOR_CREATE, function_id, f"{self._name}.__init__", args_value, deps, 0,
+                cw.address, ctx.log_to, ctx.job_id, None, runtime_env, actor_id, {"namespace": namespace})
+        is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
+                       for _, m in inspect.getmembers(self._cls, predicate=inspect.isfunction))
+        meta = {"class_name": self._name, "methods": self._methods,
+                "max_task_retries": options.get("max_task_retries") or 0, "is_async": is_async}
+        info = {
+            "name": options.get("name"), "namespace": namespace, "detached": detached,
+            "max_restarts": options.get("max_restarts") or 0, "resources": resources,
+            "runtime_env": runtime_env, "owner": cw.address, "job_id": ctx.job_id, "class_name": self._name,
+            "get_if_exists": bool(options.get("get_if_exists")), "strategy": strategy, "meta": meta,
+            "options": {"max_concurrency": options.get("max_concurrency"),
+                        "concurrency_groups": options.get("concurrency_groups")},
+        }
+        status, actor_id, meta = cw.gcs_call("register_actor", actor_id, spec, info)
+        if status == "created":
+            cw.actors.register_owned(actor_id, detached)
+        return ActorHandle(actor_id, meta)
+
+
+class ActorHandle:
+    """A reference to an actor; call its methods with ``handle.method.remote(...)``."""
+
+    def __init__(self, actor_id: bytes, meta: dict, *, _count: bool = True):
+        self._actor_id = actor_id
+        self._meta = meta
+        self._counted = False
+        if _count:
+            from juno.core_worker import global_worker
+
+            cw = global_worker()
+            if cw is not None:
+                cw.actors.add_handle(actor_id)
+                self._counted = True
+
+    def __getattr__(self, name: str) -> "ActorMethod":
+        if name.startswith("_"):
+            raise AttributeError(name)
+        methods = self._meta["methods"]
+        if name not in methods:
+            raise AttributeError(f"'{self._meta['class_name']}' actor has no method '{name}'")
+        m = ActorMethod(self, name, methods[name])
+        self.__dict__[name] = m
+        return m
+
+    @property
+    def _class_name(self) -> str:
+        return self._meta["class_name"]
+
+    def _actor_id_hex(self) -> str:
+        return self._actor_id.hex()
+
+    def __repr__(self) -> str:
+        return f"Actor({self._meta['class_name']}, {self._actor_id.hex()})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    def __hash__(self) -> int:
+        return hash(self._actor_id)
+
+    def __reduce__(self):
+        from juno.core_worker import global_worker
+
+        cw = global_worker()
+        if cw is not None:
+            cw.actors.mark_handle_escaped(self._actor_id)
+        return _rebuild_handle, (self._actor_id, self._meta)
+
+    def __del__(self):
+        if self._counted:
+            try:
+                from juno.core_worker import global_worker
+
+                cw = global_worker()
+                if cw is not None:
+                    cw.actors.remove_handle(self._actor_id)
+            except Exception:  # noqa: BLE001 - interpreter shutdown
+                pass
+
+
+def _rebuild_handle(actor_id: bytes, meta: dict) -> ActorHandle:
+    return ActorHandle(actor_id, meta)
+
+
+class ActorMethod:
+    def __init__(self, handle: ActorHandle, name: str, meta: dict, options: dict | None = None):
+        self._handle = handle
+        self._name = name
+        self._meta = meta
+        self._options = options or {}
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(
+            f"Actor methods cannot be called directly. Instead of running 'object.{self._name}()', "
+            f"try 'object.{self._name}.remote()'.")
+
+    def options(self, **method_options) -> "ActorMethod":
+        validated = opt.validate_actor_method_options(method_options)
+        return ActorMethod(self._handle, self._name, self._meta, {**self._options, **validated})
+
+    def remote(self, *args, **kwargs):
+        from juno.api import _auto_init
+
+        cw = _auto_init()
+        handle = self._handle
+        meta = self._meta
+        options = self._options
+        num_returns = options.get("num_returns", meta["num_returns"])
+        if num_returns == "streaming":
+            num_returns = ts.STREAMING
+        name = f"{handle._meta['class_name']}.{self._name}"
+        task_id = cw.ids.task_id()
+        args_value, deps, dep_ids = prepare_args(cw, args, kwargs, name)
+        ctx = cw.context()
+        retries = options.get("max_task_retries", meta.get("max_task_retries"))
+        if retries is None:
+            retries = handle._meta.get("max_task_retries", 0)
+        retry_exc = pickle_retry_exceptions(options.get("retry_exceptions", meta.get("retry_exceptions")))
+        group = options.get("concurrency_group") or meta.get("concurrency_group")
+        spec = (task_id, ts.KIND_ACTOR_CALL, self._name, name, args_value, deps, num_returns, cw.address,
+                ctx.log_to, ctx.job_id, retry_exc, None, handle._actor_id,
+                {"concurrency_group": group} if group else None)
+        streaming = num_returns == ts.STREAMING
+        refs = return_refs(cw, task_id, 0 if streaming else num_returns)
+        entry = TaskEntry(task_id, spec, [r._id for r in refs], dep_ids, retries, actor_id=handle._actor_id,
+                          streaming=streaming)
+        cw.actors.submit(entry)
+        if streaming:
+            return ObjectRefGenerator(task_id, cw.address, cw)
+        if num_returns == 1:
+            return refs[0]
+        if num_returns == 0:
+            return None
+        return refs
+
+    def bind(self, *args, **kwargs):
+        raise NotImplementedError("Ray's DAG API (bind) is not part of Juno's core runtime yet.")

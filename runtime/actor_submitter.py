@@ -1,0 +1,185 @@
+"""Caller-side actor calls: straight to the actor's worker, in order, per caller.
+
+The caller learns an actor's address from the GCS (one subscription per actor)
+and sends calls directly on one socket, which keeps them ordered. When the GCS
+reports a restart, calls in flight are resent where ``max_task_retries`` allows
+and failed with ActorDiedError otherwise; a dead actor fails everything queued.
+Runs on the IO thread, except ``submit`` and the handle counts.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from typing import Any
+
+from juno import exceptions as exc
+from juno.task_spec import TaskEntry
+
+logger = logging.getLogger(__name__)
+
+PENDING, ALIVE, RESTARTING, DEAD = "PENDING_CREATION", "ALIVE", "RESTARTING", "DEAD"
+
+
+class _ActorState:
+    __slots__ = ("actor_id", "state", "address", "queue", "in_flight", "death", "subscribed", "num_restarts")
+
+    def __init__(self, actor_id: bytes):
+        self.actor_id = actor_id
+        self.state = PENDING
+        self.address: str | None = None
+        self.queue: collections.deque[TaskEntry] = collections.deque()
+        self.in_flight: dict[bytes, TaskEntry] = {}
+        self.death: str = ""
+        self.subscribed = False
+        self.num_restarts = 0
+
+
+class ActorSubmitter:
+    def __init__(self, cw):
+        self.cw = cw
+        self.actors: dict[bytes, _ActorState] = {}
+        self._handles: dict[bytes, int] = {}
+        self._handle_escaped: set[bytes] = set()
+        self._owned_actors: dict[bytes, bool] = {}  # actor_id -> detached
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ handles
+    def register_owned(self, actor_id: bytes, detached: bool) -> None:
+        self._owned_actors[actor_id] = detached
+
+    def add_handle(self, actor_id: bytes) -> None:
+        with self._lock:
+            self._handles[actor_id] = self._handles.get(actor_id, 0) + 1
+
+    def remove_handle(self, actor_id: bytes) -> None:
+        with self._lock:
+            n = self._handles.get(actor_id, 0) - 1
+            if n > 0:
+                self._handles[actor_id] = n
+                return
+            self._handles.pop(actor_id, None)
+            detached = self._owned_actors.get(actor_id)
+            if detached is None or detached or actor_id in self._handle_escaped:
+                return
+            del self._owned_actors[actor_id]
+        # Ray semantics: an actor whose every handle is gone is terminated.
+        if not self.cw.shutting_down:
+            self.cw.loop.call_soon(self._release_actor, actor_id)
+
+    def mark_handle_escaped(self, actor_id: bytes) -> None:
+        with self._lock:
+            self._handle_escaped.add(actor_id)
+
+    def _release_actor(self, actor_id: bytes) -> None:
+        state = self.actors.get(actor_id)
+        if state is not None and (state.queue or state.in_flight):
+            # Let outstanding calls finish first; check again shortly.
+            self.cw.loop.call_later(0.05, self._release_actor, actor_id)
+            return
+        self.cw.notify(self.cw.gcs_address, "kill_actor", actor_id, True, False,
+                       "all references to the actor were removed")
+
+    # ------------------------------------------------------------------ submission
+    def submit(self, entry: TaskEntry) -> None:
+        self.cw.loop.call_soon(self._submit, entry)
+
+    def _state(self, actor_id: bytes) -> _ActorState:
+        state = self.actors.get(actor_id)
+        if state is None:
+            state = self.actors[actor_id] = _ActorState(actor_id)
+        if not state.subscribed:
+            state.subscribed = True
+            cw = self.cw
+            cw.call(cw.gcs_address, "subscribe_actor", actor_id, cw.address,
+                    callback=lambda ok, info: self.on_actor_update(actor_id, info) if ok else None)
+        return state
+
+    def _submit(self, entry: TaskEntry) -> None:
+        self.cw.tasks.entries[entry.task_id] = entry
+        state = self._state(entry.actor_id)
+        if state.state == ALIVE and not state.queue:
+            self._send(state, entry)
+        elif state.state == DEAD:
+            self._fail_dead(state, entry)
+        else:
+            state.queue.append(entry)
+
+    def _send(self, state: _ActorState, entry: TaskEntry) -> None:
+        spec = self.cw.tasks._inline_deps(entry)
+        entry.pushed = True
+        state.in_flight[entry.task_id] = entry
+        self.cw.loop.send(state.address, ("push_task", spec, None))
+
+    def _fail_dead(self, state: _ActorState, entry: TaskEntry) -> None:
+        self.cw.tasks.fail(entry, exc.ActorDiedError(state.actor_id.hex(), state.death))
+
+    # ------------------------------------------------------------------ updates from the GCS
+    def on_actor_update(self, actor_id: bytes, info: dict | None) -> None:
+        if info is None:
+            return
+        state = self._state(actor_id)
+        new = info["state"]
+        state.num_restarts = info.get("num_restarts", 0)
+        if new == ALIVE:
+            moved = state.address is not None and state.address != info["address"]
+            state.address = info["address"]
+            state.state = ALIVE
+            if moved:
+                self._handle_lost_calls(state)
+            while state.queue and state.state == ALIVE:
+                self._send(state, state.queue.popleft())
+        elif new == RESTARTING:
+            state.state = RESTARTING
+            self._handle_lost_calls(state)
+        elif new == DEAD:
+            state.state = DEAD
+            state.death = info.get("death_cause") or "the actor died"
+            for entry in list(state.in_flight.values()) + list(state.queue):
+                self._fail_dead(state, entry)
+            state.in_flight.clear()
+            state.queue.clear()
+
+    def _handle_lost_calls(self, state: _ActorState) -> None:
+        """Calls sent to a previous incarnation: resend if retries allow, else fail."""
+        lost = sorted(state.in_flight.values(), key=lambda e: e.task_id)
+        state.in_flight.clear()
+        retry = []
+        for entry in lost:
+            if entry.cancelled:
+                self.cw.tasks.fail(entry, exc.TaskCancelledError(entry.task_id.hex()))
+            elif entry.retries_left != 0:
+                entry.retries_left -= 1
+                retry.append(entry)
+            else:
+                self.cw.tasks.fail(entry, exc.ActorDiedError(
+                    state.actor_id.hex(),
+                    f"The actor died while running {entry.name} and the call was not retried "
+                    "(max_task_retries=0); the actor is restarting."))
+        state.queue.extendleft(reversed(retry))
+
+    # ------------------------------------------------------------------ results
+    def on_task_result(self, entry: TaskEntry, results: list, retryable: bool) -> None:
+        state = self.actors.get(entry.actor_id)
+        if state is not None:
+            state.in_flight.pop(entry.task_id, None)
+        if retryable and entry.retries_left != 0 and state is not None and not entry.cancelled:
+            entry.retries_left -= 1
+            self._submit(entry)
+            return
+        self.cw.tasks.complete(entry, results)
+
+    def cancel(self, entry: TaskEntry, force: bool) -> None:
+        state = self.actors.get(entry.actor_id)
+        entry.cancelled = True
+        if state is None:
+            return
+        if entry in state.queue:
+            state.queue.remove(entry)
+            self.cw.tasks.fail(entry, exc.TaskCancelledError(entry.task_id.hex()))
+        elif entry.task_id in state.in_flight and state.address:
+            self.cw.loop.send(state.address, ("cancel_task", entry.task_id, False, False))
+
+    def state_of(self, actor_id: bytes) -> Any:
+        state = self.actors.get(actor_id)
+        return state.state if state else None

@@ -1,0 +1,393 @@
+"""The public core API: init/shutdown, get/put/wait, cancel/kill, cluster information."""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import sys
+import threading
+import uuid
+from typing import Any, Sequence
+
+from juno import exceptions as exc
+from juno import ids
+from juno import options as opt
+from juno.config import Config
+from juno.core_worker import MODE_DRIVER, CoreWorker, global_worker, set_global_worker
+from juno.local_cluster import (ClusterProcesses, normalize_address, read_current_cluster,
+                                start_local_cluster, stop_processes)
+from juno.object_ref import ObjectRef, ObjectRefGenerator
+from juno.transport import EventLoop
+
+logger = logging.getLogger("juno")
+
+_lock = threading.RLock()
+_state: dict[str, Any] = {"cluster": None, "context": None}
+
+
+class JunoContext:
+    """What ``juno.init()`` returns: the cluster's addresses; a context manager that shuts down."""
+
+    def __init__(self, address_info: dict):
+        self.address_info = address_info
+        self.dashboard_url = address_info.get("webui_url")
+
+    @property
+    def address(self) -> str:
+        return self.address_info["address"]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.address_info[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.address_info.get(key, default)
+
+    def __enter__(self) -> "JunoContext":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        shutdown()
+
+    def disconnect(self) -> None:
+        shutdown()
+
+    def __repr__(self) -> str:
+        info = self.address_info
+        return f"JunoContext(address={info['address']!r}, node_id={info['node_id'][:12]!r}, namespace={info['namespace']!r})"
+
+
+RayContext = JunoContext
+
+
+def is_initialized() -> bool:
+    return global_worker() is not None
+
+
+def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus: float | None = None,
+         resources: dict | None = None, object_store_memory: int | None = None, namespace: str | None = None,
+         runtime_env: dict | None = None, ignore_reinit_error: bool = False, log_to_driver: bool = True,
+         include_dashboard: bool | None = None, dashboard_host: str | None = None,
+         dashboard_port: int | None = None, logging_level: int = logging.INFO, configure_logging: bool = True,
+         _system_config: dict | None = None, **kwargs: Any) -> JunoContext:
+    """Start a local cluster (no address) or connect to one (``"auto"``, ``"host:port"``, $JUNO_ADDRESS)."""
+    if kwargs:
+        unknown = ", ".join(sorted(kwargs))
+        raise TypeError(f"init() got unexpected keyword argument(s): {unknown}")
+    with _lock:
+        if is_initialized():
+            if ignore_reinit_error or _in_ipython():
+                logger.info("juno.init() was called again; reusing the running session.")
+                return _state["context"]
+            raise RuntimeError(
+                "Maybe you called juno.init twice by accident? This error can be suppressed by passing "
+                "ignore_reinit_error=True or by calling juno.shutdown() prior to juno.init().")
+        _validate_init(num_cpus, num_gpus, resources, object_store_memory)
+        if runtime_env is not None:
+            runtime_env = opt.validate_runtime_env(runtime_env)
+        config = Config.from_env(_system_config)
+        if address is None:
+            address = os.environ.get("JUNO_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
+        cluster: ClusterProcesses | None = None
+        if address in (None, "local"):
+            cluster = start_local_cluster(config, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+                                          object_store_memory=object_store_memory, owner_pid=os.getpid())
+            gcs_address, node = cluster.gcs_address, cluster.nodes[0]
+        else:
+            if any(v is not None for v in (num_cpus, num_gpus, resources, object_store_memory)):
+                raise ValueError(
+                    "When connecting to an existing cluster, num_cpus, num_gpus, resources and "
+                    "object_store_memory must not be provided; they are set when the cluster starts "
+                    "(`juno start --head --num-cpus ...`).")
+            if address == "auto":
+                found = read_current_cluster()
+                if not found:
+                    raise ConnectionError(
+                        "Could not find any running Juno instance. Start one with `juno start --head`, "
+                        "or call juno.init() without an address to start a local cluster.")
+                address = found
+            gcs_address = normalize_address(address)
+            node = _find_local_node(gcs_address, config)
+        try:
+            cw = _connect(gcs_address, node, config, namespace, runtime_env, log_to_driver)
+        except BaseException:
+            if cluster is not None:
+                stop_processes(cluster.procs, config.shutdown_grace_s)
+                shutil.rmtree(cluster.session_dir, ignore_errors=True)
+            raise
+        _state["cluster"] = cluster
+        context = JunoContext({
+            "address": gcs_address.replace("tcp://", ""), "gcs_address": gcs_address,
+            "node_id": cw.node_id, "session_dir": node["session_dir"], "namespace": cw.namespace,
+            "node_ip_address": node.get("ip", "127.0.0.1"), "webui_url": None,
+            "job_id": ids_hex_job(cw.job_id),
+        })
+        _state["context"] = context
+        return context
+
+
+def ids_hex_job(job_id: int) -> str:
+    return job_id.to_bytes(4, "little").hex()
+
+
+def _in_ipython() -> bool:
+    shell = sys.modules.get("IPython")
+    try:
+        return shell is not None and shell.get_ipython() is not None
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _validate_init(num_cpus, num_gpus, resources, object_store_memory) -> None:
+    for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise ValueError(f"init({name}=...) must be a non-negative number, got {value!r}")
+    if num_gpus is not None and num_gpus != int(num_gpus):
+        raise ValueError(f"init(num_gpus=...) must be a whole number of GPUs, got {num_gpus!r}")
+    if resources is not None:
+        if not isinstance(resources, dict):
+            raise TypeError(f"init(resources=...) must be a dict of name -> quantity, got {type(resources).__name__}")
+        for key in ("CPU", "GPU"):
+            if key in resources:
+                raise ValueError(f"Use num_{key.lower()}s=... instead of resources={{'{key}': ...}} in init().")
+    if object_store_memory is not None and (not isinstance(object_store_memory, int) or object_store_memory <= 0):
+        raise ValueError(f"init(object_store_memory=...) must be a positive number of bytes, got {object_store_memory!r}")
+
+
+def _find_local_node(gcs_address: str, config: Config) -> dict:
+    """Ask the GCS for the nodes and pick one on this machine (the head first)."""
+    from juno.rpc import RpcNode
+
+    class _Probe(RpcNode):
+        pass
+
+    probe = _Probe()
+    loop = EventLoop("tcp://127.0.0.1:0", name="juno-probe")
+    probe.install_rpc(loop)
+    loop.start_thread()
+    try:
+        nodes = probe.call_sync(gcs_address, "get_nodes", timeout=min(10.0, config.rpc_timeout_s),
+                                what=f"The cluster at {gcs_address.replace('tcp://', '')}")
+    finally:
+        loop.stop()
+        loop.join(5)
+    hostname = os.uname().nodename
+    local = [n for n in nodes if n.get("alive") and n.get("hostname") == hostname]
+    if not local:
+        raise ConnectionError(f"The cluster at {gcs_address} has no live node on this machine ({hostname}).")
+    local.sort(key=lambda n: not n.get("is_head"))
+    return local[0]
+
+
+def _connect(gcs_address: str, node: dict, config: Config, namespace, runtime_env, log_to_driver) -> CoreWorker:
+    worker_id = ids.random_id(16)
+    cw = CoreWorker(mode=MODE_DRIVER, worker_id=worker_id, session_dir=node["session_dir"], node=node,
+                    gcs_address=gcs_address, config=config, namespace=namespace or str(uuid.uuid4()),
+                    log_to_driver=log_to_driver)
+    cw.job_runtime_env = runtime_env
+    cw.start()
+    try:
+        entry = " ".join(sys.argv) if sys.argv else "python"
+        cw.job_id = cw.gcs_call("register_job", cw.address, os.getpid(), cw.namespace, entry,
+                                timeout=min(10.0, config.rpc_timeout_s))
+        cw.default_context.job_id = cw.job_id
+        cw.node_call("register_driver", cw.address, os.getpid(), cw.job_id)
+    except BaseException:
+        cw.stop()
+        raise
+    set_global_worker(cw)
+    return cw
+
+
+def shutdown(_exiting_interpreter: bool = False) -> None:
+    """Disconnect; stop the cluster if this process started it. Safe to call twice."""
+    with _lock:
+        cw = global_worker()
+        cluster: ClusterProcesses | None = _state.get("cluster")
+        if cw is None and cluster is None:
+            return
+        if cw is not None:
+            cw.shutting_down = True
+            if cluster is None:
+                _detach_from_cluster(cw)
+            set_global_worker(None)
+            cw.stop()
+        if cluster is not None:
+            stop_processes(cluster.procs, cw.config.shutdown_grace_s if cw else 3.0)
+            shutil.rmtree(cluster.session_dir, ignore_errors=True)
+            for node in cluster.nodes:
+                shutil.rmtree(node["store_dir"], ignore_errors=True)
+        _state["cluster"] = None
+        _state["context"] = None
+
+
+def _detach_from_cluster(cw: CoreWorker) -> None:
+    """Leaving a cluster we don't own: end our job, free what we own there."""
+    for oid in cw.refs.owned_ids():
+        value = cw.store.get(oid)
+        if value is not None and value[0] == "s":
+            cw.shm.delete(oid)
+    for method, args, target in (("job_finished", (cw.job_id,), cw.gcs_address),
+                                 ("unregister_driver", (cw.address,), cw.node_manager)):
+        try:
+            cw.call_sync(target, method, *args, timeout=5.0)
+        except Exception:  # noqa: BLE001 - the cluster may be gone already
+            pass
+
+
+atexit.register(shutdown, True)
+
+
+def _auto_init() -> CoreWorker:
+    cw = global_worker()
+    if cw is None:
+        init()
+        cw = global_worker()
+    return cw  # type: ignore[return-value]
+
+
+def _require() -> CoreWorker:
+    cw = global_worker()
+    if cw is None:
+        raise exc.RaySystemError("Juno has not been started yet. You can start it with juno.init().")
+    return cw
+
+
+# ---------------------------------------------------------------------------- objects
+def put(value: Any, *, _owner: Any = None) -> ObjectRef:
+    """Store ``value`` in the object store; returns its ObjectRef."""
+    return _auto_init().put_object(value)
+
+
+def get(object_refs, *, timeout: float | None = None):
+    """The value(s) of ObjectRef(s), waiting up to ``timeout`` seconds; raises task errors."""
+    cw = _auto_init()
+    _check_timeout(timeout)
+    if isinstance(object_refs, ObjectRef):
+        return cw.get_objects([object_refs], timeout)[0]
+    if isinstance(object_refs, ObjectRefGenerator):
+        raise TypeError("get() of an ObjectRefGenerator is not supported: iterate it and get() each ref.")
+    if isinstance(object_refs, (list, tuple)):
+        for i, ref in enumerate(object_refs):
+            if not isinstance(ref, ObjectRef):
+                raise TypeError(f"get() expected a list of ObjectRefs, but item {i} is a {type(ref).__name__}.")
+        values = cw.get_objects(list(object_refs), timeout)
+        return values
+    raise TypeError(f"get() expected an ObjectRef or a list of ObjectRefs, got {type(object_refs).__name__}.")
+
+
+def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None,
+         fetch_local: bool = True) -> tuple[list[ObjectRef], list[ObjectRef]]:
+    """Split refs into (ready, not ready) once ``num_returns`` are ready or ``timeout`` passes."""
+    cw = _auto_init()
+    if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
+        raise TypeError(f"wait() expected a list of ObjectRefs, got {type(object_refs).__name__}.")
+    for i, ref in enumerate(object_refs):
+        if not isinstance(ref, ObjectRef):
+            raise TypeError(f"wait() expected a list of ObjectRefs, but item {i} is a {type(ref).__name__}.")
+    if len({r.binary() for r in object_refs}) != len(object_refs):
+        raise ValueError("Wait requires a list of unique object refs.")
+    if not isinstance(num_returns, int) or num_returns <= 0:
+        raise ValueError(f"Invalid number of objects to return {num_returns!r}: it must be a positive integer.")
+    if num_returns > len(object_refs):
+        raise ValueError("num_returns cannot be greater than the number of objects provided to juno.wait.")
+    _check_timeout(timeout)
+    if not object_refs:
+        return [], []
+    return cw.wait(list(object_refs), num_returns, timeout, fetch_local)
+
+
+def _check_timeout(timeout: Any) -> None:
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
+        raise ValueError(f"timeout must be None or a non-negative number of seconds, got {timeout!r}")
+
+
+def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
+    """Cancel the task that makes ``object_ref``; its get() then raises TaskCancelledError."""
+    cw = _require()
+    if isinstance(object_ref, ObjectRefGenerator):
+        object_ref = ObjectRef(ids.object_id(object_ref._task_id, 0), cw.address, _count=False)
+    if not isinstance(object_ref, ObjectRef):
+        raise TypeError(f"cancel() expected an ObjectRef, got {type(object_ref).__name__}.")
+    entry = cw.tasks.entries.get(object_ref.task_id())
+    if entry is not None and entry.actor_id is not None and force:
+        raise ValueError("force=True is not supported for actor tasks; use juno.kill(actor) to stop an actor.")
+    cw.loop.call_soon(cw.tasks.cancel, object_ref.task_id(), force, recursive)
+
+
+# ---------------------------------------------------------------------------- actors
+def kill(actor, *, no_restart: bool = True) -> None:
+    """Forcefully stop an actor (pending calls fail); restarts only if ``no_restart=False``."""
+    from juno.actor import ActorHandle
+
+    if not isinstance(actor, ActorHandle):
+        raise ValueError(f"juno.kill() only supports actors; got {type(actor).__name__}. Use juno.cancel() for tasks.")
+    cw = _require()
+    cw.gcs_call("kill_actor", actor._actor_id, no_restart, True, "juno.kill() was called")
+
+
+def get_actor(name: str, namespace: str | None = None):
+    """A handle to the named actor (in the current namespace unless given)."""
+    from juno.actor import ActorHandle
+
+    if not isinstance(name, str) or not name:
+        raise ValueError("get_actor() needs a non-empty actor name.")
+    cw = _auto_init()
+    ns = namespace if namespace is not None else cw.context().namespace or cw.namespace
+    found = cw.gcs_call("get_named_actor", name, ns)
+    if found is None:
+        raise ValueError(f"Failed to look up actor with name '{name}' in namespace '{ns}'. It may not exist, "
+                         "may have died, or may live in another namespace (pass namespace=...).")
+    actor_id, meta = found
+    return ActorHandle(actor_id, meta)
+
+
+# ---------------------------------------------------------------------------- cluster information
+def nodes() -> list[dict]:
+    cw = _require()
+    out = []
+    for n in cw.gcs_call("get_nodes"):
+        out.append({
+            "NodeID": n["node_id"], "Alive": n["alive"], "NodeManagerAddress": n.get("ip", "127.0.0.1"),
+            "NodeManagerHostname": n.get("hostname"), "NodeName": n.get("ip", "127.0.0.1"),
+            "NodeManagerPort": 0, "ObjectStoreSocketName": n.get("store_dir"),
+            "Resources": dict(n["resources"]) if n["alive"] else {}, "alive": n["alive"],
+            "IsHead": n.get("is_head", False),
+        })
+    return out
+
+
+def cluster_resources() -> dict[str, float]:
+    cw = _require()
+    total: dict[str, float] = {}
+    for n in cw.gcs_call("get_nodes"):
+        if n["alive"]:
+            for k, v in n["resources"].items():
+                total[k] = total.get(k, 0) + v
+    return total
+
+
+def available_resources() -> dict[str, float]:
+    cw = _require()
+    total: dict[str, float] = {}
+    for n in cw.gcs_call("get_nodes"):
+        if not n["alive"]:
+            continue
+        avail = cw.node_call("get_resources", address=n["address"])["available"] \
+            if n["address"] == cw.node_manager else n["available"]
+        for k, v in avail.items():
+            if v > 0:
+                total[k] = total.get(k, 0) + v
+    return total
+
+
+def get_gpu_ids() -> list[int]:
+    """The GPU ids assigned to the calling task or actor (empty in the driver)."""
+    cw = _require()
+    return list(cw.context().gpu_ids)
+
+
+def get_runtime_context():
+    from juno.runtime_context import RuntimeContext
+
+    return RuntimeContext(_require())

@@ -1,0 +1,79 @@
+"""Every tunable of the runtime in one place.
+
+Processes read the same Config: the driver builds it from defaults, the
+``JUNO_<NAME>`` environment and ``juno.init(_system_config=...)``, and hands it
+to the processes it starts through the ``JUNO_SYSTEM_CONFIG`` variable, so tests
+shrink timeouts through the exact object the runtime uses.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+
+@dataclasses.dataclass
+class Config:
+    # Objects at most this big travel inline with messages; larger ones go to shared memory.
+    max_inline_object_bytes: int = 100 * 1024
+    # How long a process waits for a child process to report it is ready.
+    process_start_timeout_s: float = 30.0
+    # Timeout of one control-plane request (GCS, node manager) before it is an error.
+    rpc_timeout_s: float = 30.0
+    # A leased worker is kept this long after its last task before going back to the node.
+    lease_idle_s: float = 0.005
+    # Tasks pushed to one leased worker before waiting for results (hides round trips).
+    max_tasks_in_flight_per_worker: int = 4
+    # Upper bound of lease requests one scheduling key keeps pending at the node.
+    max_pending_lease_requests: int = 4
+    # Workers started when a node comes up (None: one per CPU).
+    num_prestart_workers: int | None = None
+    # Idle workers above the CPU count are stopped after this long.
+    idle_worker_kill_s: float = 60.0
+    # How often the node manager reports its available resources to the GCS, at most.
+    resource_report_interval_s: float = 0.05
+    # How often a process checks that the process it belongs to is still alive.
+    parent_check_interval_s: float = 0.5
+    # Grace period for processes to exit on shutdown before they are killed.
+    shutdown_grace_s: float = 3.0
+    # Worker output lines are flushed to the driver at least this often.
+    log_flush_interval_s: float = 0.02
+    # Warn when a task or actor waits this long for resources no node has.
+    infeasible_warning: bool = True
+
+    def to_env(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_env(cls, overrides: dict[str, Any] | None = None) -> "Config":
+        """Defaults, then JUNO_SYSTEM_CONFIG (set by a parent), then JUNO_<NAME>, then overrides."""
+        values: dict[str, Any] = {}
+        raw = os.environ.get("JUNO_SYSTEM_CONFIG")
+        if raw:
+            values.update(json.loads(raw))
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for name, field in fields.items():
+            env = os.environ.get("JUNO_" + name.upper())
+            if env is not None:
+                values[name] = _parse(env, field.default)
+        for name, value in (overrides or {}).items():
+            if name not in fields:
+                raise ValueError(
+                    f"Unknown _system_config key {name!r}; valid keys: {', '.join(sorted(fields))}"
+                )
+            values[name] = value
+        return cls(**{k: v for k, v in values.items() if k in fields})
+
+
+def _parse(text: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        return text.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(text)
+    if isinstance(default, float):
+        return float(text)
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

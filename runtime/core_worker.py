@@ -1,0 +1,483 @@
+"""The core worker: the part of every driver and worker process that owns objects.
+
+It submits tasks (through leased workers) and actor calls, keeps the values of
+objects it owns, answers borrowers, and implements get/put/wait. All socket work
+happens on one IO thread (``self.loop``); user threads hand it work with
+``loop.call_soon`` and wait on events.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import contextvars
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Any, Iterable
+
+from juno import exceptions as exc
+from juno import ids, serialization
+from juno.actor_submitter import ActorSubmitter
+from juno.config import Config
+from juno.memory_store import MemoryStore
+from juno.object_ref import ObjectRef
+from juno.reference_counter import ReferenceCounter
+from juno.rpc import RpcNode
+from juno.store.shm import SharedMemoryStore
+from juno.task_submitter import TaskSubmitter
+from juno.transport import EventLoop, short_ipc_path
+
+logger = logging.getLogger(__name__)
+
+_global_worker: "CoreWorker | None" = None
+
+MODE_DRIVER = "driver"
+MODE_WORKER = "worker"
+
+
+def global_worker() -> "CoreWorker | None":
+    return _global_worker
+
+
+def set_global_worker(worker: "CoreWorker | None") -> None:
+    global _global_worker
+    _global_worker = worker
+
+
+class TaskContext:
+    """What the code running right now belongs to (task, actor, job, resources)."""
+
+    __slots__ = ("task_id", "job_id", "log_to", "actor_id", "name", "gpu_ids", "resources",
+                 "runtime_env", "children", "namespace")
+
+    def __init__(self, task_id=None, job_id=None, log_to=None, actor_id=None, name="",
+                 gpu_ids=(), resources=None, runtime_env=None, namespace=None):
+        self.task_id = task_id
+        self.job_id = job_id
+        self.log_to = log_to
+        self.actor_id = actor_id
+        self.name = name
+        self.gpu_ids = list(gpu_ids)
+        self.resources = resources or {}
+        self.runtime_env = runtime_env
+        self.children: list[bytes] = []
+        self.namespace = namespace
+
+
+current_task: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar("juno_task", default=None)
+
+
+class CoreWorker(RpcNode):
+    def __init__(self, *, mode: str, worker_id: bytes, session_dir: str, node: dict,
+                 gcs_address: str, config: Config, job_id: int | None = None,
+                 namespace: str | None = None, log_to_driver: bool = True):
+        self.mode = mode
+        self.worker_id = worker_id
+        self.session_dir = session_dir
+        self.node = node
+        self.node_id: str = node["node_id"]
+        self.node_manager: str = node["address"]
+        self.gcs_address = gcs_address
+        self.config = config
+        self.job_id = job_id
+        self.namespace = namespace
+        self.pid = os.getpid()
+        sock_name = f"{'d' if mode == MODE_DRIVER else 'w'}-{worker_id.hex()[:12]}"
+        self.loop = EventLoop(short_ipc_path(node["socket_dir"], sock_name), name=f"juno-{mode}")
+        self.address = self.loop.address
+        self.install_rpc(self.loop)
+        self.store = MemoryStore()
+        self.shm = SharedMemoryStore(node["store_dir"])
+        self.refs = ReferenceCounter(self.address, self._free_owned, self._release_borrowed)
+        self.ids = ids.IdGenerator()
+        self._put_index = 0
+        self.tasks = TaskSubmitter(self)
+        self.actors = ActorSubmitter(self)
+        self._function_exports: set[bytes] = set()
+        self._fetching: set[bytes] = set()
+        self._generators: dict[bytes, "_GeneratorState"] = {}
+        self._gen_lock = threading.Lock()
+        self._blocked_depth = 0
+        self.lease_for_blocking: bool = mode == MODE_WORKER
+        self.log_to_driver = log_to_driver
+        self.default_context = TaskContext(job_id=job_id, log_to=self.address if (mode == MODE_DRIVER and log_to_driver) else None,
+                                           namespace=namespace)
+        self.shutting_down = False
+        self.job_runtime_env: dict | None = None
+        self.executor = None
+        h = self.loop.handlers
+        h["task_result"] = self.tasks.on_task_result
+        h["gen_item"] = self.tasks.on_generator_item
+        h["lease_worker_died"] = self.tasks.on_worker_died
+        h["actor_update"] = self.actors.on_actor_update
+        h["get_object"] = self._on_get_object
+        h["object_value"] = self._on_object_value
+        h["log"] = self._on_log
+        h["warning"] = self._on_warning
+
+    # ------------------------------------------------------------------ context
+    def context(self) -> TaskContext:
+        return current_task.get() or self.default_context
+
+    def start(self) -> None:
+        self.loop.start_thread()
+
+    def stop(self) -> None:
+        self.shutting_down = True
+        self.loop.stop()
+        self.loop.join(timeout=5)
+
+    # ------------------------------------------------------------------ control plane
+    def gcs_call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
+        return self.call_sync(self.gcs_address, method, *args,
+                              timeout=timeout or self.config.rpc_timeout_s, what="the GCS")
+
+    def node_call(self, method: str, *args: Any, address: str | None = None) -> Any:
+        return self.call_sync(address or self.node_manager, method, *args,
+                              timeout=self.config.rpc_timeout_s, what="the node manager")
+
+    def export_function(self, function_id: bytes, blob: bytes) -> None:
+        """Store a pickled function or class in the GCS once, keyed by content hash."""
+        if function_id in self._function_exports:
+            return
+        self.gcs_call("kv_put", "fn", function_id, blob, False)
+        self._function_exports.add(function_id)
+
+    # ------------------------------------------------------------------ put
+    def put_object(self, value: Any, *, owner_address: str | None = None) -> ObjectRef:
+        if isinstance(value, ObjectRef):
+            raise TypeError(
+                "Calling put() on an ObjectRef is not allowed; pass the ObjectRef itself "
+                "(or wrap it in a list to nest it)."
+            )
+        if owner_address not in (None, self.address):
+            raise ValueError("Juno only supports put() owned by the calling process for now (_owner=None).")
+        self._put_index += 1
+        object_id = self.ids.task_id() + b"\xff\xff\xff\xff"
+        serialized = self._serialize_or_explain(value, "the value passed to put()")
+        self.refs.add_owned(object_id)
+        self.store_serialized(object_id, serialized)
+        return ObjectRef(object_id, self.address)
+
+    def _serialize_or_explain(self, value: Any, label: str) -> serialization.SerializedObject:
+        try:
+            return serialization.serialize(value)
+        except Exception as e:  # noqa: BLE001
+            raise TypeError(serialization.describe_unpicklable(value, label) or str(e)) from e
+
+    def store_serialized(self, object_id: bytes, serialized: serialization.SerializedObject) -> tuple:
+        """Keep a value this process owns: inline when small, in shared memory otherwise."""
+        if serialized.contained_refs:
+            self.refs.mark_escaped([r.binary() for r in serialized.contained_refs])
+        if serialized.total_bytes <= self.config.max_inline_object_bytes:
+            value = ("v", serialized.to_bytes())
+        else:
+            self.shm.write(object_id, serialized.flags, serialized.data, serialized.buffers)
+            value = ("s", self.node_id)
+        self.store.put(object_id, value)
+        return value
+
+    def encode_value(self, object_id: bytes, serialized: serialization.SerializedObject) -> tuple:
+        """The wire value for an object another process owns (task results)."""
+        if serialized.contained_refs:
+            self.refs.mark_escaped([r.binary() for r in serialized.contained_refs])
+        if serialized.total_bytes <= self.config.max_inline_object_bytes:
+            return ("v", serialized.to_bytes())
+        self.shm.write(object_id, serialized.flags, serialized.data, serialized.buffers)
+        return ("s", self.node_id)
+
+    # ------------------------------------------------------------------ get
+    def get_objects(self, refs: list[ObjectRef], timeout: float | None) -> list[Any]:
+        values = self._wait_values(refs, timeout)
+        out = []
+        for ref, value in zip(refs, values):
+            obj, is_error = self.decode_value(ref.binary(), value)
+            if is_error:
+                raise _as_raisable(obj)
+            out.append(obj)
+        return out
+
+    def decode_value(self, object_id: bytes, value: tuple) -> tuple[Any, bool]:
+        if value[0] == "v":
+            return serialization.deserialize_bytes(value[1])
+        if value[0] == "s":
+            if value[1] != self.node_id:
+                raise exc.RaySystemError(
+                    f"Object {object_id.hex()} lives on node {value[1]}; cross-node transfer "
+                    "is not available on this runtime yet."
+                )
+            try:
+                view = self.shm.read(object_id)
+            except FileNotFoundError:
+                return exc.ObjectLostError(object_id.hex(), "", ""), True
+            return serialization.deserialize_view(view)
+        if value[0] == "e":
+            return value[1], True
+        raise ValueError(f"unknown object value kind {value[0]!r}")
+
+    def _wait_values(self, refs: list[ObjectRef], timeout: float | None) -> list[tuple]:
+        store = self.store
+        values: list[tuple | None] = [store.get(r.binary()) for r in refs]
+        missing = [i for i, v in enumerate(values) if v is None]
+        if not missing:
+            return values  # type: ignore[return-value]
+        event = threading.Event()
+        remaining = [len({refs[i].binary() for i in missing})]
+        lock = threading.Lock()
+        seen: set[bytes] = set()
+
+        def ready(object_id: bytes, _value: tuple) -> None:
+            with lock:
+                if object_id in seen:
+                    return
+                seen.add(object_id)
+                remaining[0] -= 1
+                if remaining[0] <= 0:
+                    event.set()
+
+        registered = []
+        for i in missing:
+            oid = refs[i].binary()
+            if oid in seen:
+                continue
+            registered.append(oid)
+            if not store.on_ready(oid, ready):
+                self._ensure_fetch(refs[i])
+        if not event.is_set():
+            self._notify_blocked(True)
+            try:
+                if not event.wait(timeout):
+                    for oid in registered:
+                        store.remove_waiter(oid, ready)
+                    raise exc.GetTimeoutError(
+                        f"Get timed out: {remaining[0]} of {len(refs)} object(s) not ready "
+                        f"after {timeout} s."
+                    )
+            finally:
+                self._notify_blocked(False)
+        return [store.get(r.binary()) for r in refs]  # type: ignore[misc]
+
+    def _ensure_fetch(self, ref: ObjectRef) -> None:
+        """Ask a borrowed object's owner for its value (once)."""
+        oid = ref.binary()
+        owner = ref.owner_address
+        if owner == self.address or oid in self._fetching:
+            return
+        self._fetching.add(oid)
+        self.loop.call_soon(self.loop.send, owner, ("get_object", oid, self.address))
+
+    def _notify_blocked(self, blocked: bool) -> None:
+        """Lend this worker's CPUs back while it waits, so nested tasks can run."""
+        if not self.lease_for_blocking or current_task.get() is None:
+            return
+        if blocked:
+            self._blocked_depth += 1
+            if self._blocked_depth == 1:
+                self.loop.call_soon(self.notify, self.node_manager, "worker_blocked", self.worker_id)
+        else:
+            self._blocked_depth -= 1
+            if self._blocked_depth == 0:
+                self.loop.call_soon(self.notify, self.node_manager, "worker_unblocked", self.worker_id)
+
+    def value_future(self, ref: ObjectRef) -> concurrent.futures.Future:
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+
+        def ready(object_id: bytes, value: tuple) -> None:
+            if fut.done():
+                return
+            try:
+                obj, is_error = self.decode_value(object_id, value)
+            except BaseException as e:  # noqa: BLE001
+                fut.set_exception(e)
+                return
+            if is_error:
+                fut.set_exception(_as_raisable(obj))
+            else:
+                fut.set_result(obj)
+
+        fut._juno_ref = ref  # keep the ref (and so the object) alive until done
+        if not self.store.on_ready(ref.binary(), ready):
+            self._ensure_fetch(ref)
+        return fut
+
+    # ------------------------------------------------------------------ wait
+    def wait(self, refs: list[ObjectRef], num_returns: int, timeout: float | None,
+             fetch_local: bool) -> tuple[list[ObjectRef], list[ObjectRef]]:
+        event = threading.Event()
+        ready_ids: set[bytes] = set()
+        lock = threading.Lock()
+        unique = {r.binary() for r in refs}
+        target = min(num_returns, len(unique))
+
+        def ready(object_id: bytes, _value: tuple) -> None:
+            with lock:
+                ready_ids.add(object_id)
+                if len(ready_ids) >= target:
+                    event.set()
+
+        pending = []
+        for r in refs:
+            oid = r.binary()
+            if oid in ready_ids:
+                continue
+            if not self.store.on_ready(oid, ready):
+                pending.append(oid)
+                self._ensure_fetch(r)
+        if len(ready_ids) < target and timeout != 0:
+            self._notify_blocked(True)
+            try:
+                event.wait(timeout)
+            finally:
+                self._notify_blocked(False)
+        for oid in pending:
+            self.store.remove_waiter(oid, ready)
+        with lock:
+            done = set(ready_ids)
+        ready_list: list[ObjectRef] = []
+        not_ready: list[ObjectRef] = []
+        for r in refs:
+            if r.binary() in done and len(ready_list) < num_returns:
+                ready_list.append(r)
+            else:
+                not_ready.append(r)
+        return ready_list, not_ready
+
+    # ------------------------------------------------------------------ freeing
+    def _free_owned(self, object_id: bytes) -> None:
+        value = self.store.delete(object_id)
+        if value is not None and value[0] == "s" and value[1] == self.node_id:
+            self.shm.delete(object_id)
+
+    def _release_borrowed(self, object_id: bytes) -> None:
+        self.store.delete(object_id)
+        self._fetching.discard(object_id)
+
+    # ------------------------------------------------------------------ handlers (IO thread)
+    def _on_get_object(self, object_id: bytes, reply_to: str) -> None:
+        if not self.refs.owns(object_id) and not self.store.contains(object_id):
+            err = serialization.serialize(
+                exc.ObjectLostError(object_id.hex(), self.address, ""), error=True)
+            self.loop.send(reply_to, ("object_value", object_id, ("v", err.to_bytes())))
+            return
+
+        def ready(oid: bytes, value: tuple) -> None:
+            if self.loop.in_loop_thread():
+                self.loop.send(reply_to, ("object_value", oid, value))
+            else:
+                self.loop.call_soon(self.loop.send, reply_to, ("object_value", oid, value))
+
+        self.store.on_ready(object_id, ready)
+
+    def _on_object_value(self, object_id: bytes, value: tuple) -> None:
+        self._fetching.discard(object_id)
+        self.store.put(object_id, value)
+
+    def _on_log(self, entries: list) -> None:
+        for prefix, is_err, line in entries:
+            stream = sys.stderr if is_err else sys.stdout
+            try:
+                stream.write(f"({prefix}) {line}\n")
+            except Exception:  # noqa: BLE001 - closed stream at exit
+                return
+        try:
+            sys.stdout.flush()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _on_warning(self, text: str) -> None:
+        logger.warning(text)
+        try:
+            sys.stderr.write(f"juno: warning: {text}\n")
+        except Exception:  # noqa: BLE001
+            pass
+
+    # ------------------------------------------------------------------ generators
+    def generator_state(self, task_id: bytes) -> "_GeneratorState":
+        with self._gen_lock:
+            state = self._generators.get(task_id)
+            if state is None:
+                state = self._generators[task_id] = _GeneratorState()
+            return state
+
+    def next_generator_item(self, task_id: bytes, index: int, timeout: float | None) -> ObjectRef | None:
+        state = self.generator_state(task_id)
+        with state.cond:
+            if not state.cond.wait_for(lambda: index < state.count or state.finished, timeout):
+                raise exc.GetTimeoutError(f"No generator item within {timeout} s.")
+            if index < state.count:
+                return ObjectRef(ids.object_id(task_id, index + 1), self.address)
+            return None
+
+    def generator_item_future(self, task_id: bytes, index: int) -> concurrent.futures.Future:
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        state = self.generator_state(task_id)
+
+        def check() -> bool:
+            if index < state.count:
+                fut.set_result(ObjectRef(ids.object_id(task_id, index + 1), self.address))
+                return True
+            if state.finished:
+                fut.set_result(None)
+                return True
+            return False
+
+        with state.cond:
+            if not check():
+                state.listeners.append(check)
+        return fut
+
+    def generator_finished(self, task_id: bytes, index: int) -> bool:
+        state = self.generator_state(task_id)
+        return state.finished and index >= state.count
+
+    def generator_completion_ref(self, task_id: bytes) -> ObjectRef:
+        return ObjectRef(ids.object_id(task_id, 0), self.address)
+
+    def release_generator(self, task_id: bytes) -> None:
+        with self._gen_lock:
+            state = self._generators.pop(task_id, None)
+        if state is None or self.shutting_down:
+            return
+        # Items the user never took are freed now; taken ones follow their refs.
+        for i in range(state.taken_upto, state.count):
+            oid = ids.object_id(task_id, i + 1)
+            if self.refs.local_count(oid) == 0:
+                self.refs.remove_submitted([])
+                self._free_owned(oid)
+
+    def generator_push(self, task_id: bytes, index: int, value: tuple) -> None:
+        state = self.generator_state(task_id)
+        oid = ids.object_id(task_id, index + 1)
+        self.refs.add_owned(oid)
+        self.store.put(oid, value)
+        with state.cond:
+            state.count = max(state.count, index + 1)
+            state.cond.notify_all()
+            state.listeners = [cb for cb in state.listeners if not cb()]
+
+    def generator_finish(self, task_id: bytes) -> None:
+        state = self.generator_state(task_id)
+        with state.cond:
+            state.finished = True
+            state.cond.notify_all()
+            state.listeners = [cb for cb in state.listeners if not cb()]
+
+
+class _GeneratorState:
+    __slots__ = ("count", "finished", "cond", "listeners", "taken_upto")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.finished = False
+        self.cond = threading.Condition()
+        self.listeners: list = []
+        self.taken_upto = 0
+
+
+def _as_raisable(obj: Any) -> BaseException:
+    if isinstance(obj, exc.RayTaskError):
+        return obj.as_instanceof_cause()
+    if isinstance(obj, BaseException):
+        return obj
+    return exc.RaySystemError(f"object holds a non-exception error value: {obj!r}")

@@ -1,0 +1,219 @@
+"""The GCS's actor table: placement, the life cycle, restarts and names.
+
+States follow Ray: PENDING_CREATION -> ALIVE -> (RESTARTING -> ALIVE)* -> DEAD.
+Every change is published to the actor's subscribers (callers holding a handle).
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Any
+
+from juno import serialization
+
+logger = logging.getLogger(__name__)
+
+PENDING, ALIVE, RESTARTING, DEAD = "PENDING_CREATION", "ALIVE", "RESTARTING", "DEAD"
+
+
+class ActorRecord:
+    def __init__(self, actor_id: bytes, spec: tuple, info: dict):
+        self.actor_id = actor_id
+        self.spec = spec
+        self.info = info  # name, namespace, detached, max_restarts, resources, runtime_env, owner, job_id, class_name, options
+        self.state = PENDING
+        self.address: str | None = None
+        self.worker_id: bytes | None = None
+        self.node_id: str | None = None
+        self.node_manager: str | None = None
+        self.num_restarts = 0
+        self.death_cause = ""
+        self.no_restart = False
+        self.subscribers: set[str] = set()
+        self.pending_request: tuple[str, int] | None = None
+
+    def public(self) -> dict:
+        return {
+            "actor_id": self.actor_id, "state": self.state, "address": self.address,
+            "num_restarts": self.num_restarts, "death_cause": self.death_cause,
+            "name": self.info.get("name"), "namespace": self.info.get("namespace"),
+            "class_name": self.info.get("class_name"), "node_id": self.node_id,
+            "job_id": self.info.get("job_id"), "detached": self.info.get("detached", False),
+            "pid": self.info.get("pid"), "meta": self.info.get("meta"),
+        }
+
+
+class ActorManager:
+    def __init__(self, gcs):
+        self.gcs = gcs
+        self.actors: dict[bytes, ActorRecord] = {}
+        self.named: dict[tuple[str, str], bytes] = {}
+        self._rids = itertools.count(1)
+
+    # ------------------------------------------------------------------ registration
+    def register(self, actor_id: bytes, spec: tuple, info: dict) -> tuple:
+        name, namespace = info.get("name"), info.get("namespace") or ""
+        if name:
+            existing = self.named.get((namespace, name))
+            if existing is not None and self.actors[existing].state != DEAD:
+                if info.get("get_if_exists"):
+                    return ("existing", existing, self.actors[existing].info.get("meta"))
+                raise ValueError(
+                    f"An actor named {name!r} already exists in namespace {namespace!r}. Use "
+                    "get_if_exists=True to reuse it, juno.get_actor(name) to get a handle, or pick "
+                    "another name.")
+        record = ActorRecord(actor_id, spec, info)
+        self.actors[actor_id] = record
+        if name:
+            self.named[(namespace, name)] = actor_id
+        self._schedule(record)
+        return ("created", actor_id, info.get("meta"))
+
+    def get_named(self, name: str, namespace: str) -> tuple | None:
+        actor_id = self.named.get((namespace, name))
+        if actor_id is None:
+            return None
+        record = self.actors[actor_id]
+        if record.state == DEAD:
+            return None
+        return (actor_id, record.info.get("meta"))
+
+    def list_named(self, namespace: str | None) -> list[dict]:
+        out = []
+        for (ns, name), actor_id in self.named.items():
+            if self.actors[actor_id].state == DEAD:
+                continue
+            if namespace is None or ns == namespace:
+                out.append({"name": name, "namespace": ns})
+        return out
+
+    def subscribe(self, actor_id: bytes, address: str) -> dict | None:
+        record = self.actors.get(actor_id)
+        if record is None:
+            return None
+        record.subscribers.add(address)
+        return record.public()
+
+    # ------------------------------------------------------------------ placement
+    def _schedule(self, record: ActorRecord) -> None:
+        node = self.gcs.pick_node(record.info.get("resources") or {}, record.info.get("strategy"))
+        if node is None:
+            self._publish_warning(record, "no node is alive to place the actor on; it will be created "
+                                          "when a node joins")
+            self.gcs.pending_actors.append(record.actor_id)
+            return
+        rid = next(self._rids)
+        record.pending_request = (node["address"], rid)
+        gcs = self.gcs
+        gcs.call(node["address"], "request_lease", gcs.loop.address, rid, record.info.get("resources") or {},
+                 record.info.get("runtime_env"), record.info.get("strategy"), record.info.get("class_name"),
+                 record.actor_id, callback=lambda ok, value: self._on_lease(record, node, ok, value))
+
+    def _on_lease(self, record: ActorRecord, node: dict, ok: bool, value: Any) -> None:
+        record.pending_request = None
+        if record.state == DEAD:
+            if ok and value is not None:
+                self.gcs.notify(node["address"], "kill_worker", value[2], "the actor was killed before it started")
+            return
+        if not ok:
+            self._mark_dead(record, f"the actor could not be scheduled: {value}")
+            return
+        if value is None:
+            return
+        lease_id, address, worker_id, gpu_ids, resources, node_manager = value
+        record.worker_id = worker_id
+        record.node_id = node["node_id"]
+        record.node_manager = node_manager
+        record.pending_address = address
+        self.gcs.loop.send(address, ("actor_create", record.spec, gpu_ids, resources, record.num_restarts,
+                                     record.info.get("options") or {}))
+
+    def on_created(self, actor_id: bytes, worker_id: bytes, address: str, error_blob: bytes | None) -> None:
+        record = self.actors.get(actor_id)
+        if record is None or record.worker_id != worker_id:
+            return
+        if error_blob is not None:
+            error, _ = serialization.deserialize_bytes(error_blob)
+            record.no_restart = True
+            self._mark_dead(record, f"its constructor raised an exception:\n{error}")
+            self.gcs.notify(record.node_manager, "kill_worker", worker_id, "the actor's constructor failed")
+            return
+        if record.state == DEAD:
+            self.gcs.notify(record.node_manager, "kill_worker", worker_id, "the actor was killed")
+            return
+        record.state = ALIVE
+        record.address = address
+        self._publish(record)
+
+    # ------------------------------------------------------------------ death and restarts
+    def on_worker_died(self, actor_id: bytes, worker_id: bytes, reason: str) -> None:
+        record = self.actors.get(actor_id)
+        if record is None or record.state == DEAD or record.worker_id != worker_id:
+            return
+        record.address = None
+        max_restarts = record.info.get("max_restarts", 0)
+        if record.no_restart:
+            self._mark_dead(record, record.death_cause or reason)
+        elif max_restarts == -1 or record.num_restarts < max_restarts:
+            record.num_restarts += 1
+            record.state = RESTARTING
+            self._publish(record)
+            self._schedule(record)
+        else:
+            suffix = f" (it was restarted {record.num_restarts} times, max_restarts={max_restarts})" \
+                if max_restarts else ""
+            self._mark_dead(record, f"{reason}{suffix}")
+
+    def on_exiting(self, actor_id: bytes) -> None:
+        record = self.actors.get(actor_id)
+        if record is not None:
+            record.no_restart = True
+            record.death_cause = "The actor exited intentionally by calling exit_actor()."
+
+    def kill(self, actor_id: bytes, no_restart: bool, reason: str) -> None:
+        record = self.actors.get(actor_id)
+        if record is None or record.state == DEAD:
+            return
+        if no_restart:
+            record.no_restart = True
+            record.death_cause = f"The actor was killed: {reason}."
+        if record.pending_request is not None:
+            address, rid = record.pending_request
+            self.gcs.notify(address, "cancel_lease_request", self.gcs.loop.address, rid)
+            record.pending_request = None
+            self._mark_dead(record, record.death_cause or f"The actor was killed: {reason}.")
+            return
+        if record.node_manager and record.worker_id:
+            self.gcs.notify(record.node_manager, "kill_worker", record.worker_id, f"The actor was killed: {reason}.")
+        elif no_restart:
+            self._mark_dead(record, record.death_cause)
+
+    def on_job_finished(self, job_id: int) -> None:
+        for record in list(self.actors.values()):
+            if record.info.get("job_id") == job_id and not record.info.get("detached") and record.state != DEAD:
+                self.kill(record.actor_id, True, "its job (driver) finished")
+
+    def _mark_dead(self, record: ActorRecord, cause: str) -> None:
+        record.state = DEAD
+        record.death_cause = cause
+        record.address = None
+        self._publish(record)
+
+    # ------------------------------------------------------------------ publishing
+    def _publish(self, record: ActorRecord) -> None:
+        info = record.public()
+        for address in list(record.subscribers):
+            self.gcs.loop.send(address, ("actor_update", record.actor_id, info))
+
+    def _publish_warning(self, record: ActorRecord, text: str) -> None:
+        owner = record.info.get("owner")
+        if owner:
+            self.gcs.loop.send(owner, ("warning", f"Actor {record.info.get('class_name')}: {text}"))
+
+    def warn(self, actor_id: bytes, text: str) -> None:
+        record = self.actors.get(actor_id)
+        if record is not None and record.info.get("owner"):
+            self.gcs.loop.send(record.info["owner"], ("warning", text))
+
+    def list(self) -> list[dict]:
+        return [r.public() for r in self.actors.values()]

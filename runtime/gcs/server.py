@@ -1,0 +1,188 @@
+"""The Global Control Service: the cluster's tables, one process per cluster.
+
+Nodes, jobs, actors (via ActorManager), function exports and a small KV store.
+Persistence to an embedded store is the multi-node issue's work; the tables
+live in memory here.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+from juno.config import Config
+from juno.gcs.actor_manager import ActorManager
+from juno.proc_util import pid_alive
+from juno.rpc import Reply, RpcNode
+from juno.transport import EventLoop
+
+logger = logging.getLogger(__name__)
+
+
+class GcsServer(RpcNode):
+    def __init__(self, *, bind: str, session_dir: str, config: Config, owner_pid: int | None):
+        self.config = config
+        self.session_dir = session_dir
+        self.owner_pid = owner_pid
+        self.loop = EventLoop(bind, name="juno-gcs")
+        self.address = self.loop.address
+        self.install_rpc(self.loop)
+        self.nodes: dict[str, dict] = {}
+        self.jobs: dict[int, dict] = {}
+        self._job_ids = itertools.count(1)
+        self.kv: dict[tuple[str, bytes], bytes] = {}
+        self.actors = ActorManager(self)
+        self.pending_actors: list[bytes] = []
+        self.start_time = time.time()
+        signal.signal(signal.SIGTERM, lambda *_: self.loop.stop())
+        self.loop.call_later(config.parent_check_interval_s, self._check_owner)
+
+    def _check_owner(self) -> None:
+        if self.owner_pid and not pid_alive(self.owner_pid):
+            logger.warning("the process that started this cluster (%s) is gone; stopping", self.owner_pid)
+            self.loop.stop()
+            return
+        for job_id, job in self.jobs.items():
+            if job["is_dead"] or not job.get("pid") or job.get("remote_driver"):
+                continue
+            if not pid_alive(job["pid"]):
+                self._finish_job(job_id)
+        self.loop.call_later(self.config.parent_check_interval_s, self._check_owner)
+
+    # ------------------------------------------------------------------ nodes
+    def rpc_register_node(self, reply: Reply, info: dict):
+        info = dict(info)
+        info["alive"] = True
+        info["available"] = dict(info["resources"])
+        info["start_time"] = time.time()
+        self.nodes[info["node_id"]] = info
+        pending, self.pending_actors = self.pending_actors, []
+        for actor_id in pending:
+            record = self.actors.actors.get(actor_id)
+            if record is not None:
+                self.actors._schedule(record)
+        return True
+
+    def rpc_report_resources(self, reply: Reply, node_id: str, available: dict, ts: float):
+        node = self.nodes.get(node_id)
+        if node is not None:
+            node["available"] = available
+        return None
+
+    def rpc_unregister_node(self, reply: Reply, node_id: str):
+        node = self.nodes.get(node_id)
+        if node is not None:
+            node["alive"] = False
+        return True
+
+    def rpc_get_nodes(self, reply: Reply):
+        return list(self.nodes.values())
+
+    def pick_node(self, resources: dict, strategy: Any) -> dict | None:
+        alive = [n for n in self.nodes.values() if n["alive"]]
+        if not alive:
+            return None
+        wanted = getattr(strategy, "node_id", None)
+        if wanted:
+            for node in alive:
+                if node["node_id"] == wanted:
+                    return node
+        def fits(avail: dict) -> bool:
+            return all(avail.get(k, 0) >= v for k, v in resources.items() if v)
+        for node in alive:
+            if fits(node["available"]):
+                return node
+        for node in alive:
+            if fits(node["resources"]):
+                return node
+        return alive[0]
+
+    # ------------------------------------------------------------------ jobs
+    def rpc_register_job(self, reply: Reply, driver_address: str, pid: int, namespace: str, entrypoint: str,
+                         remote_driver: bool = False):
+        job_id = next(self._job_ids)
+        self.jobs[job_id] = {"job_id": job_id, "driver_address": driver_address, "pid": pid,
+                             "namespace": namespace, "entrypoint": entrypoint, "start_time": time.time(),
+                             "end_time": None, "is_dead": False, "remote_driver": remote_driver}
+        return job_id
+
+    def rpc_job_finished(self, reply: Reply, job_id: int):
+        self._finish_job(job_id)
+        return True
+
+    def _finish_job(self, job_id: int) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or job["is_dead"]:
+            return
+        job["is_dead"] = True
+        job["end_time"] = time.time()
+        self.actors.on_job_finished(job_id)
+
+    def rpc_get_jobs(self, reply: Reply):
+        return list(self.jobs.values())
+
+    # ------------------------------------------------------------------ kv
+    def rpc_kv_put(self, reply: Reply, namespace: str, key: bytes, value: bytes, overwrite: bool = True):
+        k = (namespace, key)
+        if not overwrite and k in self.kv:
+            return False
+        self.kv[k] = value
+        return True
+
+    def rpc_kv_get(self, reply: Reply, namespace: str, key: bytes):
+        return self.kv.get((namespace, key))
+
+    def rpc_kv_del(self, reply: Reply, namespace: str, key: bytes):
+        return self.kv.pop((namespace, key), None) is not None
+
+    def rpc_kv_keys(self, reply: Reply, namespace: str, prefix: bytes):
+        return [k for ns, k in self.kv if ns == namespace and k.startswith(prefix)]
+
+    def rpc_kv_exists(self, reply: Reply, namespace: str, key: bytes):
+        return (namespace, key) in self.kv
+
+    # ------------------------------------------------------------------ actors
+    def rpc_register_actor(self, reply: Reply, actor_id: bytes, spec: tuple, info: dict):
+        return self.actors.register(actor_id, spec, info)
+
+    def rpc_subscribe_actor(self, reply: Reply, actor_id: bytes, address: str):
+        return self.actors.subscribe(actor_id, address)
+
+    def rpc_get_named_actor(self, reply: Reply, name: str, namespace: str):
+        return self.actors.get_named(name, namespace)
+
+    def rpc_list_named_actors(self, reply: Reply, namespace: str | None):
+        return self.actors.list_named(namespace)
+
+    def rpc_list_actors(self, reply: Reply):
+        return self.actors.list()
+
+    def rpc_kill_actor(self, reply: Reply, actor_id: bytes, no_restart: bool, force: bool = False,
+                       reason: str = "juno.kill() was called"):
+        self.actors.kill(actor_id, no_restart, reason)
+        return True
+
+    def rpc_actor_created(self, reply: Reply, actor_id: bytes, worker_id: bytes, address: str,
+                          error_blob: bytes | None):
+        self.actors.on_created(actor_id, worker_id, address, error_blob)
+
+    def rpc_actor_worker_died(self, reply: Reply, actor_id: bytes, worker_id: bytes, reason: str):
+        self.actors.on_worker_died(actor_id, worker_id, reason)
+
+    def rpc_actor_exiting(self, reply: Reply, actor_id: bytes):
+        self.actors.on_exiting(actor_id)
+
+    def rpc_actor_warning(self, reply: Reply, actor_id: bytes, text: str):
+        self.actors.warn(actor_id, text)
+
+    # ------------------------------------------------------------------ cluster
+    def rpc_cluster_info(self, reply: Reply):
+        return {"session_dir": self.session_dir, "gcs_address": self.address, "start_time": self.start_time,
+                "pid": os.getpid()}
+
+    def rpc_shutdown(self, reply: Reply):
+        reply.send(True)
+        self.loop.stop()

@@ -1,0 +1,111 @@
+"""Turning values into bytes and back, with ObjectRefs tracked on the way.
+
+Values are pickled with protocol 5 through cloudpickle (so classes and functions
+defined in a notebook travel by value) and out-of-band buffers (so large numpy,
+Arrow and torch buffers are never copied into the pickle). ObjectRefs found
+inside a value are recorded, because the owner must know they escaped.
+"""
+from __future__ import annotations
+
+import pickle
+import threading
+from typing import Any
+
+import cloudpickle
+
+from juno.store import format as fmt
+
+_local = threading.local()
+
+
+class SerializedObject:
+    """A pickled value: pickle bytes, out-of-band buffers and the refs it contains."""
+
+    __slots__ = ("data", "buffers", "contained_refs", "flags", "total_bytes")
+
+    def __init__(self, data: bytes, buffers: list, contained_refs: list, flags: int = 0):
+        self.data = data
+        self.buffers = buffers
+        self.contained_refs = contained_refs
+        self.flags = flags
+        self.total_bytes = len(data) + sum(b.nbytes for b in buffers)
+
+    def to_bytes(self) -> bytes:
+        return fmt.pack(self.flags, self.data, self.buffers)
+
+
+def recording_refs() -> list | None:
+    """The list collecting refs for the serialization in progress on this thread, if any."""
+    return getattr(_local, "refs", None)
+
+
+def serialize(value: Any, *, error: bool = False) -> SerializedObject:
+    buffers: list = []
+    outer = getattr(_local, "refs", None)
+    refs: list = []
+    _local.refs = refs
+    try:
+        data = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    finally:
+        _local.refs = outer
+    views = [b.raw() for b in buffers]
+    return SerializedObject(data, views, refs, fmt.FLAG_ERROR if error else 0)
+
+
+def dumps_code(obj: Any) -> bytes:
+    """Pickle a function or class by value when it lives in __main__ or a notebook."""
+    return cloudpickle.dumps(obj, protocol=5)
+
+
+def deserialize_view(view: memoryview) -> tuple[Any, bool]:
+    """Rebuild a value from the common layout; returns (value, is_error)."""
+    flags, data, buffers = fmt.unpack(view)
+    value = pickle.loads(data, buffers=buffers)
+    return value, bool(flags & fmt.FLAG_ERROR)
+
+
+def deserialize_bytes(blob: bytes) -> tuple[Any, bool]:
+    return deserialize_view(memoryview(blob))
+
+
+def describe_unpicklable(value: Any, label: str) -> str:
+    """Explain why ``value`` can't be pickled, naming the culprit where possible."""
+    try:
+        cloudpickle.dumps(value, protocol=5)
+    except Exception as exc:  # noqa: BLE001
+        culprit = _find_unpicklable_member(value)
+        where = f" (the problem is {culprit})" if culprit else ""
+        return (
+            f"Could not serialize {label} of type {type(value).__name__}{where}: "
+            f"{type(exc).__name__}: {exc}. Values sent to tasks and actors must be "
+            "picklable; create things like locks, sockets, open files and clients "
+            "inside the task instead of passing them."
+        )
+    return ""
+
+
+def _find_unpicklable_member(value: Any, depth: int = 0) -> str | None:
+    if depth > 3:
+        return None
+    members: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        members = [(f"key {k!r}", v) for k, v in value.items()]
+    elif isinstance(value, (list, tuple, set)):
+        members = [(f"item {i}", v) for i, v in enumerate(value)]
+    elif hasattr(value, "__dict__") and not isinstance(value, type):
+        members = [(f"attribute {k!r}", v) for k, v in vars(value).items()]
+    elif callable(value) and getattr(value, "__closure__", None):
+        names = value.__code__.co_freevars
+        members = [(f"captured variable {n!r}", c.cell_contents) for n, c in zip(names, value.__closure__)]
+    if callable(value) and hasattr(value, "__globals__"):
+        for name in value.__code__.co_names:
+            if name in value.__globals__:
+                members.append((f"global {name!r}", value.__globals__[name]))
+    for label, member in members:
+        try:
+            cloudpickle.dumps(member, protocol=5)
+        except Exception:  # noqa: BLE001
+            inner = _find_unpicklable_member(member, depth + 1)
+            text = f"{label} ({type(member).__name__})"
+            return f"{text} -> {inner}" if inner else text
+    return None

@@ -1,0 +1,327 @@
+"""Owner-side submission of normal tasks through worker leases.
+
+Tasks with the same resource shape, runtime env and strategy share a
+scheduling key. For each key the owner asks its node manager for worker
+leases, pushes tasks straight to leased workers (a few in flight each, so the
+round trip is hidden), and hands a lease back once its queue has stayed empty
+for a moment. The node manager decides placement; it never relays tasks.
+Everything here runs on the IO thread.
+"""
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import logging
+import math
+import time
+from typing import Any
+
+from juno import exceptions as exc
+from juno import serialization
+from juno import task_spec as ts
+from juno.task_spec import TaskEntry
+
+logger = logging.getLogger(__name__)
+
+
+class _Lease:
+    __slots__ = ("lease_id", "address", "worker_id", "info", "in_flight", "key", "last_used", "node_manager")
+
+    def __init__(self, lease_id, address, worker_id, info, key, node_manager):
+        self.lease_id = lease_id
+        self.address = address
+        self.worker_id = worker_id
+        self.info = info
+        self.in_flight: set[bytes] = set()
+        self.key = key
+        self.last_used = time.monotonic()
+        self.node_manager = node_manager
+
+
+class _KeyState:
+    __slots__ = ("key", "request", "queue", "leases", "pending_requests")
+
+    def __init__(self, key, request):
+        self.key = key
+        self.request = request  # (resources, runtime_env, strategy)
+        self.queue: collections.deque[TaskEntry] = collections.deque()
+        self.leases: dict[Any, _Lease] = {}
+        self.pending_requests: set[int] = set()
+
+
+def scheduling_key(resources: dict, runtime_env: dict | None, strategy: Any) -> tuple:
+    env_key = json.dumps(runtime_env, sort_keys=True) if runtime_env else None
+    return (tuple(sorted(resources.items())), env_key, repr(strategy) if strategy is not None else None)
+
+
+class TaskSubmitter:
+    def __init__(self, cw):
+        self.cw = cw
+        self.entries: dict[bytes, TaskEntry] = {}
+        self.keys: dict[tuple, _KeyState] = {}
+        self.leases: dict[Any, _Lease] = {}
+        self._req_ids = itertools.count(1)
+        self._waiting_deps: dict[bytes, int] = {}
+
+    # ------------------------------------------------------------------ submission
+    def submit(self, entry: TaskEntry, resources: dict, runtime_env: dict | None, strategy: Any) -> None:
+        """Any thread: register the task and hand it to the IO thread."""
+        self.cw.loop.call_soon(self._submit, entry, resources, runtime_env, strategy)
+
+    def _submit(self, entry: TaskEntry, resources: dict, runtime_env, strategy) -> None:
+        key = scheduling_key(resources, runtime_env, strategy)
+        ks = self.keys.get(key)
+        if ks is None:
+            ks = self.keys[key] = _KeyState(key, (resources, runtime_env, strategy))
+        entry.key = key
+        self.entries[entry.task_id] = entry
+        self._resolve_deps(entry)
+
+    def _resolve_deps(self, entry: TaskEntry) -> None:
+        cw = self.cw
+        owned_pending = []
+        for dep in entry.spec[ts.DEPS]:
+            if dep[0] == "r" and dep[2] == cw.address and not cw.store.contains(dep[1]):
+                owned_pending.append(dep[1])
+        if not owned_pending:
+            self._enqueue(entry)
+            return
+        self._waiting_deps[entry.task_id] = len(set(owned_pending))
+        seen = set()
+        for oid in owned_pending:
+            if oid in seen:
+                continue
+            seen.add(oid)
+            cw.store.on_ready(oid, lambda _oid, _v, tid=entry.task_id: self._dep_ready_any_thread(tid))
+
+    def _dep_ready_any_thread(self, task_id: bytes) -> None:
+        if self.cw.loop.in_loop_thread():
+            self._dep_ready(task_id)
+        else:
+            self.cw.loop.call_soon(self._dep_ready, task_id)
+
+    def _dep_ready(self, task_id: bytes) -> None:
+        left = self._waiting_deps.get(task_id)
+        if left is None:
+            return
+        if left > 1:
+            self._waiting_deps[task_id] = left - 1
+            return
+        del self._waiting_deps[task_id]
+        entry = self.entries.get(task_id)
+        if entry is not None and not entry.cancelled:
+            self._enqueue(entry)
+
+    def _inline_deps(self, entry: TaskEntry) -> tuple:
+        """Replace owned, ready dependencies by their values so the worker needn't ask."""
+        cw = self.cw
+        deps = entry.spec[ts.DEPS]
+        if not deps:
+            return entry.spec
+        out = []
+        for dep in deps:
+            if dep[0] == "r" and dep[2] == cw.address:
+                value = cw.store.get(dep[1])
+                if value is not None:
+                    dep = ("v", value[1]) if value[0] == "v" else ("s", dep[1], value[1])
+            out.append(dep)
+        spec = list(entry.spec)
+        spec[ts.DEPS] = out
+        return tuple(spec)
+
+    def _enqueue(self, entry: TaskEntry) -> None:
+        ks = self.keys[entry.key]
+        ks.queue.append(entry)
+        self._dispatch(ks)
+
+    def _dispatch(self, ks: _KeyState) -> None:
+        cw = self.cw
+        limit = cw.config.max_tasks_in_flight_per_worker
+        queue = ks.queue
+        while queue:
+            best = None
+            for lease in ks.leases.values():
+                n = len(lease.in_flight)
+                if n < limit and (best is None or n < len(best.in_flight)):
+                    best = lease
+                    if n == 0:
+                        break
+            if best is None:
+                break
+            entry = queue.popleft()
+            if entry.cancelled:
+                continue
+            self._push(entry, best)
+        if queue:
+            want = min(cw.config.max_pending_lease_requests, math.ceil(len(queue) / limit))
+            while len(ks.pending_requests) < want:
+                self._request_lease(ks)
+        elif ks.pending_requests:
+            for rid in list(ks.pending_requests):
+                cw.notify(cw.node_manager, "cancel_lease_request", cw.address, rid)
+
+    def _push(self, entry: TaskEntry, lease: _Lease) -> None:
+        spec = self._inline_deps(entry)
+        entry.lease_id = lease.lease_id
+        entry.pushed = True
+        lease.in_flight.add(entry.task_id)
+        lease.last_used = time.monotonic()
+        self.cw.loop.send(lease.address, ("push_task", spec, lease.info))
+
+    def _request_lease(self, ks: _KeyState) -> None:
+        cw = self.cw
+        rid = next(self._req_ids)
+        ks.pending_requests.add(rid)
+        resources, runtime_env, strategy = ks.request
+        name = ks.queue[0].name if ks.queue else ""
+        cw.call(cw.node_manager, "request_lease", cw.address, rid, resources, runtime_env, strategy, name,
+                callback=lambda ok, value: self._on_lease_reply(ks, rid, ok, value))
+
+    def _on_lease_reply(self, ks: _KeyState, rid: int, ok: bool, value: Any) -> None:
+        ks.pending_requests.discard(rid)
+        if not ok:
+            error = value if isinstance(value, BaseException) else exc.RaySystemError(str(value))
+            while ks.queue:
+                self.fail(ks.queue.popleft(), error)
+            return
+        if value is None:  # request cancelled before it was granted
+            if ks.queue:
+                self._dispatch(ks)
+            return
+        lease_id, address, worker_id, gpu_ids, resources, node_manager = value
+        lease = _Lease(lease_id, address, worker_id, (lease_id, gpu_ids, resources), ks.key, node_manager)
+        ks.leases[lease_id] = lease
+        self.leases[lease_id] = lease
+        self._dispatch(ks)
+        if not lease.in_flight:
+            self._return_lease(lease)
+
+    def _return_lease(self, lease: _Lease) -> None:
+        ks = self.keys.get(lease.key)
+        if ks is not None:
+            ks.leases.pop(lease.lease_id, None)
+        self.leases.pop(lease.lease_id, None)
+        self.cw.notify(lease.node_manager, "return_lease", lease.lease_id)
+
+    def _maybe_return_idle(self, lease_id: Any) -> None:
+        lease = self.leases.get(lease_id)
+        if lease is None or lease.in_flight:
+            return
+        ks = self.keys.get(lease.key)
+        if ks is not None and ks.queue:
+            return
+        if time.monotonic() - lease.last_used < self.cw.config.lease_idle_s * 0.9:
+            self.cw.loop.call_later(self.cw.config.lease_idle_s, self._maybe_return_idle, lease_id)
+            return
+        self._return_lease(lease)
+
+    # ------------------------------------------------------------------ results
+    def on_task_result(self, task_id: bytes, results: list, retryable: bool, worker_id: bytes) -> None:
+        entry = self.entries.get(task_id)
+        if entry is None:
+            self._discard_results(task_id, results)
+            return
+        if entry.actor_id is not None:
+            self.cw.actors.on_task_result(entry, results, retryable)
+            return
+        lease = self.leases.get(entry.lease_id)
+        if lease is not None:
+            lease.in_flight.discard(task_id)
+            lease.last_used = time.monotonic()
+        if retryable and entry.retries_left != 0 and not entry.cancelled:
+            entry.retries_left -= 1
+            entry.pushed = False
+            self._enqueue(entry)
+        else:
+            self.complete(entry, results)
+        ks = self.keys.get(entry.key)
+        if ks is not None:
+            self._dispatch(ks)
+        if lease is not None and not lease.in_flight:
+            self.cw.loop.call_later(self.cw.config.lease_idle_s, self._maybe_return_idle, lease.lease_id)
+
+    def on_generator_item(self, task_id: bytes, index: int, value: tuple) -> None:
+        if task_id in self.entries:
+            self.cw.generator_push(task_id, index, value)
+
+    def complete(self, entry: TaskEntry, results: list) -> None:
+        cw = self.cw
+        self.entries.pop(entry.task_id, None)
+        for oid, value in zip(entry.return_ids, results):
+            if cw.refs.owns(oid):
+                cw.store.put(oid, value)
+            elif value[0] == "s":
+                cw.shm.delete(oid)
+        if entry.streaming:
+            cw.generator_finish(entry.task_id)
+        if entry.dep_ids:
+            cw.refs.remove_submitted(entry.dep_ids)
+
+    def fail(self, entry: TaskEntry, error: BaseException) -> None:
+        blob = serialization.serialize(error, error=True).to_bytes()
+        if entry.streaming:
+            state = self.cw.generator_state(entry.task_id)
+            self.cw.generator_push(entry.task_id, state.count, ("v", blob))
+        self.complete(entry, [("v", blob)] * len(entry.return_ids))
+
+    def _discard_results(self, task_id: bytes, results: list) -> None:
+        for i, value in enumerate(results):
+            if value and value[0] == "s":
+                from juno import ids
+                self.cw.shm.delete(ids.object_id(task_id, i + 1))
+
+    # ------------------------------------------------------------------ failures
+    def on_worker_died(self, lease_id: Any, worker_id: bytes, reason: str) -> None:
+        lease = self.leases.pop(lease_id, None)
+        if lease is None:
+            return
+        ks = self.keys.get(lease.key)
+        if ks is not None:
+            ks.leases.pop(lease_id, None)
+        for task_id in sorted(lease.in_flight):
+            entry = self.entries.get(task_id)
+            if entry is None:
+                continue
+            if entry.cancelled:
+                self.fail(entry, exc.TaskCancelledError(task_id.hex()))
+            elif entry.retries_left != 0 and not (entry.streaming and self.cw.generator_state(task_id).count):
+                entry.retries_left -= 1
+                entry.pushed = False
+                ks.queue.appendleft(entry) if ks is not None else None
+            else:
+                self.fail(entry, exc.WorkerCrashedError(
+                    f"The worker running task {entry.name} died unexpectedly ({reason}). "
+                    "The task was not retried further (max_retries exhausted)."))
+        if ks is not None:
+            self._dispatch(ks)
+
+    # ------------------------------------------------------------------ cancel
+    def cancel(self, task_id: bytes, force: bool, recursive: bool) -> None:
+        entry = self.entries.get(task_id)
+        if entry is None:
+            return
+        if entry.actor_id is not None:
+            self.cw.actors.cancel(entry, force)
+            return
+        entry.cancelled = True
+        entry.force_cancelled = force
+        if not entry.pushed:
+            self._waiting_deps.pop(task_id, None)
+            ks = self.keys.get(entry.key)
+            if ks is not None:
+                try:
+                    ks.queue.remove(entry)
+                except ValueError:
+                    pass
+            self.fail(entry, exc.TaskCancelledError(task_id.hex()))
+            return
+        lease = self.leases.get(entry.lease_id)
+        if lease is None:
+            return
+        self.cw.loop.send(lease.address, ("cancel_task", task_id, force, recursive))
+        if force:
+            self.cw.notify(lease.node_manager, "kill_worker", lease.worker_id, "the task was cancelled with force=True")
+
+    def pending_count(self) -> int:
+        return len(self.entries)

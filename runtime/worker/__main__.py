@@ -1,0 +1,39 @@
+"""Entry point of a worker process: ``python -m juno.worker`` (started by a node manager)."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+from juno.config import Config
+from juno.core_worker import MODE_WORKER, CoreWorker, set_global_worker
+from juno.proc_util import die_with_parent
+from juno.worker.executor import TaskExecutor
+
+
+def main() -> int:
+    info = json.loads(os.environ.pop("JUNO_WORKER_INFO"))
+    die_with_parent()
+    logging.basicConfig(level=logging.WARNING, stream=sys.__stderr__,
+                        format="%(asctime)s %(levelname)s worker %(process)d %(name)s: %(message)s")
+    config = Config.from_env()
+    worker_id = bytes.fromhex(info["worker_id"])
+    cw = CoreWorker(mode=MODE_WORKER, worker_id=worker_id, session_dir=info["session_dir"],
+                    node=info["node"], gcs_address=info["gcs_address"], config=config)
+    set_global_worker(cw)
+    executor = TaskExecutor(cw)
+    cw.executor = executor
+    cw.start()
+    cw.node_call("register_worker", worker_id, cw.address, os.getpid())
+    try:
+        executor.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cw.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

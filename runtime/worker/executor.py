@@ -1,0 +1,457 @@
+"""Runs tasks and actor calls inside a worker process.
+
+Normal tasks and calls on plain actors run on the main thread (so cancel can
+interrupt them with SIGINT, as in Ray); threaded actors run calls on a thread
+pool per concurrency group; async actors run them as coroutines on an asyncio
+loop in its own thread. Results go straight back to the caller.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import cloudpickle
+
+from juno import exceptions as exc
+from juno import ids, serialization
+from juno import task_spec as ts
+from juno.actor import ActorExit as _ExitActor
+from juno.core_worker import CoreWorker, TaskContext, current_task
+from juno.object_ref import ObjectRef
+from juno.worker.output import install_output_capture
+
+logger = logging.getLogger(__name__)
+
+
+class _DepError(Exception):
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+class TaskExecutor:
+    def __init__(self, cw: CoreWorker):
+        self.cw = cw
+        self.functions: dict[bytes, Any] = {}
+        self.main_queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.running_task: bytes | None = None
+        self.cancel_requested: set[bytes] = set()
+        self.actor = None
+        self.actor_id: bytes | None = None
+        self.actor_name = ""
+        self.actor_mode = "sync"
+        self.actor_pools: dict[str, ThreadPoolExecutor] = {}
+        self.actor_semaphores: dict[str, asyncio.Semaphore] = {}
+        self.method_groups: dict[str, str] = {}
+        self.async_loop: asyncio.AbstractEventLoop | None = None
+        self.async_tasks: dict[bytes, asyncio.Task] = {}
+        self.num_restarts = 0
+        self.exiting = False
+        h = cw.loop.handlers
+        h["push_task"] = self.on_push_task
+        h["cancel_task"] = self.on_cancel_task
+        h["actor_create"] = self.on_actor_create
+        h["exit_worker"] = lambda *a: self.main_queue.put(None)
+        signal.signal(signal.SIGINT, self._on_sigint)
+        install_output_capture(cw)
+
+    # ------------------------------------------------------------------ IO thread
+    def on_push_task(self, spec: tuple, lease_info) -> None:
+        if spec[ts.KIND] == ts.KIND_ACTOR_CALL and self.actor_mode != "sync":
+            self._dispatch_concurrent(spec)
+        else:
+            self.main_queue.put((spec, lease_info))
+
+    def on_cancel_task(self, task_id: bytes, force: bool, recursive: bool) -> None:
+        self.cancel_requested.add(task_id)
+        if self.running_task == task_id and threading.main_thread().is_alive():
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        task = self.async_tasks.get(task_id)
+        if task is not None and self.async_loop is not None:
+            self.async_loop.call_soon_threadsafe(task.cancel)
+        if recursive:
+            for child in list(self._children_of.get(task_id, ())):
+                self.cw.tasks.cancel(child, force, recursive)
+
+    _children_of: dict[bytes, list[bytes]] = {}
+
+    def on_actor_create(self, spec: tuple, gpu_ids: list, resources: dict, num_restarts: int,
+                        options: dict) -> None:
+        self.num_restarts = num_restarts
+        self.main_queue.put((spec, (None, gpu_ids, resources), options))
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.running_task is not None and self.running_task in self.cancel_requested:
+            raise KeyboardInterrupt("task cancelled")
+
+    # ------------------------------------------------------------------ main thread
+    def run(self) -> None:
+        while not self.exiting:
+            item = self.main_queue.get()
+            if item is None:
+                break
+            if len(item) == 3:
+                self.create_actor(*item)
+            else:
+                spec, lease_info = item
+                self.execute(spec, lease_info)
+
+    def execute(self, spec: tuple, lease_info) -> None:
+        task_id = spec[ts.TASK_ID]
+        if task_id in self.cancel_requested:
+            self.cancel_requested.discard(task_id)
+            self._reply(spec, self._error_results(spec, exc.TaskCancelledError(task_id.hex())), False)
+            return
+        self.running_task = task_id
+        try:
+            results, retryable = self._run(spec, lease_info)
+        except KeyboardInterrupt:
+            results, retryable = self._error_results(spec, exc.TaskCancelledError(task_id.hex())), False
+        finally:
+            self.running_task = None
+            self.cancel_requested.discard(task_id)
+            self._children_of.pop(task_id, None)
+        if results is not None:
+            self._reply(spec, results, retryable)
+
+    def _context(self, spec: tuple, lease_info) -> TaskContext:
+        gpu_ids, resources = (lease_info[1], lease_info[2]) if lease_info else (self._actor_gpus, self._actor_resources)
+        return TaskContext(task_id=spec[ts.TASK_ID], job_id=spec[ts.JOB_ID], log_to=spec[ts.LOG_TO],
+                           actor_id=spec[ts.ACTOR_ID], name=self._display_name(spec), gpu_ids=gpu_ids,
+                           resources=resources, runtime_env=spec[ts.RUNTIME_ENV],
+                           namespace=(spec[ts.EXTRA] or {}).get("namespace"))
+
+    _actor_gpus: list = []
+    _actor_resources: dict = {}
+
+    def _display_name(self, spec: tuple) -> str:
+        if spec[ts.KIND] == ts.KIND_ACTOR_CALL:
+            return self.actor_name or spec[ts.NAME]
+        return spec[ts.NAME]
+
+    def _run(self, spec: tuple, lease_info) -> tuple[list | None, bool]:
+        ctx = self._context(spec, lease_info)
+        self._children_of[spec[ts.TASK_ID]] = ctx.children
+        token = current_task.set(ctx)
+        if lease_info is not None:
+            _set_visible_gpus(ctx.gpu_ids)
+        try:
+            try:
+                fn = self._callable(spec)
+                args, kwargs = self.resolve_args(spec)
+            except _DepError as d:
+                return self._error_results(spec, d.error, wrap=False), False
+            if spec[ts.NUM_RETURNS] == ts.STREAMING:
+                return self._run_streaming(spec, fn, args, kwargs)
+            value = fn(*args, **kwargs)
+            if inspect.iscoroutine(value):
+                value = asyncio.run(value)
+            return self.encode_returns(spec, value), False
+        except KeyboardInterrupt:
+            raise
+        except _ExitActor:
+            self.exiting = True
+            self.cw.notify(self.cw.gcs_address, "actor_exiting", self.actor_id)
+            return self._error_results(spec, exc.ActorDiedError(
+                self.actor_id.hex() if self.actor_id else None,
+                "The actor exited intentionally by calling exit_actor().")), False
+        except Exception as e:  # noqa: BLE001 - user code failure travels to the owner
+            return self._error_results(spec, e), self._retryable(spec, e)
+        finally:
+            current_task.reset(token)
+
+    def _callable(self, spec: tuple):
+        if spec[ts.KIND] == ts.KIND_ACTOR_CALL:
+            if self.actor is None:
+                raise exc.RaySystemError("this worker hosts no actor")
+            return getattr(self.actor, spec[ts.FUNCTION])
+        return self.load_function(spec[ts.FUNCTION])
+
+    def load_function(self, function_id: bytes):
+        fn = self.functions.get(function_id)
+        if fn is None:
+            blob = self.cw.gcs_call("kv_get", "fn", function_id)
+            if blob is None:
+                raise exc.RaySystemError(f"function {function_id.hex()} was never exported to the GCS")
+            fn = self.functions[function_id] = cloudpickle.loads(blob)
+        return fn
+
+    def resolve_args(self, spec: tuple) -> tuple[list, dict]:
+        cw = self.cw
+        args_value = spec[ts.ARGS]
+        if args_value[0] == "v":
+            args, kwargs = serialization.deserialize_bytes(args_value[1])[0]
+        else:
+            args, kwargs = serialization.deserialize_view(cw.shm.read(args_value[1]))[0]
+        deps = spec[ts.DEPS]
+        if not deps:
+            return args, kwargs
+        values = []
+        fetch = [(i, d) for i, d in enumerate(deps) if d[0] == "r"]
+        fetched = {}
+        if fetch:
+            refs = [ObjectRef(d[1], d[2]) for _, d in fetch]
+            for (i, _), v in zip(fetch, cw._wait_values(refs, None)):
+                fetched[i] = v
+        for i, dep in enumerate(deps):
+            if dep[0] == "v":
+                value = ("v", dep[1])
+                oid = b""
+            elif dep[0] == "s":
+                value, oid = ("s", dep[2]), dep[1]
+            else:
+                value, oid = fetched[i], dep[1]
+            obj, is_error = cw.decode_value(oid, value)
+            if is_error:
+                raise _DepError(obj)
+            values.append(obj)
+        args = [values[a.index] if type(a) is ts.DepMarker else a for a in args]
+        kwargs = {k: values[v.index] if type(v) is ts.DepMarker else v for k, v in kwargs.items()}
+        return args, kwargs
+
+    def encode_returns(self, spec: tuple, value: Any) -> list:
+        n = spec[ts.NUM_RETURNS]
+        task_id = spec[ts.TASK_ID]
+        if n == 0:
+            return []
+        if n == 1:
+            values = [value]
+        else:
+            if inspect.isgenerator(value):
+                value = list(value)
+            try:
+                values = list(value)
+            except TypeError:
+                raise ValueError(f"{spec[ts.NAME]} declares num_returns={n} but returned a non-iterable "
+                                 f"{type(value).__name__}") from None
+            if len(values) != n:
+                raise ValueError(f"{spec[ts.NAME]} declares num_returns={n} but returned {len(values)} values")
+        out = []
+        for i, v in enumerate(values):
+            oid = ids.object_id(task_id, i + 1)
+            try:
+                serialized = serialization.serialize(v)
+            except Exception as e:  # noqa: BLE001
+                raise TypeError(serialization.describe_unpicklable(v, f"return value {i} of {spec[ts.NAME]}")
+                                or str(e)) from e
+            out.append(self.cw.encode_value(oid, serialized))
+        return out
+
+    def _run_streaming(self, spec: tuple, fn, args, kwargs) -> tuple[list, bool]:
+        task_id = spec[ts.TASK_ID]
+        owner = spec[ts.OWNER]
+        gen = fn(*args, **kwargs)
+        index = 0
+        try:
+            if inspect.isasyncgen(gen):
+                gen = _drain_async_gen(gen)
+            for item in gen:
+                oid = ids.object_id(task_id, index + 1)
+                value = self.cw.encode_value(oid, serialization.serialize(item))
+                self.cw.loop.call_soon(self.cw.loop.send, owner, ("gen_item", task_id, index, value))
+                index += 1
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001
+            blob = serialization.serialize(self._task_error(spec, e), error=True).to_bytes()
+            self.cw.loop.call_soon(self.cw.loop.send, owner, ("gen_item", task_id, index, ("v", blob)))
+        return [], False
+
+    def _task_error(self, spec: tuple, e: BaseException) -> BaseException:
+        name = self._display_name(spec)
+        if spec[ts.KIND] == ts.KIND_ACTOR_CALL:
+            name = f"{self.actor_name}.{spec[ts.FUNCTION]}"
+        cause = e.to_plain() if isinstance(e, exc.RayTaskError) else e
+        err = exc.RayTaskError.from_exception(cause, name, pid=os.getpid(), ip=self.cw.node.get("ip"),
+                                              actor_id=self.actor_id.hex() if self.actor_id else None)
+        try:
+            serialization.serialize(err)
+        except Exception:  # noqa: BLE001 - the cause itself can't travel
+            err = exc.RayTaskError(name, err.traceback_str, None, pid=os.getpid(), ip=self.cw.node.get("ip"))
+        return err
+
+    def _error_results(self, spec: tuple, e: BaseException, wrap: bool = True) -> list:
+        error = self._task_error(spec, e) if wrap else e
+        blob = serialization.serialize(error, error=True).to_bytes()
+        n = spec[ts.NUM_RETURNS]
+        if n == ts.STREAMING:
+            self.cw.loop.call_soon(self.cw.loop.send, spec[ts.OWNER], ("gen_item", spec[ts.TASK_ID], 0, ("v", blob)))
+            return []
+        return [("v", blob)] * n
+
+    def _retryable(self, spec: tuple, e: BaseException) -> bool:
+        rule = spec[ts.RETRY_EXC]
+        if not rule:
+            return False
+        if rule is True:
+            return True
+        return isinstance(e, cloudpickle.loads(rule))
+
+    def _reply(self, spec: tuple, results: list, retryable: bool) -> None:
+        self.cw.loop.call_soon(self.cw.loop.send, spec[ts.OWNER],
+                               ("task_result", spec[ts.TASK_ID], results, retryable, self.cw.worker_id))
+
+    # ------------------------------------------------------------------ actors
+    def create_actor(self, spec: tuple, lease_info, options: dict) -> None:
+        self.actor_id = spec[ts.ACTOR_ID]
+        self._actor_gpus = list(lease_info[1] or [])
+        self._actor_resources = lease_info[2] or {}
+        _set_visible_gpus(self._actor_gpus)
+        ctx = self._context(spec, lease_info)
+        token = current_task.set(ctx)
+        error = None
+        try:
+            cls = self.load_function(spec[ts.FUNCTION])
+            self.actor_name = cls.__name__
+            ctx.name = self.actor_name
+            args, kwargs = self.resolve_args(spec)
+            self._setup_concurrency(cls, options)
+            self.actor = cls(*args, **kwargs)
+            self.cw.default_context = TaskContext(job_id=spec[ts.JOB_ID], log_to=spec[ts.LOG_TO], actor_id=self.actor_id,
+                                                  name=self.actor_name, gpu_ids=self._actor_gpus,
+                                                  resources=self._actor_resources,
+                                                  namespace=(spec[ts.EXTRA] or {}).get("namespace"))
+        except _DepError as d:
+            error = d.error
+        except Exception as e:  # noqa: BLE001
+            error = self._task_error(spec, e)
+        finally:
+            current_task.reset(token)
+        blob = serialization.serialize(error, error=True).to_bytes() if error is not None else None
+        self.cw.notify(self.cw.gcs_address, "actor_created", self.actor_id, self.cw.worker_id,
+                       self.cw.address, blob) if self.cw.loop.in_loop_thread() else \
+            self.cw.loop.call_soon(self.cw.notify, self.cw.gcs_address, "actor_created", self.actor_id,
+                                   self.cw.worker_id, self.cw.address, blob)
+
+    def _setup_concurrency(self, cls, options: dict) -> None:
+        is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
+                       for _, m in inspect.getmembers(cls, predicate=inspect.isfunction))
+        groups = dict(options.get("concurrency_groups") or {})
+        max_conc = options.get("max_concurrency")
+        for name, member in inspect.getmembers(cls, predicate=inspect.isfunction):
+            group = getattr(member, "__juno_method_options__", {}).get("concurrency_group")
+            if group:
+                if group not in groups:
+                    raise ValueError(f"method {name} uses concurrency group {group!r} which the actor "
+                                     f"does not declare; declared: {sorted(groups)}")
+                self.method_groups[name] = group
+        if is_async:
+            self.actor_mode = "async"
+            default = max_conc or 1000
+            self.async_loop = asyncio.new_event_loop()
+            threading.Thread(target=self.async_loop.run_forever, name="juno-actor-async", daemon=True).start()
+
+            def make_semaphores():
+                self.actor_semaphores = {"_default": asyncio.Semaphore(default)}
+                for g, n in groups.items():
+                    self.actor_semaphores[g] = asyncio.Semaphore(n)
+
+            asyncio.run_coroutine_threadsafe(_call_async(make_semaphores), self.async_loop).result()
+        elif (max_conc or 1) > 1 or groups:
+            self.actor_mode = "threaded"
+            self.actor_pools = {"_default": ThreadPoolExecutor(max_conc or 1, thread_name_prefix="juno-actor")}
+            for g, n in groups.items():
+                self.actor_pools[g] = ThreadPoolExecutor(n, thread_name_prefix=f"juno-actor-{g}")
+
+    def _dispatch_concurrent(self, spec: tuple) -> None:
+        extra = spec[ts.EXTRA] or {}
+        group = extra.get("concurrency_group") or self.method_groups.get(spec[ts.FUNCTION]) or "_default"
+        if self.actor_mode == "threaded":
+            pool = self.actor_pools.get(group) or self.actor_pools["_default"]
+            pool.submit(self._execute_threaded, spec)
+        else:
+            fut = asyncio.run_coroutine_threadsafe(self._execute_async(spec, group), self.async_loop)
+            fut.add_done_callback(lambda f: f.exception())
+
+    def _execute_threaded(self, spec: tuple) -> None:
+        try:
+            results, retryable = self._run(spec, None)
+        except KeyboardInterrupt:
+            results, retryable = self._error_results(spec, exc.TaskCancelledError(spec[ts.TASK_ID].hex())), False
+        self._reply(spec, results, retryable)
+        if self.exiting:
+            self.main_queue.put(None)
+
+    async def _execute_async(self, spec: tuple, group: str) -> None:
+        task_id = spec[ts.TASK_ID]
+        sem = self.actor_semaphores.get(group) or self.actor_semaphores["_default"]
+        async with sem:
+            if task_id in self.cancel_requested:
+                self._reply(spec, self._error_results(spec, exc.TaskCancelledError(task_id.hex())), False)
+                return
+            ctx = self._context(spec, None)
+            token = current_task.set(ctx)
+            try:
+                method = self._callable(spec)
+                args, kwargs = await asyncio.get_running_loop().run_in_executor(None, self.resolve_args, spec)
+                if inspect.iscoroutinefunction(method):
+                    task = asyncio.ensure_future(method(*args, **kwargs))
+                    self.async_tasks[task_id] = task
+                    value = await task
+                elif inspect.isasyncgenfunction(method):
+                    value = [v async for v in method(*args, **kwargs)] if spec[ts.NUM_RETURNS] != ts.STREAMING \
+                        else method(*args, **kwargs)
+                    if spec[ts.NUM_RETURNS] == ts.STREAMING:
+                        results, retryable = await asyncio.get_running_loop().run_in_executor(
+                            None, self._run_streaming, spec, lambda *a, **k: value, args, kwargs)
+                        self._reply(spec, results, retryable)
+                        return
+                else:
+                    value = method(*args, **kwargs)
+                if spec[ts.NUM_RETURNS] == ts.STREAMING:
+                    results, retryable = self._run_streaming(spec, lambda *a, **k: value, args, kwargs)
+                else:
+                    results, retryable = self.encode_returns(spec, value), False
+            except _DepError as d:
+                results, retryable = self._error_results(spec, d.error, wrap=False), False
+            except asyncio.CancelledError:
+                results, retryable = self._error_results(spec, exc.TaskCancelledError(task_id.hex())), False
+            except _ExitActor:
+                self.exiting = True
+                self.cw.loop.call_soon(self.cw.notify, self.cw.gcs_address, "actor_exiting", self.actor_id)
+                results, retryable = self._error_results(spec, exc.ActorDiedError(
+                    self.actor_id.hex(), "The actor exited intentionally by calling exit_actor().")), False
+                self.main_queue.put(None)
+            except Exception as e:  # noqa: BLE001
+                results, retryable = self._error_results(spec, e), self._retryable(spec, e)
+            finally:
+                self.async_tasks.pop(task_id, None)
+                current_task.reset(token)
+            self._reply(spec, results, retryable)
+
+
+async def _call_async(fn):
+    return fn()
+
+
+def _drain_async_gen(agen):
+    loop = asyncio.new_event_loop()
+    try:
+        while True:
+            try:
+                yield loop.run_until_complete(agen.__anext__())
+            except StopAsyncIteration:
+                return
+    finally:
+        loop.close()
+
+
+_ORIGINAL_VISIBLE = os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def _set_visible_gpus(gpu_ids: list) -> None:
+    """GPU tasks see exactly their GPUs; others see what the worker started with."""
+    if gpu_ids:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+    elif _ORIGINAL_VISIBLE is None:
+        os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = _ORIGINAL_VISIBLE

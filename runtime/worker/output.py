@@ -1,0 +1,100 @@
+"""Stream a worker's print output to the driver, each line tagged with its source.
+
+``sys.stdout``/``sys.stderr`` are replaced by line buffers that know which task
+or actor is running (through the task context, so threaded and async actors
+tag lines correctly) and ship complete lines to that job's driver in batches.
+Output with nowhere to go, and anything written straight to the file
+descriptors, lands in the worker's log file.
+"""
+from __future__ import annotations
+
+import io
+import os
+import sys
+import threading
+
+from juno.core_worker import CoreWorker, current_task
+
+
+class _Forwarder:
+    """Collects tagged lines and flushes them to drivers from the IO thread."""
+
+    def __init__(self, cw: CoreWorker):
+        self.cw = cw
+        self.pending: dict[str, list] = {}
+        self.lock = threading.Lock()
+        self.scheduled = False
+
+    def add(self, log_to: str, prefix: str, is_err: bool, line: str) -> None:
+        with self.lock:
+            self.pending.setdefault(log_to, []).append((prefix, is_err, line))
+            if self.scheduled:
+                return
+            self.scheduled = True
+        self.cw.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        with self.lock:
+            pending, self.pending = self.pending, {}
+            self.scheduled = False
+        for address, entries in pending.items():
+            self.cw.loop.send(address, ("log", entries))
+
+
+class _TaggedStream(io.TextIOBase):
+    def __init__(self, forwarder: _Forwarder, fallback, is_err: bool):
+        self._forwarder = forwarder
+        self._fallback = fallback
+        self._is_err = is_err
+        self._partial = threading.local()
+        self._pid = os.getpid()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+    def fileno(self) -> int:
+        return self._fallback.fileno()
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        buf = getattr(self._partial, "buf", "") + text
+        if "\n" not in buf:
+            self._partial.buf = buf
+            return len(text)
+        *lines, rest = buf.split("\n")
+        self._partial.buf = rest
+        self._emit(lines)
+        return len(text)
+
+    def flush(self) -> None:
+        buf = getattr(self._partial, "buf", "")
+        if buf:
+            self._partial.buf = ""
+            self._emit([buf])
+        self._fallback.flush()
+
+    def _emit(self, lines: list[str]) -> None:
+        cw = self._forwarder.cw
+        ctx = current_task.get() or cw.default_context
+        if ctx is None or not ctx.log_to:
+            for line in lines:
+                self._fallback.write(line + "\n")
+            self._fallback.flush()
+            return
+        prefix = f"{ctx.name or 'worker'} pid={self._pid}"
+        for line in lines:
+            self._forwarder.add(ctx.log_to, prefix, self._is_err, line)
+
+
+def install_output_capture(cw: CoreWorker) -> None:
+    forwarder = _Forwarder(cw)
+    sys.stdout = _TaggedStream(forwarder, sys.__stdout__, False)
+    sys.stderr = _TaggedStream(forwarder, sys.__stderr__, True)

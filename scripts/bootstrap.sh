@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Set up (or refresh) the project virtualenv at <repo>/.venv.
+#
+#   bash scripts/bootstrap.sh
+#
+# Idempotent and cheap when nothing changed: the venv is created when missing (or
+# broken), and `pip install -c constraints.txt -e '.[test]'` runs only when
+# pyproject.toml, constraints.txt, the install spec or the repo location changed
+# since the last successful install. A hash of those is kept in a stamp file inside
+# .venv; it is written only after an install succeeded, so a failed run retries.
+#
+# Quiet on success; on failure it says what failed and prints the tail of the pip log.
+#
+# Environment:
+#   PYTHON   interpreter used to create the venv (default: python3, needs >= 3.10)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+STAMP="$VENV/.juno-bootstrap.sha256"
+LOG="$VENV/.juno-bootstrap.log"
+BASE_PYTHON="${PYTHON:-python3}"
+INSTALL_SPEC=".[test]"          # what goes into the venv (editable)
+STAMP_VERSION="1"               # bump to force a re-install everywhere
+
+die() {
+    echo "bootstrap: ERROR: $*" >&2
+    exit 1
+}
+
+cd "$ROOT"
+[[ -f pyproject.toml ]] || die "no pyproject.toml in $ROOT"
+[[ -f constraints.txt ]] || die "no constraints.txt in $ROOT"
+
+# Two scripts bootstrapping at once (demo.sh and test.sh, say) must not run pip
+# into the same venv concurrently.
+if command -v flock >/dev/null 2>&1; then
+    lock_id="$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
+    exec 9>"${TMPDIR:-/tmp}/juno-bootstrap-$lock_id.lock"
+    flock -w 900 9 || die "timed out waiting for another bootstrap of $ROOT to finish"
+fi
+
+# --- 1. the venv itself ------------------------------------------------------------
+venv_works() {
+    [[ -x "$PY" ]] && "$PY" -c 'import sys, pip' >/dev/null 2>&1
+}
+
+if ! venv_works; then
+    command -v "$BASE_PYTHON" >/dev/null 2>&1 || die "'$BASE_PYTHON' not found (set PYTHON=/path/to/python3.10+)"
+    "$BASE_PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+        || die "$BASE_PYTHON is $("$BASE_PYTHON" -V 2>&1); Juno needs Python >= 3.10"
+    venv_flag=""
+    if [[ -e "$VENV" ]]; then
+        echo "bootstrap: $VENV exists but does not work; recreating it" >&2
+        venv_flag="--clear"
+    fi
+    "$BASE_PYTHON" -m venv $venv_flag "$VENV" \
+        || die "'$BASE_PYTHON -m venv' failed (on Debian/Ubuntu: apt-get install -y python3-venv)"
+    venv_works || die "the new venv at $VENV has no working python/pip"
+fi
+
+# --- 2. the project and its test dependencies ---------------------------------------
+wanted_stamp() {
+    {
+        echo "juno-bootstrap v$STAMP_VERSION"
+        echo "root=$ROOT"
+        echo "spec=$INSTALL_SPEC"
+        echo "--- pyproject.toml"
+        cat pyproject.toml
+        echo "--- constraints.txt"
+        cat constraints.txt
+    } | sha256sum | cut -d' ' -f1
+}
+
+# The stamp can match while the venv was changed behind our back (a package
+# uninstalled, the editable install pointing elsewhere). This is a cheap check that
+# imports nothing from the project.
+install_looks_sane() {
+    "$PY" - "$ROOT" >/dev/null 2>&1 <<'EOF'
+import importlib.util, os, sys
+root = os.path.realpath(sys.argv[1])
+spec = importlib.util.find_spec("juno")
+assert spec is not None and spec.origin, "juno is not installed"
+origin = os.path.realpath(spec.origin)
+assert origin.startswith(os.path.join(root, "runtime") + os.sep), origin
+for name in ("pytest", "pytest_timeout"):
+    assert importlib.util.find_spec(name) is not None, name
+EOF
+}
+
+want="$(wanted_stamp)"
+have="$(cat "$STAMP" 2>/dev/null || true)"
+
+if [[ "$want" != "$have" ]] || ! install_looks_sane; then
+    echo "bootstrap: pip install -e '$INSTALL_SPEC' into .venv (log: $LOG) ..." >&2
+    rm -f "$STAMP"
+    if ! PIP_NO_INPUT=1 "$PY" -m pip install --disable-pip-version-check --no-input \
+            -c constraints.txt -e "$INSTALL_SPEC" >"$LOG" 2>&1; then
+        echo "bootstrap: ERROR: pip install -c constraints.txt -e '$INSTALL_SPEC' failed." >&2
+        echo "bootstrap: last 200 lines of $LOG:" >&2
+        tail -n 200 "$LOG" >&2
+        exit 1
+    fi
+    if ! install_looks_sane; then
+        echo "bootstrap: ERROR: pip succeeded but juno (editable, from $ROOT/runtime)," \
+             "pytest or pytest-timeout is not importable from .venv" >&2
+        "$PY" - "$ROOT" <<'EOF' >&2 || true
+import importlib.util, sys
+for name in ("juno", "pytest", "pytest_timeout"):
+    spec = importlib.util.find_spec(name)
+    print(f"  {name}: {spec.origin if spec else 'NOT FOUND'}")
+EOF
+        exit 1
+    fi
+    echo "$want" >"$STAMP"
+fi
+
+# --- 3. later set-up steps -----------------------------------------------------------
+# >>> ADD FURTHER SET-UP STEPS HERE <<<
+# Runs on every bootstrap, after the venv is ready. Each step must be idempotent and
+# cheap when there is nothing to do (check first, act only when missing/out of date),
+# quiet on success and fail loudly (die "...") otherwise. Planned, not implemented yet:
+#   - build the JupyterLab extension (jupyter_extension/) when its sources changed
+#     since the last build (stamp it like step 2);
+#   - browser tests: install playwright into .venv and, when no chromium is found,
+#     `apt-get install -y chromium`.
+post_install_steps() {
+    :
+}
+
+post_install_steps

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up .venv (scripts/bootstrap.sh) and run the quick-start demo on a local cluster.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+bash scripts/bootstrap.sh
+exec .venv/bin/python examples/quickstart.py "$@"

@@ -1,0 +1,252 @@
+"""Shared fixtures for Juno's tests.
+
+Cluster fixtures (function scope, each test gets a fresh local cluster):
+
+    juno_start_regular   juno.init(num_cpus=2), yields what init returned
+    juno_start_4cpus     juno.init(num_cpus=4)
+    juno_start_gpus      juno.init(num_cpus=4, num_gpus=2)   (logical GPUs)
+    shutdown_only        the test calls juno.init itself; shut down afterwards
+
+After a test that used one of them, the test fails at teardown if processes it
+started (command line mentions "juno") are still alive 10 s after shutdown, or if
+new /dev/shm/juno-* entries are left behind.
+
+juno is imported lazily, inside fixtures, so this file (and tests/unit/, which needs
+no cluster) imports even while the runtime is broken.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+import uuid
+import warnings
+
+import psutil
+import pytest
+
+from helpers import wait_for_condition  # noqa: F401  (re-exported for tests)
+
+SHM_GLOB = "/dev/shm/juno-*"
+LEAK_WAIT_S = 10
+
+# Every process started by this pytest run inherits this marker (unless the runtime
+# replaces its environment), which lets the leak check find processes that were
+# re-parented away from pytest when their parent died.
+_RUN_MARKER = "PYTEST_JUNO_RUN_ID"  # not JUNO_*: that prefix is runtime config
+os.environ.setdefault(_RUN_MARKER, uuid.uuid4().hex)
+
+
+def _juno_if_imported():
+    return sys.modules.get("juno")
+
+
+def _juno_is_initialized() -> bool:
+    juno = _juno_if_imported()
+    if juno is None:
+        return False
+    is_init = getattr(juno, "is_initialized", None)
+    try:
+        return bool(is_init()) if callable(is_init) else False
+    except Exception:  # a half-broken runtime: treat as initialized, shut it down
+        return True
+
+
+# --------------------------------------------------------------------------------
+# Leftover process / shared-memory checks
+# --------------------------------------------------------------------------------
+
+def _key(proc: psutil.Process):
+    try:
+        return (proc.pid, proc.create_time())
+    except psutil.Error:
+        return None
+
+
+def _is_juno_process(proc: psutil.Process) -> bool:
+    try:
+        return "juno" in " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _describe(proc: psutil.Process) -> str:
+    try:
+        return f"pid {proc.pid} [{proc.status()}]: {' '.join(proc.cmdline())}"
+    except psutil.Error:
+        return f"pid {proc.pid}: <gone>"
+
+
+def _current_juno_processes() -> dict:
+    """juno processes that descend from pytest, or carry this run's marker."""
+    found = {}
+    me = psutil.Process()
+    try:
+        children = me.children(recursive=True)
+    except psutil.Error:
+        children = []
+    for proc in children:
+        if _is_juno_process(proc):
+            key = _key(proc)
+            if key is not None:
+                found[key] = proc
+    marker = os.environ[_RUN_MARKER]
+    for proc in psutil.process_iter():
+        if proc.pid == me.pid:
+            continue
+        try:
+            if proc.environ().get(_RUN_MARKER) != marker:
+                continue
+        except psutil.Error:
+            continue
+        if _is_juno_process(proc):
+            key = _key(proc)
+            if key is not None:
+                found.setdefault(key, proc)
+    return found
+
+
+class _LeakGuard:
+    """Snapshot before the test; after shutdown, wait for what the test started."""
+
+    def __init__(self) -> None:
+        self.procs_before = set(_current_juno_processes())
+        self.shm_before = set(glob.glob(SHM_GLOB))
+        self.seen: dict = {}
+
+    def note_processes(self) -> None:
+        """Remember the current process tree (called just before shutdown, while
+        workers are still children of pytest)."""
+        for key, proc in _current_juno_processes().items():
+            if key not in self.procs_before:
+                self.seen.setdefault(key, proc)
+
+    def leftover_processes(self) -> list:
+        self.note_processes()
+        return [p for p in self.seen.values() if _alive(p)]
+
+    def leftover_shm(self) -> list:
+        return sorted(set(glob.glob(SHM_GLOB)) - self.shm_before)
+
+    def check(self) -> None:
+        problems = []
+        try:
+            wait_for_condition(lambda: not self.leftover_processes(), timeout=LEAK_WAIT_S)
+        except RuntimeError:
+            procs = self.leftover_processes()
+            if procs:
+                problems.append(
+                    f"{len(procs)} juno process(es) started by this test still alive "
+                    f"{LEAK_WAIT_S}s after shutdown:\n"
+                    + "\n".join("    " + _describe(p) for p in procs)
+                )
+                # Clean up (only processes this test started) so the next test
+                # is not blamed for them.
+                for proc in procs:
+                    try:
+                        proc.kill()
+                    except psutil.Error:
+                        pass
+                psutil.wait_procs(procs, timeout=5)
+        try:
+            wait_for_condition(lambda: not self.leftover_shm(), timeout=LEAK_WAIT_S)
+        except RuntimeError:
+            paths = self.leftover_shm()
+            if paths:
+                problems.append(
+                    "shared memory left behind in /dev/shm by this test:\n"
+                    + "\n".join("    " + p for p in paths)
+                )
+        if problems:
+            pytest.fail("leak check failed:\n" + "\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def _juno_leak_guard():
+    guard = _LeakGuard()
+    yield guard
+    guard.check()
+
+
+# --------------------------------------------------------------------------------
+# Cluster fixtures
+# --------------------------------------------------------------------------------
+
+def _fresh_start():
+    """Import juno; if an earlier test left it initialized, shut that down first
+    (juno.init is idempotent, so it would silently reuse the old cluster)."""
+    import juno
+
+    if _juno_is_initialized():
+        warnings.warn(
+            "juno was still initialized when this test started; an earlier test "
+            "leaked it. Shutting it down.",
+            stacklevel=2,
+        )
+        juno.shutdown()
+    return juno
+
+
+def _shutdown(guard: _LeakGuard) -> None:
+    guard.note_processes()
+    juno = _juno_if_imported()
+    if juno is not None:
+        juno.shutdown()
+
+
+@pytest.fixture
+def juno_start_regular(_juno_leak_guard):
+    juno = _fresh_start()
+    try:
+        yield juno.init(num_cpus=2)
+    finally:
+        _shutdown(_juno_leak_guard)
+
+
+@pytest.fixture
+def juno_start_4cpus(_juno_leak_guard):
+    juno = _fresh_start()
+    try:
+        yield juno.init(num_cpus=4)
+    finally:
+        _shutdown(_juno_leak_guard)
+
+
+@pytest.fixture
+def juno_start_gpus(_juno_leak_guard):
+    """4 CPUs and 2 logical GPUs (no physical GPU needed)."""
+    juno = _fresh_start()
+    try:
+        yield juno.init(num_cpus=4, num_gpus=2)
+    finally:
+        _shutdown(_juno_leak_guard)
+
+
+@pytest.fixture
+def shutdown_only(_juno_leak_guard):
+    """For tests that call juno.init() themselves."""
+    _fresh_start()
+    try:
+        yield
+    finally:
+        _shutdown(_juno_leak_guard)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shutdown_juno_at_session_end():
+    """Last line of defence: never leave a cluster running after the session."""
+    yield
+    if _juno_is_initialized():
+        warnings.warn("juno was left initialized at the end of the session; shutting down")
+        try:
+            _juno_if_imported().shutdown()
+        except Exception as exc:  # report, don't mask the session's result
+            print(f"conftest: juno.shutdown() at session end failed: {exc!r}", file=sys.stderr)
