@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from juno import exceptions as exc
 from juno import ids
 from juno import options as opt
 from juno import task_spec as ts
@@ -132,11 +133,13 @@ class ActorClass:
         if dep_ids:
             cw.refs.mark_escaped(dep_ids)  # the actor may restart and need them again
         spec = (task_id, ts.KIND_ACTOR_CREATE, function_id, f"{self._name}.__init__", args_value, deps, 0,
-                cw.address, ctx.log_to, ctx.job_id, None, runtime_env, actor_id, {"namespace": namespace})
+                cw.address, ctx.log_to, ctx.job_id, None, runtime_env, actor_id,
+                {"namespace": namespace, "name": options.get("name") or ""})
         is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
                        for _, m in inspect.getmembers(self._cls, predicate=inspect.isfunction))
         meta = {"class_name": self._name, "methods": self._methods,
-                "max_task_retries": options.get("max_task_retries") or 0, "is_async": is_async}
+                "max_task_retries": options.get("max_task_retries") or 0, "is_async": is_async,
+                "max_pending_calls": options.get("max_pending_calls") or -1}
         info = {
             "name": options.get("name"), "namespace": namespace, "detached": detached,
             "max_restarts": options.get("max_restarts") or 0, "resources": resources,
@@ -167,11 +170,12 @@ class ActorHandle:
                 self._counted = True
 
     def __getattr__(self, name: str) -> "ActorMethod":
-        if name.startswith("_"):
+        meta = self.__dict__.get("_meta")
+        if meta is None or (name.startswith("__") and name != "__call__"):
             raise AttributeError(name)
-        methods = self._meta["methods"]
+        methods = meta["methods"]
         if name not in methods:
-            raise AttributeError(f"'{self._meta['class_name']}' actor has no method '{name}'")
+            raise AttributeError(f"'{meta['class_name']}' actor has no method '{name}'")
         m = ActorMethod(self, name, methods[name])
         self.__dict__[name] = m
         return m
@@ -244,7 +248,17 @@ class ActorMethod:
             num_returns = ts.STREAMING
         name = f"{handle._meta['class_name']}.{self._name}"
         task_id = cw.ids.task_id()
-        args_value, deps, dep_ids = prepare_args(cw, args, kwargs, name)
+        limit = handle._meta.get("max_pending_calls", -1)
+        if limit > 0 and not cw.actors.reserve_call(handle._actor_id, task_id, limit):
+            raise exc.PendingCallsLimitExceeded(
+                f"Calling {name}: the actor already has {limit} unfinished calls from this process "
+                f"(max_pending_calls={limit}); wait for some of them before submitting more.")
+        try:
+            args_value, deps, dep_ids = prepare_args(cw, args, kwargs, name)
+        except BaseException:
+            if limit > 0:
+                cw.actors.release_call(handle._actor_id, task_id)
+            raise
         ctx = cw.context()
         retries = options.get("max_task_retries", meta.get("max_task_retries"))
         if retries is None:

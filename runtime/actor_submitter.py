@@ -42,6 +42,7 @@ class ActorSubmitter:
         self._handles: dict[bytes, int] = {}
         self._handle_escaped: set[bytes] = set()
         self._owned_actors: dict[bytes, bool] = {}  # actor_id -> detached
+        self._limited: dict[bytes, set[bytes]] = {}  # actor_id -> unfinished calls (max_pending_calls)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ handles
@@ -80,6 +81,33 @@ class ActorSubmitter:
         self.cw.notify(self.cw.gcs_address, "kill_actor", actor_id, True, False,
                        "all references to the actor were removed")
 
+    # ------------------------------------------------------------------ max_pending_calls
+    def reserve_call(self, actor_id: bytes, task_id: bytes, limit: int) -> bool:
+        """Count a call against the actor's max_pending_calls; False when it is full. Any thread."""
+        with self._lock:
+            pending = self._limited.setdefault(actor_id, set())
+            if len(pending) >= limit:
+                return False
+            pending.add(task_id)
+            return True
+
+    def release_call(self, actor_id: bytes, task_id: bytes) -> None:
+        if actor_id not in self._limited:
+            return
+        with self._lock:
+            pending = self._limited.get(actor_id)
+            if pending is not None:
+                pending.discard(task_id)
+                if not pending:
+                    del self._limited[actor_id]
+
+    def _finished(self, entry: TaskEntry) -> None:
+        self.release_call(entry.actor_id, entry.task_id)
+
+    def _fail(self, entry: TaskEntry, error: BaseException) -> None:
+        self._finished(entry)
+        self.cw.tasks.fail(entry, error)
+
     # ------------------------------------------------------------------ submission
     def submit(self, entry: TaskEntry) -> None:
         self.cw.loop.call_soon(self._submit, entry)
@@ -112,7 +140,7 @@ class ActorSubmitter:
         self.cw.loop.send(state.address, ("push_task", spec, None))
 
     def _fail_dead(self, state: _ActorState, entry: TaskEntry) -> None:
-        self.cw.tasks.fail(entry, exc.ActorDiedError(state.actor_id.hex(), state.death))
+        self._fail(entry, exc.ActorDiedError(state.actor_id.hex(), state.death))
 
     # ------------------------------------------------------------------ updates from the GCS
     def on_actor_update(self, actor_id: bytes, info: dict | None) -> None:
@@ -147,12 +175,12 @@ class ActorSubmitter:
         retry = []
         for entry in lost:
             if entry.cancelled:
-                self.cw.tasks.fail(entry, exc.TaskCancelledError(entry.task_id.hex()))
+                self._fail(entry, exc.TaskCancelledError(entry.task_id.hex()))
             elif entry.retries_left != 0:
                 entry.retries_left -= 1
                 retry.append(entry)
             else:
-                self.cw.tasks.fail(entry, exc.ActorDiedError(
+                self._fail(entry, exc.ActorDiedError(
                     state.actor_id.hex(),
                     f"The actor died while running {entry.name} and the call was not retried "
                     "(max_task_retries=0); the actor is restarting."))
@@ -167,6 +195,7 @@ class ActorSubmitter:
             entry.retries_left -= 1
             self._submit(entry)
             return
+        self._finished(entry)
         self.cw.tasks.complete(entry, results)
 
     def cancel(self, entry: TaskEntry, force: bool) -> None:
@@ -176,7 +205,7 @@ class ActorSubmitter:
             return
         if entry in state.queue:
             state.queue.remove(entry)
-            self.cw.tasks.fail(entry, exc.TaskCancelledError(entry.task_id.hex()))
+            self._fail(entry, exc.TaskCancelledError(entry.task_id.hex()))
         elif entry.task_id in state.in_flight and state.address:
             self.cw.loop.send(state.address, ("cancel_task", entry.task_id, False, False))
 

@@ -18,7 +18,6 @@ from juno.core_worker import MODE_DRIVER, CoreWorker, global_worker, set_global_
 from juno.local_cluster import (ClusterProcesses, normalize_address, read_current_cluster,
                                 start_local_cluster, stop_processes)
 from juno.object_ref import ObjectRef, ObjectRefGenerator
-from juno.transport import EventLoop
 
 logger = logging.getLogger("juno")
 
@@ -156,27 +155,9 @@ def _validate_init(num_cpus, num_gpus, resources, object_store_memory) -> None:
 
 def _find_local_node(gcs_address: str, config: Config) -> dict:
     """Ask the GCS for the nodes and pick one on this machine (the head first)."""
-    from juno.rpc import RpcNode
+    from juno.cluster_probe import find_local_node
 
-    class _Probe(RpcNode):
-        pass
-
-    probe = _Probe()
-    loop = EventLoop("tcp://127.0.0.1:0", name="juno-probe")
-    probe.install_rpc(loop)
-    loop.start_thread()
-    try:
-        nodes = probe.call_sync(gcs_address, "get_nodes", timeout=min(10.0, config.rpc_timeout_s),
-                                what=f"The cluster at {gcs_address.replace('tcp://', '')}")
-    finally:
-        loop.stop()
-        loop.join(5)
-    hostname = os.uname().nodename
-    local = [n for n in nodes if n.get("alive") and n.get("hostname") == hostname]
-    if not local:
-        raise ConnectionError(f"The cluster at {gcs_address} has no live node on this machine ({hostname}).")
-    local.sort(key=lambda n: not n.get("is_head"))
-    return local[0]
+    return find_local_node(gcs_address, timeout=min(10.0, config.rpc_timeout_s))
 
 
 def _connect(gcs_address: str, node: dict, config: Config, namespace, runtime_env, log_to_driver) -> CoreWorker:

@@ -110,6 +110,7 @@ class CoreWorker(RpcNode):
         h["task_result"] = self.tasks.on_task_result
         h["gen_item"] = self.tasks.on_generator_item
         h["lease_worker_died"] = self.tasks.on_worker_died
+        h["tasks_stolen"] = self.tasks.on_tasks_stolen
         h["actor_update"] = self.actors.on_actor_update
         h["get_object"] = self._on_get_object
         h["object_value"] = self._on_object_value
@@ -304,11 +305,19 @@ class CoreWorker(RpcNode):
     # ------------------------------------------------------------------ wait
     def wait(self, refs: list[ObjectRef], num_returns: int, timeout: float | None,
              fetch_local: bool) -> tuple[list[ObjectRef], list[ObjectRef]]:
+        values = self.store._values
+        target = min(num_returns, len(refs))
+        ready_now = [r for r in refs if r._id in values]
+        if len(ready_now) >= target or timeout == 0:
+            # Fast path: enough are ready already; no callbacks to register or remove.
+            chosen = {r._id for r in ready_now[:num_returns]}
+            for r in refs:
+                if r._id not in chosen and r._owner != self.address:
+                    self._ensure_fetch(r)
+            return ready_now[:num_returns], [r for r in refs if r._id not in chosen]
         event = threading.Event()
         ready_ids: set[bytes] = set()
         lock = threading.Lock()
-        unique = {r.binary() for r in refs}
-        target = min(num_returns, len(unique))
 
         def ready(object_id: bytes, _value: tuple) -> None:
             with lock:
@@ -432,23 +441,33 @@ class CoreWorker(RpcNode):
         return state.finished and index >= state.count
 
     def generator_completion_ref(self, task_id: bytes) -> ObjectRef:
-        return ObjectRef(ids.object_id(task_id, 0), self.address)
+        """A ref that becomes ready (holding None) when the generator task ends."""
+        oid = ids.object_id(task_id, 0)
+        self.refs.add_owned(oid)
+        ref = ObjectRef(oid, self.address)
+        if self.generator_state(task_id).finished:
+            self.store.put(oid, _NONE_VALUE)
+        return ref
 
     def release_generator(self, task_id: bytes) -> None:
+        """The user dropped a generator: free items never taken, and any that still arrive."""
         with self._gen_lock:
-            state = self._generators.pop(task_id, None)
-        if state is None or self.shutting_down:
-            return
-        # Items the user never took are freed now; taken ones follow their refs.
-        for i in range(state.taken_upto, state.count):
-            oid = ids.object_id(task_id, i + 1)
-            if self.refs.local_count(oid) == 0:
-                self.refs.remove_submitted([])
-                self._free_owned(oid)
+            state = self._generators.get(task_id)
+            if state is None or self.shutting_down:
+                return
+            state.released = True
+            if state.finished:
+                del self._generators[task_id]
+        for i in range(state.count):
+            self.refs.release_if_unreferenced(ids.object_id(task_id, i + 1))
 
     def generator_push(self, task_id: bytes, index: int, value: tuple) -> None:
         state = self.generator_state(task_id)
         oid = ids.object_id(task_id, index + 1)
+        if state.released:
+            if value[0] == "s":
+                self.shm.delete(oid)
+            return
         self.refs.add_owned(oid)
         self.store.put(oid, value)
         with state.cond:
@@ -462,17 +481,26 @@ class CoreWorker(RpcNode):
             state.finished = True
             state.cond.notify_all()
             state.listeners = [cb for cb in state.listeners if not cb()]
+        oid = ids.object_id(task_id, 0)
+        if self.refs.owns(oid):
+            self.store.put(oid, _NONE_VALUE)
+        if state.released:
+            with self._gen_lock:
+                self._generators.pop(task_id, None)
+
+
+_NONE_VALUE = ("v", serialization.serialize(None).to_bytes())
 
 
 class _GeneratorState:
-    __slots__ = ("count", "finished", "cond", "listeners", "taken_upto")
+    __slots__ = ("count", "finished", "cond", "listeners", "released")
 
     def __init__(self) -> None:
         self.count = 0
         self.finished = False
         self.cond = threading.Condition()
         self.listeners: list = []
-        self.taken_upto = 0
+        self.released = False
 
 
 def _as_raisable(obj: Any) -> BaseException:

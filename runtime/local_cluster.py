@@ -23,7 +23,10 @@ from juno.store.shm import store_dir_for
 
 # Not "juno": a folder of that name on sys.path would shadow the package (namespace import).
 TEMP_ROOT = os.path.join(tempfile.gettempdir(), "juno-clusters")
+# Where `juno start` records the address of the cluster it started, for init(address="auto");
+# $JUNO_CLUSTER_FILE overrides it (tests use a private file so they never race each other).
 CURRENT_CLUSTER_FILE = os.path.join(TEMP_ROOT, "juno_current_cluster")
+CLUSTER_FILE_ENV = "JUNO_CLUSTER_FILE"
 
 
 @dataclass
@@ -124,9 +127,10 @@ def start_node(session_name: str, session_dir: str, gcs_address: str, config: Co
 
 def start_local_cluster(config: Config, *, num_cpus=None, num_gpus=None, resources=None,
                         object_store_memory=None, owner_pid: int | None = None, port: int = 0,
-                        detach: bool = False) -> ClusterProcesses:
+                        host: str = "127.0.0.1", detach: bool = False) -> ClusterProcesses:
     name, session_dir = new_session()
-    gcs_proc, gcs_address = start_gcs(session_dir, config, port=port, owner_pid=owner_pid, detach=detach)
+    gcs_proc, gcs_address = start_gcs(session_dir, config, host=host, port=port, owner_pid=owner_pid,
+                                      detach=detach)
     cluster = ClusterProcesses(name, session_dir, gcs_address, [gcs_proc])
     try:
         node_proc, node = start_node(name, session_dir, gcs_address, config, num_cpus=num_cpus, num_gpus=num_gpus,
@@ -161,15 +165,23 @@ def stop_processes(procs: list[subprocess.Popen], grace_s: float) -> None:
                 pass
 
 
+def current_cluster_file() -> str:
+    """The file naming the cluster `juno start` started: $JUNO_CLUSTER_FILE, else the default."""
+    return os.environ.get(CLUSTER_FILE_ENV) or CURRENT_CLUSTER_FILE
+
+
 def write_current_cluster(gcs_address: str) -> None:
-    os.makedirs(TEMP_ROOT, exist_ok=True)
-    with open(CURRENT_CLUSTER_FILE, "w") as f:
+    path = current_cluster_file()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
         f.write(gcs_address)
+    os.replace(tmp, path)  # readers never see a half-written address
 
 
 def read_current_cluster() -> str | None:
     try:
-        with open(CURRENT_CLUSTER_FILE) as f:
+        with open(current_cluster_file()) as f:
             return f.read().strip() or None
     except OSError:
         return None
@@ -177,7 +189,7 @@ def read_current_cluster() -> str | None:
 
 def clear_current_cluster() -> None:
     try:
-        os.unlink(CURRENT_CLUSTER_FILE)
+        os.unlink(current_cluster_file())
     except OSError:
         pass
 

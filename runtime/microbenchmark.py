@@ -442,4 +442,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module's main, not this __main__ copy: workers must be able
+    # to import the benchmark's functions by name.
+    from juno.microbenchmark import main as _main
+
+    sys.exit(_main())

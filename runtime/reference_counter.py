@@ -86,6 +86,12 @@ class ReferenceCounter:
             del self._borrowed[object_id]
             self._on_borrowed_released(object_id)
 
+    def release_if_unreferenced(self, object_id: bytes) -> None:
+        """Free an owned object nobody ever took a ref to (e.g. an unread generator item)."""
+        with self._lock:
+            if object_id in self._owned and object_id not in self._local:
+                self._maybe_release(object_id)
+
     # ---- introspection ----
     def local_count(self, object_id: bytes) -> int:
         return self._local.get(object_id, 0)

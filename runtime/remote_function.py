@@ -35,6 +35,12 @@ class RemoteFunction:
     def __repr__(self) -> str:
         return f"<juno.remote_function.RemoteFunction {self._name}>"
 
+    def __getstate__(self) -> dict:
+        # Captured by other tasks' code: travel without this process's caches.
+        state = dict(self.__dict__)
+        state["_prepared_for"] = None
+        return state
+
     def remote(self, *args, **kwargs):
         """Submit the function as a task; returns ObjectRef(s) (or a generator of them)."""
         return self._remote(args, kwargs, self._options)
@@ -57,7 +63,7 @@ class RemoteFunction:
     def bind(self, *args, **kwargs):
         raise NotImplementedError("Ray's DAG API (bind) is not part of Juno's core runtime yet.")
 
-    def _prepare(self, cw, options: dict) -> tuple:
+    def _prepare(self, cw, options: dict, parent_env: dict | None) -> tuple:
         """Per (worker, options) constants of the call path, computed once."""
         if self._export is None:
             self._export = export_code(self._function)
@@ -78,33 +84,38 @@ class RemoteFunction:
         max_retries = options.get("max_retries")
         max_retries = opt.TASK_DEFAULTS["max_retries"] if max_retries is None else max_retries
         retry_exc = pickle_retry_exceptions(options.get("retry_exceptions"))
-        runtime_env = opt.merge_runtime_envs(cw.job_runtime_env, options.get("runtime_env"))
+        runtime_env = opt.merge_runtime_envs(parent_env, options.get("runtime_env"))
         name = options.get("name") or self._name
-        return function_id, num_returns, resources, strategy, max_retries, retry_exc, runtime_env, name
+        max_calls = options.get("max_calls") or 0
+        return function_id, num_returns, resources, strategy, max_retries, retry_exc, runtime_env, name, max_calls
 
     def _remote(self, args: tuple, kwargs: dict, options: dict):
         from juno.api import _auto_init
 
         cw = _auto_init()
+        ctx = cw.context()
+        # A task inherits the runtime_env of the task (or else the job) submitting it, as in Ray.
+        parent_env = ctx.runtime_env if ctx.runtime_env is not None else cw.job_runtime_env
         cache = self._prepared_for
-        if cache is not None and cache[0] is cw and cache[1] is options:
+        if cache is not None and cache[0] is cw and cache[1] is options and cache[3] is parent_env:
             prepared = cache[2]
         else:
-            prepared = self._prepare(cw, options)
-            self._prepared_for = (cw, options, prepared)
-        function_id, num_returns, resources, strategy, max_retries, retry_exc, runtime_env, name = prepared
+            prepared = self._prepare(cw, options, parent_env)
+            self._prepared_for = (cw, options, prepared, parent_env)
+        function_id, num_returns, resources, strategy, max_retries, retry_exc, runtime_env, name, max_calls = prepared
         task_id = cw.ids.task_id()
         args_value, deps, dep_ids = prepare_args(cw, args, kwargs, name)
-        ctx = cw.context()
+        extra = None
+        if ctx.namespace or max_calls:
+            extra = {"namespace": ctx.namespace, "max_calls": max_calls}
         spec = (task_id, ts.KIND_TASK, function_id, name, args_value, deps, num_returns, cw.address,
-                ctx.log_to, ctx.job_id, retry_exc, runtime_env, None,
-                {"namespace": ctx.namespace} if ctx.namespace else None)
+                ctx.log_to, ctx.job_id, retry_exc, runtime_env, None, extra)
         streaming = num_returns == ts.STREAMING
         refs = return_refs(cw, task_id, 0 if streaming else num_returns)
         entry = TaskEntry(task_id, spec, [r._id for r in refs], dep_ids, max_retries, streaming=streaming)
         if ctx.task_id is not None:
             ctx.children.append(task_id)
-        cw.tasks.submit(entry, resources, runtime_env, strategy)
+        cw.tasks.submit(entry, resources, runtime_env, strategy, max_calls)
         if streaming:
             return ObjectRefGenerator(task_id, cw.address, cw)
         if num_returns == 1:

@@ -42,7 +42,11 @@ class RuntimeContext:
         return actor_id.hex() if actor_id else None
 
     def get_actor_name(self) -> str | None:
-        return None
+        """The name the current actor was created with ("" if unnamed); None outside actors."""
+        executor = getattr(self._cw, "executor", None)
+        if executor is None or executor.actor_id is None:
+            return None
+        return executor.registered_name
 
     @property
     def namespace(self) -> str:

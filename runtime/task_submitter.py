@@ -26,33 +26,37 @@ logger = logging.getLogger(__name__)
 
 
 class _Lease:
-    __slots__ = ("lease_id", "address", "worker_id", "info", "in_flight", "key", "last_used", "node_manager")
+    __slots__ = ("lease_id", "address", "worker_id", "info", "in_flight", "key", "last_used", "node_manager",
+                 "stealing")
 
     def __init__(self, lease_id, address, worker_id, info, key, node_manager):
         self.lease_id = lease_id
         self.address = address
         self.worker_id = worker_id
         self.info = info
-        self.in_flight: set[bytes] = set()
+        self.in_flight: dict[bytes, None] = {}  # in push order: the first one is running
         self.key = key
         self.last_used = time.monotonic()
         self.node_manager = node_manager
+        self.stealing = False  # asked the worker to hand back tasks it has not started
 
 
 class _KeyState:
-    __slots__ = ("key", "request", "queue", "leases", "pending_requests")
+    __slots__ = ("key", "request", "queue", "leases", "pending_requests", "max_calls")
 
-    def __init__(self, key, request):
+    def __init__(self, key, request, max_calls: int = 0):
         self.key = key
+        self.max_calls = max_calls  # workers exit after this many calls: push one task at a time
         self.request = request  # (resources, runtime_env, strategy)
         self.queue: collections.deque[TaskEntry] = collections.deque()
         self.leases: dict[Any, _Lease] = {}
         self.pending_requests: set[int] = set()
 
 
-def scheduling_key(resources: dict, runtime_env: dict | None, strategy: Any) -> tuple:
+def scheduling_key(resources: dict, runtime_env: dict | None, strategy: Any, max_calls: int = 0) -> tuple:
     env_key = json.dumps(runtime_env, sort_keys=True) if runtime_env else None
-    return (tuple(sorted(resources.items())), env_key, repr(strategy) if strategy is not None else None)
+    return (tuple(sorted(resources.items())), env_key, repr(strategy) if strategy is not None else None,
+            max_calls)
 
 
 class TaskSubmitter:
@@ -65,15 +69,16 @@ class TaskSubmitter:
         self._waiting_deps: dict[bytes, int] = {}
 
     # ------------------------------------------------------------------ submission
-    def submit(self, entry: TaskEntry, resources: dict, runtime_env: dict | None, strategy: Any) -> None:
+    def submit(self, entry: TaskEntry, resources: dict, runtime_env: dict | None, strategy: Any,
+               max_calls: int = 0) -> None:
         """Any thread: register the task and hand it to the IO thread."""
-        self.cw.loop.call_soon(self._submit, entry, resources, runtime_env, strategy)
+        self.cw.loop.call_soon(self._submit, entry, resources, runtime_env, strategy, max_calls)
 
-    def _submit(self, entry: TaskEntry, resources: dict, runtime_env, strategy) -> None:
-        key = scheduling_key(resources, runtime_env, strategy)
+    def _submit(self, entry: TaskEntry, resources: dict, runtime_env, strategy, max_calls: int) -> None:
+        key = scheduling_key(resources, runtime_env, strategy, max_calls)
         ks = self.keys.get(key)
         if ks is None:
-            ks = self.keys[key] = _KeyState(key, (resources, runtime_env, strategy))
+            ks = self.keys[key] = _KeyState(key, (resources, runtime_env, strategy), max_calls)
         entry.key = key
         self.entries[entry.task_id] = entry
         self._resolve_deps(entry)
@@ -137,7 +142,7 @@ class TaskSubmitter:
 
     def _dispatch(self, ks: _KeyState) -> None:
         cw = self.cw
-        limit = cw.config.max_tasks_in_flight_per_worker
+        limit = 1 if ks.max_calls else cw.config.max_tasks_in_flight_per_worker
         queue = ks.queue
         while queue:
             best = None
@@ -153,19 +158,58 @@ class TaskSubmitter:
             if entry.cancelled:
                 continue
             self._push(entry, best)
-        if queue:
-            want = min(cw.config.max_pending_lease_requests, math.ceil(len(queue) / limit))
+        # Tasks queued behind a running one on a leased worker still want a worker
+        # of their own: pipelining must never cost parallelism.
+        waiting = len(queue) + sum(max(0, len(lease.in_flight) - 1) for lease in ks.leases.values())
+        if waiting:
+            want = min(cw.config.max_pending_lease_requests, math.ceil(waiting / limit))
             while len(ks.pending_requests) < want:
                 self._request_lease(ks)
         elif ks.pending_requests:
             for rid in list(ks.pending_requests):
                 cw.notify(cw.node_manager, "cancel_lease_request", cw.address, rid)
+        if not queue:
+            self._steal_for_idle(ks)
+
+    def _steal_for_idle(self, ks: _KeyState) -> None:
+        """An idle lease while another holds unstarted tasks: ask for those back."""
+        if not any(not lease.in_flight for lease in ks.leases.values()):
+            return
+        donor = max(ks.leases.values(), key=lambda lease: len(lease.in_flight))
+        if len(donor.in_flight) > 1 and not donor.stealing:
+            donor.stealing = True
+            self.cw.loop.send(donor.address, ("steal_tasks", donor.lease_id, self.cw.address))
+
+    def on_tasks_stolen(self, lease_id: Any, task_ids: list) -> None:
+        """A leased worker handed back tasks it had not started: run them elsewhere."""
+        lease = self.leases.get(lease_id)
+        if lease is not None:
+            lease.stealing = False
+        for task_id in reversed(task_ids):
+            entry = self.entries.get(task_id)
+            if entry is None or entry.lease_id != lease_id or not entry.pushed:
+                continue
+            if lease is not None:
+                lease.in_flight.pop(task_id, None)
+            entry.pushed = False
+            entry.lease_id = None
+            ks = self.keys.get(entry.key)
+            if entry.cancelled or ks is None:
+                self.fail(entry, exc.TaskCancelledError(task_id.hex()))
+            else:
+                ks.queue.appendleft(entry)
+        if lease is not None:
+            ks = self.keys.get(lease.key)
+            if ks is not None:
+                self._dispatch(ks)
+            if not lease.in_flight:
+                self.cw.loop.call_later(self.cw.config.lease_idle_s, self._maybe_return_idle, lease_id)
 
     def _push(self, entry: TaskEntry, lease: _Lease) -> None:
         spec = self._inline_deps(entry)
         entry.lease_id = lease.lease_id
         entry.pushed = True
-        lease.in_flight.add(entry.task_id)
+        lease.in_flight[entry.task_id] = None
         lease.last_used = time.monotonic()
         self.cw.loop.send(lease.address, ("push_task", spec, lease.info))
 
@@ -195,7 +239,10 @@ class TaskSubmitter:
         self.leases[lease_id] = lease
         self._dispatch(ks)
         if not lease.in_flight:
-            self._return_lease(lease)
+            if any(other.stealing for other in ks.leases.values()):
+                self.cw.loop.call_later(self.cw.config.lease_idle_s, self._maybe_return_idle, lease_id)
+            else:
+                self._return_lease(lease)
 
     def _return_lease(self, lease: _Lease) -> None:
         ks = self.keys.get(lease.key)
@@ -217,8 +264,15 @@ class TaskSubmitter:
         self._return_lease(lease)
 
     # ------------------------------------------------------------------ results
-    def on_task_result(self, task_id: bytes, results: list, retryable: bool, worker_id: bytes) -> None:
+    def on_task_result(self, task_id: bytes, results: list, retryable: bool, worker_id: bytes,
+                       worker_exiting: bool = False) -> None:
         entry = self.entries.get(task_id)
+        if worker_exiting and entry is not None and entry.lease_id in self.leases:
+            # The worker reached max_calls and exits: forget the lease; its node frees it.
+            lease = self.leases.pop(entry.lease_id)
+            ks = self.keys.get(lease.key)
+            if ks is not None:
+                ks.leases.pop(lease.lease_id, None)
         if entry is None:
             self._discard_results(task_id, results)
             return
@@ -227,7 +281,7 @@ class TaskSubmitter:
             return
         lease = self.leases.get(entry.lease_id)
         if lease is not None:
-            lease.in_flight.discard(task_id)
+            lease.in_flight.pop(task_id, None)
             lease.last_used = time.monotonic()
         if retryable and entry.retries_left != 0 and not entry.cancelled:
             entry.retries_left -= 1
@@ -243,6 +297,8 @@ class TaskSubmitter:
 
     def on_generator_item(self, task_id: bytes, index: int, value: tuple) -> None:
         if task_id in self.entries:
+            if index is None:  # a final error: it comes after every item sent before it
+                index = self.cw.generator_state(task_id).count
             self.cw.generator_push(task_id, index, value)
 
     def complete(self, entry: TaskEntry, results: list) -> None:
@@ -279,21 +335,26 @@ class TaskSubmitter:
         ks = self.keys.get(lease.key)
         if ks is not None:
             ks.leases.pop(lease_id, None)
-        for task_id in sorted(lease.in_flight):
+        requeue = []
+        for position, task_id in enumerate(lease.in_flight):
             entry = self.entries.get(task_id)
             if entry is None:
                 continue
             if entry.cancelled:
                 self.fail(entry, exc.TaskCancelledError(task_id.hex()))
+            elif position > 0:  # queued behind the task that was running: it never started
+                entry.pushed = False
+                requeue.append(entry)
             elif entry.retries_left != 0 and not (entry.streaming and self.cw.generator_state(task_id).count):
                 entry.retries_left -= 1
                 entry.pushed = False
-                ks.queue.appendleft(entry) if ks is not None else None
+                requeue.append(entry)
             else:
                 self.fail(entry, exc.WorkerCrashedError(
                     f"The worker running task {entry.name} died unexpectedly ({reason}). "
                     "The task was not retried further (max_retries exhausted)."))
         if ks is not None:
+            ks.queue.extendleft(reversed(requeue))
             self._dispatch(ks)
 
     # ------------------------------------------------------------------ cancel
@@ -320,7 +381,8 @@ class TaskSubmitter:
         if lease is None:
             return
         self.cw.loop.send(lease.address, ("cancel_task", task_id, force, recursive))
-        if force:
+        if force and next(iter(lease.in_flight), None) == task_id:
+            # Only the first task in flight runs; one queued behind it is simply dropped.
             self.cw.notify(lease.node_manager, "kill_worker", lease.worker_id, "the task was cancelled with force=True")
 
     def pending_count(self) -> int:

@@ -7,6 +7,9 @@ Cluster fixtures (function scope, each test gets a fresh local cluster):
     juno_start_gpus      juno.init(num_cpus=4, num_gpus=2)   (logical GPUs)
     shutdown_only        the test calls juno.init itself; shut down afterwards
 
+juno_shared (module scope in effect): one cluster for the tests of a module that
+ask for it; see its docstring.
+
 After a test that used one of them, the test fails at teardown if processes it
 started (command line mentions "juno") are still alive 10 s after shutdown, or if
 new /dev/shm/juno-* entries are left behind.
@@ -185,6 +188,8 @@ def _fresh_start():
     (juno.init is idempotent, so it would silently reuse the old cluster)."""
     import juno
 
+    if _module_cluster.get("module") is not None:
+        _stop_module_cluster()  # a shared cluster is expected here: stop it quietly
     if _juno_is_initialized():
         warnings.warn(
             "juno was still initialized when this test started; an earlier test "
@@ -238,6 +243,51 @@ def shutdown_only(_juno_leak_guard):
         yield
     finally:
         _shutdown(_juno_leak_guard)
+
+
+# --------------------------------------------------------------------------------
+# One cluster shared by the tests of a module
+# --------------------------------------------------------------------------------
+
+# While a module's shared cluster runs: the module and that module's leak guard.
+_module_cluster: dict = {}
+
+
+def _stop_module_cluster() -> None:
+    guard = _module_cluster.pop("guard", None)
+    _module_cluster.pop("module", None)
+    if guard is not None:
+        _shutdown(guard)
+
+
+@pytest.fixture(scope="module")
+def _juno_module_leak_guard():
+    guard = _LeakGuard()
+    yield guard
+    if _module_cluster.get("guard") is guard:
+        _stop_module_cluster()
+    guard.check()
+
+
+@pytest.fixture
+def juno_shared(request, _juno_module_leak_guard):
+    """A cluster shared by every test of the module that asks for it (started on
+    first use with ``juno.init(**JUNO_SHARED_INIT)`` from the module, default
+    ``num_cpus=4``), for tests that don't disturb each other: use unique actor
+    names. A test of the same module that uses a function-scoped fixture
+    (``shutdown_only`` ...) stops it quietly; the next ``juno_shared`` test starts
+    it again. Its leak check runs once, after the module's last test."""
+    module = request.module
+    if _module_cluster.get("module") is not module or not _juno_is_initialized():
+        juno = _fresh_start()
+        kwargs = getattr(module, "JUNO_SHARED_INIT", {"num_cpus": 4})
+        juno.init(**kwargs)
+        _module_cluster.update(module=module, guard=_juno_module_leak_guard)
+    import juno
+
+    _juno_module_leak_guard.note_processes()
+    yield juno
+    _juno_module_leak_guard.note_processes()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import shutil
 import signal
 import time
 from typing import Any
@@ -17,33 +18,14 @@ from typing import Any
 from juno import exceptions as exc
 from juno.config import Config
 from juno.node.resources import NodeResources
-from juno.node.worker_pool import WorkerPool, env_key
+from juno.node.scheduler import LeaseRequest, LeaseScheduler
+from juno.node.worker_pool import WorkerPool
 from juno.proc_util import pid_alive
 from juno.rpc import DEFER, Reply, RpcNode
 from juno.store.shm import SharedMemoryStore
 from juno.transport import EventLoop, short_ipc_path
 
 logger = logging.getLogger(__name__)
-
-MAX_FAILED_STARTS = 3
-
-
-class LeaseRequest:
-    __slots__ = ("owner", "rid", "resources", "runtime_env", "strategy", "name", "reply", "actor_id",
-                 "warned", "env_key")
-
-    def __init__(self, owner, rid, resources, runtime_env, strategy, name, reply, actor_id=None):
-        self.owner = owner
-        self.rid = rid
-        self.resources = {k: v for k, v in (resources or {}).items() if v}
-        self.runtime_env = runtime_env
-        self.strategy = strategy
-        self.name = name
-        self.reply = reply
-        self.actor_id = actor_id
-        self.warned = False
-        self.env_key = env_key(runtime_env)
-
 
 class Lease:
     __slots__ = ("lease_id", "worker_id", "owner", "allocation", "actor_id")
@@ -83,7 +65,7 @@ class NodeManager(RpcNode):
         }
         self.pool = WorkerPool(session_dir=session_dir, node=self.node, gcs_address=gcs_address,
                                config_env=config.to_env(), log_dir=self.log_dir)
-        self.requests: list[LeaseRequest] = []
+        self.scheduler = LeaseScheduler(self.resources, node_id)
         self.leases: dict[int, Lease] = {}
         self._lease_ids = itertools.count(1)
         self.drivers: dict[str, int] = {}
@@ -133,6 +115,9 @@ class NodeManager(RpcNode):
         """After the loop stopped: stop workers and remove the store."""
         self.pool.stop_all(self.config.shutdown_grace_s)
         self.store.remove_dir()
+        if self.owner_pid:
+            # A private cluster: its driver may have died without unlinking its socket.
+            shutil.rmtree(os.path.join(self.session_dir, "sock"), ignore_errors=True)
 
     def _check_parents(self) -> None:
         if self.owner_pid and not pid_alive(self.owner_pid):
@@ -174,27 +159,14 @@ class NodeManager(RpcNode):
     # ------------------------------------------------------------------ leases
     def rpc_request_lease(self, reply: Reply, owner: str, rid: int, resources: dict, runtime_env, strategy,
                           name: str, actor_id: bytes | None = None):
-        req = LeaseRequest(owner, rid, resources, runtime_env, strategy, name, reply, actor_id)
-        problem = self._strategy_problem(strategy)
-        if problem:
-            raise exc.TaskUnschedulableError(problem)
-        self.requests.append(req)
+        self.scheduler.add(LeaseRequest(owner, rid, resources, runtime_env, strategy, name, reply, actor_id))
         self._schedule()
         return DEFER
 
-    def _strategy_problem(self, strategy) -> str | None:
-        node_id = getattr(strategy, "node_id", None)
-        if node_id and node_id != self.node_id and not getattr(strategy, "soft", False):
-            return (f"NodeAffinitySchedulingStrategy asks for node {node_id}, which is not alive in this "
-                    "cluster (soft=False). Use soft=True to fall back to any node.")
-        return None
-
     def rpc_cancel_lease_request(self, reply: Reply, owner: str, rid: int):
-        for req in self.requests:
-            if req.owner == owner and req.rid == rid:
-                self.requests.remove(req)
-                req.reply.send(None)
-                break
+        req = self.scheduler.cancel(owner, rid)
+        if req is not None:
+            req.reply.send(None)
         return None
 
     def rpc_return_lease(self, reply: Reply, lease_id: int):
@@ -209,61 +181,38 @@ class NodeManager(RpcNode):
         return None
 
     def _schedule(self) -> None:
-        if not self.requests:
+        """Carry out the scheduler's decisions: bind workers, warn, fail, start workers."""
+        if not self.scheduler.requests:
             return
-        changed = False
-        waiting_per_env: dict[str, int] = {}
-        for req in list(self.requests):
-            if not self.resources.is_feasible(req.resources):
-                if not req.warned:
-                    req.warned = True
-                    self._warn_infeasible(req)
+        pool = self.pool
+        idle = {key: len(ids) for key, ids in pool.idle.items()}
+        decisions = self.scheduler.schedule(idle, pool.starting, pool.failed_starts)
+        for req, allocation in decisions.grants:
+            worker = pool.pop_idle(req.env_key)
+            if worker is None:  # died since it was counted: give the resources back, retry later
+                self.resources.release(allocation)
+                self.scheduler.requests.insert(0, req)
                 continue
-            if not self.resources.can_allocate(req.resources):
-                continue
-            if self.pool.failed_starts.get(req.env_key, 0) >= MAX_FAILED_STARTS:
-                self.requests.remove(req)
-                req.reply.fail(exc.RuntimeEnvSetupError(
-                    f"Workers for runtime_env {req.runtime_env} failed to start {MAX_FAILED_STARTS} times; "
-                    f"see the worker logs in {self.log_dir}."))
-                continue
-            worker = self.pool.pop_idle(req.env_key)
-            if worker is None:
-                waiting_per_env[req.env_key] = waiting_per_env.get(req.env_key, 0) + 1
-                continue
-            allocation = self.resources.allocate(req.resources)
             lease_id = next(self._lease_ids)
             self.leases[lease_id] = Lease(lease_id, worker.worker_id, req.owner, allocation, req.actor_id)
             worker.lease_id = lease_id
             worker.actor_id = req.actor_id
-            self.requests.remove(req)
-            changed = True
             req.reply.send((lease_id, worker.address, worker.worker_id, list(allocation.gpu_ids),
                             allocation.resources.to_dict(), self.address))
-        for key, waiting in waiting_per_env.items():
-            missing = waiting - self.pool.starting.get(key, 0)
-            for _ in range(max(0, missing)):
-                runtime_env = next(r.runtime_env for r in self.requests if r.env_key == key)
-                try:
-                    self.pool.start_worker(runtime_env)
-                except OSError as e:
-                    for req in [r for r in self.requests if r.env_key == key]:
-                        self.requests.remove(req)
-                        req.reply.fail(exc.RuntimeEnvSetupError(f"could not start a worker: {e}"))
-                    break
-        if changed:
+        for req, text in decisions.warnings:
+            if req.actor_id is not None:
+                self.notify(self.gcs_address, "actor_warning", req.actor_id, text)
+            else:
+                self.loop.send(req.owner, ("warning", text))
+        for req, error in decisions.failures:
+            req.reply.fail(error)
+        for _key, runtime_env in decisions.starts:
+            try:
+                pool.start_worker(runtime_env)
+            except OSError as e:
+                logger.error("could not start a worker: %s", e)
+        if decisions.grants:
             self._report_resources_soon()
-
-    def _warn_infeasible(self, req: LeaseRequest) -> None:
-        reason = self.resources.infeasible_reason(req.resources) or ""
-        what = f"actor {req.name}" if req.actor_id else f"task {req.name}"
-        text = (f"The {what} cannot be scheduled right now: it {reason}. It will stay pending until a "
-                "node with enough resources joins the cluster; check the resources you request "
-                "(num_cpus, num_gpus, resources=...) against juno.cluster_resources().")
-        if req.actor_id is not None:
-            self.notify(self.gcs_address, "actor_warning", req.actor_id, text)
-        else:
-            self.loop.send(req.owner, ("warning", text))
 
     # ------------------------------------------------------------------ blocked workers
     def rpc_worker_blocked(self, reply: Reply, worker_id: bytes):
@@ -317,8 +266,7 @@ class NodeManager(RpcNode):
     def _owner_gone(self, address: str) -> None:
         """A driver or worker that held leases is gone: reclaim what it held."""
         self.drivers.pop(address, None)
-        for req in [r for r in self.requests if r.owner == address and r.actor_id is None]:
-            self.requests.remove(req)
+        self.scheduler.drop_owner(address)
         for lease in [l for l in self.leases.values() if l.owner == address and l.actor_id is None]:
             worker = self.pool.workers.get(lease.worker_id)
             if worker is not None:

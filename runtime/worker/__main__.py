@@ -32,6 +32,7 @@ def main() -> int:
         pass
     finally:
         cw.stop()
+        set_global_worker(None)  # so juno.shutdown() at exit has nothing to detach from
     return 0
 
 

@@ -46,7 +46,8 @@ class TaskExecutor:
         self.cancel_requested: set[bytes] = set()
         self.actor = None
         self.actor_id: bytes | None = None
-        self.actor_name = ""
+        self.actor_name = ""  # the class name (log prefixes, errors)
+        self.registered_name = ""  # the name=... it was created with, if any
         self.actor_mode = "sync"
         self.actor_pools: dict[str, ThreadPoolExecutor] = {}
         self.actor_semaphores: dict[str, asyncio.Semaphore] = {}
@@ -55,9 +56,11 @@ class TaskExecutor:
         self.async_tasks: dict[bytes, asyncio.Task] = {}
         self.num_restarts = 0
         self.exiting = False
+        self.call_counts: dict[bytes, int] = {}
         h = cw.loop.handlers
         h["push_task"] = self.on_push_task
         h["cancel_task"] = self.on_cancel_task
+        h["steal_tasks"] = self.on_steal_tasks
         h["actor_create"] = self.on_actor_create
         h["exit_worker"] = lambda *a: self.main_queue.put(None)
         signal.signal(signal.SIGINT, self._on_sigint)
@@ -70,7 +73,37 @@ class TaskExecutor:
         else:
             self.main_queue.put((spec, lease_info))
 
+    def _take_queued(self, pick) -> list[tuple]:
+        """Remove the queued (not started) tasks ``pick(spec, lease_info)`` selects; IO thread."""
+        kept, taken = [], []
+        while True:
+            try:
+                item = self.main_queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None and len(item) == 2 and pick(*item):
+                taken.append(item[0])
+            else:
+                kept.append(item)
+        for item in kept:  # only this (IO) thread adds tasks, so their order is kept
+            self.main_queue.put(item)
+        return taken
+
+    def on_steal_tasks(self, lease_id, reply_to: str) -> None:
+        """Hand back the tasks of ``lease_id`` not started yet, so an idle worker can run them."""
+        stolen = self._take_queued(lambda spec, info: info is not None and info[0] == lease_id)
+        self.cw.loop.send(reply_to, ("tasks_stolen", lease_id, [spec[ts.TASK_ID] for spec in stolen]))
+
+    def _drop_queued(self, task_id: bytes) -> bool:
+        """Cancel a task still waiting in this worker's queue: it fails now, never runs."""
+        dropped = self._take_queued(lambda spec, info: spec[ts.TASK_ID] == task_id)
+        for spec in dropped:
+            self._reply(spec, self._error_results(spec, exc.TaskCancelledError(task_id.hex())), False)
+        return bool(dropped)
+
     def on_cancel_task(self, task_id: bytes, force: bool, recursive: bool) -> None:
+        if self.running_task != task_id and self._drop_queued(task_id):
+            return
         self.cancel_requested.add(task_id)
         if self.running_task == task_id and threading.main_thread().is_alive():
             signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
@@ -120,7 +153,19 @@ class TaskExecutor:
             self.cancel_requested.discard(task_id)
             self._children_of.pop(task_id, None)
         if results is not None:
-            self._reply(spec, results, retryable)
+            self._reply(spec, results, retryable, self._reached_max_calls(spec))
+
+    def _reached_max_calls(self, spec: tuple) -> bool:
+        """Count calls of functions declared with max_calls; True when this worker must exit."""
+        max_calls = (spec[ts.EXTRA] or {}).get("max_calls") if spec[ts.KIND] == ts.KIND_TASK else None
+        if not max_calls:
+            return False
+        fid = spec[ts.FUNCTION]
+        self.call_counts[fid] = self.call_counts.get(fid, 0) + 1
+        if self.call_counts[fid] < max_calls:
+            return False
+        self.exiting = True
+        return True
 
     def _context(self, spec: tuple, lease_info) -> TaskContext:
         gpu_ids, resources = (lease_info[1], lease_info[2]) if lease_info else (self._actor_gpus, self._actor_resources)
@@ -159,10 +204,8 @@ class TaskExecutor:
             raise
         except _ExitActor:
             self.exiting = True
-            self.cw.notify(self.cw.gcs_address, "actor_exiting", self.actor_id)
-            return self._error_results(spec, exc.ActorDiedError(
-                self.actor_id.hex() if self.actor_id else None,
-                "The actor exited intentionally by calling exit_actor().")), False
+            self._announce_exit()
+            return self._exit_results(spec), False
         except Exception as e:  # noqa: BLE001 - user code failure travels to the owner
             return self._error_results(spec, e), self._retryable(spec, e)
         finally:
@@ -258,8 +301,9 @@ class TaskExecutor:
                 value = self.cw.encode_value(oid, serialization.serialize(item))
                 self.cw.loop.call_soon(self.cw.loop.send, owner, ("gen_item", task_id, index, value))
                 index += 1
-        except KeyboardInterrupt:
-            raise
+        except KeyboardInterrupt:  # cancelled: the error follows the items sent (index None)
+            blob = serialization.serialize(exc.TaskCancelledError(task_id.hex()), error=True).to_bytes()
+            self.cw.loop.call_soon(self.cw.loop.send, owner, ("gen_item", task_id, None, ("v", blob)))
         except Exception as e:  # noqa: BLE001
             blob = serialization.serialize(self._task_error(spec, e), error=True).to_bytes()
             self.cw.loop.call_soon(self.cw.loop.send, owner, ("gen_item", task_id, index, ("v", blob)))
@@ -269,9 +313,13 @@ class TaskExecutor:
         name = self._display_name(spec)
         if spec[ts.KIND] == ts.KIND_ACTOR_CALL:
             name = f"{self.actor_name}.{spec[ts.FUNCTION]}"
-        cause = e.to_plain() if isinstance(e, exc.RayTaskError) else e
-        err = exc.RayTaskError.from_exception(cause, name, pid=os.getpid(), ip=self.cw.node.get("ip"),
-                                              actor_id=self.actor_id.hex() if self.actor_id else None)
+        cause = e
+        if isinstance(e, exc.RayTaskError):
+            # A task this one waited for failed: keep its original cause, as Ray does, so
+            # callers still catch the user's exception type (the traceback keeps both).
+            cause = e.cause if e.cause is not None else e.to_plain()
+        err = exc.RayTaskError(name, exc.format_remote_traceback(e), cause, pid=os.getpid(),
+                               ip=self.cw.node.get("ip"), actor_id=self.actor_id.hex() if self.actor_id else None)
         try:
             serialization.serialize(err)
         except Exception:  # noqa: BLE001 - the cause itself can't travel
@@ -283,9 +331,22 @@ class TaskExecutor:
         blob = serialization.serialize(error, error=True).to_bytes()
         n = spec[ts.NUM_RETURNS]
         if n == ts.STREAMING:
-            self.cw.loop.call_soon(self.cw.loop.send, spec[ts.OWNER], ("gen_item", spec[ts.TASK_ID], 0, ("v", blob)))
+            self.cw.loop.call_soon(self.cw.loop.send, spec[ts.OWNER], ("gen_item", spec[ts.TASK_ID], None, ("v", blob)))
             return []
         return [("v", blob)] * n
+
+    def _announce_exit(self) -> None:
+        """Tell the GCS (and wait until it knows) that the actor exits on purpose, so
+        the death that follows is final rather than a crash to restart from."""
+        try:
+            self.cw.gcs_call("actor_exiting", self.actor_id, timeout=10.0)
+        except Exception:  # noqa: BLE001 - the GCS is gone: nothing would restart us anyway
+            logger.warning("could not tell the GCS that the actor exits", exc_info=True)
+
+    def _exit_results(self, spec: tuple) -> list:
+        return self._error_results(spec, exc.ActorDiedError(
+            self.actor_id.hex() if self.actor_id else None,
+            "The actor exited intentionally by calling exit_actor()."), wrap=False)
 
     def _retryable(self, spec: tuple, e: BaseException) -> bool:
         rule = spec[ts.RETRY_EXC]
@@ -295,9 +356,9 @@ class TaskExecutor:
             return True
         return isinstance(e, cloudpickle.loads(rule))
 
-    def _reply(self, spec: tuple, results: list, retryable: bool) -> None:
+    def _reply(self, spec: tuple, results: list, retryable: bool, exiting: bool = False) -> None:
         self.cw.loop.call_soon(self.cw.loop.send, spec[ts.OWNER],
-                               ("task_result", spec[ts.TASK_ID], results, retryable, self.cw.worker_id))
+                               ("task_result", spec[ts.TASK_ID], results, retryable, self.cw.worker_id, exiting))
 
     # ------------------------------------------------------------------ actors
     def create_actor(self, spec: tuple, lease_info, options: dict) -> None:
@@ -311,6 +372,7 @@ class TaskExecutor:
         try:
             cls = self.load_function(spec[ts.FUNCTION])
             self.actor_name = cls.__name__
+            self.registered_name = (spec[ts.EXTRA] or {}).get("name") or ""
             ctx.name = self.actor_name
             args, kwargs = self.resolve_args(spec)
             self._setup_concurrency(cls, options)
@@ -321,6 +383,10 @@ class TaskExecutor:
                                                   namespace=(spec[ts.EXTRA] or {}).get("namespace"))
         except _DepError as d:
             error = d.error
+        except _ExitActor:  # exit_actor() in the constructor: end for good, never created
+            self.exiting = True
+            self._announce_exit()
+            return
         except Exception as e:  # noqa: BLE001
             error = self._task_error(spec, e)
         finally:
@@ -396,14 +462,13 @@ class TaskExecutor:
                     task = asyncio.ensure_future(method(*args, **kwargs))
                     self.async_tasks[task_id] = task
                     value = await task
+                elif inspect.isasyncgenfunction(method) and spec[ts.NUM_RETURNS] == ts.STREAMING:
+                    task = asyncio.ensure_future(self._stream_async(spec, method(*args, **kwargs)))
+                    self.async_tasks[task_id] = task
+                    self._reply(spec, *await task)
+                    return
                 elif inspect.isasyncgenfunction(method):
-                    value = [v async for v in method(*args, **kwargs)] if spec[ts.NUM_RETURNS] != ts.STREAMING \
-                        else method(*args, **kwargs)
-                    if spec[ts.NUM_RETURNS] == ts.STREAMING:
-                        results, retryable = await asyncio.get_running_loop().run_in_executor(
-                            None, self._run_streaming, spec, lambda *a, **k: value, args, kwargs)
-                        self._reply(spec, results, retryable)
-                        return
+                    value = [v async for v in method(*args, **kwargs)]
                 else:
                     value = method(*args, **kwargs)
                 if spec[ts.NUM_RETURNS] == ts.STREAMING:
@@ -416,9 +481,8 @@ class TaskExecutor:
                 results, retryable = self._error_results(spec, exc.TaskCancelledError(task_id.hex())), False
             except _ExitActor:
                 self.exiting = True
-                self.cw.loop.call_soon(self.cw.notify, self.cw.gcs_address, "actor_exiting", self.actor_id)
-                results, retryable = self._error_results(spec, exc.ActorDiedError(
-                    self.actor_id.hex(), "The actor exited intentionally by calling exit_actor().")), False
+                await asyncio.get_running_loop().run_in_executor(None, self._announce_exit)
+                results, retryable = self._exit_results(spec), False
                 self.main_queue.put(None)
             except Exception as e:  # noqa: BLE001
                 results, retryable = self._error_results(spec, e), self._retryable(spec, e)
@@ -426,6 +490,27 @@ class TaskExecutor:
                 self.async_tasks.pop(task_id, None)
                 current_task.reset(token)
             self._reply(spec, results, retryable)
+
+
+    async def _stream_async(self, spec: tuple, agen) -> tuple[list, bool]:
+        """Stream an async generator method's items as it yields them, driving it on the
+        actor's own event loop (it shares state and asyncio objects with the other calls)."""
+        task_id, owner = spec[ts.TASK_ID], spec[ts.OWNER]
+        index = 0
+        try:
+            async for item in agen:
+                value = self.cw.encode_value(ids.object_id(task_id, index + 1), serialization.serialize(item))
+                self.cw.loop.call_soon(self.cw.loop.send, owner, ("gen_item", task_id, index, value))
+                index += 1
+        except asyncio.CancelledError:  # cancelled: the error takes the next item's place
+            error: BaseException = exc.TaskCancelledError(task_id.hex())
+        except Exception as e:  # noqa: BLE001
+            error = self._task_error(spec, e)
+        else:
+            return [], False
+        blob = serialization.serialize(error, error=True).to_bytes()
+        self.cw.loop.call_soon(self.cw.loop.send, owner, ("gen_item", task_id, index, ("v", blob)))
+        return [], False
 
 
 async def _call_async(fn):
