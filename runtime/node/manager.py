@@ -15,7 +15,6 @@ import signal
 import time
 from typing import Any
 
-from juno import exceptions as exc
 from juno.config import Config
 from juno.node.resources import NodeResources
 from juno.node.scheduler import LeaseRequest, LeaseScheduler
