@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
 
 from juno import exceptions as exc
 from juno import ids

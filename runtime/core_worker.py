@@ -13,8 +13,7 @@ import logging
 import os
 import sys
 import threading
-import time
-from typing import Any, Iterable
+from typing import Any
 
 from juno import exceptions as exc
 from juno import ids, serialization

@@ -300,3 +300,35 @@ def _shutdown_juno_at_session_end():
             _juno_if_imported().shutdown()
         except Exception as exc:  # report, don't mask the session's result
             print(f"conftest: juno.shutdown() at session end failed: {exc!r}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------------
+# Small shared fixtures of the integration tests
+# --------------------------------------------------------------------------------
+
+@pytest.fixture
+def cluster(juno_shared):
+    """The module's shared cluster (configured by a module-level JUNO_SHARED_INIT)."""
+    return juno_shared
+
+
+@pytest.fixture
+def gate(tmp_path):
+    """A file tasks blocked in ``wait_for_file`` wait for; created at teardown so a
+    failing test never leaves a task blocked for the next one."""
+    path = tmp_path / "gate"
+    yield path
+    path.touch()
+
+
+def _pickle_helpers_by_value() -> None:
+    # Workers can't import tests/helpers.py: its functions travel by value, as a
+    # notebook's would.
+    import cloudpickle
+
+    import helpers
+
+    cloudpickle.register_pickle_by_value(helpers)
+
+
+_pickle_helpers_by_value()

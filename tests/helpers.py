@@ -53,3 +53,18 @@ def wait_for_condition(
         )
         message += f"; its last attempt raised:\n{detail}"
     raise RuntimeError(message)
+
+
+def wait_for_file(path: str, timeout: float = 60.0) -> None:
+    """Runs inside tasks: block until the test creates ``path`` (the test's signal).
+
+    Tasks can't share a threading.Event with the test process, so a file is the
+    gate; the poll is short because it only ever waits for the test itself.
+    """
+    import os
+
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.005)

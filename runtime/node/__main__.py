@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     resources.setdefault("memory", float(_memory_bytes()))
     if args.object_store_memory:
         resources["object_store_memory"] = float(args.object_store_memory)
-    resources[f"node:127.0.0.1"] = 1.0
+    resources["node:127.0.0.1"] = 1.0
     if args.head:
         resources["node:__internal_head__"] = 1.0
     nm = NodeManager(node_id=args.node_id, session_dir=args.session_dir, gcs_address=args.gcs_address,

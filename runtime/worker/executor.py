@@ -13,9 +13,7 @@ import logging
 import os
 import queue
 import signal
-import sys
 import threading
-import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 

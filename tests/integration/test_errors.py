@@ -11,7 +11,7 @@ import time
 import cloudpickle
 import psutil
 import pytest
-from helpers import wait_for_condition
+from helpers import wait_for_file, wait_for_condition
 
 import juno
 from juno.exceptions import (GetTimeoutError, RayError, RayTaskError, TaskCancelledError,
@@ -22,24 +22,7 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 JUNO_SHARED_INIT = {"num_cpus": 2}
 
 
-@pytest.fixture
-def cluster(juno_shared):
-    return juno_shared
 
-
-@pytest.fixture
-def gate(tmp_path):
-    path = tmp_path / "gate"
-    yield path
-    path.touch()
-
-
-def wait_for_file(path: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} never appeared")
-        time.sleep(0.005)
 
 
 def count_attempt(path: str) -> int:

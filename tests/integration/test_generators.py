@@ -5,23 +5,19 @@ import asyncio
 import os
 import signal
 import sys
-import time
 
 import cloudpickle
 import numpy as np
 import pytest
 
 import juno
+from helpers import wait_for_file
 from juno.exceptions import GetTimeoutError, TaskCancelledError, WorkerCrashedError
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 JUNO_SHARED_INIT = {"num_cpus": 2}
 
-
-@pytest.fixture
-def cluster(juno_shared):
-    return juno_shared
 
 
 @pytest.fixture
@@ -32,13 +28,6 @@ def gates(tmp_path):
     for i in range(10):
         (tmp_path / str(i)).touch()
 
-
-def wait_for_file(path: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} never appeared")
-        time.sleep(0.005)
 
 
 @juno.remote

@@ -17,10 +17,6 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 JUNO_SHARED_INIT = {"num_cpus": 4, "num_gpus": 2}
 
 
-@pytest.fixture
-def cluster(juno_shared):
-    return juno_shared
-
 
 def barrier(directory: str, parties: int, timeout: float = 30.0) -> None:
     """Runs in tasks: return only once ``parties`` tasks are inside at the same time."""

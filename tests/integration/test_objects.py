@@ -20,16 +20,6 @@ JUNO_SHARED_INIT = {"num_cpus": 2}
 LARGE = 200 * 1024  # bytes; well above the 100 KiB inline limit
 
 
-@pytest.fixture
-def cluster(juno_shared):
-    return juno_shared
-
-
-@pytest.fixture
-def gate(tmp_path):
-    path = tmp_path / "gate"
-    yield path
-    path.touch()
 
 
 def shm_files(ref) -> list[str]:

@@ -17,10 +17,6 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 JUNO_SHARED_INIT = {"num_cpus": 4}
 
 
-@pytest.fixture
-def cluster(juno_shared):
-    return juno_shared
-
 
 # ---------------------------------------------------------------------------- tasks
 

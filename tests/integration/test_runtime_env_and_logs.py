@@ -17,10 +17,6 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 JUNO_SHARED_INIT = {"num_cpus": 2, "runtime_env": {"env_vars": {"JUNO_TEST_JOB_VAR": "from-job"}}}
 
 
-@pytest.fixture
-def cluster(juno_shared):
-    return juno_shared
-
 
 class Output:
     """Everything written to the driver's stdout/stderr since the fixture started."""

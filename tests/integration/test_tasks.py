@@ -9,7 +9,7 @@ import time
 import cloudpickle
 import pytest
 
-from helpers import wait_for_condition
+from helpers import wait_for_file, wait_for_condition
 
 import juno
 from juno.exceptions import GetTimeoutError, RayTaskError
@@ -21,27 +21,7 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 JUNO_SHARED_INIT = {"num_cpus": 2}
 
 
-@pytest.fixture
-def cluster(juno_shared):
-    return juno_shared
 
-
-@pytest.fixture
-def gate(tmp_path):
-    """A file that tasks blocked in ``gated`` wait for; opened at teardown so a
-    failing test never leaves a task blocked for the next one."""
-    path = tmp_path / "gate"
-    yield path
-    path.touch()
-
-
-def wait_for_file(path: str, timeout: float = 30.0) -> None:
-    """Runs inside tasks: block until the test creates ``path`` (the test's signal)."""
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} never appeared")
-        time.sleep(0.005)
 
 
 @juno.remote
