@@ -48,9 +48,17 @@ class _Actor:
 
 actor = _Actor()
 
+
+def timeline(filename: str | None = None):
+    """Chrome-trace events of the tasks the cluster ran (Ray's ``ray.timeline``): the list of
+    events, or written as JSON to ``filename``. Open the file in chrome://tracing or Perfetto."""
+    from juno.util.state import timeline as _timeline
+
+    return _timeline(filename)
+
 __all__ = [
     "ActorClass", "ActorHandle", "JunoContext", "ObjectRef", "ObjectRefGenerator", "RayContext", "RemoteFunction",
     "actor", "available_resources", "cancel", "cluster_resources", "exceptions", "exit_actor", "get", "get_actor",
     "get_gpu_ids", "get_runtime_context", "init", "is_initialized", "kill", "method", "nodes", "put", "remote",
-    "shutdown", "wait",
+    "shutdown", "timeline", "wait",
 ]

@@ -271,6 +271,7 @@ class ActorMethod:
         refs = return_refs(cw, task_id, 0 if streaming else num_returns)
         entry = TaskEntry(task_id, spec, [r._id for r in refs], dep_ids, retries, actor_id=handle._actor_id,
                           streaming=streaming)
+        entry.parent = ctx.task_id
         cw.actors.submit(entry)
         if streaming:
             return ObjectRefGenerator(task_id, cw.address, cw)

@@ -125,6 +125,9 @@ class ActorSubmitter:
 
     def _submit(self, entry: TaskEntry) -> None:
         self.cw.tasks.entries[entry.task_id] = entry
+        ev = self.cw.task_events
+        if ev is not None and entry.ev is None:
+            ev.created(entry)
         state = self._state(entry.actor_id)
         if state.state == ALIVE and not state.queue:
             self._send(state, entry)
@@ -137,6 +140,8 @@ class ActorSubmitter:
         spec = self.cw.tasks._inline_deps(entry)
         entry.pushed = True
         state.in_flight[entry.task_id] = entry
+        if self.cw.task_events is not None:
+            self.cw.task_events.pushed(entry)
         self.cw.loop.send(state.address, ("push_task", spec, None))
 
     def _fail_dead(self, state: _ActorState, entry: TaskEntry) -> None:
@@ -159,6 +164,7 @@ class ActorSubmitter:
                 self._send(state, state.queue.popleft())
         elif new == RESTARTING:
             state.state = RESTARTING
+            state.death = info.get("last_death") or ""  # why the last incarnation died, for lost calls
             self._handle_lost_calls(state)
         elif new == DEAD:
             state.state = DEAD
@@ -178,12 +184,15 @@ class ActorSubmitter:
                 self._fail(entry, exc.TaskCancelledError(entry.task_id.hex()))
             elif entry.retries_left != 0:
                 entry.retries_left -= 1
+                if self.cw.task_events is not None:
+                    self.cw.task_events.retry(entry, "ACTOR_DIED", state.death or "the actor died")
                 retry.append(entry)
             else:
+                cause = f" It died because {state.death}." if state.death else ""
                 self._fail(entry, exc.ActorDiedError(
                     state.actor_id.hex(),
                     f"The actor died while running {entry.name} and the call was not retried "
-                    "(max_task_retries=0); the actor is restarting."))
+                    f"(max_task_retries=0); the actor is restarting.{cause}"))
         state.queue.extendleft(reversed(retry))
 
     # ------------------------------------------------------------------ results
@@ -193,6 +202,9 @@ class ActorSubmitter:
             state.in_flight.pop(entry.task_id, None)
         if retryable and entry.retries_left != 0 and state is not None and not entry.cancelled:
             entry.retries_left -= 1
+            if self.cw.task_events is not None:
+                self.cw.task_events.retry(entry, "TASK_EXECUTION_EXCEPTION",
+                                          "the call raised an exception it is retried for")
             self._submit(entry)
             return
         self._finished(entry)

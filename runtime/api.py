@@ -172,7 +172,7 @@ def _connect(gcs_address: str, node: dict, config: Config, namespace, runtime_en
         cw.job_id = cw.gcs_call("register_job", cw.address, os.getpid(), cw.namespace, entry,
                                 timeout=min(10.0, config.rpc_timeout_s))
         cw.default_context.job_id = cw.job_id
-        cw.node_call("register_driver", cw.address, os.getpid(), cw.job_id)
+        cw.node_call("register_driver", cw.address, os.getpid(), cw.job_id, cw.worker_id)
     except BaseException:
         cw.stop()
         raise

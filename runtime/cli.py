@@ -5,6 +5,7 @@
     juno start --address HOST:PORT [--num-cpus N] ...   add a node to a running cluster
     juno stop [--force] [--address HOST:PORT | --session-dir DIR]
     juno status [--address HOST:PORT]
+    juno list|summary|memory|timeline ...   the state API (runtime/state_cli.py)
     juno microbenchmark [args...]
     juno --version
 
@@ -125,6 +126,10 @@ def _parser() -> argparse.ArgumentParser:
     ss.add_argument("--timeout", type=float, default=5.0, metavar="S",
                     help="how long to wait for the cluster to answer (default 5)")
     ss.set_defaults(func=cmd_status)
+
+    from juno import state_cli  # list, summary, memory, timeline
+
+    state_cli.add_parsers(sub, sys.modules[__name__])
 
     mb = sub.add_parser("microbenchmark", add_help=False,
                         help="Ray's microbenchmark rows measured on Juno (see `juno microbenchmark --help`)")

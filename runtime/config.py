@@ -39,8 +39,35 @@ class Config:
     shutdown_grace_s: float = 3.0
     # Worker output lines are flushed to the driver at least this often.
     log_flush_interval_s: float = 0.02
+    # Bytes of spilled and fallback objects a node may keep on disk (0: as much as the disk has).
+    object_spilling_limit_bytes: int = 0
     # Warn when a task or actor waits this long for resources no node has.
     infeasible_warning: bool = True
+    # Out-of-memory prevention (runtime/node/memory_monitor.py). How often each node manager
+    # checks memory; 0 turns the monitor off.
+    memory_monitor_interval_s: float = 0.25
+    # Above this fraction of the node's memory limit, one task or actor worker is killed per check.
+    memory_usage_threshold: float = 0.95
+    # A task or actor that declared memory= is killed once its worker holds more than the request
+    # plus max(this fraction of it, memory_request_margin_bytes).
+    memory_request_margin_fraction: float = 0.05
+    memory_request_margin_bytes: int = 0
+    # The node's memory limit in bytes (0: the cgroup limit, else the machine's memory). When set,
+    # usage counts the node's own processes only, so tests can force the threshold.
+    node_memory_limit_bytes: int = 0
+    # Observability (runtime/task_events.py, runtime/gcs/events.py, juno.util.state).
+    # Task state transitions are reported to the GCS; off saves a little per task.
+    enable_task_events: bool = True
+    # Task attempts the GCS keeps; the oldest are dropped first (and counted).
+    task_events_max: int = 10000
+    # Processes send their buffered task events this often, or sooner once this many are buffered.
+    task_events_report_interval_s: float = 0.1
+    task_events_report_batch: int = 1000
+    # Actor state changes the GCS keeps (oldest dropped first).
+    actor_events_max: int = 10000
+    # Record where each ObjectRef was created (`juno memory`, list_objects' call_site); costs a
+    # stack walk per put and per task call, so off by default as in Ray.
+    record_ref_creation_sites: bool = False
 
     def to_env(self) -> str:
         return json.dumps(dataclasses.asdict(self))

@@ -23,13 +23,15 @@ from juno.memory_store import MemoryStore
 from juno.object_ref import ObjectRef
 from juno.reference_counter import ReferenceCounter
 from juno.rpc import RpcNode
-from juno.store.shm import SharedMemoryStore
+from juno.store.client import StoreClient
+from juno.task_events import new_recorder, note_call_site
 from juno.task_submitter import TaskSubmitter
 from juno.transport import EventLoop, short_ipc_path
 
 logger = logging.getLogger(__name__)
 
 _global_worker: "CoreWorker | None" = None
+_borrow_tls = threading.local()  # .deferred: hold borrow registrations for register_borrows_sync
 
 MODE_DRIVER = "driver"
 MODE_WORKER = "worker"
@@ -87,14 +89,24 @@ class CoreWorker(RpcNode):
         self.address = self.loop.address
         self.install_rpc(self.loop)
         self.store = MemoryStore()
-        self.shm = SharedMemoryStore(node["store_dir"])
-        self.refs = ReferenceCounter(self.address, self._free_owned, self._release_borrowed)
+        self.shm = StoreClient(self, node["store_dir"])
+        self.refs = ReferenceCounter(self.address, self._free_owned, self._release_borrowed,
+                                     on_borrow=self._queue_borrow, on_unborrow=self._queue_unborrow)
+        self._borrow_lock = threading.Lock()
+        self._borrow_out: dict[str, list] = {}
+        self._unborrow_out: dict[str, list] = {}
+        self._borrow_flush_scheduled = False
+        self._watched: set[str] = set()
+        self._dead_processes: set[str] = set()
         self.ids = ids.IdGenerator()
         self._put_index = 0
+        # Observability: where refs were made (record_ref_creation_sites) and task events for the GCS.
+        self.call_sites: dict[bytes, str] | None = {} if config.record_ref_creation_sites else None
+        self.task_events = new_recorder(self)
         self.tasks = TaskSubmitter(self)
         self.actors = ActorSubmitter(self)
         self._function_exports: set[bytes] = set()
-        self._fetching: set[bytes] = set()
+        self._fetching: dict[bytes, str] = {}  # borrowed object -> owner asked for it
         self._generators: dict[bytes, "_GeneratorState"] = {}
         self._gen_lock = threading.Lock()
         self._blocked_depth = 0
@@ -115,6 +127,7 @@ class CoreWorker(RpcNode):
         h["object_value"] = self._on_object_value
         h["log"] = self._on_log
         h["warning"] = self._on_warning
+        h["process_died"] = self._on_process_died
 
     # ------------------------------------------------------------------ context
     def context(self) -> TaskContext:
@@ -125,8 +138,16 @@ class CoreWorker(RpcNode):
 
     def stop(self) -> None:
         self.shutting_down = True
+        if self.task_events is not None:
+            self.loop.call_soon(self.task_events.flush, True)
         self.loop.stop()
         self.loop.join(timeout=5)
+
+    def rpc_object_refs(self, reply) -> dict:
+        """This process's reference table, for the state API (list_objects, `juno memory`)."""
+        from juno.object_refs import reference_table
+
+        return reference_table(self)
 
     # ------------------------------------------------------------------ control plane
     def gcs_call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
@@ -158,6 +179,8 @@ class CoreWorker(RpcNode):
         serialized = self._serialize_or_explain(value, "the value passed to put()")
         self.refs.add_owned(object_id)
         self.store_serialized(object_id, serialized)
+        if self.call_sites is not None:
+            note_call_site(self, [object_id], "put object")
         return ObjectRef(object_id, self.address)
 
     def _serialize_or_explain(self, value: Any, label: str) -> serialization.SerializedObject:
@@ -169,7 +192,8 @@ class CoreWorker(RpcNode):
     def store_serialized(self, object_id: bytes, serialized: serialization.SerializedObject) -> tuple:
         """Keep a value this process owns: inline when small, in shared memory otherwise."""
         if serialized.contained_refs:
-            self.refs.mark_escaped([r.binary() for r in serialized.contained_refs])
+            # Refs inside a stored value live at least as long as the value does.
+            self.refs.add_captured(object_id, [r.binary() for r in serialized.contained_refs])
         if serialized.total_bytes <= self.config.max_inline_object_bytes:
             value = ("v", serialized.to_bytes())
         else:
@@ -178,13 +202,17 @@ class CoreWorker(RpcNode):
         self.store.put(object_id, value)
         return value
 
-    def encode_value(self, object_id: bytes, serialized: serialization.SerializedObject) -> tuple:
-        """The wire value for an object another process owns (task results)."""
+    def encode_value(self, object_id: bytes, serialized: serialization.SerializedObject, owner: str) -> tuple:
+        """The wire value for an object ``owner`` owns (task results).
+
+        Refs inside it are held in transit until the receiver registers as their
+        borrower: here for refs we own, at their owner for refs we borrowed.
+        """
         if serialized.contained_refs:
-            self.refs.mark_escaped([r.binary() for r in serialized.contained_refs])
+            self.hold_in_transit(serialized.contained_refs)
         if serialized.total_bytes <= self.config.max_inline_object_bytes:
             return ("v", serialized.to_bytes())
-        self.shm.write(object_id, serialized.flags, serialized.data, serialized.buffers)
+        self.shm.write(object_id, serialized.flags, serialized.data, serialized.buffers, owner)
         return ("s", self.node_id)
 
     # ------------------------------------------------------------------ get
@@ -209,8 +237,8 @@ class CoreWorker(RpcNode):
                 )
             try:
                 view = self.shm.read(object_id)
-            except FileNotFoundError:
-                return exc.ObjectLostError(object_id.hex(), "", ""), True
+            except exc.ObjectLostError as e:
+                return e, True
             return serialization.deserialize_view(view)
         if value[0] == "e":
             return value[1], True
@@ -259,12 +287,16 @@ class CoreWorker(RpcNode):
         return [store.get(r.binary()) for r in refs]  # type: ignore[misc]
 
     def _ensure_fetch(self, ref: ObjectRef) -> None:
-        """Ask a borrowed object's owner for its value (once)."""
+        """Ask a borrowed object's owner for its value (once); fail fast if the owner is gone."""
         oid = ref.binary()
         owner = ref.owner_address
         if owner == self.address or oid in self._fetching:
             return
-        self._fetching.add(oid)
+        self._fetching[oid] = owner
+        if owner in self._dead_processes:
+            self._owner_died_value(oid, owner)
+            return
+        self._watch(owner)
         self.loop.call_soon(self.loop.send, owner, ("get_object", oid, self.address))
 
     def _notify_blocked(self, blocked: bool) -> None:
@@ -283,7 +315,7 @@ class CoreWorker(RpcNode):
     def value_future(self, ref: ObjectRef) -> concurrent.futures.Future:
         fut: concurrent.futures.Future = concurrent.futures.Future()
 
-        def ready(object_id: bytes, value: tuple) -> None:
+        def resolve(object_id: bytes, value: tuple) -> None:
             if fut.done():
                 return
             try:
@@ -295,6 +327,13 @@ class CoreWorker(RpcNode):
                 fut.set_exception(_as_raisable(obj))
             else:
                 fut.set_result(obj)
+
+        def ready(object_id: bytes, value: tuple) -> None:
+            if value[0] == "s":
+                # Reading shared memory asks the node manager: never on the IO thread.
+                _decode_pool().submit(resolve, object_id, value)
+            else:
+                resolve(object_id, value)
 
         fut._juno_ref = ref  # keep the ref (and so the object) alive until done
         if not self.store.on_ready(ref.binary(), ready):
@@ -359,7 +398,122 @@ class CoreWorker(RpcNode):
 
     def _release_borrowed(self, object_id: bytes) -> None:
         self.store.delete(object_id)
-        self._fetching.discard(object_id)
+        self._fetching.pop(object_id, None)
+
+    # ------------------------------------------------------------------ borrowing protocol
+    def hold_in_transit(self, refs: list[ObjectRef]) -> None:
+        """Keep refs alive for a receiver that hasn't registered yet (sync for foreign owners)."""
+        mine, foreign = [], {}
+        for r in refs:
+            if r._owner == self.address:
+                mine.append(r._id)
+            else:
+                foreign.setdefault(r._owner, []).append(r._id)
+        if mine:
+            self.refs.add_in_transit(mine)
+        for owner, oids in foreign.items():
+            try:
+                self.call_sync(owner, "hold_in_transit", oids, timeout=self.config.rpc_timeout_s, what="an owner")
+            except Exception:  # noqa: BLE001 - a dead owner: the receiver will see OwnerDiedError
+                logger.debug("could not hold refs at %s", owner, exc_info=True)
+
+    def _queue_borrow(self, owner: str, object_id: bytes, claims: int, first: bool) -> None:
+        with self._borrow_lock:
+            self._borrow_out.setdefault(owner, []).append((object_id, claims))
+            if self._borrow_flush_scheduled:
+                return
+        self._schedule_borrow_flush()
+
+    def _queue_unborrow(self, owner: str, object_id: bytes) -> None:
+        with self._borrow_lock:
+            self._unborrow_out.setdefault(owner, []).append(object_id)
+            if self._borrow_flush_scheduled:
+                return
+        self._schedule_borrow_flush()
+
+    def _schedule_borrow_flush(self) -> None:
+        if getattr(_borrow_tls, "deferred", False):
+            return  # the executor flushes once the arguments are deserialized
+        with self._borrow_lock:
+            if self._borrow_flush_scheduled:
+                return
+            self._borrow_flush_scheduled = True
+        if self.loop.in_loop_thread():
+            self._flush_borrows()
+        else:
+            self.loop.call_soon(self._flush_borrows)
+
+    def _take_borrow_batches(self, keep_owner: str | None = None) -> tuple[dict, dict]:
+        with self._borrow_lock:
+            self._borrow_flush_scheduled = False
+            if keep_owner is None:
+                adds, self._borrow_out = self._borrow_out, {}
+                removes, self._unborrow_out = self._unborrow_out, {}
+            else:
+                adds = {o: e for o, e in self._borrow_out.items() if o != keep_owner}
+                self._borrow_out = {o: e for o, e in self._borrow_out.items() if o == keep_owner}
+                removes = {}
+        return adds, removes
+
+    def _flush_borrows(self) -> None:
+        """IO thread: one message per owner for everything borrowed and released since last time."""
+        adds, removes = self._take_borrow_batches()
+        for owner, entries in adds.items():
+            self._watch(owner)
+            self.notify(owner, "add_borrowers", entries, self.address)
+        for owner, oids in removes.items():
+            self.notify(owner, "remove_borrowers", oids, self.address)
+
+    def register_borrows_sync(self, except_owner: str) -> None:
+        """Executor thread, after deserializing arguments: register with owners other than the
+        task's owner before the task can finish (the submitter may drop its own borrow as soon
+        as the result arrives, and nothing orders that message after ours). The rest go async."""
+        adds, _ = self._take_borrow_batches(keep_owner=except_owner)
+        for owner, entries in adds.items():
+            try:
+                self.call_sync(owner, "add_borrowers", entries, self.address,
+                               timeout=self.config.rpc_timeout_s, what="an owner")
+            except Exception:  # noqa: BLE001 - a dead owner: get() will report it
+                logger.debug("could not register borrows with %s", owner, exc_info=True)
+        self._schedule_borrow_flush()
+
+    def rpc_add_borrowers(self, reply, entries: list, borrower: str):
+        self.refs.add_borrowers(entries, borrower)
+        if borrower != self.address:
+            self._watch(borrower)
+        return True
+
+    def rpc_remove_borrowers(self, reply, object_ids: list, borrower: str):
+        for object_id in object_ids:
+            self.refs.remove_borrower(object_id, borrower)
+
+    def rpc_hold_in_transit(self, reply, object_ids: list):
+        self.refs.add_in_transit(object_ids)
+        return True
+
+    def _watch(self, address: str) -> None:
+        """Ask the node to tell us when ``address`` (an owner or borrower of ours) dies."""
+        if address in self._watched or address == self.address:
+            return
+        self._watched.add(address)
+        if self.loop.in_loop_thread():
+            self.notify(self.node_manager, "watch_process", address, self.address)
+        else:
+            self.loop.call_soon(self.notify, self.node_manager, "watch_process", address, self.address)
+
+    def _on_process_died(self, address: str) -> None:
+        """A process we borrow from or lend to died: drop its borrows, fail fetches from it."""
+        self._dead_processes.add(address)
+        self._watched.discard(address)
+        self.refs.remove_process(address)
+        for oid, owner in list(self._fetching.items()):
+            if owner == address:
+                self._owner_died_value(oid, owner)
+
+    def _owner_died_value(self, object_id: bytes, owner: str) -> None:
+        err = serialization.serialize(exc.OwnerDiedError(object_id.hex(), owner, ""), error=True)
+        self._fetching.pop(object_id, None)
+        self.store.put(object_id, ("v", err.to_bytes()))
 
     # ------------------------------------------------------------------ handlers (IO thread)
     def _on_get_object(self, object_id: bytes, reply_to: str) -> None:
@@ -378,7 +532,7 @@ class CoreWorker(RpcNode):
         self.store.on_ready(object_id, ready)
 
     def _on_object_value(self, object_id: bytes, value: tuple) -> None:
-        self._fetching.discard(object_id)
+        self._fetching.pop(object_id, None)
         self.store.put(object_id, value)
 
     def _on_log(self, entries: list) -> None:
@@ -394,7 +548,8 @@ class CoreWorker(RpcNode):
             pass
 
     def _on_warning(self, text: str) -> None:
-        logger.warning(text)
+        # Shown once, on stderr; logged below WARNING so logging's last-resort handler doesn't repeat it.
+        logger.info(text)
         try:
             sys.stderr.write(f"juno: warning: {text}\n")
         except Exception:  # noqa: BLE001
@@ -500,6 +655,16 @@ class _GeneratorState:
         self.cond = threading.Condition()
         self.listeners: list = []
         self.released = False
+
+
+_DECODE_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _decode_pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _DECODE_POOL
+    if _DECODE_POOL is None:
+        _DECODE_POOL = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="juno-decode")
+    return _DECODE_POOL
 
 
 def _as_raisable(obj: Any) -> BaseException:

@@ -72,6 +72,7 @@ def _read_line(fd: int, timeout: float, proc: subprocess.Popen, what: str, log_p
         left = deadline - time.monotonic()
         if left <= 0:
             proc.kill()
+            proc.wait(5)
             raise TimeoutError(f"The {what} did not start within {timeout:.0f} s; see {log_path}")
         ready, _, _ = select.select([fd], [], [], left)
         if not ready:
@@ -120,8 +121,13 @@ def start_node(session_name: str, session_dir: str, gcs_address: str, config: Co
         cmd += ["--owner-pid", str(owner_pid)]
     if head:
         cmd.append("--head")
-    proc, line = _start(cmd, log_path=os.path.join(session_dir, "logs", f"node-{node_id[:8]}.log"),
-                        config=config, detach=detach, what="node manager")
+    try:
+        proc, line = _start(cmd, log_path=os.path.join(session_dir, "logs", f"node-{node_id[:8]}.log"),
+                            config=config, detach=detach, what="node manager")
+    except BaseException:
+        # It may have created its store before failing: leave nothing in /dev/shm.
+        shutil.rmtree(store_dir, ignore_errors=True)
+        raise
     return proc, json.loads(line)
 
 

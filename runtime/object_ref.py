@@ -64,6 +64,8 @@ class ObjectRef:
         refs = serialization.recording_refs()
         if refs is not None:
             refs.append(self)
+        if serialization.in_transit():
+            return _rebuild_ref, (self._id, self._owner, 1)
         return _rebuild_ref, (self._id, self._owner)
 
     def __copy__(self):
@@ -84,11 +86,13 @@ class ObjectRef:
         return asyncio.wrap_future(self.future())
 
 
-def _rebuild_ref(object_id: bytes, owner: str) -> ObjectRef:
+def _rebuild_ref(object_id: bytes, owner: str, claims: int = 0) -> ObjectRef:
+    """Unpickling a ref makes this process a borrower (and redeems its in-transit hold)."""
     cw = _worker()
+    ref = ObjectRef(object_id, owner)
     if cw is not None:
-        cw.refs.note_borrowed(object_id, owner)
-    return ObjectRef(object_id, owner)
+        cw.refs.note_borrowed(object_id, owner, claims)
+    return ref
 
 
 class ObjectRefGenerator:

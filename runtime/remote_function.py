@@ -115,6 +115,7 @@ class RemoteFunction:
         entry = TaskEntry(task_id, spec, [r._id for r in refs], dep_ids, max_retries, streaming=streaming)
         if ctx.task_id is not None:
             ctx.children.append(task_id)
+            entry.parent = ctx.task_id
         cw.tasks.submit(entry, resources, runtime_env, strategy, max_calls)
         if streaming:
             return ObjectRefGenerator(task_id, cw.address, cw)

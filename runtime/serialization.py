@@ -7,8 +7,11 @@ inside a value are recorded, because the owner must know they escaped.
 """
 from __future__ import annotations
 
+import io
 import pickle
+import sys
 import threading
+import warnings
 from typing import Any
 
 import cloudpickle
@@ -39,15 +42,60 @@ def recording_refs() -> list | None:
     return getattr(_local, "refs", None)
 
 
-def serialize(value: Any, *, error: bool = False) -> SerializedObject:
+def in_transit() -> bool:
+    """Whether refs serialized now travel with an in-transit hold the receiver redeems."""
+    return getattr(_local, "transit", False)
+
+
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle, plus zero-copy torch CPU tensors (torch's own pickling copies their storage)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        torch = sys.modules.get("torch")
+        if torch is not None and type(obj) is torch.Tensor and _zero_copy_tensor(obj):
+            return _rebuild_tensor, (obj.detach().numpy(),)
+        return super().reducer_override(obj)
+
+
+def _zero_copy_tensor(t: Any) -> bool:
+    return (t.device.type == "cpu" and not t.requires_grad and t.layout is sys.modules["torch"].strided
+            and t.dtype not in _TORCH_ONLY_DTYPES() and t.is_contiguous())
+
+
+def _TORCH_ONLY_DTYPES() -> tuple:
+    torch = sys.modules["torch"]
+    return tuple(getattr(torch, n) for n in ("bfloat16", "complex32", "float8_e4m3fn", "float8_e5m2")
+                 if hasattr(torch, n))
+
+
+def _rebuild_tensor(array: Any) -> Any:
+    import torch
+
+    with warnings.catch_warnings():
+        # A read-only view of shared memory, as numpy arrays are; writing to it is an error.
+        warnings.filterwarnings("ignore", message=".*not writable.*")
+        return torch.from_numpy(array)
+
+
+def _dumps(value: Any, buffer_callback) -> bytes:
+    f = io.BytesIO()
+    _Pickler(f, protocol=5, buffer_callback=buffer_callback).dump(value)
+    return f.getvalue()
+
+
+def serialize(value: Any, *, error: bool = False, transit: bool = False) -> SerializedObject:
+    """Pickle ``value``. ``transit``: it is a task result, whose refs the owner holds for the receiver."""
     buffers: list = []
     outer = getattr(_local, "refs", None)
+    outer_transit = getattr(_local, "transit", False)
     refs: list = []
     _local.refs = refs
+    _local.transit = transit
     try:
-        data = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        data = _dumps(value, buffers.append)
     finally:
         _local.refs = outer
+        _local.transit = outer_transit
     views = [b.raw() for b in buffers]
     return SerializedObject(data, views, refs, fmt.FLAG_ERROR if error else 0)
 

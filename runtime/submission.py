@@ -43,7 +43,9 @@ def prepare_args(cw, args: tuple, kwargs: dict, name: str) -> tuple[tuple, list,
     except Exception as e:  # noqa: BLE001
         raise TypeError(_explain_args(args, kwargs, name) or f"Could not serialize the arguments of {name}: {e}") from e
     if serialized.contained_refs:
-        cw.refs.mark_escaped([r._id for r in serialized.contained_refs])
+        # Refs nested in the arguments stay alive until the task is done; the worker that
+        # deserializes them registers as their borrower before it replies.
+        dep_ids.extend(r._id for r in serialized.contained_refs)
     if serialized.total_bytes <= cw.config.max_inline_object_bytes:
         value = ("v", serialized.to_bytes())
     else:
@@ -84,4 +86,8 @@ def return_refs(cw, task_id: bytes, num_returns: int) -> list[ObjectRef]:
         oid = ids.object_id(task_id, i + 1)
         add_owned(oid)
         refs.append(ObjectRef(oid, address))
+    if cw.call_sites is not None and refs:
+        from juno.task_events import note_call_site
+
+        note_call_site(cw, [r._id for r in refs], "task call")
     return refs

@@ -59,7 +59,7 @@ class TaskEntry:
     __slots__ = (
         "task_id", "spec", "return_ids", "dep_ids", "retries_left", "key", "actor_id",
         "cancelled", "lease_id", "streaming", "name", "pushed", "force_cancelled",
-        "children",
+        "children", "parent", "attempt", "ev", "ev_info_sent",
     )
 
     def __init__(self, task_id: bytes, spec: tuple, return_ids: list[bytes], dep_ids: list[bytes],
@@ -79,3 +79,7 @@ class TaskEntry:
         self.name = spec[NAME]
         self.pushed = False
         self.children: list[bytes] = []
+        self.parent: bytes | None = None  # the task that submitted this one (None: the driver)
+        self.attempt = 0
+        self.ev: list | None = None  # state timestamps for the GCS (juno.task_events), when enabled
+        self.ev_info_sent = False

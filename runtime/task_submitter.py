@@ -42,10 +42,11 @@ class _Lease:
 
 
 class _KeyState:
-    __slots__ = ("key", "request", "queue", "leases", "pending_requests", "max_calls")
+    __slots__ = ("key", "request", "queue", "leases", "pending_requests", "max_calls", "retriable")
 
-    def __init__(self, key, request, max_calls: int = 0):
+    def __init__(self, key, request, max_calls: int = 0, retriable: bool = True):
         self.key = key
+        self.retriable = retriable  # max_retries != 0: the node's memory monitor kills these first
         self.max_calls = max_calls  # workers exit after this many calls: push one task at a time
         self.request = request  # (resources, runtime_env, strategy)
         self.queue: collections.deque[TaskEntry] = collections.deque()
@@ -53,10 +54,11 @@ class _KeyState:
         self.pending_requests: set[int] = set()
 
 
-def scheduling_key(resources: dict, runtime_env: dict | None, strategy: Any, max_calls: int = 0) -> tuple:
+def scheduling_key(resources: dict, runtime_env: dict | None, strategy: Any, max_calls: int = 0,
+                   retriable: bool = True) -> tuple:
     env_key = json.dumps(runtime_env, sort_keys=True) if runtime_env else None
     return (tuple(sorted(resources.items())), env_key, repr(strategy) if strategy is not None else None,
-            max_calls)
+            max_calls, retriable)
 
 
 class TaskSubmitter:
@@ -67,6 +69,7 @@ class TaskSubmitter:
         self.leases: dict[Any, _Lease] = {}
         self._req_ids = itertools.count(1)
         self._waiting_deps: dict[bytes, int] = {}
+        self.ev = cw.task_events  # task state events for the GCS, or None (runtime/task_events.py)
 
     # ------------------------------------------------------------------ submission
     def submit(self, entry: TaskEntry, resources: dict, runtime_env: dict | None, strategy: Any,
@@ -75,12 +78,15 @@ class TaskSubmitter:
         self.cw.loop.call_soon(self._submit, entry, resources, runtime_env, strategy, max_calls)
 
     def _submit(self, entry: TaskEntry, resources: dict, runtime_env, strategy, max_calls: int) -> None:
-        key = scheduling_key(resources, runtime_env, strategy, max_calls)
+        retriable = entry.retries_left != 0
+        key = scheduling_key(resources, runtime_env, strategy, max_calls, retriable)
         ks = self.keys.get(key)
         if ks is None:
-            ks = self.keys[key] = _KeyState(key, (resources, runtime_env, strategy), max_calls)
-        entry.key = key
+            ks = self.keys[key] = _KeyState(key, (resources, runtime_env, strategy), max_calls, retriable)
+        entry.key = ks.key  # the key's one tuple: entries share it (and task events pickle it once)
         self.entries[entry.task_id] = entry
+        if self.ev is not None:
+            self.ev.created(entry)
         self._resolve_deps(entry)
 
     def _resolve_deps(self, entry: TaskEntry) -> None:
@@ -136,6 +142,8 @@ class TaskSubmitter:
         return tuple(spec)
 
     def _enqueue(self, entry: TaskEntry) -> None:
+        if self.ev is not None:
+            self.ev.ready(entry)
         ks = self.keys[entry.key]
         ks.queue.append(entry)
         self._dispatch(ks)
@@ -211,6 +219,8 @@ class TaskSubmitter:
         entry.pushed = True
         lease.in_flight[entry.task_id] = None
         lease.last_used = time.monotonic()
+        if self.ev is not None:
+            self.ev.pushed(entry)
         self.cw.loop.send(lease.address, ("push_task", spec, lease.info))
 
     def _request_lease(self, ks: _KeyState) -> None:
@@ -220,7 +230,7 @@ class TaskSubmitter:
         resources, runtime_env, strategy = ks.request
         name = ks.queue[0].name if ks.queue else ""
         cw.call(cw.node_manager, "request_lease", cw.address, rid, resources, runtime_env, strategy, name,
-                callback=lambda ok, value: self._on_lease_reply(ks, rid, ok, value))
+                None, ks.retriable, callback=lambda ok, value: self._on_lease_reply(ks, rid, ok, value))
 
     def _on_lease_reply(self, ks: _KeyState, rid: int, ok: bool, value: Any) -> None:
         ks.pending_requests.discard(rid)
@@ -286,6 +296,8 @@ class TaskSubmitter:
         if retryable and entry.retries_left != 0 and not entry.cancelled:
             entry.retries_left -= 1
             entry.pushed = False
+            if self.ev is not None:
+                self.ev.retry(entry, "TASK_EXECUTION_EXCEPTION", "the task raised an exception it is retried for")
             self._enqueue(entry)
         else:
             self.complete(entry, results)
@@ -303,6 +315,8 @@ class TaskSubmitter:
 
     def complete(self, entry: TaskEntry, results: list) -> None:
         cw = self.cw
+        if self.ev is not None:
+            self.ev.finished(entry, results)
         self.entries.pop(entry.task_id, None)
         for oid, value in zip(entry.return_ids, results):
             if cw.refs.owns(oid):
@@ -315,6 +329,8 @@ class TaskSubmitter:
             cw.refs.remove_submitted(entry.dep_ids)
 
     def fail(self, entry: TaskEntry, error: BaseException) -> None:
+        if self.ev is not None:
+            self.ev.failed(entry, error)
         blob = serialization.serialize(error, error=True).to_bytes()
         if entry.streaming:
             state = self.cw.generator_state(entry.task_id)
@@ -328,7 +344,8 @@ class TaskSubmitter:
                 self.cw.shm.delete(ids.object_id(task_id, i + 1))
 
     # ------------------------------------------------------------------ failures
-    def on_worker_died(self, lease_id: Any, worker_id: bytes, reason: str) -> None:
+    def on_worker_died(self, lease_id: Any, worker_id: bytes, reason: str, kind: str | None = None) -> None:
+        """A leased worker died; ``kind`` is "oom" when the node's memory monitor killed it."""
         lease = self.leases.pop(lease_id, None)
         if lease is None:
             return
@@ -346,9 +363,19 @@ class TaskSubmitter:
                 entry.pushed = False
                 requeue.append(entry)
             elif entry.retries_left != 0 and not (entry.streaming and self.cw.generator_state(task_id).count):
+                if kind == "oom":
+                    left = "infinitely many" if entry.retries_left < 0 else entry.retries_left - 1
+                    self.cw._on_warning(f"Task {entry.name} was killed due to memory use: {reason}. "
+                                        f"Retrying it ({left} retries left after this one).")
                 entry.retries_left -= 1
                 entry.pushed = False
+                if self.ev is not None:
+                    self.ev.retry(entry, "OUT_OF_MEMORY" if kind == "oom" else "WORKER_DIED", reason)
                 requeue.append(entry)
+            elif kind == "oom":
+                self.fail(entry, exc.OutOfMemoryError(
+                    f"Task {entry.name} was killed due to memory use and was not retried further "
+                    f"(max_retries exhausted): {reason}."))
             else:
                 self.fail(entry, exc.WorkerCrashedError(
                     f"The worker running task {entry.name} died unexpectedly ({reason}). "

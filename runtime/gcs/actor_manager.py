@@ -28,14 +28,16 @@ class ActorRecord:
         self.node_manager: str | None = None
         self.num_restarts = 0
         self.death_cause = ""
+        self.last_death = ""  # why the previous incarnation died (while restarting or after)
         self.no_restart = False
         self.subscribers: set[str] = set()
+        self.kill_waiters: list = []  # answered once the killed process is gone and that is published
         self.pending_request: tuple[str, int] | None = None
 
     def public(self) -> dict:
         return {
             "actor_id": self.actor_id, "state": self.state, "address": self.address,
-            "num_restarts": self.num_restarts, "death_cause": self.death_cause,
+            "num_restarts": self.num_restarts, "death_cause": self.death_cause, "last_death": self.last_death,
             "name": self.info.get("name"), "namespace": self.info.get("namespace"),
             "class_name": self.info.get("class_name"), "node_id": self.node_id,
             "job_id": self.info.get("job_id"), "detached": self.info.get("detached", False),
@@ -64,6 +66,7 @@ class ActorManager:
                     "another name.")
         record = ActorRecord(actor_id, spec, info)
         self.actors[actor_id] = record
+        self.gcs.events.actor_registered(record)
         if name:
             self.named[(namespace, name)] = actor_id
         self._schedule(record)
@@ -105,9 +108,11 @@ class ActorManager:
         rid = next(self._rids)
         record.pending_request = (node["address"], rid)
         gcs = self.gcs
+        max_restarts = record.info.get("max_restarts", 0)
+        can_restart = max_restarts == -1 or record.num_restarts < max_restarts  # memory monitor: kill first
         gcs.call(node["address"], "request_lease", gcs.loop.address, rid, record.info.get("resources") or {},
                  record.info.get("runtime_env"), record.info.get("strategy"), record.info.get("class_name"),
-                 record.actor_id, callback=lambda ok, value: self._on_lease(record, node, ok, value))
+                 record.actor_id, can_restart, callback=lambda ok, value: self._on_lease(record, node, ok, value))
 
     def _on_lease(self, record: ActorRecord, node: dict, ok: bool, value: Any) -> None:
         record.pending_request = None
@@ -125,15 +130,20 @@ class ActorManager:
         record.node_id = node["node_id"]
         record.node_manager = node_manager
         record.pending_address = address
+        self.gcs.events.actor_creation_sent(record)
         self.gcs.loop.send(address, ("actor_create", record.spec, gpu_ids, resources, record.num_restarts,
                                      record.info.get("options") or {}))
 
-    def on_created(self, actor_id: bytes, worker_id: bytes, address: str, error_blob: bytes | None) -> None:
+    def on_created(self, actor_id: bytes, worker_id: bytes, address: str, error_blob: bytes | None,
+                   pid: int | None = None) -> None:
         record = self.actors.get(actor_id)
         if record is None or record.worker_id != worker_id:
             return
+        if pid:
+            record.info["pid"] = pid
         if error_blob is not None:
             error, _ = serialization.deserialize_bytes(error_blob)
+            self.gcs.events.actor_created(record, str(error))
             record.no_restart = True
             self._mark_dead(record, f"its constructor raised an exception:\n{error}")
             self.gcs.notify(record.node_manager, "kill_worker", worker_id, "the actor's constructor failed")
@@ -143,18 +153,28 @@ class ActorManager:
             return
         record.state = ALIVE
         record.address = address
+        self.gcs.events.actor_created(record, None)
         self._publish(record)
 
     # ------------------------------------------------------------------ death and restarts
-    def on_worker_died(self, actor_id: bytes, worker_id: bytes, reason: str) -> None:
+    def on_worker_died(self, actor_id: bytes, worker_id: bytes, reason: str, kind: str | None = None) -> None:
+        """The actor's process died; ``kind`` is "oom" when the node's memory monitor killed it."""
         record = self.actors.get(actor_id)
         if record is None or record.state == DEAD or record.worker_id != worker_id:
             return
         record.address = None
         max_restarts = record.info.get("max_restarts", 0)
+        restarts = not record.no_restart and (max_restarts == -1 or record.num_restarts < max_restarts)
+        if kind == "oom":
+            self.warn(actor_id, f"Actor {record.info.get('class_name')} was killed due to memory use: {reason}. " + (
+                f"Restarting it (restart {record.num_restarts + 1} of "
+                f"{'infinite' if max_restarts == -1 else max_restarts})." if restarts
+                else "It will not restart (max_restarts exhausted)."))
+            reason = f"it was killed due to memory use: {reason}"
+        record.last_death = reason
         if record.no_restart:
             self._mark_dead(record, record.death_cause or reason)
-        elif max_restarts == -1 or record.num_restarts < max_restarts:
+        elif restarts:
             record.num_restarts += 1
             record.state = RESTARTING
             self._publish(record)
@@ -163,6 +183,9 @@ class ActorManager:
             suffix = f" (it was restarted {record.num_restarts} times, max_restarts={max_restarts})" \
                 if max_restarts else ""
             self._mark_dead(record, f"{reason}{suffix}")
+        waiters, record.kill_waiters = record.kill_waiters, []
+        for done in waiters:
+            done()
 
     def on_exiting(self, actor_id: bytes) -> None:
         record = self.actors.get(actor_id)
@@ -170,9 +193,13 @@ class ActorManager:
             record.no_restart = True
             record.death_cause = "The actor exited intentionally by calling exit_actor()."
 
-    def kill(self, actor_id: bytes, no_restart: bool, reason: str) -> None:
+    def kill(self, actor_id: bytes, no_restart: bool, reason: str, done=None) -> None:
+        """Kill the actor's process; ``done()`` runs once its death (or restart) is published,
+        so a caller that waits for it never reaches the killed incarnation again."""
+        done = done or (lambda: None)
         record = self.actors.get(actor_id)
         if record is None or record.state == DEAD:
+            done()
             return
         if no_restart:
             record.no_restart = True
@@ -182,11 +209,15 @@ class ActorManager:
             self.gcs.notify(address, "cancel_lease_request", self.gcs.loop.address, rid)
             record.pending_request = None
             self._mark_dead(record, record.death_cause or f"The actor was killed: {reason}.")
+            done()
             return
         if record.node_manager and record.worker_id:
+            record.kill_waiters.append(done)
             self.gcs.notify(record.node_manager, "kill_worker", record.worker_id, f"The actor was killed: {reason}.")
-        elif no_restart:
+            return
+        if no_restart:
             self._mark_dead(record, record.death_cause)
+        done()
 
     def on_job_finished(self, job_id: int) -> None:
         for record in list(self.actors.values()):
@@ -201,6 +232,7 @@ class ActorManager:
 
     # ------------------------------------------------------------------ publishing
     def _publish(self, record: ActorRecord) -> None:
+        self.gcs.events.actor_changed(record)
         info = record.public()
         for address in list(record.subscribers):
             self.gcs.loop.send(address, ("actor_update", record.actor_id, info))

@@ -15,8 +15,9 @@ from typing import Any
 
 from juno.config import Config
 from juno.gcs.actor_manager import ActorManager
+from juno.gcs.events import GcsEvents
 from juno.proc_util import pid_alive
-from juno.rpc import Reply, RpcNode
+from juno.rpc import DEFER, Reply, RpcNode
 from juno.transport import EventLoop
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class GcsServer(RpcNode):
         self.jobs: dict[int, dict] = {}
         self._job_ids = itertools.count(1)
         self.kv: dict[tuple[str, bytes], bytes] = {}
+        self.events = GcsEvents(config)  # task and actor events (state API, timeline)
         self.actors = ActorManager(self)
         self.pending_actors: list[bytes] = []
         self.start_time = time.time()
@@ -162,21 +164,36 @@ class GcsServer(RpcNode):
 
     def rpc_kill_actor(self, reply: Reply, actor_id: bytes, no_restart: bool, force: bool = False,
                        reason: str = "juno.kill() was called"):
-        self.actors.kill(actor_id, no_restart, reason)
-        return True
+        self.actors.kill(actor_id, no_restart, reason, done=lambda: reply.send(True))
+        return DEFER
 
     def rpc_actor_created(self, reply: Reply, actor_id: bytes, worker_id: bytes, address: str,
-                          error_blob: bytes | None):
-        self.actors.on_created(actor_id, worker_id, address, error_blob)
+                          error_blob: bytes | None, pid: int | None = None):
+        self.actors.on_created(actor_id, worker_id, address, error_blob, pid)
 
-    def rpc_actor_worker_died(self, reply: Reply, actor_id: bytes, worker_id: bytes, reason: str):
-        self.actors.on_worker_died(actor_id, worker_id, reason)
+    def rpc_actor_worker_died(self, reply: Reply, actor_id: bytes, worker_id: bytes, reason: str,
+                              kind: str | None = None):
+        self.actors.on_worker_died(actor_id, worker_id, reason, kind)
 
     def rpc_actor_exiting(self, reply: Reply, actor_id: bytes):
         self.actors.on_exiting(actor_id)
 
     def rpc_actor_warning(self, reply: Reply, actor_id: bytes, text: str):
         self.actors.warn(actor_id, text)
+
+    # ------------------------------------------------------------------ events (state API)
+    def rpc_report_task_events(self, reply: Reply, header: tuple, blob: bytes, new_by_job: dict):
+        self.events.report(header, blob, new_by_job)
+
+    def rpc_get_task_events(self, reply: Reply, job_id: int | None = None):
+        return self.events.task_snapshot(job_id)
+
+    def rpc_get_actor_events(self, reply: Reply, actor_id: bytes | None = None):
+        return self.events.actor_events(actor_id)
+
+    def rpc_state_actors(self, reply: Reply):
+        """The actor table with what the state API shows (resources, runtime env, state changes)."""
+        return self.events.actor_table(self.actors.actors.values())
 
     # ------------------------------------------------------------------ cluster
     def rpc_cluster_info(self, reply: Reply):

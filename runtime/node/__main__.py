@@ -37,16 +37,16 @@ def main(argv: list[str] | None = None) -> int:
         gpu_ids = detected[:n] if len(detected) >= n else list(range(n))
     if gpu_ids:
         resources["GPU"] = float(len(gpu_ids))
-    resources.setdefault("memory", float(_memory_bytes()))
-    if args.object_store_memory:
-        resources["object_store_memory"] = float(args.object_store_memory)
+    object_store_memory = args.object_store_memory or default_object_store_memory(args.store_dir)
+    resources.setdefault("memory", float(_memory_bytes() - object_store_memory))
+    resources["object_store_memory"] = float(object_store_memory)
     resources["node:127.0.0.1"] = 1.0
     if args.head:
         resources["node:__internal_head__"] = 1.0
     nm = NodeManager(node_id=args.node_id, session_dir=args.session_dir, gcs_address=args.gcs_address,
                      resources=resources, gpu_ids=gpu_ids, config=Config.from_env(),
                      owner_pid=args.owner_pid or None, store_dir=args.store_dir,
-                     object_store_memory=args.object_store_memory, is_head=args.head)
+                     object_store_memory=object_store_memory, is_head=args.head)
     nm.start(lambda: report_ready(json.dumps(nm.node)))
     try:
         nm.loop.run()
@@ -55,11 +55,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _memory_bytes() -> int:
+def default_object_store_memory(store_dir: str) -> int:
+    """Ray's default: 30% of the machine's memory, but no more than /dev/shm can hold."""
+    total = _physical_memory()
+    shm = os.path.dirname(store_dir.rstrip("/")) or "/"
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 7 // 10
+        st = os.statvfs(shm)
+        shm_free = st.f_bavail * st.f_frsize
+    except OSError:
+        shm_free = total
+    return max(64 << 20, min(int(total * 0.3), int(shm_free * 0.8)))
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
-        return 0
+        return 8 << 30
+
+
+def _memory_bytes() -> int:
+    """Memory for tasks' ``memory=`` requests: 70% of the machine, as Ray reserves."""
+    return _physical_memory() * 7 // 10
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ everything it started when it stops.
 """
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import os
@@ -16,25 +17,30 @@ import time
 from typing import Any
 
 from juno.config import Config
+from juno.node import introspection
+from juno.node.memory_monitor import KIND_OOM, MemoryMonitor
 from juno.node.resources import NodeResources
 from juno.node.scheduler import LeaseRequest, LeaseScheduler
 from juno.node.worker_pool import WorkerPool
 from juno.proc_util import pid_alive
 from juno.rpc import DEFER, Reply, RpcNode
-from juno.store.shm import SharedMemoryStore
+from juno.store.object_store import ObjectStore
 from juno.transport import EventLoop, short_ipc_path
 
 logger = logging.getLogger(__name__)
 
 class Lease:
-    __slots__ = ("lease_id", "worker_id", "owner", "allocation", "actor_id")
+    __slots__ = ("lease_id", "worker_id", "owner", "allocation", "actor_id", "retriable", "name", "granted_at")
 
-    def __init__(self, lease_id, worker_id, owner, allocation, actor_id):
+    def __init__(self, lease_id, worker_id, owner, allocation, actor_id, retriable=True, name=""):
         self.lease_id = lease_id
         self.worker_id = worker_id
         self.owner = owner
         self.allocation = allocation
         self.actor_id = actor_id
+        self.retriable = retriable  # for the memory monitor's choice of victim
+        self.name = name
+        self.granted_at = time.monotonic()
 
 
 class NodeManager(RpcNode):
@@ -54,8 +60,9 @@ class NodeManager(RpcNode):
         self.address = self.loop.address
         self.install_rpc(self.loop)
         self.resources = NodeResources(resources, gpu_ids)
-        self.store = SharedMemoryStore(store_dir)
-        self.store.create_dir()
+        self.store = ObjectStore(store_dir, object_store_memory,
+                                 spill_dir=os.path.join(session_dir, "spill", node_id[:12]),
+                                 spill_limit_bytes=config.object_spilling_limit_bytes)
         self.node = {
             "node_id": node_id, "address": self.address, "socket_dir": socket_dir, "store_dir": store_dir,
             "ip": "127.0.0.1", "hostname": os.uname().nodename, "resources": self.resources.total,
@@ -68,10 +75,17 @@ class NodeManager(RpcNode):
         self.leases: dict[int, Lease] = {}
         self._lease_ids = itertools.count(1)
         self.drivers: dict[str, int] = {}
+        self.watchers: dict[str, set[str]] = {}  # process address -> processes to tell when it dies
+        self.recently_dead: collections.deque[str] = collections.deque(maxlen=1000)
+        self.driver_info: dict[str, dict] = {}  # every driver that attached (state API)
+        self.exited_workers: collections.deque = collections.deque(maxlen=1000)  # for `juno list workers`
         self._report_scheduled = False
         self._stopping = False
         num_cpus = int(self.resources.total.get("CPU", 0))
         self.num_prestart = config.num_prestart_workers if config.num_prestart_workers is not None else num_cpus
+        self.memory_monitor = MemoryMonitor(config, lambda: self.pool.workers.values(),
+                                            lambda worker: self._lease_of(worker.worker_id),
+                                            lambda: [os.getpid(), *self.drivers.values()])
         self._install_sigchld()
 
     # ------------------------------------------------------------------ lifecycle
@@ -86,6 +100,8 @@ class NodeManager(RpcNode):
         self.call(self.gcs_address, "register_node", self.node, callback=registered)
         self.loop.call_later(self.config.parent_check_interval_s, self._check_parents)
         self.loop.call_later(1.0, self._reap_idle)
+        if self.config.memory_monitor_interval_s > 0:
+            self.loop.call_later(self.config.memory_monitor_interval_s, self._check_memory)
 
     def _install_sigchld(self) -> None:
         r, w = os.pipe()
@@ -113,7 +129,7 @@ class NodeManager(RpcNode):
     def cleanup(self) -> None:
         """After the loop stopped: stop workers and remove the store."""
         self.pool.stop_all(self.config.shutdown_grace_s)
-        self.store.remove_dir()
+        self.store.close()
         if self.owner_pid:
             # A private cluster: its driver may have died without unlinking its socket.
             shutil.rmtree(os.path.join(self.session_dir, "sock"), ignore_errors=True)
@@ -136,16 +152,48 @@ class NodeManager(RpcNode):
         self._schedule()
         return True
 
-    def rpc_register_driver(self, reply: Reply, address: str, pid: int, job_id: int):
+    def rpc_register_driver(self, reply: Reply, address: str, pid: int, job_id: int,
+                            worker_id: bytes | None = None):
         self.drivers[address] = pid
+        self.driver_info[address] = {"pid": pid, "job_id": job_id, "worker_id": worker_id,
+                                     "start_time": time.time(), "end_time": None}
         return self.node
+
+    def rpc_list_workers(self, reply: Reply):
+        """Live and recently exited workers and drivers of this node (the state API)."""
+        return introspection.list_workers(self)
 
     def rpc_unregister_driver(self, reply: Reply, address: str):
         self._owner_gone(address)
         return True
 
     def rpc_get_resources(self, reply: Reply):
-        return {"total": self.resources.total, "available": self._available()}
+        return {"total": self.resources.total, "available": self._available(), "object_store": self.store.stats()}
+
+    # ------------------------------------------------------------------ object store
+    def rpc_create_object(self, reply: Reply, object_id: bytes, size: int, creator: str, owner: str):
+        return self.store.create(object_id, size, creator, owner)
+
+    def rpc_seal_object(self, reply: Reply, object_id: bytes):
+        self.store.seal(object_id)
+
+    def rpc_pin_object(self, reply: Reply, object_id: bytes, holder: str):
+        location = self.store.pin(object_id, holder,
+                                  on_sealed=lambda: reply.send(self.store.pin(object_id, holder)))
+        if location == ("pending",):
+            return DEFER
+        return location
+
+    def rpc_unpin_objects(self, reply: Reply, object_ids: list, holder: str):
+        for object_id in object_ids:
+            self.store.unpin(object_id, holder)
+
+    def rpc_object_info(self, reply: Reply, object_ids: list):
+        return [self.store.info(object_id) for object_id in object_ids]
+
+    def rpc_delete_objects(self, reply: Reply, object_ids: list):
+        for object_id in object_ids:
+            self.store.delete(object_id)
 
     def rpc_get_node_info(self, reply: Reply):
         return self.node
@@ -157,8 +205,9 @@ class NodeManager(RpcNode):
 
     # ------------------------------------------------------------------ leases
     def rpc_request_lease(self, reply: Reply, owner: str, rid: int, resources: dict, runtime_env, strategy,
-                          name: str, actor_id: bytes | None = None):
-        self.scheduler.add(LeaseRequest(owner, rid, resources, runtime_env, strategy, name, reply, actor_id))
+                          name: str, actor_id: bytes | None = None, retriable: bool = True):
+        self.scheduler.add(LeaseRequest(owner, rid, resources, runtime_env, strategy, name, reply, actor_id,
+                                        retriable=retriable))
         self._schedule()
         return DEFER
 
@@ -193,7 +242,8 @@ class NodeManager(RpcNode):
                 self.scheduler.requests.insert(0, req)
                 continue
             lease_id = next(self._lease_ids)
-            self.leases[lease_id] = Lease(lease_id, worker.worker_id, req.owner, allocation, req.actor_id)
+            self.leases[lease_id] = Lease(lease_id, worker.worker_id, req.owner, allocation, req.actor_id,
+                                          req.retriable, req.name)
             worker.lease_id = lease_id
             worker.actor_id = req.actor_id
             req.reply.send((lease_id, worker.address, worker.worker_id, list(allocation.gpu_ids),
@@ -248,13 +298,17 @@ class NodeManager(RpcNode):
     # ------------------------------------------------------------------ deaths
     def _reap(self) -> None:
         for worker, reason in self.pool.reap():
+            if worker.registered:
+                self.exited_workers.append(introspection.worker_row(self, worker, False, reason))
             lease = self.leases.pop(worker.lease_id, None) if worker.lease_id is not None else None
             if lease is not None:
                 self.resources.release(lease.allocation)
                 if lease.actor_id is not None:
-                    self.notify(self.gcs_address, "actor_worker_died", lease.actor_id, worker.worker_id, reason)
+                    self.notify(self.gcs_address, "actor_worker_died", lease.actor_id, worker.worker_id, reason,
+                                worker.kill_kind)
                 else:
-                    self.loop.send(lease.owner, ("lease_worker_died", lease.lease_id, worker.worker_id, reason))
+                    self.loop.send(lease.owner, ("lease_worker_died", lease.lease_id, worker.worker_id, reason,
+                                                 worker.kill_kind))
             if worker.address:
                 self._owner_gone(worker.address)
                 self.loop.disconnect(worker.address)
@@ -264,12 +318,51 @@ class NodeManager(RpcNode):
 
     def _owner_gone(self, address: str) -> None:
         """A driver or worker that held leases is gone: reclaim what it held."""
-        self.drivers.pop(address, None)
+        if self.drivers.pop(address, None) is not None and address in self.driver_info:
+            self.driver_info[address]["end_time"] = time.time()
+        self.store.release_holder(address)
         self.scheduler.drop_owner(address)
+        self._announce_death(address)
         for lease in [l for l in self.leases.values() if l.owner == address and l.actor_id is None]:
             worker = self.pool.workers.get(lease.worker_id)
             if worker is not None:
                 self.pool.kill(worker, "the process that leased this worker exited")
+
+    # ------------------------------------------------------------------ process deaths
+    def rpc_watch_process(self, reply: Reply, address: str, watcher: str):
+        """Owners watch their borrowers and borrowers their owners: tell ``watcher`` when
+        ``address`` dies, so objects never wait on a process that is gone."""
+        if address in self.recently_dead:
+            self.loop.send(watcher, ("process_died", address))
+            return None
+        known = address in self.drivers or any(w.address == address for w in self.pool.workers.values())
+        if known:
+            self.watchers.setdefault(address, set()).add(watcher)
+        return None
+
+    def _announce_death(self, address: str) -> None:
+        self.recently_dead.append(address)
+        for watcher in self.watchers.pop(address, ()):
+            try:
+                self.loop.send(watcher, ("process_died", address))
+            except Exception:  # noqa: BLE001 - the watcher may be gone too
+                pass
+        for watched in self.watchers.values():
+            watched.discard(address)
+
+    def _check_memory(self) -> None:
+        """The memory monitor's timer (runtime/node/memory_monitor.py): kill what it picks."""
+        if self._stopping:
+            return
+        try:
+            for kill in self.memory_monitor.check():
+                worker = self.pool.workers.get(kill.worker_id)
+                if worker is not None and worker.kill_reason is None:
+                    logger.warning("out of memory (%s): %s", kill.policy, kill.reason)
+                    self.pool.kill(worker, kill.reason, kind=KIND_OOM)
+        except Exception:  # noqa: BLE001 - a failed sample must not stop the node
+            logger.exception("the memory monitor failed")
+        self.loop.call_later(self.config.memory_monitor_interval_s, self._check_memory)
 
     def _reap_idle(self) -> None:
         for worker in self.pool.surplus_idle(self.num_prestart, self.config.idle_worker_kill_s):

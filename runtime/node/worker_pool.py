@@ -29,7 +29,7 @@ def env_key(runtime_env: dict | None) -> str:
 
 class WorkerProcess:
     __slots__ = ("worker_id", "proc", "env_key", "address", "pid", "lease_id", "idle_since",
-                 "log_path", "kill_reason", "registered", "actor_id")
+                 "log_path", "kill_reason", "kill_kind", "registered", "actor_id")
 
     def __init__(self, worker_id: bytes, proc: subprocess.Popen, env_key_: str, log_path: str):
         self.worker_id = worker_id
@@ -41,6 +41,7 @@ class WorkerProcess:
         self.idle_since = time.monotonic()
         self.log_path = log_path
         self.kill_reason: str | None = None
+        self.kill_kind: str | None = None  # why, for the owner: e.g. "oom" (memory monitor)
         self.registered = False
         self.actor_id: bytes | None = None
 
@@ -202,7 +203,9 @@ class WorkerPool:
             return ""
         return "\n".join(text.strip().splitlines()[-lines:])
 
-    def kill(self, worker: WorkerProcess, reason: str, sig: int = signal.SIGKILL) -> None:
+    def kill(self, worker: WorkerProcess, reason: str, sig: int = signal.SIGKILL, kind: str | None = None) -> None:
+        if worker.kill_reason is None:
+            worker.kill_kind = kind
         worker.kill_reason = worker.kill_reason or reason
         try:
             worker.proc.send_signal(sig)

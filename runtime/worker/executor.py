@@ -14,6 +14,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,11 +24,13 @@ from juno import exceptions as exc
 from juno import ids, serialization
 from juno import task_spec as ts
 from juno.actor import ActorExit as _ExitActor
-from juno.core_worker import CoreWorker, TaskContext, current_task
+from juno.core_worker import CoreWorker, TaskContext, _borrow_tls, current_task
 from juno.object_ref import ObjectRef
+from juno.task_events import attempt_of
 from juno.worker.output import install_output_capture
 
 logger = logging.getLogger(__name__)
+_now = time.time
 
 
 class _DepError(Exception):
@@ -55,6 +58,13 @@ class TaskExecutor:
         self.num_restarts = 0
         self.exiting = False
         self.call_counts: dict[bytes, int] = {}
+        # Task events (runtime/task_events.py): run start/end of what this worker executes.
+        self.ev = cw.task_events
+        self._run_start = 0.0
+        self._run_attempt = 0
+        self._running: dict[bytes, tuple[int, float]] = {}  # concurrent actor calls, actor creation
+        if self.ev is not None:
+            self.ev.running_probe = self._running_now
         h = cw.loop.handlers
         h["push_task"] = self.on_push_task
         h["cancel_task"] = self.on_cancel_task
@@ -141,6 +151,11 @@ class TaskExecutor:
             self.cancel_requested.discard(task_id)
             self._reply(spec, self._error_results(spec, exc.TaskCancelledError(task_id.hex())), False)
             return
+        ev = self.ev
+        if ev is not None:
+            extra = spec[ts.EXTRA]
+            self._run_attempt = extra.get("attempt", 0) if extra else 0
+            self._run_start = _now()
         self.running_task = task_id
         try:
             results, retryable = self._run(spec, lease_info)
@@ -150,8 +165,28 @@ class TaskExecutor:
             self.running_task = None
             self.cancel_requested.discard(task_id)
             self._children_of.pop(task_id, None)
+        if ev is not None:
+            ev.ran(task_id, self._run_attempt, self._run_start, _now())
         if results is not None:
             self._reply(spec, results, retryable, self._reached_max_calls(spec))
+
+    def _running_now(self) -> list:
+        """(task id, attempt, start) of what runs right now (the IO thread reports them as RUNNING)."""
+        out = [(tid, attempt, start) for tid, (attempt, start) in list(self._running.items())]
+        tid = self.running_task
+        if tid is not None:
+            out.append((tid, self._run_attempt, self._run_start))
+        return out
+
+    def _run_started(self, task_id: bytes, attempt: int) -> float:
+        start = _now()
+        self._running[task_id] = (attempt, start)
+        return start
+
+    def _run_ended(self, task_id: bytes) -> None:
+        attempt, start = self._running.pop(task_id, (0, None))
+        if start is not None:
+            self.ev.ran(task_id, attempt, start, _now())
 
     def _reached_max_calls(self, spec: tuple) -> bool:
         """Count calls of functions declared with max_calls; True when this worker must exit."""
@@ -226,6 +261,16 @@ class TaskExecutor:
         return fn
 
     def resolve_args(self, spec: tuple) -> tuple[list, dict]:
+        """Deserialize the arguments; refs nested in them make this worker a borrower, registered
+        with their owners before the task can reply (see CoreWorker.register_borrows_sync)."""
+        _borrow_tls.deferred = True
+        try:
+            return self._resolve_args(spec)
+        finally:
+            _borrow_tls.deferred = False
+            self.cw.register_borrows_sync(spec[ts.OWNER])
+
+    def _resolve_args(self, spec: tuple) -> tuple[list, dict]:
         cw = self.cw
         args_value = spec[ts.ARGS]
         if args_value[0] == "v":
@@ -279,11 +324,11 @@ class TaskExecutor:
         for i, v in enumerate(values):
             oid = ids.object_id(task_id, i + 1)
             try:
-                serialized = serialization.serialize(v)
+                serialized = serialization.serialize(v, transit=True)
             except Exception as e:  # noqa: BLE001
                 raise TypeError(serialization.describe_unpicklable(v, f"return value {i} of {spec[ts.NAME]}")
                                 or str(e)) from e
-            out.append(self.cw.encode_value(oid, serialized))
+            out.append(self.cw.encode_value(oid, serialized, spec[ts.OWNER]))
         return out
 
     def _run_streaming(self, spec: tuple, fn, args, kwargs) -> tuple[list, bool]:
@@ -296,7 +341,7 @@ class TaskExecutor:
                 gen = _drain_async_gen(gen)
             for item in gen:
                 oid = ids.object_id(task_id, index + 1)
-                value = self.cw.encode_value(oid, serialization.serialize(item))
+                value = self.cw.encode_value(oid, serialization.serialize(item, transit=True), owner)
                 self.cw.loop.call_soon(self.cw.loop.send, owner, ("gen_item", task_id, index, value))
                 index += 1
         except KeyboardInterrupt:  # cancelled: the error follows the items sent (index None)
@@ -322,10 +367,14 @@ class TaskExecutor:
             serialization.serialize(err)
         except Exception:  # noqa: BLE001 - the cause itself can't travel
             err = exc.RayTaskError(name, err.traceback_str, None, pid=os.getpid(), ip=self.cw.node.get("ip"))
+        if self.ev is not None:
+            self.ev.worker_error(spec, err)
         return err
 
     def _error_results(self, spec: tuple, e: BaseException, wrap: bool = True) -> list:
         error = self._task_error(spec, e) if wrap else e
+        if not wrap and self.ev is not None:
+            self.ev.worker_error(spec, error)
         blob = serialization.serialize(error, error=True).to_bytes()
         n = spec[ts.NUM_RETURNS]
         if n == ts.STREAMING:
@@ -367,6 +416,9 @@ class TaskExecutor:
         ctx = self._context(spec, lease_info)
         token = current_task.set(ctx)
         error = None
+        if self.ev is not None:
+            self.ev.actor_attempt = self.num_restarts
+            self._run_started(spec[ts.TASK_ID], self.num_restarts)
         try:
             cls = self.load_function(spec[ts.FUNCTION])
             self.actor_name = cls.__name__
@@ -389,11 +441,13 @@ class TaskExecutor:
             error = self._task_error(spec, e)
         finally:
             current_task.reset(token)
+            if self.ev is not None:
+                self._run_ended(spec[ts.TASK_ID])
         blob = serialization.serialize(error, error=True).to_bytes() if error is not None else None
         self.cw.notify(self.cw.gcs_address, "actor_created", self.actor_id, self.cw.worker_id,
-                       self.cw.address, blob) if self.cw.loop.in_loop_thread() else \
+                       self.cw.address, blob, os.getpid()) if self.cw.loop.in_loop_thread() else \
             self.cw.loop.call_soon(self.cw.notify, self.cw.gcs_address, "actor_created", self.actor_id,
-                                   self.cw.worker_id, self.cw.address, blob)
+                                   self.cw.worker_id, self.cw.address, blob, os.getpid())
 
     def _setup_concurrency(self, cls, options: dict) -> None:
         is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
@@ -436,10 +490,15 @@ class TaskExecutor:
             fut.add_done_callback(lambda f: f.exception())
 
     def _execute_threaded(self, spec: tuple) -> None:
+        if self.ev is not None:
+            self._run_started(spec[ts.TASK_ID], attempt_of(spec[ts.EXTRA]))
         try:
             results, retryable = self._run(spec, None)
         except KeyboardInterrupt:
             results, retryable = self._error_results(spec, exc.TaskCancelledError(spec[ts.TASK_ID].hex())), False
+        finally:
+            if self.ev is not None:
+                self._run_ended(spec[ts.TASK_ID])
         self._reply(spec, results, retryable)
         if self.exiting:
             self.main_queue.put(None)
@@ -453,6 +512,8 @@ class TaskExecutor:
                 return
             ctx = self._context(spec, None)
             token = current_task.set(ctx)
+            if self.ev is not None:
+                self._run_started(task_id, attempt_of(spec[ts.EXTRA]))
             try:
                 method = self._callable(spec)
                 args, kwargs = await asyncio.get_running_loop().run_in_executor(None, self.resolve_args, spec)
@@ -487,6 +548,8 @@ class TaskExecutor:
             finally:
                 self.async_tasks.pop(task_id, None)
                 current_task.reset(token)
+                if self.ev is not None:
+                    self._run_ended(task_id)
             self._reply(spec, results, retryable)
 
 
@@ -497,7 +560,7 @@ class TaskExecutor:
         index = 0
         try:
             async for item in agen:
-                value = self.cw.encode_value(ids.object_id(task_id, index + 1), serialization.serialize(item))
+                value = self.cw.encode_value(ids.object_id(task_id, index + 1), serialization.serialize(item, transit=True), owner)
                 self.cw.loop.call_soon(self.cw.loop.send, owner, ("gen_item", task_id, index, value))
                 index += 1
         except asyncio.CancelledError:  # cancelled: the error takes the next item's place

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gc
-import glob
 import os
 import sys
 
@@ -12,6 +11,7 @@ import pytest
 from helpers import wait_for_condition
 
 import juno
+from juno import internal_api
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -22,18 +22,13 @@ LARGE = 200 * 1024  # bytes; well above the 100 KiB inline limit
 
 
 
-def shm_files(ref) -> list[str]:
-    """The shared-memory file(s) holding ``ref``'s value on this machine."""
-    return glob.glob(f"/dev/shm/juno-*/{ref.hex()}")
+def stored(ref):
+    """The object store's record of ``ref``'s value on this machine, or None."""
+    return internal_api.object_info(ref)
 
 
-def store_dir_of(ref) -> str:
-    (path,) = shm_files(ref)
-    return os.path.dirname(path)
-
-
-def store_listing(directory: str) -> set[str]:
-    return {n for n in os.listdir(directory) if not n.endswith(".tmp")}
+def freed(ref_id: bytes) -> bool:
+    return internal_api.object_info(juno.ObjectRef(ref_id, "", _count=False)) is None
 
 
 def big_array(seed: int = 0) -> np.ndarray:
@@ -130,7 +125,9 @@ def test_put_unpicklable_value_is_a_type_error(cluster):
 def test_large_put_is_shared_read_only_and_equal(cluster):
     arr = big_array(1)
     ref = juno.put(arr)
-    assert len(shm_files(ref)) == 1, "a large object lives in the node's shared-memory store"
+    info = stored(ref)
+    assert info is not None and info["where"] == "shared_memory", "a large object lives in the node's store"
+    assert info["size"] >= arr.nbytes
     got = juno.get(ref)
     np.testing.assert_array_equal(got, arr)
     assert not got.flags.writeable
@@ -174,45 +171,50 @@ def test_large_bytes_and_nested_structures(cluster):
 
 def test_dropping_last_ref_frees_shared_memory(cluster):
     ref = juno.put(big_array())
-    (path,) = shm_files(ref)
+    oid = ref.binary()
     value = juno.get(ref)
     copy = ref  # a second local reference keeps it alive
     del ref
     gc.collect()
-    assert os.path.exists(path)
+    assert stored(copy) is not None
     del copy
-    wait_for_condition(lambda: not os.path.exists(path), timeout=10)
-    # The value already read stays usable (the mapping outlives the file).
+    gc.collect()
+    # The value read from it is a zero-copy view: it keeps the memory valid (pinned).
+    wait_for_condition(lambda: internal_api.object_info(juno.ObjectRef(oid, "", _count=False))["deleted"])
     assert value[10] == 10.0
+    del value
+    gc.collect()
+    wait_for_condition(lambda: freed(oid), timeout=10)
 
 
 def test_dropping_task_result_frees_shared_memory(cluster):
     ref = make_array.remote(LARGE, 0)
     juno.get(ref)
-    (path,) = shm_files(ref)
+    gc.collect()
+    oid = ref.binary()
+    assert stored(ref) is not None
     del ref
-    wait_for_condition(lambda: not os.path.exists(path), timeout=10)
+    wait_for_condition(lambda: freed(oid), timeout=10)
 
 
 def test_pending_task_keeps_its_argument_alive(cluster, gate):
     ref = juno.put(big_array(2))
-    (path,) = shm_files(ref)
+    oid = ref.binary()
     result = gated_sum.remote(str(gate), ref)
     del ref
     gc.collect()
-    assert os.path.exists(path), "an argument of a pending task must not be freed"
+    assert not freed(oid), "an argument of a pending task must not be freed"
     gate.touch()
     assert juno.get(result, timeout=30) == float(big_array(2).sum())
-    wait_for_condition(lambda: not os.path.exists(path), timeout=10)
+    wait_for_condition(lambda: freed(oid), timeout=10)
 
 
 def test_no_shared_memory_left_after_tasks_with_large_values(cluster):
-    probe = juno.put(big_array())
-    directory = store_dir_of(probe)
-    del probe
-    before = store_listing(directory)
+    gc.collect()
+    wait_for_condition(lambda: internal_api.store_stats()["num_objects"] == 0, timeout=10)
     results = [array_info.remote(big_array(i)) for i in range(3)]  # large args by value
     results += [array_info.remote(make_array.remote(LARGE, i)) for i in range(3)]  # large intermediates
     assert len(juno.get(results)) == 6
     del results
-    wait_for_condition(lambda: store_listing(directory) <= before, timeout=10)
+    wait_for_condition(lambda: internal_api.store_stats()["num_objects"] == 0, timeout=10)
+    assert internal_api.store_stats()["used"] == 0

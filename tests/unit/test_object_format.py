@@ -6,7 +6,6 @@ import pytest
 
 from juno import serialization
 from juno.store import format as fmt
-from juno.store.shm import SharedMemoryStore
 
 
 def test_inline_round_trip_of_plain_values():
@@ -32,24 +31,6 @@ def test_numpy_buffers_are_aligned_and_out_of_band():
     assert bytes(buffers[0]) == arr.tobytes()
     out, _ = serialization.deserialize_bytes(blob)
     assert np.array_equal(out, arr)
-
-
-def test_shared_memory_objects_are_read_only_views(tmp_path):
-    store = SharedMemoryStore(str(tmp_path / "store"))
-    store.create_dir()
-    arr = np.ones((256, 256))
-    s = serialization.serialize(arr)
-    oid = b"o" * 20
-    size = store.write(oid, s.flags, s.data, s.buffers)
-    assert size == store.size(oid)
-    out, is_error = serialization.deserialize_view(store.read(oid))
-    assert not is_error and np.array_equal(out, arr)
-    assert not out.flags.writeable
-    with pytest.raises(ValueError):
-        out[0, 0] = 2
-    store.delete(oid)
-    assert not store.contains(oid)
-    store.delete(oid)  # deleting twice is harmless
 
 
 def test_bad_magic_is_rejected():

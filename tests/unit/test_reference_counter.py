@@ -56,3 +56,78 @@ def test_unknown_ids_are_ignored():
     rc.remove_local(b"z")
     rc.remove_submitted([b"z"])
     assert freed == [] and released == []
+
+
+def make_with_messages():
+    freed, released, borrows, unborrows = [], [], [], []
+    rc = ReferenceCounter(ME, freed.append, released.append,
+                          on_borrow=lambda owner, oid, claims, first: borrows.append((owner, oid, claims, first)),
+                          on_unborrow=lambda owner, oid: unborrows.append((owner, oid)))
+    return rc, freed, released, borrows, unborrows
+
+
+def test_borrowers_keep_an_owned_object_alive():
+    rc, freed, *_ = make_with_messages()
+    rc.add_owned(b"a")
+    rc.add_local(b"a", ME)
+    rc.add_borrower(b"a", "ipc:///b1")
+    rc.add_borrower(b"a", "ipc:///b2")
+    rc.remove_local(b"a")
+    rc.remove_borrower(b"a", "ipc:///b1")
+    assert freed == []
+    rc.remove_borrower(b"a", "ipc:///b2")
+    assert freed == [b"a"]
+
+
+def test_in_transit_hold_lasts_until_the_receiver_claims_it():
+    rc, freed, *_ = make_with_messages()
+    rc.add_owned(b"a")
+    rc.add_local(b"a", ME)
+    rc.add_in_transit([b"a"])          # serialized into a task result
+    rc.remove_local(b"a")              # the task's own variable is gone
+    assert freed == []
+    rc.add_borrower(b"a", "ipc:///driver", claims=1)
+    assert freed == [] and rc.borrowers_of(b"a") == {"ipc:///driver"}
+    rc.remove_borrower(b"a", "ipc:///driver")
+    assert freed == [b"a"]
+
+
+def test_a_value_keeps_the_refs_inside_it_alive():
+    rc, freed, *_ = make_with_messages()
+    for oid in (b"in", b"out"):
+        rc.add_owned(oid)
+        rc.add_local(oid, ME)
+    rc.add_captured(b"out", [b"in"])
+    rc.remove_local(b"in")
+    assert freed == []
+    rc.remove_local(b"out")
+    assert sorted(freed) == [b"in", b"out"]
+
+
+def test_borrower_registers_once_and_unregisters_when_done():
+    rc, _, released, borrows, unborrows = make_with_messages()
+    owner = "ipc:///owner"
+    rc.add_local(b"x", owner)
+    rc.note_borrowed(b"x", owner)
+    rc.add_local(b"x", owner)
+    rc.note_borrowed(b"x", owner)            # a second copy: no new registration
+    rc.note_borrowed(b"x", owner, claims=1)  # but an in-transit claim is passed on
+    assert borrows == [(owner, b"x", 0, True), (owner, b"x", 1, False)]
+    rc.remove_local(b"x")
+    rc.remove_local(b"x")
+    assert released == [b"x"] and unborrows == [(owner, b"x")]
+
+
+def test_a_dead_borrower_stops_counting_and_a_dead_owner_is_reported():
+    rc, freed, *_ = make_with_messages()
+    rc.add_owned(b"a")
+    rc.add_borrower(b"a", "ipc:///gone")
+    rc.note_borrowed(b"theirs", "ipc:///gone")
+    assert rc.remove_process("ipc:///gone") == [b"theirs"]
+    assert freed == [b"a"]
+
+
+def test_late_registration_for_a_freed_object_is_ignored():
+    rc, freed, *_ = make_with_messages()
+    rc.add_borrower(b"never-owned", "ipc:///b")
+    assert rc.borrowers_of(b"never-owned") == set() and freed == []

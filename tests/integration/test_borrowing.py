@@ -1,0 +1,115 @@
+"""Distributed reference counting: borrowers, refs inside values, owners that die."""
+import gc
+import sys
+
+import cloudpickle
+import numpy as np
+import pytest
+
+import juno
+from juno import internal_api
+from juno.exceptions import OwnerDiedError
+from helpers import wait_for_condition
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+JUNO_SHARED_INIT = {"num_cpus": 2}
+BIG = 200_000  # float64s: 1.6 MB, well above the inline limit
+
+
+def store_empty() -> bool:
+    gc.collect()
+    return internal_api.store_stats()["num_objects"] == 0
+
+
+@juno.remote
+def make_refs(n):
+    return [juno.put(np.full(BIG, i, dtype=np.float64)) for i in range(n)]
+
+
+@juno.remote
+def total(refs):
+    return sum(float(juno.get(r).sum()) for r in refs)
+
+
+@juno.remote
+class Keeper:
+    def keep(self, refs):
+        self.refs = refs  # a borrowed ref held past the call
+        return len(refs)
+
+    def read(self):
+        return float(juno.get(self.refs[0])[0])
+
+    def drop(self):
+        self.refs = None
+
+
+def test_refs_returned_by_a_task_survive_the_task_and_are_freed_after(cluster):
+    refs = juno.get(make_refs.remote(3))
+    assert [float(juno.get(r)[0]) for r in refs] == [0.0, 1.0, 2.0]
+    assert juno.get(total.remote(refs)) == float(BIG * 3)
+    del refs
+    wait_for_condition(store_empty)
+
+
+def test_a_borrower_keeps_an_object_alive_after_the_owner_drops_it(cluster):
+    ref = juno.put(np.full(BIG, 7.0))
+    k = Keeper.remote()
+    assert juno.get(k.keep.remote([ref])) == 1
+    oid = ref.binary()
+    del ref
+    gc.collect()
+    assert juno.get(k.read.remote()) == 7.0, "the actor still borrows it"
+    assert internal_api.object_info(juno.ObjectRef(oid, "", _count=False)) is not None
+    juno.get(k.drop.remote())
+    wait_for_condition(store_empty)
+
+
+def test_refs_inside_a_put_value_live_as_long_as_the_value(cluster):
+    inner = juno.put(np.full(BIG, 3.0))
+    outer = juno.put({"data": inner})
+    del inner
+    gc.collect()
+    assert float(juno.get(juno.get(outer)["data"])[0]) == 3.0
+    assert juno.get(total.remote([juno.get(outer)["data"]])) == 3.0 * BIG
+    del outer
+    wait_for_condition(store_empty)
+
+
+def test_passing_a_borrowed_ref_on_to_another_task(cluster):
+    @juno.remote
+    def forward(refs):
+        return juno.get(total.remote(refs))
+
+    refs = juno.get(make_refs.remote(2))
+    assert juno.get(forward.remote(refs)) == float(BIG)
+    del refs
+    wait_for_condition(store_empty)
+
+
+def test_a_loop_over_nested_refs_stays_bounded(cluster):
+    for i in range(20):
+        ref = juno.put(np.full(BIG, i, dtype=np.float64))
+        assert juno.get(total.remote([ref])) == float(i * BIG)
+        del ref
+    wait_for_condition(store_empty)
+
+
+@juno.remote
+class Maker:
+    def make(self):
+        self.big = juno.put(np.ones(BIG))
+        return [self.big, juno.put("small")]
+
+
+def test_objects_of_a_dead_owner_raise_owner_died(cluster):
+    m = Maker.remote()
+    big, small = juno.get(m.make.remote())
+    assert float(juno.get(big)[0]) == 1.0
+    juno.kill(m)
+    with pytest.raises(OwnerDiedError, match="owner"):
+        juno.get(small, timeout=30)
+    # The dead owner's objects are freed from the store too.
+    del big
+    wait_for_condition(store_empty)
