@@ -122,6 +122,7 @@ class TaskEventRecorder:
         self.unreported: dict[bytes, Any] = {}  # unfinished entries never reported, oldest first
         self.changed: dict[bytes, Any] = {}  # entries reported as pending that changed since
         self.done: list[tuple] = []  # reports of attempts that ended
+        self._infos: dict[tuple, tuple] = {}  # shared info tuples (see _snapshot)
         # executing side (any thread: deques are safe to append to and drain concurrently)
         self.runs: collections.deque = collections.deque()
         self.errors: collections.deque = collections.deque()
@@ -133,9 +134,14 @@ class TaskEventRecorder:
 
     # ------------------------------------------------------------------ owner (IO thread)
     def created(self, entry) -> None:
-        """A task was submitted (its arguments may still be pending)."""
-        entry.ev = [_now(), None, None, None, None, None, None]
+        """A task was submitted; unless waiting_for_args() follows, its arguments are ready."""
+        now = _now()
+        entry.ev = [now, now, None, None, None, None, None]
         self.unreported[entry.task_id] = entry
+
+    def waiting_for_args(self, entry) -> None:
+        """Some arguments are results of tasks not finished yet (PENDING_ARGS_AVAIL)."""
+        entry.ev[1] = None
 
     def ready(self, entry) -> None:
         """Its arguments are ready: it waits for a worker (PENDING_NODE_ASSIGNMENT)."""
@@ -199,16 +205,28 @@ class TaskEventRecorder:
         if not entry.ev_info_sent:
             entry.ev_info_sent = True
             spec = entry.spec
-            kind = spec[ts.KIND]
-            name = spec[ts.NAME]
-            call_site = None
-            sites = self.cw.call_sites
-            if sites is not None and entry.return_ids:
-                call_site = sites.get(entry.return_ids[0])
-            info = (name, name, TYPE_OF_KIND.get(kind, NORMAL_TASK), spec[ts.JOB_ID], entry.actor_id,
-                    entry.parent, entry.key[0] if kind == ts.KIND_TASK and entry.key else None, call_site)
+            # Tasks of one function, job, parent and scheduling key (entries share the key's one
+            # tuple) share one info tuple: built once, and pickled once per report.
+            cache_key = (spec[ts.NAME], spec[ts.JOB_ID], entry.actor_id, entry.parent, id(entry.key))
+            info = self._infos.get(cache_key)
+            if info is None or self.cw.call_sites is not None:
+                info = self._info(entry)
+                if len(self._infos) >= 1024:
+                    self._infos.clear()
+                self._infos[cache_key] = info
         ev = entry.ev
-        return (entry.task_id, entry.attempt, info, ev[0], ev[1], ev[2], ev[3], ev[4], ev[5], ev[6])
+        return (entry.task_id, entry.attempt, info, *ev)
+
+    def _info(self, entry) -> tuple:
+        spec = entry.spec
+        kind = spec[ts.KIND]
+        name = spec[ts.NAME]
+        call_site = None
+        sites = self.cw.call_sites
+        if sites is not None and entry.return_ids:
+            call_site = sites.get(entry.return_ids[0])
+        return (name, name, TYPE_OF_KIND.get(kind, NORMAL_TASK), spec[ts.JOB_ID], entry.actor_id, entry.parent,
+                entry.key[0] if kind == ts.KIND_TASK and entry.key else None, call_site)
 
     # ------------------------------------------------------------------ executing worker (any thread)
     def ran(self, task_id: bytes, attempt: int, start: float, end: float) -> None:

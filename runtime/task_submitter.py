@@ -99,6 +99,8 @@ class TaskSubmitter:
             self._enqueue(entry)
             return
         self._waiting_deps[entry.task_id] = len(set(owned_pending))
+        if self.ev is not None:
+            self.ev.waiting_for_args(entry)
         seen = set()
         for oid in owned_pending:
             if oid in seen:
@@ -122,6 +124,8 @@ class TaskSubmitter:
         del self._waiting_deps[task_id]
         entry = self.entries.get(task_id)
         if entry is not None and not entry.cancelled:
+            if self.ev is not None:
+                self.ev.ready(entry)
             self._enqueue(entry)
 
     def _inline_deps(self, entry: TaskEntry) -> tuple:
@@ -142,8 +146,6 @@ class TaskSubmitter:
         return tuple(spec)
 
     def _enqueue(self, entry: TaskEntry) -> None:
-        if self.ev is not None:
-            self.ev.ready(entry)
         ks = self.keys[entry.key]
         ks.queue.append(entry)
         self._dispatch(ks)
