@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from juno import state_schema as schema
+from juno import task_events as te
 from juno.state_schema import StateApiException
 
 
@@ -98,11 +99,22 @@ class StateClient:
         snap = self.gcs("get_task_events")
         dead = {j["job_id"] for j in self.jobs() if j.get("is_dead")}
         snap["dead_jobs"] = dead
-        return snap["records"], snap
+        records = snap["records"]
+        # Runs that came back with their results name the worker only by id: add its node and pid.
+        unnamed = [r for r in records if r[te.NODE_ID] is None and r[te.WORKER_ID] is not None]
+        if unnamed:
+            where = {w["worker_id"]: (w["node_id"], w["pid"]) for _, rows in self._worker_lists() for w in rows}
+            for rec in unnamed:
+                found = where.get(rec[te.WORKER_ID])
+                if found is not None:
+                    rec[te.NODE_ID], rec[te.WORKER_PID] = found
+        return records, snap
 
     def tasks(self) -> tuple[list[dict], dict]:
         records, snap = self.task_records()
-        return [schema.task_row(r, snap["dead_jobs"]) for r in records], snap
+        rows = [schema.task_row(r, snap["dead_jobs"]) for r in records]
+        rows.sort(key=lambda r: r["creation_time_ms"] or 0)  # oldest first
+        return rows, snap
 
     def actors(self) -> list[dict]:
         return [schema.actor_row(a) for a in self.gcs("state_actors")]

@@ -2,20 +2,20 @@
 
 Every process runs one :class:`TaskEventRecorder` (unless ``enable_task_events`` is off):
 
-* As an **owner** it stamps the transitions of the tasks it submits on their
-  TaskEntry (``entry.ev``: created, dependencies ready, pushed to a worker, ended,
-  final state, error), which costs a clock read and a list store each; entries that
-  changed since the last report are remembered by id.
-* As the **executing worker** it appends one tuple per finished run (start and end
-  time) and one per error; a task still running when a report goes out is reported
-  as started, so long tasks show RUNNING.
+* As an **owner** it stamps the transitions of the tasks it submits on their TaskEntry
+  (``entry.ev``: created, arguments ready, pushed to a worker, ended, final state, error,
+  and the run's start and end, which the executing worker sends back with the result),
+  one clock read each, and builds one report tuple when the task ends. A task still
+  unfinished one interval after it was submitted is reported then too, and again when
+  it changes, so long waits show up.
+* As the **executing worker** it reports what the owner cannot know in time: tasks
+  running right now (so long tasks show RUNNING), errors with their type and text, and
+  the runs of calls on threaded and async actors and of actor constructors.
 
-Every ``task_events_report_interval_s`` (or once ``task_events_report_batch`` are
-waiting) the IO thread sends one ``report_task_events`` message to the GCS, which
-merges the pieces into one record per task attempt (runtime/gcs/events.py).
-
-The record layout below is shared by both ends: owner reports fill the owner slice,
-worker reports the worker slice, each with one slice assignment in the GCS.
+Every ``task_events_report_interval_s`` (or once ``task_events_report_batch`` tasks
+ended) the IO thread sends one ``report_task_events`` message to the GCS, which merges
+the pieces into one record per task attempt when someone asks (runtime/gcs/events.py).
+The record layout below is shared by both ends.
 """
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ INFO = slice(2, 10)
 # owner state: every owner report overwrites it (same order as TaskEntry.ev)
 T_CREATED, T_READY, T_PUSHED, T_END, FINAL, ERROR_TYPE, ERROR_MESSAGE = range(10, 17)
 OWNER = slice(10, 17)
-# executing worker
+# executing worker (its run's start and end come with the task's result to the owner, which
+# reports them with its own, as the last three items of TaskEntry.ev: start, end, worker id)
 T_START, T_RUN_END = 17, 18
 RUN = slice(17, 19)
 NODE_ID, WORKER_ID, WORKER_PID = 19, 20, 21
@@ -93,6 +94,17 @@ def _is_error_value(value: Any) -> bool:
     return value is not None and value[0] == "v" and len(value[1]) > 4 and bool(value[1][4] & 1)
 
 
+def _error_in(blob: bytes) -> tuple[str, str | None]:
+    """Type and text of the error a failed task's result holds (failures only: it unpickles)."""
+    from juno import serialization
+
+    try:
+        error, _ = serialization.deserialize_bytes(blob)
+    except Exception:  # noqa: BLE001 - its class may not load here; the worker reports it too
+        return "TASK_EXECUTION_EXCEPTION", None
+    return error_type_of(error), error_message_of(error)
+
+
 def attempt_of(extra: Any) -> int:
     return extra.get("attempt", 0) if type(extra) is dict else 0
 
@@ -122,7 +134,7 @@ class TaskEventRecorder:
         self.unreported: dict[bytes, Any] = {}  # unfinished entries never reported, oldest first
         self.changed: dict[bytes, Any] = {}  # entries reported as pending that changed since
         self.done: list[tuple] = []  # reports of attempts that ended
-        self._infos: dict[tuple, tuple] = {}  # shared info tuples (see _snapshot)
+        self._infos: dict[tuple, tuple] = {}  # shared info tuples: (scheduling key, info) (see _snapshot)
         # executing side (any thread: deques are safe to append to and drain concurrently)
         self.runs: collections.deque = collections.deque()
         self.errors: collections.deque = collections.deque()
@@ -136,7 +148,7 @@ class TaskEventRecorder:
     def created(self, entry) -> None:
         """A task was submitted; unless waiting_for_args() follows, its arguments are ready."""
         now = _now()
-        entry.ev = [now, now, None, None, None, None, None]
+        entry.ev = [now, now, None, None, None, None, None, None, None, None]
         self.unreported[entry.task_id] = entry
 
     def waiting_for_args(self, entry) -> None:
@@ -152,6 +164,14 @@ class TaskEventRecorder:
         entry.ev[2] = _now()
         if entry.ev_info_sent:
             self.changed[entry.task_id] = entry
+
+    def ran_remotely(self, entry, run: tuple, worker_id: bytes) -> None:
+        """The result brought the run's (start, end) from the worker that ran it (TaskSubmitter
+        stores them itself, inline, on the hot path; this is the same)."""
+        ev = entry.ev
+        if ev is not None:
+            ev[7], ev[8] = run
+            ev[9] = worker_id
 
     def failed(self, entry, error: BaseException) -> None:
         """The owner failed the task itself (worker died, cancelled, actor died...)."""
@@ -174,12 +194,14 @@ class TaskEventRecorder:
                 first = results[0]
                 if first[0] == "v" and first[1][4] & 1:
                     ev[4] = FAILED
+                    ev[5], ev[6] = _error_in(first[1])
+        done = self.done
         if entry.ev_info_sent:
             self.changed.pop(entry.task_id, None)
+            done.append((entry.task_id, entry.attempt, None, *ev))
         else:
             self.unreported.pop(entry.task_id, None)
-        done = self.done
-        done.append(self._snapshot(entry))
+            done.append(self._snapshot(entry))
         if len(done) >= self.batch:
             self.flush()
 
@@ -208,12 +230,14 @@ class TaskEventRecorder:
             # Tasks of one function, job, parent and scheduling key (entries share the key's one
             # tuple) share one info tuple: built once, and pickled once per report.
             cache_key = (spec[ts.NAME], spec[ts.JOB_ID], entry.actor_id, entry.parent, id(entry.key))
-            info = self._infos.get(cache_key)
-            if info is None or self.cw.call_sites is not None:
+            cached = self._infos.get(cache_key)
+            if cached is not None and cached[0] is entry.key and self.cw.call_sites is None:
+                info = cached[1]
+            else:
                 info = self._info(entry)
                 if len(self._infos) >= 1024:
                     self._infos.clear()
-                self._infos[cache_key] = info
+                self._infos[cache_key] = (entry.key, info)
         ev = entry.ev
         return (entry.task_id, entry.attempt, info, *ev)
 

@@ -223,6 +223,7 @@ class TaskSubmitter:
         lease.last_used = time.monotonic()
         if self.ev is not None:
             self.ev.pushed(entry)
+            entry.ev[9] = lease.worker_id  # known now: a worker that dies mid-task still shows in its row
         self.cw.loop.send(lease.address, ("push_task", spec, lease.info))
 
     def _request_lease(self, ks: _KeyState) -> None:
@@ -277,7 +278,7 @@ class TaskSubmitter:
 
     # ------------------------------------------------------------------ results
     def on_task_result(self, task_id: bytes, results: list, retryable: bool, worker_id: bytes,
-                       worker_exiting: bool = False) -> None:
+                       worker_exiting: bool = False, run: tuple | None = None) -> None:
         entry = self.entries.get(task_id)
         if worker_exiting and entry is not None and entry.lease_id in self.leases:
             # The worker reached max_calls and exits: forget the lease; its node frees it.
@@ -288,6 +289,10 @@ class TaskSubmitter:
         if entry is None:
             self._discard_results(task_id, results)
             return
+        if run is not None and entry.ev is not None:  # task events: the run, from the worker
+            ev = entry.ev
+            ev[7], ev[8] = run
+            ev[9] = worker_id
         if entry.actor_id is not None:
             self.cw.actors.on_task_result(entry, results, retryable)
             return

@@ -145,6 +145,11 @@ class TaskEventStore:
             if rep[2] is not None:
                 rec[te.INFO] = rep[2]
             rec[te.OWNER] = rep[3:10]
+            if rep[10] is not None:  # the run, as the result brought it to the owner
+                rec[te.T_START], rec[te.T_RUN_END] = rep[10:12]
+            if rep[12] is not None and rec[te.WORKER_ID] != rep[12]:  # the worker it was pushed to
+                rec[te.WORKER_ID] = rep[12]
+                rec[te.NODE_ID] = rec[te.WORKER_PID] = None  # the state API looks them up by worker id
         for run in runs:
             rec = records.get((run[0], run[1]))
             if rec is None:
@@ -242,7 +247,7 @@ class GcsEvents:
         info = (spec[ts.NAME], spec[ts.NAME], te.ACTOR_CREATION_TASK, spec[ts.JOB_ID],
                 record.actor_id, None, tuple(sorted(resources.items())), None)
         self.tasks.add_reports((None, None, None), [(spec[ts.TASK_ID], 0, info, now, now, None, None, None, None,
-                                                     None)], (), ())
+                                                     None, None, None, None)], (), ())
         self.actor_state(record)
 
     def actor_creation_sent(self, record) -> None:
@@ -266,7 +271,7 @@ class GcsEvents:
         now = time.time()
         info = tuple(old[te.INFO]) if old is not None else None
         self.tasks.add_reports((None, None, None), [(task_id, record.num_restarts, info, now, now, None, None,
-                                                     None, None, None)], (), ())
+                                                     None, None, None, None, None, None)], (), ())
         self.actor_state(record, reason)
 
     def actor_changed(self, record) -> None:

@@ -165,10 +165,10 @@ class TaskExecutor:
             self.running_task = None
             self.cancel_requested.discard(task_id)
             self._children_of.pop(task_id, None)
-        if ev is not None:
-            ev.ran(task_id, self._run_attempt, self._run_start, _now())
         if results is not None:
-            self._reply(spec, results, retryable, self._reached_max_calls(spec))
+            # The run's start and end travel with the result; the owner reports them.
+            run = (self._run_start, _now()) if ev is not None else None
+            self._reply(spec, results, retryable, self._reached_max_calls(spec), run)
 
     def _running_now(self) -> list:
         """(task id, attempt, start) of what runs right now (the IO thread reports them as RUNNING)."""
@@ -403,9 +403,11 @@ class TaskExecutor:
             return True
         return isinstance(e, cloudpickle.loads(rule))
 
-    def _reply(self, spec: tuple, results: list, retryable: bool, exiting: bool = False) -> None:
+    def _reply(self, spec: tuple, results: list, retryable: bool, exiting: bool = False,
+               run: tuple | None = None) -> None:
         self.cw.loop.call_soon(self.cw.loop.send, spec[ts.OWNER],
-                               ("task_result", spec[ts.TASK_ID], results, retryable, self.cw.worker_id, exiting))
+                               ("task_result", spec[ts.TASK_ID], results, retryable, self.cw.worker_id, exiting,
+                                run))
 
     # ------------------------------------------------------------------ actors
     def create_actor(self, spec: tuple, lease_info, options: dict) -> None:

@@ -59,15 +59,15 @@ def test_task_states_after_success_and_failure(cluster):
     with pytest.raises(ValueError):
         juno.get(fails.options(name=bad_name).remote())
 
-    done = one_task(ok_name, "FINISHED", detail=True)
+    # Owner and worker report separately: wait until both parts are in.
+    full = ["PENDING_ARGS_AVAIL", "PENDING_NODE_ASSIGNMENT", "SUBMITTED_TO_WORKER", "RUNNING", "FINISHED"]
+    done = wait_for_condition(lambda: (t := one_task(ok_name, "FINISHED", detail=True)) and
+                              [e["state"] for e in t.events] == full and t, timeout=15)
     assert done.type == "NORMAL_TASK" and done["attempt_number"] == 0
     assert done.job_id == juno.get_runtime_context().get_job_id()
     assert done.node_id == juno.get_runtime_context().get_node_id()
     assert done.worker_pid and done.worker_pid != os.getpid() and done.error_type is None
     assert done.required_resources == {"CPU": 1.0}
-    states = [e["state"] for e in done.events]
-    assert states == ["PENDING_ARGS_AVAIL", "PENDING_NODE_ASSIGNMENT", "SUBMITTED_TO_WORKER", "RUNNING",
-                      "FINISHED"]
     assert done.creation_time_ms <= done.start_time_ms <= done.end_time_ms
 
     failed = one_task(bad_name, "FAILED", detail=True)
@@ -146,7 +146,8 @@ def test_retried_task_has_one_row_per_attempt(cluster, tmp_path):
 
     def attempts():
         rows = sorted(tasks_named(name, detail=True), key=lambda r: r.attempt_number)
-        return rows if [r.state for r in rows] == ["FAILED", "FINISHED"] else None
+        ok = [r.state for r in rows] == ["FAILED", "FINISHED"] and rows[0].worker_pid and rows[1].worker_pid
+        return rows if ok else None
 
     first, second = wait_for_condition(attempts, timeout=15)
     assert (first.attempt_number, second.attempt_number) == (0, 1)
@@ -176,7 +177,7 @@ def test_actor_states_and_actor_tasks_after_kill(cluster):
 
     def actor_tasks():
         rows = state.list_tasks(filters=[("actor_id", "=", actor_id)], limit=100)
-        kinds = {(r.type, r.state) for r in rows}
+        kinds = {(r.type, r.state) for r in rows if r.worker_pid}  # the worker's part is in
         return rows if {("ACTOR_CREATION_TASK", "FINISHED"), ("ACTOR_TASK", "FINISHED")} <= kinds else None
 
     rows = wait_for_condition(actor_tasks, timeout=15)

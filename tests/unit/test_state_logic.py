@@ -25,9 +25,10 @@ def info(name="f", job=1, kind=te.NORMAL_TASK, actor=None, parent=None):
     return (name, name, kind, job, actor, parent, (("CPU", 1.0),), None)
 
 
-def owner_report(tid, attempt=0, with_info=True, t=100.0, final=None, error=(None, None), **kw):
+def owner_report(tid, attempt=0, with_info=True, t=100.0, final=None, error=(None, None), run=(None, None, None),
+                 **kw):
     return (tid, attempt, info(**kw) if with_info else None, t, t + 1, t + 2, t + 4 if final else None, final,
-            *error)
+            *error, *run)
 
 
 def tid(i: int) -> bytes:
@@ -67,6 +68,17 @@ def test_store_drops_oldest_first_and_counts_per_job():
     # a later report of a dropped attempt is ignored, not resurrected without its info
     store.add_reports(HEADER, [owner_report(tid(0), with_info=False, final=te.FINISHED)], [], [])
     assert len(store.snapshot()) == 3 and store.num_dropped == 2
+
+
+def test_run_reported_by_the_owner_fills_the_worker_part():
+    store = TaskEventStore(10)
+    store.add_reports(HEADER, [], [(tid(3), 0, 1.0, None)], [])  # the worker said: running
+    store.add_reports(HEADER, [owner_report(tid(3))], [], [])  # the owner, before the result
+    (rec,) = store.snapshot()
+    assert rec[te.T_START] == 1.0 and rec[te.T_RUN_END] is None
+    store.add_reports(HEADER, [owner_report(tid(3), with_info=False, final=te.FINISHED, run=(1.0, 2.0, b"x"))],
+                      [], [])
+    assert (rec[te.T_START], rec[te.T_RUN_END], rec[te.WORKER_ID]) == (1.0, 2.0, b"x")
 
 
 def test_worker_report_before_the_owner_report_waits_for_it():
@@ -189,14 +201,16 @@ def test_recorder_reports_a_quick_task_once_when_done():
     rec.flush()  # submitted just now and not finished: waits for the next report
     assert cw.sent == []
     rec.pushed(entry)
+    rec.ran_remotely(entry, (5.0, 6.0), b"x" * 16)  # the run came back with the result
     rec.finished(entry, [("v", b"JNO1\0\0\0\0" + b"\0" * 20)])
     rec.flush()
     rec.flush()  # nothing new: nothing sent
     ((_, owner, runs, errors, new),) = decoded(cw)
     assert new == {1: 1} and runs == [] and errors == []
-    ((task_id, attempt, info, created, ready, pushed, end, final, etype, emsg),) = owner
+    ((task_id, attempt, info, created, ready, pushed, end, final, etype, emsg, start, run_end, worker),) = owner
     assert (task_id, attempt, info[0], info[2], info[3]) == (tid(1), 0, "work", te.NORMAL_TASK, 1)
     assert created <= ready <= pushed <= end and final == te.FINISHED and etype is None
+    assert (start, run_end, worker) == (5.0, 6.0, b"x" * 16)
 
 
 def test_recorder_reports_a_long_pending_task_then_its_end(monkeypatch):
@@ -246,9 +260,23 @@ def test_recorder_marks_error_results_failed_and_retries_as_new_attempts():
     rec.flush()
     ((_, owner, _, _, new),) = decoded(cw)
     by_attempt = {r[1]: r for r in owner}
-    assert by_attempt[0][7] == te.FAILED and by_attempt[0][8:] == ("WORKER_DIED", "worker 12 died")
+    assert by_attempt[0][7] == te.FAILED and by_attempt[0][8:10] == ("WORKER_DIED", "worker 12 died")
     assert by_attempt[1][7] == te.FAILED and by_attempt[1][2] is not None  # each attempt has its info
     assert new == {1: 2}
+
+
+def test_recorder_reads_the_error_a_failed_result_holds():
+    from juno import serialization
+
+    cw = _CoreWorker()
+    rec = te.TaskEventRecorder(cw)
+    entry = make_entry(3)
+    rec.created(entry)
+    error = exc.RayTaskError("work", "Traceback...\nValueError: bad input", ValueError("bad input"))
+    rec.finished(entry, [("v", serialization.serialize(error, error=True).to_bytes())])
+    rec.flush()
+    ((_, (report,), _, _, _),) = decoded(cw)
+    assert report[7] == te.FAILED and report[8] == "TASK_EXECUTION_EXCEPTION" and "bad input" in report[9]
 
 
 def test_recorder_worker_side_runs_running_and_errors():
