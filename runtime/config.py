@@ -33,6 +33,10 @@ class Config:
     idle_worker_kill_s: float = 60.0
     # How often the node manager reports its available resources to the GCS, at most.
     resource_report_interval_s: float = 0.05
+    # Node managers heartbeat the GCS this often (with their available resources); a node
+    # silent for node_death_timeout_s is declared dead, and its work is retried elsewhere.
+    heartbeat_interval_s: float = 0.5
+    node_death_timeout_s: float = 5.0
     # How often a process checks that the process it belongs to is still alive.
     parent_check_interval_s: float = 0.5
     # Grace period for processes to exit on shutdown before they are killed.

@@ -80,13 +80,18 @@ class RpcNode:
     def _on_rpc_reply(self, rid: int, ok: bool, value: Any) -> None:
         self._requests.resolve(rid, (ok, value))
 
-    def call(self, address: str, method: str, *args: Any, callback: Callable[[bool, Any], None] | None = None) -> None:
-        """Send a request from the loop thread; ``callback(ok, value)`` gets the answer."""
+    def call(self, address: str, method: str, *args: Any, callback: Callable[[bool, Any], None] | None = None,
+             timeout: float | None = None) -> None:
+        """Send a request from the loop thread; ``callback(ok, value)`` gets the answer, or
+        ``(False, TimeoutError)`` if ``timeout`` seconds pass first."""
         if callback is None:
             self.loop.send(address, ("rpc", 0, None, method, args))
             return
         rid = self._requests.new(lambda result: callback(*result))
         self.loop.send(address, ("rpc", rid, self.loop.address, method, args))
+        if timeout is not None:
+            self.loop.call_later(timeout, self._requests.resolve, rid,
+                                 (False, TimeoutError(f"{method} to {address} got no answer in {timeout:g} s")))
 
     def call_future(self, address: str, method: str, *args: Any) -> concurrent.futures.Future:
         """Send a request from any thread; the Future holds the answer or the remote error."""

@@ -1,8 +1,7 @@
 """The Global Control Service: the cluster's tables, one process per cluster.
 
-Nodes, jobs, actors (via ActorManager), function exports and a small KV store.
-Persistence to an embedded store is the multi-node issue's work; the tables
-live in memory here.
+Nodes (via NodeTable: heartbeats, death, the cluster view), jobs, actors (via
+ActorManager), function exports and a small KV store.
 """
 from __future__ import annotations
 
@@ -16,6 +15,7 @@ from typing import Any
 from juno.config import Config
 from juno.gcs.actor_manager import ActorManager
 from juno.gcs.events import GcsEvents
+from juno.gcs.node_table import NodeTable
 from juno.proc_util import pid_alive
 from juno.rpc import DEFER, Reply, RpcNode
 from juno.transport import EventLoop
@@ -31,7 +31,10 @@ class GcsServer(RpcNode):
         self.loop = EventLoop(bind, name="juno-gcs")
         self.address = self.loop.address
         self.install_rpc(self.loop)
-        self.nodes: dict[str, dict] = {}
+        self.node_table = NodeTable(config.node_death_timeout_s)
+        self.nodes = self.node_table.nodes  # node id -> node info (alive or dead)
+        # Called with the node's info when a node is declared dead (actors, placement groups...).
+        self.node_death_listeners: list = []
         self.jobs: dict[int, dict] = {}
         self._job_ids = itertools.count(1)
         self.kv: dict[tuple[str, bytes], bytes] = {}
@@ -41,6 +44,7 @@ class GcsServer(RpcNode):
         self.start_time = time.time()
         signal.signal(signal.SIGTERM, lambda *_: self.loop.stop())
         self.loop.call_later(config.parent_check_interval_s, self._check_owner)
+        self.loop.call_later(config.heartbeat_interval_s, self._check_heartbeats)
 
     def _check_owner(self) -> None:
         if self.owner_pid and not pid_alive(self.owner_pid):
@@ -56,11 +60,12 @@ class GcsServer(RpcNode):
 
     # ------------------------------------------------------------------ nodes
     def rpc_register_node(self, reply: Reply, info: dict):
-        info = dict(info)
-        info["alive"] = True
-        info["available"] = dict(info["resources"])
-        info["start_time"] = time.time()
-        self.nodes[info["node_id"]] = info
+        old = self.nodes.get(info["node_id"])
+        if old is not None and not old["alive"]:
+            # Declared dead (it was silent too long): its work has moved on; it must not come back.
+            return False
+        self.node_table.register(info)
+        logger.info("node %s registered (%s)", info["node_id"][:12], info["address"])
         pending, self.pending_actors = self.pending_actors, []
         for actor_id in pending:
             record = self.actors.actors.get(actor_id)
@@ -69,19 +74,40 @@ class GcsServer(RpcNode):
         return True
 
     def rpc_report_resources(self, reply: Reply, node_id: str, available: dict, ts: float):
-        node = self.nodes.get(node_id)
-        if node is not None:
-            node["available"] = available
+        self.node_table.report_resources(node_id, available)
         return None
 
-    def rpc_unregister_node(self, reply: Reply, node_id: str):
-        node = self.nodes.get(node_id)
-        if node is not None:
-            node["alive"] = False
+    def rpc_node_heartbeat(self, reply: Reply, node_id: str, available: dict, demand: list, seen_version: int):
+        """(view version, cluster view or None if unchanged), or UNKNOWN_NODE: register again."""
+        return self.node_table.heartbeat(node_id, available, demand, seen_version)
+
+    def rpc_get_cluster_view(self, reply: Reply):
+        return (self.node_table.version, self.node_table.view())
+
+    def rpc_unregister_node(self, reply: Reply, node_id: str, reason: str = "the node was stopped"):
+        self._node_died(node_id, reason)
         return True
 
+    def _check_heartbeats(self) -> None:
+        timeout = self.config.node_death_timeout_s
+        for node_id in self.node_table.expired():
+            self._node_died(node_id, f"the node sent no heartbeat for {timeout:g} s (its machine or node "
+                                     "manager process died, or it is overloaded)")
+        self.loop.call_later(self.config.heartbeat_interval_s, self._check_heartbeats)
+
+    def _node_died(self, node_id: str, reason: str) -> None:
+        node = self.node_table.mark_dead(node_id, reason)
+        if node is None:
+            return
+        logger.warning("node %s is dead: %s", node_id[:12], reason)
+        for listener in self.node_death_listeners:
+            try:
+                listener(node)
+            except Exception:  # noqa: BLE001 - one table's failure must not stop the others
+                logger.exception("handling the death of node %s failed", node_id[:12])
+
     def rpc_get_nodes(self, reply: Reply):
-        return list(self.nodes.values())
+        return [{k: v for k, v in n.items() if k != "last_heartbeat"} for n in self.nodes.values()]
 
     def pick_node(self, resources: dict, strategy: Any) -> dict | None:
         alive = [n for n in self.nodes.values() if n["alive"]]

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from juno.config import Config
+from juno.gcs.node_table import UNKNOWN_NODE
 from juno.node import introspection
 from juno.node.memory_monitor import KIND_OOM, MemoryMonitor
 from juno.node.resources import NodeResources
@@ -81,6 +82,10 @@ class NodeManager(RpcNode):
         self.exited_workers: collections.deque = collections.deque(maxlen=1000)  # for `juno list workers`
         self._report_scheduled = False
         self._stopping = False
+        # Every live node's address and resources, as of the last heartbeat reply (spill-back).
+        self.cluster_view: dict[str, dict] = {}
+        self.cluster_view_version = -1
+        self._heartbeat_in_flight = False
         num_cpus = int(self.resources.total.get("CPU", 0))
         self.num_prestart = config.num_prestart_workers if config.num_prestart_workers is not None else num_cpus
         self.memory_monitor = MemoryMonitor(config, lambda: self.pool.workers.values(),
@@ -93,9 +98,12 @@ class NodeManager(RpcNode):
         def registered(ok: bool, value: Any) -> None:
             if not ok:
                 raise SystemExit(f"could not register with the GCS: {value}")
+            if value is False:
+                raise SystemExit("the GCS refused this node: it declared a node with this id dead")
             for _ in range(self.num_prestart):
                 self.pool.start_worker(None)
             on_ready()
+            self.loop.call_later(self.config.heartbeat_interval_s, self._heartbeat)
 
         self.call(self.gcs_address, "register_node", self.node, callback=registered)
         self.loop.call_later(self.config.parent_check_interval_s, self._check_parents)
@@ -124,6 +132,10 @@ class NodeManager(RpcNode):
         if self._stopping:
             return
         self._stopping = True
+        try:  # tell the GCS now rather than let it wait for the heartbeat timeout
+            self.notify(self.gcs_address, "unregister_node", self.node_id, "the node was stopped")
+        except Exception:  # noqa: BLE001 - the GCS may be gone already
+            pass
         self.loop.stop()
 
     def cleanup(self) -> None:
@@ -378,6 +390,42 @@ class NodeManager(RpcNode):
             return
         self._report_scheduled = True
         self.loop.call_later(self.config.resource_report_interval_s, self._report_resources)
+
+    def _heartbeat(self) -> None:
+        """Tell the GCS this node lives (with its resources and queued demand); learn the cluster."""
+        if self._stopping:
+            return
+        self.loop.call_later(self.config.heartbeat_interval_s, self._heartbeat)
+        if self._heartbeat_in_flight:
+            return  # the GCS is slow or restarting: don't pile requests up
+        self._heartbeat_in_flight = True
+        demand = [dict(r.resources) for r in self.scheduler.requests[:100]]
+        self.call(self.gcs_address, "node_heartbeat", self.node_id, self._available(), demand,
+                  self.cluster_view_version, callback=self._on_heartbeat_reply,
+                  timeout=max(1.0, self.config.node_death_timeout_s))
+
+    def _on_heartbeat_reply(self, ok: bool, value: Any) -> None:
+        self._heartbeat_in_flight = False
+        if not ok or self._stopping:
+            return  # no answer: the GCS may be restarting; the next heartbeat tries again
+        if value == UNKNOWN_NODE:
+            self._register_again()
+            return
+        version, view = value
+        if view is not None:
+            self.cluster_view = view
+            self.cluster_view_version = version
+
+    def _register_again(self) -> None:
+        """The GCS does not know this node: it restarted (register again, with what is in use now)
+        or declared the node dead (then stop: its work was retried elsewhere)."""
+        def done(ok: bool, value: Any) -> None:
+            if ok and value is False:
+                logger.error("the GCS declared this node dead; stopping")
+                self.shutdown()
+
+        info = dict(self.node, available=self._available())
+        self.call(self.gcs_address, "register_node", info, callback=done)
 
     def _report_resources(self) -> None:
         self._report_scheduled = False
