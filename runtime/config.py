@@ -37,6 +37,8 @@ class Config:
     # silent for node_death_timeout_s is declared dead, and its work is retried elsewhere.
     heartbeat_interval_s: float = 0.5
     node_death_timeout_s: float = 5.0
+    # Where the GCS keeps its tables (runtime/gcs/storage.py): "sqlite" (survives a GCS restart) or "memory".
+    gcs_storage: str = "sqlite"
     # How often a process checks that the process it belongs to is still alive.
     parent_check_interval_s: float = 0.5
     # Grace period for processes to exit on shutdown before they are killed.

@@ -16,6 +16,7 @@ from juno.config import Config
 from juno.gcs.actor_manager import ActorManager
 from juno.gcs.events import GcsEvents
 from juno.gcs.node_table import NodeTable
+from juno.gcs.storage import open_storage
 from juno.proc_util import pid_alive
 from juno.rpc import DEFER, Reply, RpcNode
 from juno.transport import EventLoop
@@ -31,6 +32,8 @@ class GcsServer(RpcNode):
         self.loop = EventLoop(bind, name="juno-gcs")
         self.address = self.loop.address
         self.install_rpc(self.loop)
+        # Tables that must survive a GCS restart are written through to this (put/delete/load).
+        self.storage = open_storage(config.gcs_storage, session_dir)
         self.node_table = NodeTable(config.node_death_timeout_s)
         self.nodes = self.node_table.nodes  # node id -> node info (alive or dead)
         # Called with the node's info when a node is declared dead (actors, placement groups...).
