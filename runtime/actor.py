@@ -119,9 +119,12 @@ class ActorClass:
         strategy = options.get("scheduling_strategy")
         from juno.remote_function import _check_strategy
 
-        strategy = _check_strategy(strategy)
+        strategy = _check_strategy(strategy, options)
         runtime_env = opt.merge_runtime_envs(cw.job_runtime_env, options.get("runtime_env"))
         ctx = cw.context()
+        from juno.util.placement_group import apply_placement_group
+
+        resources, strategy, pg = apply_placement_group(strategy, options, ctx, resources, f"actor {self._name}")
         namespace = options.get("namespace") or cw.namespace
         detached = options.get("lifetime") == "detached"
         if detached and not options.get("name"):
@@ -133,7 +136,7 @@ class ActorClass:
             cw.refs.mark_escaped(dep_ids)  # the actor may restart and need them again
         spec = (task_id, ts.KIND_ACTOR_CREATE, function_id, f"{self._name}.__init__", args_value, deps, 0,
                 cw.address, ctx.log_to, ctx.job_id, None, runtime_env, actor_id,
-                {"namespace": namespace, "name": options.get("name") or ""})
+                {"namespace": namespace, "name": options.get("name") or "", "pg": pg})
         is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
                        for _, m in inspect.getmembers(self._cls, predicate=inspect.isfunction))
         meta = {"class_name": self._name, "methods": self._methods,
@@ -142,10 +145,12 @@ class ActorClass:
         info = {
             "name": options.get("name"), "namespace": namespace, "detached": detached,
             "max_restarts": options.get("max_restarts") or 0, "resources": resources,
-            "runtime_env": runtime_env, "owner": cw.address, "job_id": ctx.job_id, "class_name": self._name,
+            "runtime_env": runtime_env, "owner": cw.address, "owner_node_id": cw.node_id, "job_id": ctx.job_id,
+            "class_name": self._name,
             "get_if_exists": bool(options.get("get_if_exists")), "strategy": strategy, "meta": meta,
             "options": {"max_concurrency": options.get("max_concurrency"),
                         "concurrency_groups": options.get("concurrency_groups")},
+            "placement_group": pg[0].hex() if pg else None,  # its group (runtime/gcs/placement_groups.py)
         }
         status, actor_id, meta = cw.gcs_call("register_actor", actor_id, spec, info)
         if status == "created":

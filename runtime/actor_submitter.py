@@ -78,8 +78,7 @@ class ActorSubmitter:
             # Let outstanding calls finish first; check again shortly.
             self.cw.loop.call_later(0.05, self._release_actor, actor_id)
             return
-        self.cw.notify(self.cw.gcs_address, "kill_actor", actor_id, True, False,
-                       "all references to the actor were removed")
+        self.cw.gcs.call("kill_actor", actor_id, True, False, "all references to the actor were removed")
 
     # ------------------------------------------------------------------ max_pending_calls
     def reserve_call(self, actor_id: bytes, task_id: bytes, limit: int) -> bool:
@@ -118,10 +117,21 @@ class ActorSubmitter:
             state = self.actors[actor_id] = _ActorState(actor_id)
         if not state.subscribed:
             state.subscribed = True
-            cw = self.cw
-            cw.call(cw.gcs_address, "subscribe_actor", actor_id, cw.address,
-                    callback=lambda ok, info: self.on_actor_update(actor_id, info) if ok else None)
+            self.cw.gcs.call("subscribe_actor", actor_id, self.cw.address,
+                             callback=lambda ok, info: self._on_subscribed(actor_id, ok, info))
         return state
+
+    def _on_subscribed(self, actor_id: bytes, ok: bool, info: Any) -> None:
+        if ok:
+            self.on_actor_update(actor_id, info)
+            return
+        state = self.actors.get(actor_id)  # the GCS stayed unreachable (GcsUnavailableError)
+        if state is not None and state.state != DEAD:
+            state.subscribed = False  # the next call asks again
+            error = info if isinstance(info, BaseException) else exc.RaySystemError(str(info))
+            for entry in list(state.queue):
+                self._fail(entry, error)
+            state.queue.clear()
 
     def _submit(self, entry: TaskEntry) -> None:
         self.cw.tasks.entries[entry.task_id] = entry

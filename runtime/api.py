@@ -13,9 +13,10 @@ from typing import Any, Sequence
 from juno import exceptions as exc
 from juno import ids
 from juno import options as opt
+from juno.auth import resolve_token
 from juno.config import Config
 from juno.core_worker import MODE_DRIVER, CoreWorker, global_worker, set_global_worker
-from juno.local_cluster import (ClusterProcesses, normalize_address, read_current_cluster,
+from juno.local_cluster import (ClusterProcesses, forget_cluster_token, normalize_address, read_current_cluster,
                                 start_local_cluster, stop_processes)
 from juno.object_ref import ObjectRef, ObjectRefGenerator
 
@@ -91,7 +92,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
         if address in (None, "local"):
             cluster = start_local_cluster(config, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
                                           object_store_memory=object_store_memory, owner_pid=os.getpid())
-            gcs_address, node = cluster.gcs_address, cluster.nodes[0]
+            gcs_address, node, token = cluster.gcs_address, cluster.nodes[0], cluster.token
         else:
             if any(v is not None for v in (num_cpus, num_gpus, resources, object_store_memory)):
                 raise ValueError(
@@ -106,13 +107,16 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
                         "or call juno.init() without an address to start a local cluster.")
                 address = found
             gcs_address = normalize_address(address)
-            node = _find_local_node(gcs_address, config)
+            # $JUNO_CLUSTER_TOKEN, else the one stored here; none: the probe says so if the cluster answers
+            token, token_source = resolve_token(gcs_address, required=False)
+            node = _find_local_node(gcs_address, config, token, token_source)
         try:
-            cw = _connect(gcs_address, node, config, namespace, runtime_env, log_to_driver)
+            cw = _connect(gcs_address, node, config, namespace, runtime_env, log_to_driver, token)
         except BaseException:
             if cluster is not None:
                 stop_processes(cluster.procs, config.shutdown_grace_s)
                 shutil.rmtree(cluster.session_dir, ignore_errors=True)
+                forget_cluster_token(cluster.gcs_address, cluster.token)
             raise
         _state["cluster"] = cluster
         context = JunoContext({
@@ -153,18 +157,21 @@ def _validate_init(num_cpus, num_gpus, resources, object_store_memory) -> None:
         raise ValueError(f"init(object_store_memory=...) must be a positive number of bytes, got {object_store_memory!r}")
 
 
-def _find_local_node(gcs_address: str, config: Config) -> dict:
-    """Ask the GCS for the nodes and pick one on this machine (the head first)."""
+def _find_local_node(gcs_address: str, config: Config, token: str | None, token_source: str) -> dict:
+    """Ask the GCS for the nodes and pick one on this machine (the head first); a GCS that
+    refuses the token fails this at once (juno.auth.ClusterAuthError)."""
     from juno.cluster_probe import find_local_node
 
-    return find_local_node(gcs_address, timeout=min(10.0, config.rpc_timeout_s))
+    return find_local_node(gcs_address, timeout=min(10.0, config.rpc_timeout_s), token=token,
+                           token_source=token_source)
 
 
-def _connect(gcs_address: str, node: dict, config: Config, namespace, runtime_env, log_to_driver) -> CoreWorker:
+def _connect(gcs_address: str, node: dict, config: Config, namespace, runtime_env, log_to_driver,
+             token: str | None = None) -> CoreWorker:
     worker_id = ids.random_id(16)
     cw = CoreWorker(mode=MODE_DRIVER, worker_id=worker_id, session_dir=node["session_dir"], node=node,
                     gcs_address=gcs_address, config=config, namespace=namespace or str(uuid.uuid4()),
-                    log_to_driver=log_to_driver)
+                    log_to_driver=log_to_driver, token=token)
     cw.job_runtime_env = runtime_env
     cw.start()
     try:
@@ -196,6 +203,7 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
         if cluster is not None:
             stop_processes(cluster.procs, cw.config.shutdown_grace_s if cw else 3.0)
             shutil.rmtree(cluster.session_dir, ignore_errors=True)
+            forget_cluster_token(cluster.gcs_address, cluster.token)
             for node in cluster.nodes:
                 shutil.rmtree(node["store_dir"], ignore_errors=True)
         _state["cluster"] = None
@@ -207,7 +215,7 @@ def _detach_from_cluster(cw: CoreWorker) -> None:
     for oid in cw.refs.owned_ids():
         value = cw.store.get(oid)
         if value is not None and value[0] == "s":
-            cw.shm.delete(oid)
+            cw.shm.delete(oid, value[1])
     for method, args, target in (("job_finished", (cw.job_id,), cw.gcs_address),
                                  ("unregister_driver", (cw.address,), cw.node_manager)):
         try:
@@ -325,17 +333,10 @@ def get_actor(name: str, namespace: str | None = None):
 
 # ---------------------------------------------------------------------------- cluster information
 def nodes() -> list[dict]:
-    cw = _require()
-    out = []
-    for n in cw.gcs_call("get_nodes"):
-        out.append({
-            "NodeID": n["node_id"], "Alive": n["alive"], "NodeManagerAddress": n.get("ip", "127.0.0.1"),
-            "NodeManagerHostname": n.get("hostname"), "NodeName": n.get("ip", "127.0.0.1"),
-            "NodeManagerPort": 0, "ObjectStoreSocketName": n.get("store_dir"),
-            "Resources": dict(n["resources"]) if n["alive"] else {}, "alive": n["alive"],
-            "IsHead": n.get("is_head", False),
-        })
-    return out
+    """Every node the cluster has seen, in Ray's shape (dead ones: Alive False, DeathReasonMessage)."""
+    from juno.cluster_status import ray_node_entry
+
+    return [ray_node_entry(n) for n in _require().gcs_call("get_nodes")]
 
 
 def cluster_resources() -> dict[str, float]:

@@ -3,7 +3,8 @@
     juno start --head [--port 6379] [--num-cpus N] [--num-gpus N] [--resources JSON]
                       [--object-store-memory BYTES] [--block]
     juno start --address HOST:PORT [--num-cpus N] ...   add a node to a running cluster
-    juno stop [--force] [--address HOST:PORT | --session-dir DIR]
+    juno token [--address HOST:PORT]                    the cluster token, to join from elsewhere
+    juno stop [--force] [--address HOST:PORT | --session-dir DIR | --all]
     juno status [--address HOST:PORT]
     juno list|summary|memory|timeline ...   the state API (runtime/state_cli.py)
     juno microbenchmark [args...]
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import errno
 import glob
-import ipaddress
 import json
 import math
 import os
@@ -33,7 +33,9 @@ from typing import Any, Callable, Iterable
 
 import psutil
 
-from juno import local_cluster
+from juno import auth, cluster_status, local_cluster
+from juno.auth import ClusterAuthError
+from juno.cluster_status import format_resources
 from juno.store.shm import SHM_ROOT
 
 PROG = "juno"
@@ -70,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return e.code
+    except ClusterAuthError as e:  # no token, or one the cluster refused: the message says what to do
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
@@ -92,8 +97,17 @@ def _parser() -> argparse.ArgumentParser:
     role.add_argument("--address", metavar="HOST:PORT", help="add a node to the cluster at this GCS address")
     s.add_argument("--port", type=int, default=DEFAULT_PORT,
                    help=f"GCS port of a new cluster (default {DEFAULT_PORT}; 0 picks a free one)")
-    s.add_argument("--node-ip-address", "--host", dest="host", default="127.0.0.1", metavar="IP",
-                   help="address the GCS listens on (loopback only; default 127.0.0.1)")
+    s.add_argument("--node-ip-address", default=None, metavar="IP",
+                   help="this node's address: its node manager and workers listen there (default 127.0.0.1, "
+                        "ipc sockets, or with --address a GCS off loopback, this machine's address toward it; "
+                        "an address other than loopback: TCP, reachable from the network, protected by the "
+                        "cluster token)")
+    s.add_argument("--host", default=None, metavar="IP",
+                   help="with --head: the address the GCS listens on (default: --node-ip-address)")
+    s.add_argument("--token", default=None, metavar="TOKEN",
+                   help=f"the cluster token (default ${auth.TOKEN_ENV}; with --head, else a new one; with "
+                        "--address, else the one stored on this machine for that address; other users see "
+                        "command lines in `ps`: on a shared machine prefer the environment variable)")
     s.add_argument("--num-cpus", type=float, default=None, metavar="N", help="CPUs of this node (default: all)")
     s.add_argument("--num-gpus", type=float, default=None, metavar="N", help="GPUs of this node (default: detected)")
     s.add_argument("--resources", default=None, metavar="JSON",
@@ -107,10 +121,14 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_start)
 
     st = sub.add_parser("stop", help="stop Juno processes on this machine",
-                        description="Stop every Juno process (GCS, node managers, workers) of this user on this "
-                                    "machine, or only one cluster's with --address / --session-dir; then remove "
-                                    "what they left in /dev/shm and the session folders.")
+                        description="Stop the node managers (and their workers) that `juno start` started on "
+                                    "this machine, and the GCS if this machine runs it; or only one cluster's "
+                                    "processes with --address / --session-dir; or every Juno process of this "
+                                    "user with --all (clusters of juno.init() too). Then remove what they left "
+                                    "in /dev/shm and the session folders.")
     which = st.add_mutually_exclusive_group()
+    which.add_argument("--all", action="store_true",
+                       help="also stop the private clusters of running juno.init() drivers and test clusters")
     which.add_argument("--address", metavar="HOST:PORT", help="stop only the cluster with this GCS address")
     which.add_argument("--session-dir", metavar="DIR", help="stop only the cluster with this session folder")
     st.add_argument("--force", action="store_true", help="SIGKILL at once instead of SIGTERM first")
@@ -130,6 +148,15 @@ def _parser() -> argparse.ArgumentParser:
     from juno import state_cli  # list, summary, memory, timeline
 
     state_cli.add_parsers(sub, sys.modules[__name__])
+
+    tk = sub.add_parser("token", help="print the token of a cluster started on this machine",
+                        description="Print the cluster token of the cluster at --address (else $JUNO_ADDRESS, "
+                                    "else the one `juno start --head` started here), as this machine stores "
+                                    "it, for joining from another machine: `juno start --address HOST:PORT "
+                                    "--token TOKEN` or JUNO_CLUSTER_TOKEN=TOKEN. Keep it secret: it lets its "
+                                    "holder run code on the cluster.")
+    tk.add_argument("--address", metavar="HOST:PORT", help="GCS address of the cluster")
+    tk.set_defaults(func=cmd_token)
 
     mb = sub.add_parser("microbenchmark", add_help=False,
                         help="Ray's microbenchmark rows measured on Juno (see `juno microbenchmark --help`)")
@@ -159,7 +186,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     _check_count("--num-gpus", args.num_gpus, whole=True)
     if args.object_store_memory is not None and args.object_store_memory <= 0:
         raise CliError(f"--object-store-memory must be a positive number of bytes, got {args.object_store_memory}.", 2)
-    host = _check_host(args.host)
+    args.node_ip_given = args.node_ip_address is not None
+    args.node_ip_address = _check_host(args.node_ip_address or "127.0.0.1", "--node-ip-address")
+    host = _check_host(args.host, "--host") if args.host else args.node_ip_address
     config = Config.from_env()
     if args.head:
         return _start_head(args, host, resources, config)
@@ -196,18 +225,23 @@ def _check_count(flag: str, value: float | None, whole: bool = False) -> None:
         raise CliError(f"{flag} must be a whole number, got {value:g}.", 2)
 
 
-def _check_host(host: str) -> str:
-    if host == "localhost":
-        return "127.0.0.1"
+def _check_host(host: str, flag: str) -> str:
+    """An IPv4 address of this machine to listen on (CliError, exit 2, if it is not one)."""
+    from juno.cluster_access import AddressError, check_listen_ip
+
     try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        raise CliError(f"--node-ip-address must be an IPv4 address such as 127.0.0.1, got {host!r}.", 2) from None
-    if ip.version != 4 or not ip.is_loopback:
-        raise CliError(f"Juno listens on loopback addresses only (127.x.x.x), not {host}: ports reachable from "
-                       "other machines need the cluster token, which is not implemented yet, and an "
-                       "unauthenticated port would let anyone on the network run code as you.", 2)
-    return host
+        return check_listen_ip(host, flag)
+    except AddressError as e:
+        raise CliError(str(e), 2) from None
+
+
+def _warn_if_reachable(what: str, ip: str) -> None:
+    """Once started: say on stderr that a port off loopback is reachable from the network."""
+    from juno.cluster_access import network_warning
+
+    warning = network_warning(what, ip)
+    if warning:
+        print(f"{PROG}: {warning}", file=sys.stderr, flush=True)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -235,17 +269,23 @@ def _port_busy(host: str, port: int) -> CliError:
 
 def _start_head(args: argparse.Namespace, host: str, resources: dict, config) -> int:
     _check_port_free(host, args.port)
+    token = auth.check_token(args.token, "--token") if args.token else auth.token_for_new_cluster()
     try:
         cluster = local_cluster.start_local_cluster(
             config, num_cpus=args.num_cpus, num_gpus=args.num_gpus, resources=resources,
             object_store_memory=args.object_store_memory, owner_pid=None, port=args.port, host=host,
-            detach=True)
+            detach=True, token=token, node_ip_address=args.node_ip_address)
     except (RuntimeError, TimeoutError, OSError) as e:
         if "Address already in use" in str(e):
             raise _port_busy(host, args.port) from None
         raise CliError(f"could not start the cluster: {e}") from None
     address = cluster.gcs_address.replace("tcp://", "")
     local_cluster.write_current_cluster(address)
+    if host == args.node_ip_address:
+        _warn_if_reachable("GCS and the head node", host)
+    else:
+        _warn_if_reachable("GCS", host)
+        _warn_if_reachable("head node", args.node_ip_address)
     node = cluster.nodes[0]
     print(f"Started a Juno cluster: GCS at {address}, head node {node['node_id'][:12]} "
           f"({format_resources(node['resources'])}).")
@@ -257,6 +297,10 @@ def _start_head(args: argparse.Namespace, host: str, resources: dict, config) ->
     print(f'or  juno.init(address="{address}")   (or set JUNO_ADDRESS={address})')
     print("To add another node on this machine:")
     print(f"    juno start --address {address}")
+    from juno.cluster_access import join_instructions
+
+    for line in join_instructions(address, local_cluster.token_path(address)):
+        print(line)
     print("To see the cluster:")
     print("    juno status")
     print("To stop it:")
@@ -277,27 +321,34 @@ def _start_head(args: argparse.Namespace, host: str, resources: dict, config) ->
 def _start_worker_node(args: argparse.Namespace, resources: dict, config) -> int:
     from juno.cluster_probe import gcs_request
 
+    address = resolve_address(None)[0] if args.address == "auto" else args.address  # the recorded cluster
     try:
-        gcs_address = local_cluster.normalize_address(args.address)
+        gcs_address = local_cluster.normalize_address(address)
     except ValueError as e:
         raise CliError(str(e), 2) from None
     shown = gcs_address.replace("tcp://", "")
-    try:
-        info = gcs_request(gcs_address, "cluster_info", timeout=args.timeout)
+    if not args.node_ip_given and not shown.startswith("127.") and not shown.startswith("localhost:"):
+        from juno.cluster_probe import local_ip_toward  # a GCS off loopback: listen where it can reach us
+
+        args.node_ip_address = _check_host(local_ip_toward(gcs_address), "--node-ip-address")
+    token = auth.check_token(args.token, "--token") if args.token else None
+    try:  # without --token, the probe finds it ($JUNO_CLUSTER_TOKEN, else stored here) or says it is missing
+        info = gcs_request(gcs_address, "cluster_info", timeout=args.timeout, token=token, token_source="--token")
+        token = token or auth.resolve_token(gcs_address)[0]
     except TimeoutError:
         raise CliError(f"no Juno cluster answered at {shown} within {args.timeout:g} s; is it running? "
                        "(`juno start --head` starts one)") from None
-    session_dir = info["session_dir"]
-    if not os.path.isdir(session_dir):
-        raise CliError(f"the cluster at {shown} runs on another machine (its session folder {session_dir} is "
-                       "not here); nodes on other machines are not supported yet.")
+    # On another machine the head's session folder is not here: the node keeps its logs, sockets
+    # and spill files in a folder of the same name in this machine's temp folder.
+    session_dir = local_cluster.local_session_dir(info["session_dir"])
     try:
         proc, node = local_cluster.start_node(
             os.path.basename(session_dir), session_dir, gcs_address, config, num_cpus=args.num_cpus,
             num_gpus=args.num_gpus, resources=resources, object_store_memory=args.object_store_memory,
-            owner_pid=None, head=False, detach=True)
+            owner_pid=None, head=False, detach=True, token=token, node_ip_address=args.node_ip_address)
     except (RuntimeError, TimeoutError, OSError) as e:
         raise CliError(f"could not start the node: {e}") from None
+    _warn_if_reachable("node", args.node_ip_address)
     print(f"Added node {node['node_id'][:12]} ({format_resources(node['resources'])}) "
           f"to the Juno cluster at {shown}.")
     print("`juno status` shows the cluster; `juno stop` stops it.")
@@ -346,6 +397,17 @@ def _block(procs: list[tuple[str, Any]], stop: Callable[[], None]) -> int:
         print(f"{PROG}: error: {'; '.join(died)}; stopped the rest.", file=sys.stderr)
         return 1
     print("Stopped.", flush=True)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from juno.cluster_access import cluster_token
+
+    address, source = resolve_address(args.address)
+    try:
+        print(cluster_token(address))
+    except ValueError as e:
+        raise CliError(f"{e} (from {source})", 2) from None
     return 0
 
 
@@ -532,7 +594,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
         code = _stop_session(session_dir, grace_s=args.grace_period, force=args.force)
         _clear_current_if(address)
         return code
-    return _stop_all(args.grace_period, args.force)
+    return _stop_all(args.grace_period, args.force, everything=args.all)
 
 
 def _session_of_address(address: str) -> tuple[str | None, str]:
@@ -546,7 +608,7 @@ def _session_of_address(address: str) -> tuple[str | None, str]:
     shown = gcs_address.replace("tcp://", "")
     try:
         return gcs_request(gcs_address, "cluster_info", timeout=3.0)["session_dir"], shown
-    except (TimeoutError, KeyError, TypeError):
+    except (TimeoutError, KeyError, TypeError, ClusterAuthError):  # no token here: find it by port
         pass
     host, _, port = shown.rpartition(":")
     for p in scan_processes():  # the GCS is alive but does not answer (stuck): find it by its port
@@ -577,8 +639,24 @@ def _listening(address: str) -> bool:
         return False
 
 
-def _stop_all(grace_s: float, force: bool) -> int:
+def started_by_juno_start(procs: list[JunoProcess]) -> list[JunoProcess]:
+    """The processes `juno start` started (a GCS or node manager with no owner pid: the private
+    clusters of juno.init() and cluster_utils have one) and the workers of those node managers."""
+    roots = [p for p in procs if p.role != "worker" and p.arg("--owner-pid") is None]
+    root_pids = {p.proc.pid for p in roots}
+    root_sessions = {_norm(p.arg("--session-dir")) for p in roots}
+    live_pids = {p.proc.pid for p in procs}
+    workers = [p for p in procs if p.role == "worker" and (
+        p.parent_pid in root_pids
+        # orphaned by a node manager that is gone: still part of this cluster
+        or (p.parent_pid not in live_pids and _norm(p.worker_session_dir()) in root_sessions))]
+    return roots + workers
+
+
+def _stop_all(grace_s: float, force: bool, everything: bool = False) -> int:
     targets = scan_processes()
+    if not everything:
+        targets = started_by_juno_start(targets)
     killed_sessions = _session_dirs_of(targets)
     survivors = terminate(targets, grace_s, force)
     local_cluster.clear_current_cluster()
@@ -609,6 +687,7 @@ def _stop_all(grace_s: float, force: bool) -> int:
             if removable(path, name, name in killed_names):
                 sessions.append(path)
     n_stores, n_sessions = _remove(stores), _remove(sessions)
+    n_stores += _remove_node_leftovers([t for t in targets if t not in survivors])
     if targets:
         print(f"Stopped {_summary([t for t in targets if t not in survivors])}.")
     else:
@@ -616,6 +695,24 @@ def _stop_all(grace_s: float, force: bool) -> int:
     if n_stores or n_sessions:
         print(f"Removed {n_stores} shared-memory store folder(s) and {n_sessions} session folder(s).")
     return _report_survivors(survivors)
+
+
+def _remove_node_leftovers(stopped: list[JunoProcess]) -> int:
+    """The store folder and socket of each stopped node manager, where its cluster lives on
+    (a node `juno start --address` added to a cluster that juno.init() started, killed with --force)."""
+    n = 0
+    for p in stopped:
+        if p.role != "node manager":
+            continue
+        store_dir, session_dir, node_id = p.arg("--store-dir"), p.arg("--session-dir"), p.arg("--node-id")
+        if store_dir and store_dir.startswith(os.path.join(SHM_ROOT, "juno-")) and os.path.isdir(store_dir):
+            n += _remove([store_dir])
+        if session_dir and node_id:
+            try:
+                os.unlink(os.path.join(session_dir, "sock", f"nm-{node_id[:12]}"))
+            except OSError:
+                pass
+    return n
 
 
 # ============================================================================ status
@@ -648,75 +745,43 @@ def cmd_status(args: argparse.Namespace) -> int:
             info = probe.call_gcs("cluster_info", timeout=args.timeout)
             nodes = probe.call_gcs("get_nodes", timeout=args.timeout)
             jobs = probe.call_gcs("get_jobs", timeout=args.timeout)
+            pgs = _placement_groups(probe, args.timeout)
+            stores = _local_store_stats(probe, nodes)
     except TimeoutError:
         hint = ("`juno start --head` starts one" if source == "--address" else
                 f"the address came from {source}; `juno start --head` starts a cluster")
         raise CliError(f"the Juno cluster at {shown} did not answer within {args.timeout:g} s; is it running? "
                        f"({hint})") from None
-    print(render_status(shown, info, nodes, jobs))
+    print(cluster_status.render_status(shown, info, nodes, jobs, pgs, stores))
     return 0
 
 
-def _num(v: float) -> str:
-    text = f"{v:.2f}".rstrip("0")
-    return text + "0" if text.endswith(".") else text
+def _placement_groups(probe, timeout: float) -> Any:
+    """The GCS's placement group table (runtime/gcs/placement_groups.py), or None where the GCS
+    has none (it answers "no method"): status then shows no placement group section."""
+    try:
+        return probe.call_gcs("placement_group", "table", timeout=timeout)
+    except TimeoutError:
+        raise
+    except Exception:  # noqa: BLE001 - RpcError: no such method or op
+        return None
 
 
-def _value(name: str, v: float) -> str:
-    if name in ("memory", "object_store_memory"):
-        return f"{v / 2**30:.2f} GiB"
-    return _num(v)
-
-
-def _resource_names(resources: dict) -> list[str]:
-    first = ["CPU", "GPU", "memory", "object_store_memory"]
-    names = [n for n in first if n in resources]
-    names += sorted(n for n in resources if n not in first and not n.startswith("node:"))
-    return names
-
-
-def format_resources(resources: dict) -> str:
-    return ", ".join(f"{n} {_value(n, resources[n])}" for n in _resource_names(resources))
-
-
-def _uptime(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
-
-
-def render_status(address: str, info: dict, nodes: list[dict], jobs: list[dict]) -> str:
-    alive = [n for n in nodes if n.get("alive")]
-    dead = len(nodes) - len(alive)
-    lines = [f"Juno cluster at {address}",
-             f"  session: {info.get('session_dir')}   up {_uptime(time.time() - info.get('start_time', time.time()))}",
-             "",
-             f"Nodes: {len(alive)} alive" + (f", {dead} dead" if dead else ""),
-             ]
-    ordered = sorted(nodes, key=lambda n: (not n.get("alive"), not n.get("is_head"), n.get("start_time", 0)))
-    for n in ordered:
-        flags = ["alive" if n.get("alive") else "dead"] + (["head"] if n.get("is_head") else [])
-        lines.append(f"  node {n['node_id']}  {' '.join(flags)}  {n.get('ip', '127.0.0.1')}  "
-                     f"pid {n.get('pid', '?')}  {n.get('address', '')}")
-        if n.get("alive"):
-            total, avail = n.get("resources", {}), n.get("available", {})
-            parts = [f"{name} {_value(name, avail.get(name, 0.0))} / {_value(name, total[name])}"
-                     for name in _resource_names(total)]
-            lines.append("    available / total: " + ", ".join(parts))
-    totals: dict[str, float] = {}
-    avails: dict[str, float] = {}
-    for n in alive:
-        for k, v in n.get("resources", {}).items():
-            totals[k] = totals.get(k, 0.0) + v
-        for k, v in n.get("available", {}).items():
-            avails[k] = avails.get(k, 0.0) + v
-    lines += ["", "Cluster total (available / total):"]
-    for name in _resource_names(totals):
-        lines.append(f"  {name:<20} {_value(name, avails.get(name, 0.0))} / {_value(name, totals[name])}")
-    running = sum(1 for j in jobs if not j.get("is_dead"))
-    lines += ["", f"Jobs: {running} running, {len(jobs) - running} finished"]
-    return "\n".join(lines)
+def _local_store_stats(probe, nodes: list[dict], timeout: float = 2.0) -> dict[str, dict]:
+    """Object store use of the live nodes whose socket is on this machine (others: not shown)."""
+    futures = {}
+    for n in nodes:
+        address = n.get("address") or ""
+        if n.get("alive") and address.startswith("ipc://") and os.path.exists(address[len("ipc://"):]):
+            futures[n["node_id"]] = probe.call_future(address, "get_resources")
+    out = {}
+    deadline = time.monotonic() + timeout
+    for node_id, fut in futures.items():
+        try:
+            out[node_id] = fut.result(max(0.01, deadline - time.monotonic()))["object_store"]
+        except Exception:  # noqa: BLE001 - a busy or dying node (or a timeout): its use is not shown
+            fut.cancel()
+    return out
 
 
 if __name__ == "__main__":

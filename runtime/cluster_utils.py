@@ -69,6 +69,8 @@ class Cluster:
     def __init__(self, initialize_head: bool = False, connect: bool = False,
                  head_node_args: dict | None = None, shutdown_at_exit: bool = True,
                  _system_config: dict | None = None):
+        if connect and not initialize_head:
+            raise ValueError("Cluster(connect=True) needs initialize_head=True: a driver attaches to a node.")
         self.config = Config.from_env(_system_config)
         self.session_name, self.session_dir = new_session()
         self.gcs_process: subprocess.Popen | None = None
@@ -78,16 +80,22 @@ class Cluster:
         self._removed: list[ClusterNode] = []
         self._connected = False
         self._probe: GcsProbe | None = None
-        gcs_proc, self.gcs_address = start_gcs(self.session_dir, self.config, owner_pid=os.getpid())
+        try:
+            gcs_proc, self.gcs_address = start_gcs(self.session_dir, self.config, owner_pid=os.getpid())
+        except BaseException:
+            shutil.rmtree(self.session_dir, ignore_errors=True)
+            raise
         self.gcs_process = gcs_proc
         if shutdown_at_exit:
             atexit.register(self.shutdown)
         if initialize_head:
-            self.add_node(**(head_node_args or {}))
-            if connect:
-                self.connect()
-        elif connect:
-            raise ValueError("Cluster(connect=True) needs initialize_head=True: a driver attaches to a node.")
+            try:
+                self.add_node(**(head_node_args or {}))
+                if connect:
+                    self.connect()
+            except BaseException:
+                self.shutdown()  # a head that failed to start must not leave the GCS running
+                raise
 
     # ------------------------------------------------------------------ addresses
     @property
@@ -140,25 +148,80 @@ class Cluster:
         shutil.rmtree(node.info.get("store_dir", ""), ignore_errors=True)
 
     def wait_for_nodes(self, timeout: float = 30) -> None:
-        """Wait until the GCS sees exactly the nodes added and not removed as alive."""
+        """Wait until the GCS sees exactly the nodes added and not removed as alive (a removed
+        node killed with ``allow_graceful=False`` counts once the GCS has declared it dead).
+
+        Raises TimeoutError after ``timeout`` seconds, RuntimeError at once if a node's process
+        exited or the GCS is gone."""
+        if timeout <= 0:
+            raise ValueError(f"wait_for_nodes(timeout=...) must be positive, got {timeout!r}")
         expected = {n.node_id for n in self.list_all_nodes()}
         self._wait_until(lambda alive: expected == alive, timeout, f"the GCS to see {len(expected)} live nodes")
 
-    def alive_node_ids(self) -> set[str]:
+    def alive_node_ids(self, timeout: float = 10) -> set[str]:
+        """Ids of the nodes the GCS considers alive now."""
+        if self.gcs_process is None:
+            raise RuntimeError("this Cluster was shut down")
         if self._probe is None:
             self._probe = GcsProbe(self.gcs_address)
-        return {n["node_id"] for n in self._probe.call_gcs("get_nodes", timeout=10) if n.get("alive")}
+        return {n["node_id"] for n in self._probe.call_gcs("get_nodes", timeout=timeout) if n.get("alive")}
 
     def _wait_until(self, predicate, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         alive: set[str] = set()
-        while time.monotonic() < deadline:
-            alive = self.alive_node_ids()
+        while True:
+            self._check_processes(what)
+            left = deadline - time.monotonic()
+            try:
+                alive = self.alive_node_ids(timeout=max(0.5, min(left, 10)))
+            except TimeoutError:
+                self._check_processes(what)
+                alive = set()
             if predicate(alive):
                 return
+            if time.monotonic() >= deadline:
+                break
             time.sleep(0.05)
-        raise TimeoutError(f"Timed out after {timeout:.0f} s waiting for {what}; the GCS sees alive: "
-                           f"{sorted(n[:12] for n in alive)}")
+        raise TimeoutError(f"Timed out after {timeout:g} s waiting for {what}; the GCS sees alive: "
+                           f"{sorted(n[:12] for n in alive)}; expected: "
+                           f"{sorted(n.node_id[:12] for n in self.list_all_nodes())}. Node logs are in "
+                           f"{os.path.join(self.session_dir, 'logs')}")
+
+    def _check_processes(self, what: str) -> None:
+        """Fail fast, with the reason, when waiting is pointless: the GCS or a node exited."""
+        logs = os.path.join(self.session_dir, "logs")
+        if self.gcs_process is None:
+            raise RuntimeError(f"cannot wait for {what}: this Cluster was shut down")
+        if self.gcs_process.poll() is not None:
+            raise RuntimeError(f"cannot wait for {what}: the GCS exited with code {self.gcs_process.returncode} "
+                               f"(see {os.path.join(logs, 'gcs.log')})")
+        for node in self.list_all_nodes():
+            if not node.alive():
+                raise RuntimeError(f"cannot wait for {what}: node {node.node_id[:12]} (pid {node.pid}) exited "
+                                   f"with code {node.process.returncode}; see "
+                                   f"{os.path.join(logs, 'node-' + node.node_id[:8] + '.log')}")
+
+    # ------------------------------------------------------------------ the GCS
+    def kill_gcs(self) -> None:
+        """SIGKILL the GCS, the way its machine dies; nodes, workers and drivers keep running
+        (and keep trying the GCS: see ``restart_gcs``)."""
+        if self.gcs_process is None:
+            raise RuntimeError("this Cluster was shut down")
+        self.gcs_process.kill()
+        self.gcs_process.wait(10)
+
+    def restart_gcs(self) -> None:
+        """Start the GCS again on the same port with the same session folder (what
+        ``python -m juno.gcs --host H --port P --session-dir S`` does); it recovers the cluster
+        from its storage, and nodes and drivers reconnect (runtime/gcs/recovery.py)."""
+        if self.gcs_process is None:
+            raise RuntimeError("this Cluster was shut down")
+        if self.gcs_process.poll() is None:
+            raise RuntimeError("the GCS is still running; call kill_gcs() first")
+        host, port = self.address.rsplit(":", 1)
+        self.gcs_process, address = start_gcs(self.session_dir, self.config, host=host, port=int(port),
+                                              owner_pid=os.getpid())
+        assert address == self.gcs_address, (address, self.gcs_address)
 
     # ------------------------------------------------------------------ drivers
     def connect(self, namespace: str | None = None, **init_args: Any):

@@ -37,8 +37,33 @@ class Config:
     # silent for node_death_timeout_s is declared dead, and its work is retried elsewhere.
     heartbeat_interval_s: float = 0.5
     node_death_timeout_s: float = 5.0
+    # Lineage reconstruction (runtime/lineage.py): an owner keeps the specs of finished tasks whose
+    # results live in a node's store (to re-run them if that node dies) up to this many bytes;
+    # beyond it the oldest are dropped, and their objects cannot be rebuilt.
+    lineage_max_bytes: int = 256 << 20
+    # Objects between nodes (runtime/store/transfer.py): a node manager pulls an object from the
+    # node holding it in chunks of this many bytes, this many in flight at once.
+    object_transfer_chunk_bytes: int = 8 << 20
+    object_transfer_chunks_in_flight: int = 4
+    # Nodes on one machine copy objects straight from each other's shared memory (one memcpy)
+    # instead of sending chunks over a socket; off forces the socket path that separate machines use.
+    object_transfer_same_machine: bool = True
+    # A pull fails (ObjectFetchTimedOutError) when the source node sends nothing for this long,
+    # and in any case after object_pull_timeout_s; readers wait that long for their node manager.
+    object_transfer_timeout_s: float = 30.0
+    object_pull_timeout_s: float = 600.0
+    # Placement groups (runtime/gcs/placement_groups.py): how often the GCS retries placing pending groups
+    # (only when the cluster changed since the last try), and how long a ready() poll waits at the GCS.
+    placement_group_retry_interval_s: float = 0.1
+    placement_group_wait_poll_s: float = 5.0
     # Where the GCS keeps its tables (runtime/gcs/storage.py): "sqlite" (survives a GCS restart) or "memory".
     gcs_storage: str = "sqlite"
+    # Security (runtime/auth.py, transport.py): a frame larger than this is refused (the peer that
+    # sent it is disconnected; a sender gets MessageTooLargeError first). Ray's gRPC limit is the same.
+    max_message_bytes: int = 512 << 20
+    # Drivers and workers ride out a GCS restart: a GCS request unanswered this long (the GCS is down
+    # and was not restarted in time) fails with GcsUnavailableError (runtime/gcs/client.py).
+    gcs_reconnect_timeout_s: float = 60.0
     # How often a process checks that the process it belongs to is still alive.
     parent_check_interval_s: float = 0.5
     # Grace period for processes to exit on shutdown before they are killed.

@@ -13,12 +13,15 @@ import logging
 import os
 import sys
 import threading
+import time
 from typing import Any
 
 from juno import exceptions as exc
 from juno import ids, serialization
 from juno.actor_submitter import ActorSubmitter
 from juno.config import Config
+from juno.gcs.client import GcsClient
+from juno.lineage import ObjectRecovery
 from juno.memory_store import MemoryStore
 from juno.object_ref import ObjectRef
 from juno.reference_counter import ReferenceCounter
@@ -26,7 +29,7 @@ from juno.rpc import RpcNode
 from juno.store.client import StoreClient
 from juno.task_events import new_recorder, note_call_site
 from juno.task_submitter import TaskSubmitter
-from juno.transport import EventLoop, short_ipc_path
+from juno.transport import EventLoop, listen_address
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +53,10 @@ class TaskContext:
     """What the code running right now belongs to (task, actor, job, resources)."""
 
     __slots__ = ("task_id", "job_id", "log_to", "actor_id", "name", "gpu_ids", "resources",
-                 "runtime_env", "children", "namespace")
+                 "runtime_env", "children", "namespace", "placement_group")
 
     def __init__(self, task_id=None, job_id=None, log_to=None, actor_id=None, name="",
-                 gpu_ids=(), resources=None, runtime_env=None, namespace=None):
+                 gpu_ids=(), resources=None, runtime_env=None, namespace=None, placement_group=None):
         self.task_id = task_id
         self.job_id = job_id
         self.log_to = log_to
@@ -64,6 +67,8 @@ class TaskContext:
         self.runtime_env = runtime_env
         self.children: list[bytes] = []
         self.namespace = namespace
+        # (group id, bundle index, capture_child_tasks, bundles) when it runs in a placement group
+        self.placement_group = placement_group
 
 
 current_task: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar("juno_task", default=None)
@@ -72,7 +77,7 @@ current_task: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVa
 class CoreWorker(RpcNode):
     def __init__(self, *, mode: str, worker_id: bytes, session_dir: str, node: dict,
                  gcs_address: str, config: Config, job_id: int | None = None,
-                 namespace: str | None = None, log_to_driver: bool = True):
+                 namespace: str | None = None, log_to_driver: bool = True, token: str | None = None):
         self.mode = mode
         self.worker_id = worker_id
         self.session_dir = session_dir
@@ -85,9 +90,11 @@ class CoreWorker(RpcNode):
         self.namespace = namespace
         self.pid = os.getpid()
         sock_name = f"{'d' if mode == MODE_DRIVER else 'w'}-{worker_id.hex()[:12]}"
-        self.loop = EventLoop(short_ipc_path(node["socket_dir"], sock_name), name=f"juno-{mode}")
+        self.loop = EventLoop(listen_address(node.get("ip", "127.0.0.1"), node["socket_dir"], sock_name),
+                              name=f"juno-{mode}", token=token, max_message_bytes=config.max_message_bytes)
         self.address = self.loop.address
         self.install_rpc(self.loop)
+        self.gcs = GcsClient(self, gcs_address, config.gcs_reconnect_timeout_s, session_dir)  # rides out restarts
         self.store = MemoryStore()
         self.shm = StoreClient(self, node["store_dir"])
         self.refs = ReferenceCounter(self.address, self._free_owned, self._release_borrowed,
@@ -105,6 +112,7 @@ class CoreWorker(RpcNode):
         self.task_events = new_recorder(self)
         self.tasks = TaskSubmitter(self)
         self.actors = ActorSubmitter(self)
+        self.lineage = ObjectRecovery(self)  # lost objects: lineage reconstruction (runtime/lineage.py)
         self._function_exports: set[bytes] = set()
         self._fetching: dict[bytes, str] = {}  # borrowed object -> owner asked for it
         self._generators: dict[bytes, "_GeneratorState"] = {}
@@ -128,6 +136,7 @@ class CoreWorker(RpcNode):
         h["log"] = self._on_log
         h["warning"] = self._on_warning
         h["process_died"] = self._on_process_died
+        h["node_died"] = self._on_node_died
 
     # ------------------------------------------------------------------ context
     def context(self) -> TaskContext:
@@ -151,8 +160,9 @@ class CoreWorker(RpcNode):
 
     # ------------------------------------------------------------------ control plane
     def gcs_call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
-        return self.call_sync(self.gcs_address, method, *args,
-                              timeout=timeout or self.config.rpc_timeout_s, what="the GCS")
+        """A GCS request from a user thread; across a GCS restart it waits (and is sent again) for up
+        to ``timeout`` (default ``gcs_reconnect_timeout_s``), then raises GcsUnavailableError."""
+        return self.gcs.call_sync(method, *args, timeout=timeout)
 
     def node_call(self, method: str, *args: Any, address: str | None = None) -> Any:
         return self.call_sync(address or self.node_manager, method, *args,
@@ -218,9 +228,13 @@ class CoreWorker(RpcNode):
     # ------------------------------------------------------------------ get
     def get_objects(self, refs: list[ObjectRef], timeout: float | None) -> list[Any]:
         values = self._wait_values(refs, timeout)
+        remote = [(r._id, v[1]) for r, v in zip(refs, values) if v[0] == "s" and v[1] != self.node_id]
+        pulled = self.shm.pull_many(remote) if len(remote) > 1 else None  # noqa: F841 - pinned while decoding
         out = []
         for ref, value in zip(refs, values):
             obj, is_error = self.decode_value(ref.binary(), value)
+            if is_error and isinstance(obj, exc.ObjectLostError):  # rebuilt from its lineage if it can be
+                obj, is_error = self.lineage.get_rebuilt(ref, value, obj, timeout)
             if is_error:
                 raise _as_raisable(obj)
             out.append(obj)
@@ -230,19 +244,20 @@ class CoreWorker(RpcNode):
         if value[0] == "v":
             return serialization.deserialize_bytes(value[1])
         if value[0] == "s":
-            if value[1] != self.node_id:
-                raise exc.RaySystemError(
-                    f"Object {object_id.hex()} lives on node {value[1]}; cross-node transfer "
-                    "is not available on this runtime yet."
-                )
             try:
-                view = self.shm.read(object_id)
+                view = self.read_shared_object(object_id, value[1])
             except exc.ObjectLostError as e:
                 return e, True
             return serialization.deserialize_view(view)
         if value[0] == "e":
             return value[1], True
         raise ValueError(f"unknown object value kind {value[0]!r}")
+
+    def read_shared_object(self, object_id: bytes, node_id: str) -> memoryview:
+        """The bytes of an object in a node's shared-memory store, pulled to this node first when
+        ``node_id`` is another node. The one place a read finds an object lost: it raises
+        ObjectLostError (ObjectFetchTimedOutError when the pull timed out), with ``.reason``."""
+        return self.shm.read(object_id, node_id)
 
     def _wait_values(self, refs: list[ObjectRef], timeout: float | None) -> list[tuple]:
         store = self.store
@@ -343,6 +358,40 @@ class CoreWorker(RpcNode):
     # ------------------------------------------------------------------ wait
     def wait(self, refs: list[ObjectRef], num_returns: int, timeout: float | None,
              fetch_local: bool) -> tuple[list[ObjectRef], list[ObjectRef]]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ready, not_ready = self._wait_ready(refs, num_returns, timeout, fetch_local)
+        if fetch_local:
+            ready, not_ready = self._fetch_to_this_node(ready, not_ready, deadline)
+        return ready, not_ready
+
+    def _fetch_to_this_node(self, ready: list[ObjectRef], not_ready: list[ObjectRef],
+                            deadline: float | None) -> tuple[list[ObjectRef], list[ObjectRef]]:
+        """wait(fetch_local=True): an object on another node is ready once a copy is on this node
+        (pulled in parallel); one that is lost counts as ready (get raises the error)."""
+        remote = {}
+        for r in ready:
+            value = self.store.get(r._id)
+            if value is not None and value[0] == "s" and value[1] != self.node_id and r._id not in remote:
+                remote[r._id] = _decode_pool().submit(self._prefetch, r._id, value[1])
+        if not remote:
+            return ready, not_ready
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        done, _ = concurrent.futures.wait(list(remote.values()), timeout=left)
+        late = {oid for oid, fut in remote.items() if fut not in done}
+        if not late:
+            return ready, not_ready
+        order = {id(r): i for i, r in enumerate(ready + not_ready)}
+        moved = [r for r in ready if r._id in late]
+        return [r for r in ready if r._id not in late], sorted(not_ready + moved, key=lambda r: order[id(r)])
+
+    def _prefetch(self, object_id: bytes, node_id: str) -> None:
+        try:
+            self.read_shared_object(object_id, node_id)  # the copy stays on this node once unpinned
+        except exc.RayError:
+            pass
+
+    def _wait_ready(self, refs: list[ObjectRef], num_returns: int, timeout: float | None,
+                    fetch_local: bool) -> tuple[list[ObjectRef], list[ObjectRef]]:
         values = self.store._values
         target = min(num_returns, len(refs))
         ready_now = [r for r in refs if r._id in values]
@@ -392,9 +441,10 @@ class CoreWorker(RpcNode):
 
     # ------------------------------------------------------------------ freeing
     def _free_owned(self, object_id: bytes) -> None:
+        self.lineage.object_freed(object_id)
         value = self.store.delete(object_id)
-        if value is not None and value[0] == "s" and value[1] == self.node_id:
-            self.shm.delete(object_id)
+        if value is not None and value[0] == "s":
+            self.shm.delete(object_id, value[1])  # forwarded to the node holding it; copies go too
 
     def _release_borrowed(self, object_id: bytes) -> None:
         self.store.delete(object_id)
@@ -510,6 +560,11 @@ class CoreWorker(RpcNode):
             if owner == address:
                 self._owner_died_value(oid, owner)
 
+    def _on_node_died(self, node_id: str, node_manager: str, reason: str) -> None:
+        """Relayed by our node manager from the GCS: leases there are lost, objects there too."""
+        self.tasks.on_node_died(node_manager, f"node {node_id[:12]} died: {reason}")
+        self.lineage.on_node_died(node_id, reason)
+
     def _owner_died_value(self, object_id: bytes, owner: str) -> None:
         err = serialization.serialize(exc.OwnerDiedError(object_id.hex(), owner, ""), error=True)
         self._fetching.pop(object_id, None)
@@ -620,7 +675,7 @@ class CoreWorker(RpcNode):
         oid = ids.object_id(task_id, index + 1)
         if state.released:
             if value[0] == "s":
-                self.shm.delete(oid)
+                self.shm.delete(oid, value[1])
             return
         self.refs.add_owned(oid)
         self.store.put(oid, value)

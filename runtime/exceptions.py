@@ -451,15 +451,16 @@ class RaySystemError(RayError):
 
 class ObjectLostError(RayError):
     """An object's value is no longer available anywhere in the cluster."""
-    _fields = ("object_ref_hex", "owner_address", "call_site")
+    _fields = ("object_ref_hex", "owner_address", "call_site", "reason")
     _reason = ("All copies of the object have been lost, for example because the "
                "node holding it died.")
 
     def __init__(self, object_ref_hex: str | None = None, owner_address: Any = None,
-                 call_site: str | None = None) -> None:
+                 call_site: str | None = None, reason: str | None = None) -> None:
         self.object_ref_hex = object_ref_hex
         self.owner_address = owner_address
         self.call_site = call_site
+        self.reason = reason  # what happened to this object in particular (e.g. its node died)
         super().__init__(self._message())
 
     def _message(self) -> str:
@@ -469,7 +470,8 @@ class ObjectLostError(RayError):
         else:
             where = "Where the ObjectRef was created was not recorded."
         owner = f" Owner address: {self.owner_address}." if self.owner_address else ""
-        return f"{head} {where}\n\n{self._reason}{owner}"
+        detail = f"\n\nWhat happened: {self.reason}" if self.reason else ""
+        return f"{head} {where}\n\n{self._reason}{owner}{detail}"
 
 
 class OwnerDiedError(ObjectLostError):
@@ -480,8 +482,8 @@ class OwnerDiedError(ObjectLostError):
 
 class ObjectFetchTimedOutError(ObjectLostError):
     """No location for the object was found before the fetch timeout."""
-    _reason = ("Fetching the object timed out because no locations were found for "
-               "it. This may indicate a bug in the runtime.")
+    _reason = ("Fetching the object timed out: the node holding it did not send it "
+               "in time (it may be overloaded, unreachable or hung).")
 
 
 class ObjectReconstructionFailedError(ObjectLostError):

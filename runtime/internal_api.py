@@ -34,12 +34,15 @@ def object_info(ref: ObjectRef) -> dict | None:
     None also for small objects, which travel inline and never enter the store.
     """
     cw = _require()
+    copy = None
     for node in _nodes(cw, None):
         (info,) = cw.node_call("object_info", [ref.binary()], address=node["address"])
         if info is not None:
             info["node_id"] = node["node_id"]
-            return info
-    return None
+            if not info.get("secondary"):
+                return info  # the primary, not a copy another node pulled
+            copy = copy or info
+    return copy
 
 
 def memory_summary(stats_only: bool = True) -> str:

@@ -12,12 +12,14 @@ import secrets
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 
+from juno import auth
 from juno.config import Config
 from juno.store.shm import store_dir_for
 
@@ -27,6 +29,11 @@ TEMP_ROOT = os.path.join(tempfile.gettempdir(), "juno-clusters")
 # $JUNO_CLUSTER_FILE overrides it (tests use a private file so they never race each other).
 CURRENT_CLUSTER_FILE = os.path.join(TEMP_ROOT, "juno_current_cluster")
 CLUSTER_FILE_ENV = "JUNO_CLUSTER_FILE"
+# Beside the current-cluster file: one 0600 file per cluster started on this machine, named by its
+# GCS address and holding its token, so local clients (juno.init(address=...), the CLI) find it.
+TOKEN_DIR_NAME = "juno_cluster_tokens"
+# In a session folder: the cluster's token, for processes started later (nodes, a restarted GCS).
+SESSION_TOKEN_FILE = "cluster_token"
 
 
 @dataclass
@@ -36,21 +43,27 @@ class ClusterProcesses:
     gcs_address: str
     procs: list[subprocess.Popen] = field(default_factory=list)
     nodes: list[dict] = field(default_factory=list)
+    token: str = field(default="", repr=False)
 
 
 def new_session() -> tuple[str, str]:
     name = f"s{time.strftime('%m%d%H%M%S')}{secrets.token_hex(3)}"
     session_dir = os.path.join(TEMP_ROOT, name)
+    os.makedirs(TEMP_ROOT, exist_ok=True)
+    os.mkdir(session_dir, 0o700)  # private: logs, the token; its sock/ protects the ipc sockets
     os.makedirs(os.path.join(session_dir, "logs"), exist_ok=True)
-    os.makedirs(os.path.join(session_dir, "sock"), exist_ok=True)
+    os.makedirs(os.path.join(session_dir, "sock"), mode=0o700, exist_ok=True)
     return name, session_dir
 
 
-def _start(cmd: list[str], *, log_path: str, config: Config, detach: bool, what: str) -> tuple[subprocess.Popen, str]:
+def _start(cmd: list[str], *, log_path: str, config: Config, detach: bool, what: str,
+           token: str | None = None) -> tuple[subprocess.Popen, str]:
     r, w = os.pipe()
     env = os.environ.copy()
     env["JUNO_READY_FD"] = str(w)
     env["JUNO_SYSTEM_CONFIG"] = config.to_env()
+    if token:
+        env[auth.TOKEN_ENV] = token  # the environment, never the command line (ps shows that)
     log = open(log_path, "ab", buffering=0)
     try:
         proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -94,19 +107,46 @@ def _tail(path: str, n: int = 20) -> str:
         return ""
 
 
+def local_session_dir(cluster_session_dir: str) -> str:
+    """The folder a node on this machine uses for a cluster whose session folder is
+    ``cluster_session_dir`` on the head's machine: that folder if it is here, else one of the
+    same name under this machine's TEMP_ROOT (created)."""
+    if os.path.isdir(cluster_session_dir):
+        return cluster_session_dir
+    session_dir = os.path.join(TEMP_ROOT, os.path.basename(cluster_session_dir.rstrip("/")))
+    os.makedirs(TEMP_ROOT, exist_ok=True)
+    os.makedirs(session_dir, mode=0o700, exist_ok=True)
+    os.makedirs(os.path.join(session_dir, "logs"), exist_ok=True)
+    os.makedirs(os.path.join(session_dir, "sock"), mode=0o700, exist_ok=True)
+    return session_dir
+
+
 def start_gcs(session_dir: str, config: Config, *, host: str = "127.0.0.1", port: int = 0,
-              owner_pid: int | None = None, detach: bool = False) -> tuple[subprocess.Popen, str]:
+              owner_pid: int | None = None, detach: bool = False,
+              token: str | None = None) -> tuple[subprocess.Popen, str]:
+    """Start the GCS of the cluster whose session folder is ``session_dir``. Its token is ``token``,
+    else the session's (a restarted GCS), else $JUNO_CLUSTER_TOKEN, else a new one; it is kept in
+    the session folder and, by address, where local clients look (:func:`read_cluster_token`)."""
+    token = token or read_session_token(session_dir) or auth.token_for_new_cluster()
+    write_session_token(session_dir, token)
     cmd = [sys.executable, "-m", "juno.gcs", "--host", host, "--port", str(port), "--session-dir", session_dir]
     if owner_pid:
         cmd += ["--owner-pid", str(owner_pid)]
-    return _start(cmd, log_path=os.path.join(session_dir, "logs", "gcs.log"), config=config,
-                  detach=detach, what="GCS")
+    proc, address = _start(cmd, log_path=os.path.join(session_dir, "logs", "gcs.log"), config=config,
+                           detach=detach, what="GCS", token=token)
+    write_cluster_token(address, token)
+    return proc, address
 
 
 def start_node(session_name: str, session_dir: str, gcs_address: str, config: Config, *,
                num_cpus: float | None = None, num_gpus: float | None = None, resources: dict | None = None,
                object_store_memory: int | None = None, owner_pid: int | None = None, head: bool = False,
-               detach: bool = False) -> tuple[subprocess.Popen, dict]:
+               detach: bool = False, token: str | None = None,
+               node_ip_address: str | None = None) -> tuple[subprocess.Popen, dict]:
+    """Start a node manager. Its token is ``token``, else the session's (a cluster started on this
+    machine), else the one :func:`juno.auth.resolve_token` finds for ``gcs_address``. It listens on
+    ipc sockets, or with ``node_ip_address`` not loopback, on TCP on that address (CURVE)."""
+    token = token or read_session_token(session_dir) or auth.resolve_token(gcs_address)[0]
     node_id = secrets.token_hex(14)
     store_dir = store_dir_for(session_name, node_id[:8])
     cmd = [sys.executable, "-m", "juno.node", "--node-id", node_id, "--session-dir", session_dir,
@@ -121,9 +161,11 @@ def start_node(session_name: str, session_dir: str, gcs_address: str, config: Co
         cmd += ["--owner-pid", str(owner_pid)]
     if head:
         cmd.append("--head")
+    if node_ip_address:
+        cmd += ["--node-ip-address", node_ip_address]
     try:
         proc, line = _start(cmd, log_path=os.path.join(session_dir, "logs", f"node-{node_id[:8]}.log"),
-                            config=config, detach=detach, what="node manager")
+                            config=config, detach=detach, what="node manager", token=token)
     except BaseException:
         # It may have created its store before failing: leave nothing in /dev/shm.
         shutil.rmtree(store_dir, ignore_errors=True)
@@ -133,18 +175,23 @@ def start_node(session_name: str, session_dir: str, gcs_address: str, config: Co
 
 def start_local_cluster(config: Config, *, num_cpus=None, num_gpus=None, resources=None,
                         object_store_memory=None, owner_pid: int | None = None, port: int = 0,
-                        host: str = "127.0.0.1", detach: bool = False) -> ClusterProcesses:
+                        host: str = "127.0.0.1", detach: bool = False, token: str | None = None,
+                        node_ip_address: str | None = None) -> ClusterProcesses:
+    """A GCS and a head node; the token is ``token``, else $JUNO_CLUSTER_TOKEN, else a new one."""
     name, session_dir = new_session()
+    token = token or auth.token_for_new_cluster()
     gcs_proc, gcs_address = start_gcs(session_dir, config, host=host, port=port, owner_pid=owner_pid,
-                                      detach=detach)
-    cluster = ClusterProcesses(name, session_dir, gcs_address, [gcs_proc])
+                                      detach=detach, token=token)
+    cluster = ClusterProcesses(name, session_dir, gcs_address, [gcs_proc], token=token)
     try:
         node_proc, node = start_node(name, session_dir, gcs_address, config, num_cpus=num_cpus, num_gpus=num_gpus,
                                      resources=resources, object_store_memory=object_store_memory,
-                                     owner_pid=owner_pid, head=True, detach=detach)
+                                     owner_pid=owner_pid, head=True, detach=detach, token=token,
+                                     node_ip_address=node_ip_address)
     except BaseException:
         stop_processes(cluster.procs, config.shutdown_grace_s)
         shutil.rmtree(session_dir, ignore_errors=True)
+        forget_cluster_token(gcs_address, token)
         raise
     cluster.procs.append(node_proc)
     cluster.nodes.append(node)
@@ -209,3 +256,98 @@ def normalize_address(address: str) -> str:
     if ":" not in address:
         raise ValueError(f"Cluster address {address!r} must look like 'host:port'.")
     return "tcp://" + address
+
+
+# ============================================================================ cluster tokens
+def token_dir() -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(current_cluster_file())), TOKEN_DIR_NAME)
+
+
+def token_path(gcs_address: str) -> str:
+    host, _, port = normalize_address(gcs_address)[len("tcp://"):].rpartition(":")
+    if host == "localhost":
+        host = "127.0.0.1"
+    return os.path.join(token_dir(), f"{host}_{port}")
+
+
+def _private_dir(path: str, create: bool) -> bool:
+    """True if ``path`` is a folder of ours that no one else may use (created 0700 if asked);
+    auth.ClusterAuthError if it exists but another user could read or replace what is in it."""
+    if create:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise auth.ClusterAuthError(
+            f"{path} must be a folder of yours that only you can use (mode 0700) to hold cluster tokens; "
+            f"it is not (owner uid {st.st_uid}, mode {stat.filemode(st.st_mode)}). Remove it, or point "
+            f"${CLUSTER_FILE_ENV} at a file in a private folder.")
+    return True
+
+
+def _write_private(path: str, text: str) -> None:
+    tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _read_private(path: str) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd) as f:
+        st = os.fstat(f.fileno())
+        if st.st_uid != os.getuid() or st.st_mode & 0o077:
+            raise auth.ClusterAuthError(f"the cluster token file {path} is readable by other users or not yours "
+                                        f"(mode {stat.filemode(st.st_mode)}); remove it.")
+        return f.read().strip() or None
+
+
+def write_cluster_token(gcs_address: str, token: str) -> None:
+    """Keep ``token`` for local clients of the cluster at ``gcs_address`` (a 0600 file)."""
+    _private_dir(token_dir(), create=True)
+    _write_private(token_path(gcs_address), token)
+
+
+def read_cluster_token(gcs_address: str) -> str | None:
+    if not _private_dir(token_dir(), create=False):
+        return None
+    return _read_private(token_path(gcs_address))
+
+
+def forget_cluster_token(gcs_address: str, token: str | None = None) -> None:
+    """Remove the stored token of ``gcs_address`` (only if it is ``token``: a newer cluster on the
+    same port keeps its own)."""
+    try:
+        if token is not None and read_cluster_token(gcs_address) != token:
+            return
+        os.unlink(token_path(gcs_address))
+    except (OSError, auth.ClusterAuthError):
+        pass
+
+
+def write_session_token(session_dir: str, token: str) -> None:
+    _write_private(os.path.join(session_dir, SESSION_TOKEN_FILE), token)
+
+
+def read_session_token(session_dir: str) -> str | None:
+    try:
+        return _read_private(os.path.join(session_dir, SESSION_TOKEN_FILE))
+    except auth.ClusterAuthError:
+        return None

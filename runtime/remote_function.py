@@ -11,6 +11,7 @@ from juno.node.resources import normalize_request
 from juno.object_ref import ObjectRefGenerator
 from juno.submission import export_code, pickle_retry_exceptions, prepare_args, return_refs
 from juno.task_spec import TaskEntry
+from juno.util.placement_group import apply_placement_group, strategy_from_options
 
 
 class RemoteFunction:
@@ -80,7 +81,7 @@ class RemoteFunction:
         resources = normalize_request(num_cpus=options.get("num_cpus"), num_gpus=options.get("num_gpus"),
                                       memory=options.get("memory"), resources=options.get("resources"),
                                       default_cpus=1.0)
-        strategy = _check_strategy(options.get("scheduling_strategy"))
+        strategy = _check_strategy(options.get("scheduling_strategy"), options)
         max_retries = options.get("max_retries")
         max_retries = opt.TASK_DEFAULTS["max_retries"] if max_retries is None else max_retries
         retry_exc = pickle_retry_exceptions(options.get("retry_exceptions"))
@@ -108,6 +109,10 @@ class RemoteFunction:
         extra = None
         if ctx.namespace or max_calls:
             extra = {"namespace": ctx.namespace, "max_calls": max_calls}
+        if strategy is not None or ctx.placement_group is not None:  # placement groups (juno.util.placement_group)
+            resources, strategy, pg = apply_placement_group(strategy, options, ctx, resources, f"task {name}")
+            if pg is not None:
+                extra = dict(extra or {"namespace": ctx.namespace}, pg=pg)
         spec = (task_id, ts.KIND_TASK, function_id, name, args_value, deps, num_returns, cw.address,
                 ctx.log_to, ctx.job_id, retry_exc, runtime_env, None, extra)
         streaming = num_returns == ts.STREAMING
@@ -126,13 +131,8 @@ class RemoteFunction:
         return refs
 
 
-def _check_strategy(strategy: Any) -> Any:
+def _check_strategy(strategy: Any, options: dict | None = None) -> Any:
+    """None for the default strategy; Ray's older ``placement_group=`` options become a strategy."""
     if strategy in (None, "DEFAULT"):
-        return None
-    from juno.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-    if isinstance(strategy, PlacementGroupSchedulingStrategy):
-        raise NotImplementedError(
-            "Placement groups are not available on this runtime yet (they arrive with multi-node "
-            "clusters); drop scheduling_strategy or use NodeAffinitySchedulingStrategy.")
-    return strategy
+        strategy = None
+    return strategy_from_options(strategy, options or {})

@@ -51,6 +51,22 @@ class Reply:
         return self._to
 
 
+def future_callback() -> tuple[concurrent.futures.Future, Callable[[bool, Any], None]]:
+    """A Future and the ``callback(ok, value)`` that settles it (once; later calls are ignored)
+    with the answer, or with the remote error (an :class:`RpcError` if it is no exception)."""
+    fut: concurrent.futures.Future = concurrent.futures.Future()
+
+    def done(ok: bool, value: Any) -> None:
+        if fut.done():
+            return
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value if isinstance(value, BaseException) else RpcError(str(value)))
+
+    return fut, done
+
+
 class RpcNode:
     """Mixin wiring ``rpc``/``rpc_reply`` messages into an EventLoop's handler table."""
 
@@ -88,23 +104,18 @@ class RpcNode:
             self.loop.send(address, ("rpc", 0, None, method, args))
             return
         rid = self._requests.new(lambda result: callback(*result))
-        self.loop.send(address, ("rpc", rid, self.loop.address, method, args))
+        try:
+            self.loop.send(address, ("rpc", rid, self.loop.address, method, args))
+        except Exception as exc:  # noqa: BLE001 - e.g. too large, bad address, no token: the caller hears of it
+            self._requests.resolve(rid, (False, exc))
+            return
         if timeout is not None:
             self.loop.call_later(timeout, self._requests.resolve, rid,
                                  (False, TimeoutError(f"{method} to {address} got no answer in {timeout:g} s")))
 
     def call_future(self, address: str, method: str, *args: Any) -> concurrent.futures.Future:
         """Send a request from any thread; the Future holds the answer or the remote error."""
-        fut: concurrent.futures.Future = concurrent.futures.Future()
-
-        def done(ok: bool, value: Any) -> None:
-            if fut.done():
-                return
-            if ok:
-                fut.set_result(value)
-            else:
-                fut.set_exception(value if isinstance(value, BaseException) else RpcError(str(value)))
-
+        fut, done = future_callback()
         if self.loop.in_loop_thread():
             self.call(address, method, *args, callback=done)
         else:

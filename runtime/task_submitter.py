@@ -20,6 +20,7 @@ from typing import Any
 from juno import exceptions as exc
 from juno import serialization
 from juno import task_spec as ts
+from juno.node.cluster_policy import locality_node
 from juno.task_spec import TaskEntry
 
 logger = logging.getLogger(__name__)
@@ -42,16 +43,18 @@ class _Lease:
 
 
 class _KeyState:
-    __slots__ = ("key", "request", "queue", "leases", "pending_requests", "max_calls", "retriable")
+    __slots__ = ("key", "request", "queue", "leases", "pending_requests", "max_calls", "retriable", "spread")
 
     def __init__(self, key, request, max_calls: int = 0, retriable: bool = True):
         self.key = key
         self.retriable = retriable  # max_retries != 0: the node's memory monitor kills these first
         self.max_calls = max_calls  # workers exit after this many calls: push one task at a time
         self.request = request  # (resources, runtime_env, strategy)
+        # SPREAD: one task per leased worker, so the tasks spread over the nodes' workers.
+        self.spread = request[2] == "SPREAD"
         self.queue: collections.deque[TaskEntry] = collections.deque()
         self.leases: dict[Any, _Lease] = {}
-        self.pending_requests: set[int] = set()
+        self.pending_requests: dict[int, str] = {}  # request id -> the node manager asked
 
 
 def scheduling_key(resources: dict, runtime_env: dict | None, strategy: Any, max_calls: int = 0,
@@ -69,6 +72,7 @@ class TaskSubmitter:
         self.leases: dict[Any, _Lease] = {}
         self._req_ids = itertools.count(1)
         self._waiting_deps: dict[bytes, int] = {}
+        self._dead_node_managers: set[str] = set()  # of nodes that died (on_node_died)
         self.ev = cw.task_events  # task state events for the GCS, or None (runtime/task_events.py)
 
     # ------------------------------------------------------------------ submission
@@ -152,7 +156,7 @@ class TaskSubmitter:
 
     def _dispatch(self, ks: _KeyState) -> None:
         cw = self.cw
-        limit = 1 if ks.max_calls else cw.config.max_tasks_in_flight_per_worker
+        limit = 1 if ks.max_calls or ks.spread else cw.config.max_tasks_in_flight_per_worker
         queue = ks.queue
         while queue:
             best = None
@@ -176,8 +180,8 @@ class TaskSubmitter:
             while len(ks.pending_requests) < want:
                 self._request_lease(ks)
         elif ks.pending_requests:
-            for rid in list(ks.pending_requests):
-                cw.notify(cw.node_manager, "cancel_lease_request", cw.address, rid)
+            for rid, node_manager in list(ks.pending_requests.items()):
+                cw.notify(node_manager, "cancel_lease_request", cw.address, rid)
         if not queue:
             self._steal_for_idle(ks)
 
@@ -226,25 +230,53 @@ class TaskSubmitter:
             entry.ev[9] = lease.worker_id  # known now: a worker that dies mid-task still shows in its row
         self.cw.loop.send(lease.address, ("push_task", spec, lease.info))
 
-    def _request_lease(self, ks: _KeyState) -> None:
+    def _request_lease(self, ks: _KeyState, node_manager: str | None = None, hops: int = 0) -> None:
+        """Ask the local node manager for a lease (or, after a spillback, the one it named)."""
         cw = self.cw
         rid = next(self._req_ids)
-        ks.pending_requests.add(rid)
+        if node_manager is None or node_manager in self._dead_node_managers:
+            node_manager, hops = cw.node_manager, 0  # a spillback to a node that died since: start over
+        ks.pending_requests[rid] = node_manager
         resources, runtime_env, strategy = ks.request
-        name = ks.queue[0].name if ks.queue else ""
-        cw.call(cw.node_manager, "request_lease", cw.address, rid, resources, runtime_env, strategy, name,
-                None, ks.retriable, callback=lambda ok, value: self._on_lease_reply(ks, rid, ok, value))
+        head = ks.queue[0] if ks.queue else None
+        name = head.name if head is not None else ""
+        args = (cw.address, rid, resources, runtime_env, strategy, name, None, ks.retriable)
+        prefer = self._locality_node(head) if head is not None and head.dep_ids and not hops else None
+        if hops or prefer:
+            args += (hops, prefer)
+        cw.call(node_manager, "request_lease", *args,
+                callback=lambda ok, value: self._on_lease_reply(ks, rid, ok, value, hops))
 
-    def _on_lease_reply(self, ks: _KeyState, rid: int, ok: bool, value: Any) -> None:
-        ks.pending_requests.discard(rid)
+    def _locality_node(self, entry: TaskEntry) -> str | None:
+        """The node holding most of the task's large arguments (objects in a node's store)."""
+        cw = self.cw
+        counts: dict[str, int] = {}
+        args = entry.spec[ts.ARGS]
+        if args[0] == "s":
+            counts[args[2]] = 1
+        for dep in entry.spec[ts.DEPS]:
+            if dep[0] == "r" and dep[2] == cw.address:
+                value = cw.store.get(dep[1])
+                if value is not None and value[0] == "s":
+                    counts[value[1]] = counts.get(value[1], 0) + 1
+        return locality_node(counts, cw.node_id)
+
+    def _on_lease_reply(self, ks: _KeyState, rid: int, ok: bool, value: Any, hops: int = 0) -> None:
+        ks.pending_requests.pop(rid, None)
+        if ok and value is not None and value[0] == "spillback":
+            # The node manager sent us to another node (value: "spillback", node_id, address).
+            if ks.queue or any(len(lease.in_flight) > 1 for lease in ks.leases.values()):
+                self._request_lease(ks, value[2], hops + 1)
+            return
         if not ok:
             error = value if isinstance(value, BaseException) else exc.RaySystemError(str(value))
             while ks.queue:
                 self.fail(ks.queue.popleft(), error)
             return
         if value is None:  # request cancelled before it was granted
-            if ks.queue:
-                self._dispatch(ks)
+            # Tasks may have queued behind a busy worker while this request counted as pending:
+            # dispatch asks for the leases they still want.
+            self._dispatch(ks)
             return
         lease_id, address, worker_id, gpu_ids, resources, node_manager = value
         lease = _Lease(lease_id, address, worker_id, (lease_id, gpu_ids, resources), ks.key, node_manager)
@@ -329,9 +361,10 @@ class TaskSubmitter:
             if cw.refs.owns(oid):
                 cw.store.put(oid, value)
             elif value[0] == "s":
-                cw.shm.delete(oid)
+                cw.shm.delete(oid, value[1])
         if entry.streaming:
             cw.generator_finish(entry.task_id)
+        cw.lineage.task_finished(entry, results)  # before its arguments go: lineage may keep them
         if entry.dep_ids:
             cw.refs.remove_submitted(entry.dep_ids)
 
@@ -348,11 +381,12 @@ class TaskSubmitter:
         for i, value in enumerate(results):
             if value and value[0] == "s":
                 from juno import ids
-                self.cw.shm.delete(ids.object_id(task_id, i + 1))
+                self.cw.shm.delete(ids.object_id(task_id, i + 1), value[1])
 
     # ------------------------------------------------------------------ failures
     def on_worker_died(self, lease_id: Any, worker_id: bytes, reason: str, kind: str | None = None) -> None:
-        """A leased worker died; ``kind`` is "oom" when the node's memory monitor killed it."""
+        """A leased worker died; ``kind`` is "oom" when the node's memory monitor killed it,
+        "node_died" when its whole node died."""
         lease = self.leases.pop(lease_id, None)
         if lease is None:
             return
@@ -377,8 +411,13 @@ class TaskSubmitter:
                 entry.retries_left -= 1
                 entry.pushed = False
                 if self.ev is not None:
-                    self.ev.retry(entry, "OUT_OF_MEMORY" if kind == "oom" else "WORKER_DIED", reason)
+                    self.ev.retry(entry, {"oom": "OUT_OF_MEMORY", "node_died": "NODE_DIED"}.get(kind, "WORKER_DIED"),
+                                  reason)
                 requeue.append(entry)
+            elif kind == "node_died":
+                self.fail(entry, exc.NodeDiedError(
+                    f"Task {entry.name} was running on a node that died ({reason}). The task was not "
+                    "retried further (max_retries exhausted); set max_retries to retry it on another node."))
             elif kind == "oom":
                 self.fail(entry, exc.OutOfMemoryError(
                     f"Task {entry.name} was killed due to memory use and was not retried further "
@@ -390,6 +429,19 @@ class TaskSubmitter:
         if ks is not None:
             ks.queue.extendleft(reversed(requeue))
             self._dispatch(ks)
+
+    def on_node_died(self, node_manager: str, reason: str) -> None:
+        """A node died: its leases are lost like dead workers (tasks retried elsewhere or failed
+        with NodeDiedError), and lease requests waiting there are asked again elsewhere."""
+        self._dead_node_managers.add(node_manager)  # a late spillback to it goes home instead
+        for lease in [lease for lease in self.leases.values() if lease.node_manager == node_manager]:
+            self.on_worker_died(lease.lease_id, lease.worker_id, reason, "node_died")
+        for ks in self.keys.values():
+            lost = [rid for rid, target in ks.pending_requests.items() if target == node_manager]
+            for rid in lost:
+                del ks.pending_requests[rid]
+            if lost:
+                self._dispatch(ks)
 
     # ------------------------------------------------------------------ cancel
     def cancel(self, task_id: bytes, force: bool, recursive: bool) -> None:

@@ -29,7 +29,7 @@ import warnings
 import psutil
 import pytest
 
-from helpers import wait_for_condition  # noqa: F401  (re-exported for tests)
+from helpers import process_alive, wait_for_condition  # noqa: F401  (wait_for_condition: re-exported for tests)
 
 SHM_GLOB = "/dev/shm/juno-*"
 LEAK_WAIT_S = 10
@@ -70,13 +70,6 @@ def _key(proc: psutil.Process):
 def _is_juno_process(proc: psutil.Process) -> bool:
     try:
         return "juno" in " ".join(proc.cmdline())
-    except psutil.Error:
-        return False
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
 
@@ -134,7 +127,7 @@ class _LeakGuard:
 
     def leftover_processes(self) -> list:
         self.note_processes()
-        return [p for p in self.seen.values() if _alive(p)]
+        return [p for p in self.seen.values() if process_alive(p)]
 
     def leftover_shm(self) -> list:
         return sorted(set(glob.glob(SHM_GLOB)) - self.shm_before)

@@ -1,11 +1,12 @@
 """Small helpers shared by the tests (importable as ``from helpers import ...``:
 ``pythonpath = ["tests"]`` in pyproject.toml puts this folder on sys.path).
 
-Nothing here imports juno, so unit tests can use it without a cluster.
+Nothing here imports juno at module level, so unit tests can use it without a cluster.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from typing import Any, Callable
@@ -68,3 +69,42 @@ def wait_for_file(path: str, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{path} never appeared")
         time.sleep(0.005)
+
+
+def process_alive(proc) -> bool:
+    """Whether a psutil.Process is still running (a zombie is not)."""
+    import psutil
+
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+@contextlib.contextmanager
+def multi_node_cluster(guard, head: dict, *nodes: dict, system_config: dict | None = None,
+                       connect: dict | None = None):
+    """A local multi-node cluster (juno.cluster_utils.Cluster) with this process attached as
+    its driver; yields it and the nodes added, and shuts it down afterwards.
+
+    ``head`` and each of ``nodes`` are the arguments of a node (``num_cpus``, ``resources``
+    ...); ``connect``, those of ``Cluster.connect``. ``guard``, the test's leak guard
+    (``_juno_leak_guard`` or ``_juno_module_leak_guard``), notes the cluster's processes once
+    it is up and again before it is shut down. A cluster left connected by an earlier test
+    is shut down first.
+    """
+    import juno
+    from juno.cluster_utils import Cluster
+
+    if juno.is_initialized():
+        juno.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args=head, _system_config=system_config)
+    try:
+        added = [cluster.add_node(**node) for node in nodes]
+        cluster.wait_for_nodes()
+        cluster.connect(**(connect or {}))
+        guard.note_processes()
+        yield cluster, added
+    finally:
+        guard.note_processes()
+        cluster.shutdown()

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
+from juno import auth
 from juno.config import Config
 from juno.gcs.server import GcsServer
 from juno.proc_util import report_ready
@@ -18,6 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--owner-pid", type=int, default=0)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s gcs %(name)s: %(message)s")
+    if not os.environ.get(auth.TOKEN_ENV):
+        # Restarted by hand (runtime/gcs/recovery.py): the session folder keeps the cluster's token.
+        from juno.local_cluster import read_session_token
+
+        token = read_session_token(args.session_dir)
+        if token:
+            os.environ[auth.TOKEN_ENV] = token
     gcs = GcsServer(bind=f"tcp://{args.host}:{args.port}", session_dir=args.session_dir,
                     config=Config.from_env(), owner_pid=args.owner_pid or None)
     report_ready(gcs.address)

@@ -54,6 +54,8 @@ class ActorManager:
 
     # ------------------------------------------------------------------ registration
     def register(self, actor_id: bytes, spec: tuple, info: dict) -> tuple:
+        if actor_id in self.actors:  # the caller sent it again across a GCS restart (runtime/gcs/client.py)
+            return ("created", actor_id, self.actors[actor_id].info.get("meta"))
         name, namespace = info.get("name"), info.get("namespace") or ""
         if name:
             existing = self.named.get((namespace, name))
@@ -66,6 +68,7 @@ class ActorManager:
                     "another name.")
         record = ActorRecord(actor_id, spec, info)
         self.actors[actor_id] = record
+        self.gcs.persist.actor_registered(record)
         self.gcs.events.actor_registered(record)
         if name:
             self.named[(namespace, name)] = actor_id
@@ -94,12 +97,22 @@ class ActorManager:
         record = self.actors.get(actor_id)
         if record is None:
             return None
-        record.subscribers.add(address)
+        if address not in record.subscribers:
+            record.subscribers.add(address)
+            self.gcs.persist.actor_subscriber(record, address)
         return record.public()
 
     # ------------------------------------------------------------------ placement
-    def _schedule(self, record: ActorRecord) -> None:
-        node = self.gcs.pick_node(record.info.get("resources") or {}, record.info.get("strategy"))
+    def _schedule(self, record: ActorRecord, node: dict | None = None, hops: int = 1) -> None:
+        """Ask a node for the actor's worker: the node the placement policy picks, or ``node``
+        (a node manager's spillback). ``hops`` > 0 tells the node to queue it rather than spill."""
+        if self.gcs.placement_groups.hold_actor(record):
+            return  # it waits for its placement group to be created (runtime/gcs/placement_groups.py)
+        if self.gcs.recovery.hold(record):
+            return  # the GCS restarted: placement waits until the nodes checked in (runtime/gcs/recovery.py)
+        if node is None:
+            node = self.gcs.pick_node(record.info.get("resources") or {}, record.info.get("strategy"),
+                                      record.info.get("owner_node_id"))
         if node is None:
             self._publish_warning(record, "no node is alive to place the actor on; it will be created "
                                           "when a node joins")
@@ -108,14 +121,20 @@ class ActorManager:
         rid = next(self._rids)
         record.pending_request = (node["address"], rid)
         gcs = self.gcs
+        gcs.persist.actor(record)
         max_restarts = record.info.get("max_restarts", 0)
         can_restart = max_restarts == -1 or record.num_restarts < max_restarts  # memory monitor: kill first
         gcs.call(node["address"], "request_lease", gcs.loop.address, rid, record.info.get("resources") or {},
                  record.info.get("runtime_env"), record.info.get("strategy"), record.info.get("class_name"),
-                 record.actor_id, can_restart, callback=lambda ok, value: self._on_lease(record, node, ok, value))
+                 record.actor_id, can_restart, hops, None,
+                 callback=lambda ok, value: self._on_lease(record, node, ok, value, hops))
 
-    def _on_lease(self, record: ActorRecord, node: dict, ok: bool, value: Any) -> None:
+    def _on_lease(self, record: ActorRecord, node: dict, ok: bool, value: Any, hops: int = 1) -> None:
         record.pending_request = None
+        if ok and value is not None and value[0] == "spillback":  # that node sent it on to another
+            if record.state != DEAD:
+                self._schedule(record, {"node_id": value[1], "address": value[2]}, hops + 1)
+            return
         if record.state == DEAD:
             if ok and value is not None:
                 self.gcs.notify(node["address"], "kill_worker", value[2], "the actor was killed before it started")
@@ -130,6 +149,7 @@ class ActorManager:
         record.node_id = node["node_id"]
         record.node_manager = node_manager
         record.pending_address = address
+        self.gcs.persist.actor_creation_sent(record)
         self.gcs.events.actor_creation_sent(record)
         self.gcs.loop.send(address, ("actor_create", record.spec, gpu_ids, resources, record.num_restarts,
                                      record.info.get("options") or {}))
@@ -187,11 +207,28 @@ class ActorManager:
         for done in waiters:
             done()
 
+    def on_node_died(self, node: dict) -> None:
+        """A node died: its actors restart elsewhere (max_restarts) or die, saying why; actors
+        whose placement was waiting on that node are placed again."""
+        node_id, address = node["node_id"], node["address"]
+        reason = f"the node it ran on ({node_id[:12]}) died: {node.get('death_reason') or 'unknown cause'}"
+        for record in list(self.actors.values()):
+            if record.state == DEAD:
+                continue
+            if record.pending_request is not None and record.pending_request[0] == address:
+                record.pending_request = None  # the lease request died with the node
+                self._schedule(record)
+            elif record.node_id == node_id and record.worker_id is not None:
+                self.on_worker_died(record.actor_id, record.worker_id, reason, "node_died")
+                if record.worker_id is not None and record.node_id == node_id:
+                    record.worker_id = None  # a late report of that worker's death must not count again
+
     def on_exiting(self, actor_id: bytes) -> None:
         record = self.actors.get(actor_id)
         if record is not None:
             record.no_restart = True
             record.death_cause = "The actor exited intentionally by calling exit_actor()."
+            self.gcs.persist.actor(record)
 
     def kill(self, actor_id: bytes, no_restart: bool, reason: str, done=None) -> None:
         """Kill the actor's process; ``done()`` runs once its death (or restart) is published,
@@ -204,6 +241,7 @@ class ActorManager:
         if no_restart:
             record.no_restart = True
             record.death_cause = f"The actor was killed: {reason}."
+            self.gcs.persist.actor(record)
         if record.pending_request is not None:
             address, rid = record.pending_request
             self.gcs.notify(address, "cancel_lease_request", self.gcs.loop.address, rid)
@@ -232,6 +270,7 @@ class ActorManager:
 
     # ------------------------------------------------------------------ publishing
     def _publish(self, record: ActorRecord) -> None:
+        self.gcs.persist.actor(record)  # every state change is published, so written through here
         self.gcs.events.actor_changed(record)
         info = record.public()
         for address in list(record.subscribers):

@@ -16,6 +16,8 @@ from typing import Any
 # Heartbeat replies: the node is known (with the view, or None if the node's copy is
 # current), or the GCS does not know it (restarted without it, or declared it dead).
 UNKNOWN_NODE = "unknown_node"
+# A heartbeat carries at most this many of the node's queued requests (its demand).
+MAX_DEMAND_REPORTED = 100
 
 
 class NodeTable:
@@ -35,10 +37,19 @@ class NodeTable:
         self._changed()
         return node
 
+    def restore(self, node: dict) -> None:
+        """A node as a previous GCS wrote it (runtime/gcs/recovery.py). A live one is unconfirmed:
+        its heartbeat gets UNKNOWN_NODE so it registers again, and silence kills it as usual."""
+        node = dict(node)
+        if node.get("alive"):
+            node.update(unconfirmed=True, last_heartbeat=time.monotonic())
+        self.nodes[node["node_id"]] = node
+        self._changed()
+
     def heartbeat(self, node_id: str, available: dict, demand: list, seen_version: int) -> Any:
         """Record a heartbeat; the reply for the node (see module docstring)."""
         node = self.nodes.get(node_id)
-        if node is None or not node["alive"]:
+        if node is None or not node["alive"] or node.get("unconfirmed"):
             return UNKNOWN_NODE
         node["last_heartbeat"] = time.monotonic()
         node["demand"] = demand
@@ -51,6 +62,13 @@ class NodeTable:
         node = self.nodes.get(node_id)
         if node is not None and node["alive"] and available != node["available"]:
             node["available"] = available
+            self._changed()
+
+    def set_totals(self, node_id: str, total: dict) -> None:
+        """A node's totals changed (placement-group bundles were committed or returned there)."""
+        node = self.nodes.get(node_id)
+        if node is not None and node["alive"] and total != node["resources"]:
+            node["resources"] = total
             self._changed()
 
     def expired(self, now_monotonic: float | None = None) -> list[str]:

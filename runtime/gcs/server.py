@@ -15,8 +15,12 @@ from typing import Any
 from juno.config import Config
 from juno.gcs.actor_manager import ActorManager
 from juno.gcs.events import GcsEvents
+from juno.gcs.failure_relay import FailureRelay
 from juno.gcs.node_table import NodeTable
+from juno.gcs.placement_groups import PlacementGroupManager
+from juno.gcs.recovery import GcsPersistence, GcsRecovery
 from juno.gcs.storage import open_storage
+from juno.node.cluster_policy import FAIL, ClusterPolicy
 from juno.proc_util import pid_alive
 from juno.rpc import DEFER, Reply, RpcNode
 from juno.transport import EventLoop
@@ -29,21 +33,29 @@ class GcsServer(RpcNode):
         self.config = config
         self.session_dir = session_dir
         self.owner_pid = owner_pid
-        self.loop = EventLoop(bind, name="juno-gcs")
+        self.loop = EventLoop(bind, name="juno-gcs", max_message_bytes=config.max_message_bytes)
         self.address = self.loop.address
         self.install_rpc(self.loop)
         # Tables that must survive a GCS restart are written through to this (put/delete/load).
         self.storage = open_storage(config.gcs_storage, session_dir)
+        self.persist = GcsPersistence(self.storage)  # one call per table change (runtime/gcs/recovery.py)
+        self.recovery = GcsRecovery(self)  # a restarted GCS reads its tables back and settles with the nodes
+        self.epoch = os.urandom(8).hex()  # this incarnation: clients notice a restart by its change
         self.node_table = NodeTable(config.node_death_timeout_s)
         self.nodes = self.node_table.nodes  # node id -> node info (alive or dead)
         # Called with the node's info when a node is declared dead (actors, placement groups...).
         self.node_death_listeners: list = []
+        # Where actors go (runtime/node/cluster_policy.py); nodes report resources within ~50 ms.
+        self.placement = ClusterPolicy(pending_ttl_s=max(0.5, 2 * config.heartbeat_interval_s))
         self.jobs: dict[int, dict] = {}
         self._job_ids = itertools.count(1)
         self.kv: dict[tuple[str, bytes], bytes] = {}
         self.events = GcsEvents(config)  # task and actor events (state API, timeline)
         self.actors = ActorManager(self)
         self.pending_actors: list[bytes] = []
+        self.placement_groups = PlacementGroupManager(self)  # runtime/gcs/placement_groups.py
+        self.failures = FailureRelay(self)  # process and node deaths made cluster-wide
+        self.recovery.recover()  # what a previous GCS of this session wrote (nothing on a fresh start)
         self.start_time = time.time()
         signal.signal(signal.SIGTERM, lambda *_: self.loop.stop())
         self.loop.call_later(config.parent_check_interval_s, self._check_owner)
@@ -67,8 +79,11 @@ class GcsServer(RpcNode):
         if old is not None and not old["alive"]:
             # Declared dead (it was silent too long): its work has moved on; it must not come back.
             return False
-        self.node_table.register(info)
+        hosted = info.pop("hosted_actors", None)  # a node registering again after a GCS restart
+        self.persist.node(self.node_table.register(info))
         logger.info("node %s registered (%s)", info["node_id"][:12], info["address"])
+        self.recovery.node_registered(info["node_id"], hosted)
+        self.placement_groups.on_node_registered(info)
         pending, self.pending_actors = self.pending_actors, []
         for actor_id in pending:
             record = self.actors.actors.get(actor_id)
@@ -112,32 +127,33 @@ class GcsServer(RpcNode):
     def rpc_get_nodes(self, reply: Reply):
         return [{k: v for k, v in n.items() if k != "last_heartbeat"} for n in self.nodes.values()]
 
-    def pick_node(self, resources: dict, strategy: Any) -> dict | None:
-        alive = [n for n in self.nodes.values() if n["alive"]]
+    def pick_node(self, resources: dict, strategy: Any, home: str | None = None) -> dict | None:
+        """The live node an actor goes to (runtime/node/cluster_policy.py; ``home``: its owner's
+        node, preferred when it fits), or None when no node is alive. An actor no node can run,
+        or one with hard affinity to a dead node, goes to a node that queues it with a warning
+        or fails it with ActorUnschedulableError."""
+        alive = {n["node_id"]: n for n in self.nodes.values() if n["alive"]}
         if not alive:
             return None
-        wanted = getattr(strategy, "node_id", None)
-        if wanted:
-            for node in alive:
-                if node["node_id"] == wanted:
-                    return node
-        def fits(avail: dict) -> bool:
-            return all(avail.get(k, 0) >= v for k, v in resources.items() if v)
-        for node in alive:
-            if fits(node["available"]):
-                return node
-        for node in alive:
-            if fits(node["resources"]):
-                return node
-        return alive[0]
+        decision, value = self.placement.choose(alive, resources, strategy, home=home)
+        node = alive.get(value) if decision != FAIL else None
+        if node is None:
+            node = alive.get(home) or next(iter(alive.values()))
+        else:
+            self.placement.note_placed(node["node_id"], resources, alive)
+        return node
 
     # ------------------------------------------------------------------ jobs
     def rpc_register_job(self, reply: Reply, driver_address: str, pid: int, namespace: str, entrypoint: str,
                          remote_driver: bool = False):
+        for job in self.jobs.values():  # sent again across a GCS restart: the same job
+            if job["driver_address"] == driver_address and job["pid"] == pid and not job["is_dead"]:
+                return job["job_id"]
         job_id = next(self._job_ids)
         self.jobs[job_id] = {"job_id": job_id, "driver_address": driver_address, "pid": pid,
                              "namespace": namespace, "entrypoint": entrypoint, "start_time": time.time(),
                              "end_time": None, "is_dead": False, "remote_driver": remote_driver}
+        self.persist.job(self.jobs[job_id])
         return job_id
 
     def rpc_job_finished(self, reply: Reply, job_id: int):
@@ -150,7 +166,9 @@ class GcsServer(RpcNode):
             return
         job["is_dead"] = True
         job["end_time"] = time.time()
+        self.persist.job(job)
         self.actors.on_job_finished(job_id)
+        self.placement_groups.on_job_finished(job_id)
 
     def rpc_get_jobs(self, reply: Reply):
         return list(self.jobs.values())
@@ -161,19 +179,28 @@ class GcsServer(RpcNode):
         if not overwrite and k in self.kv:
             return False
         self.kv[k] = value
+        self.persist.kv_put(namespace, key, value)
         return True
 
     def rpc_kv_get(self, reply: Reply, namespace: str, key: bytes):
         return self.kv.get((namespace, key))
 
     def rpc_kv_del(self, reply: Reply, namespace: str, key: bytes):
-        return self.kv.pop((namespace, key), None) is not None
+        if self.kv.pop((namespace, key), None) is None:
+            return False
+        self.persist.kv_delete(namespace, key)
+        return True
 
     def rpc_kv_keys(self, reply: Reply, namespace: str, prefix: bytes):
         return [k for ns, k in self.kv if ns == namespace and k.startswith(prefix)]
 
     def rpc_kv_exists(self, reply: Reply, namespace: str, key: bytes):
         return (namespace, key) in self.kv
+
+    # ------------------------------------------------------------------ placement groups
+    def rpc_placement_group(self, reply: Reply, op: str, *args: Any):
+        """create, remove, get, get_named, table, wait_ready (runtime/gcs/placement_groups.py)."""
+        return self.placement_groups.handle(reply, op, *args)
 
     # ------------------------------------------------------------------ actors
     def rpc_register_actor(self, reply: Reply, actor_id: bytes, spec: tuple, info: dict):
@@ -225,6 +252,10 @@ class GcsServer(RpcNode):
         return self.events.actor_table(self.actors.actors.values())
 
     # ------------------------------------------------------------------ cluster
+    def rpc_gcs_epoch(self, reply: Reply):
+        """This incarnation's id: a client whose calls go unanswered asks it to notice a restart."""
+        return self.epoch
+
     def rpc_cluster_info(self, reply: Reply):
         return {"session_dir": self.session_dir, "gcs_address": self.address, "start_time": self.start_time,
                 "pid": os.getpid()}

@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--object-store-memory", type=int, default=0)
     p.add_argument("--owner-pid", type=int, default=0)
     p.add_argument("--head", action="store_true")
+    p.add_argument("--node-ip-address", default="127.0.0.1",
+                   help="this node's IP: loopback listens on ipc sockets, any other on TCP there (CURVE)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s node %(name)s: %(message)s")
     resources = dict(json.loads(args.resources))
@@ -40,13 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     object_store_memory = args.object_store_memory or default_object_store_memory(args.store_dir)
     resources.setdefault("memory", float(_memory_bytes() - object_store_memory))
     resources["object_store_memory"] = float(object_store_memory)
-    resources["node:127.0.0.1"] = 1.0
+    resources[f"node:{args.node_ip_address}"] = 1.0
     if args.head:
         resources["node:__internal_head__"] = 1.0
     nm = NodeManager(node_id=args.node_id, session_dir=args.session_dir, gcs_address=args.gcs_address,
                      resources=resources, gpu_ids=gpu_ids, config=Config.from_env(),
                      owner_pid=args.owner_pid or None, store_dir=args.store_dir,
-                     object_store_memory=object_store_memory, is_head=args.head)
+                     object_store_memory=object_store_memory, is_head=args.head, node_ip=args.node_ip_address)
     nm.start(lambda: report_ready(json.dumps(nm.node)))
     try:
         nm.loop.run()

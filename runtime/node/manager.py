@@ -17,16 +17,19 @@ import time
 from typing import Any
 
 from juno.config import Config
-from juno.gcs.node_table import UNKNOWN_NODE
-from juno.node import introspection
+from juno.gcs.node_table import MAX_DEMAND_REPORTED, UNKNOWN_NODE
+from juno.node import bundles, introspection
+from juno.node.death_relay import DeathRelay
 from juno.node.memory_monitor import KIND_OOM, MemoryMonitor
 from juno.node.resources import NodeResources
 from juno.node.scheduler import LeaseRequest, LeaseScheduler
+from juno.node.spillback import Spillback
 from juno.node.worker_pool import WorkerPool
 from juno.proc_util import pid_alive
 from juno.rpc import DEFER, Reply, RpcNode
 from juno.store.object_store import ObjectStore
-from juno.transport import EventLoop, short_ipc_path
+from juno.store.transfer import ObjectTransfer
+from juno.transport import EventLoop, listen_address
 
 logger = logging.getLogger(__name__)
 
@@ -47,17 +50,18 @@ class Lease:
 class NodeManager(RpcNode):
     def __init__(self, *, node_id: str, session_dir: str, gcs_address: str, resources: dict,
                  gpu_ids: list[int], config: Config, owner_pid: int | None, store_dir: str,
-                 object_store_memory: int, is_head: bool):
+                 object_store_memory: int, is_head: bool, node_ip: str = "127.0.0.1"):
         self.node_id = node_id
         self.session_dir = session_dir
         self.gcs_address = gcs_address
         self.config = config
         self.owner_pid = owner_pid
         socket_dir = os.path.join(session_dir, "sock")
-        os.makedirs(socket_dir, exist_ok=True)
+        os.makedirs(socket_dir, mode=0o700, exist_ok=True)  # its permissions guard the ipc sockets
         self.log_dir = os.path.join(session_dir, "logs")
         os.makedirs(self.log_dir, exist_ok=True)
-        self.loop = EventLoop(short_ipc_path(socket_dir, f"nm-{node_id[:12]}"), name="juno-node")
+        self.loop = EventLoop(listen_address(node_ip, socket_dir, f"nm-{node_id[:12]}"), name="juno-node",
+                              max_message_bytes=config.max_message_bytes)
         self.address = self.loop.address
         self.install_rpc(self.loop)
         self.resources = NodeResources(resources, gpu_ids)
@@ -66,18 +70,23 @@ class NodeManager(RpcNode):
                                  spill_limit_bytes=config.object_spilling_limit_bytes)
         self.node = {
             "node_id": node_id, "address": self.address, "socket_dir": socket_dir, "store_dir": store_dir,
-            "ip": "127.0.0.1", "hostname": os.uname().nodename, "resources": self.resources.total,
+            "ip": node_ip, "hostname": os.uname().nodename, "resources": self.resources.total,
             "pid": os.getpid(), "session_dir": session_dir, "object_store_memory": object_store_memory,
             "is_head": is_head, "gpu_ids": list(gpu_ids),
         }
         self.pool = WorkerPool(session_dir=session_dir, node=self.node, gcs_address=gcs_address,
                                config_env=config.to_env(), log_dir=self.log_dir)
         self.scheduler = LeaseScheduler(self.resources, node_id)
+        self.spillback = Spillback(self)  # cross-node placement of lease requests
+        self.bundles = bundles.BundleTable(self.resources)  # placement-group bundles (runtime/node/bundles.py)
         self.leases: dict[int, Lease] = {}
-        self._lease_ids = itertools.count(1)
+        # Unique across nodes: an owner keys the leases it holds on every node by these ids.
+        self._lease_ids = itertools.count(int.from_bytes(os.urandom(6), "little") << 16)
         self.drivers: dict[str, int] = {}
         self.watchers: dict[str, set[str]] = {}  # process address -> processes to tell when it dies
         self.recently_dead: collections.deque[str] = collections.deque(maxlen=1000)
+        self.deaths = DeathRelay(self)  # process and node deaths, cluster-wide (runtime/node/death_relay.py)
+        self.deaths.node_death_listeners.append(self.spillback.on_node_died)
         self.driver_info: dict[str, dict] = {}  # every driver that attached (state API)
         self.exited_workers: collections.deque = collections.deque(maxlen=1000)  # for `juno list workers`
         self._report_scheduled = False
@@ -86,6 +95,7 @@ class NodeManager(RpcNode):
         self.cluster_view: dict[str, dict] = {}
         self.cluster_view_version = -1
         self._heartbeat_in_flight = False
+        self.transfer = ObjectTransfer(self)  # objects to and from other nodes (runtime/store/transfer.py)
         num_cpus = int(self.resources.total.get("CPU", 0))
         self.num_prestart = config.num_prestart_workers if config.num_prestart_workers is not None else num_cpus
         self.memory_monitor = MemoryMonitor(config, lambda: self.pool.workers.values(),
@@ -161,6 +171,7 @@ class NodeManager(RpcNode):
         worker = self.pool.on_registered(worker_id, address)
         if worker is None:
             return False
+        self.deaths.process_started(address, "worker")
         self._schedule()
         return True
 
@@ -169,6 +180,7 @@ class NodeManager(RpcNode):
         self.drivers[address] = pid
         self.driver_info[address] = {"pid": pid, "job_id": job_id, "worker_id": worker_id,
                                      "start_time": time.time(), "end_time": None}
+        self.deaths.process_started(address, "driver")
         return self.node
 
     def rpc_list_workers(self, reply: Reply):
@@ -180,7 +192,8 @@ class NodeManager(RpcNode):
         return True
 
     def rpc_get_resources(self, reply: Reply):
-        return {"total": self.resources.total, "available": self._available(), "object_store": self.store.stats()}
+        return {"total": self.resources.total, "available": self._available(),
+                "object_store": {**self.store.stats(), **self.transfer.stats()}}
 
     # ------------------------------------------------------------------ object store
     def rpc_create_object(self, reply: Reply, object_id: bytes, size: int, creator: str, owner: str):
@@ -203,12 +216,31 @@ class NodeManager(RpcNode):
     def rpc_object_info(self, reply: Reply, object_ids: list):
         return [self.store.info(object_id) for object_id in object_ids]
 
-    def rpc_delete_objects(self, reply: Reply, object_ids: list):
+    def rpc_delete_objects(self, reply: Reply, object_ids: list, node_id: str | None = None):
+        """Free objects; ``node_id``: they live on that node (forwarded), else here. Copies other
+        nodes pulled are freed too (ObjectTransfer forwards the delete)."""
+        if node_id is not None and node_id != self.node_id:
+            self.transfer.forward_delete(node_id, object_ids)
+            return
         for object_id in object_ids:
             self.store.delete(object_id)
 
+    def rpc_pull_object(self, reply: Reply, object_id: bytes, node_id: str, holder: str):
+        """Pin a local copy of an object whose primary is on ``node_id``, pulling it first."""
+        return self.transfer.pull(reply, object_id, node_id, holder)
+
+    def rpc_transfer_begin(self, reply: Reply, object_id: bytes, puller_node_id: str, puller_host: str | None = None):
+        return self.transfer.serve_begin(reply, object_id, puller_node_id, puller_host)
+
+    def rpc_transfer_end(self, reply: Reply, object_id: bytes, puller_node_id: str):
+        self.transfer.serve_end(object_id, puller_node_id)
+
     def rpc_get_node_info(self, reply: Reply):
         return self.node
+
+    def rpc_placement_group_bundles(self, reply: Reply, op: str, pg_hex: str, arg):
+        """The GCS reserves, commits, cancels or removes placement-group bundles here."""
+        return bundles.handle(self, op, pg_hex, arg)
 
     def rpc_shutdown(self, reply: Reply):
         reply.send(True)
@@ -217,9 +249,20 @@ class NodeManager(RpcNode):
 
     # ------------------------------------------------------------------ leases
     def rpc_request_lease(self, reply: Reply, owner: str, rid: int, resources: dict, runtime_env, strategy,
-                          name: str, actor_id: bytes | None = None, retriable: bool = True):
-        self.scheduler.add(LeaseRequest(owner, rid, resources, runtime_env, strategy, name, reply, actor_id,
-                                        retriable=retriable))
+                          name: str, actor_id: bytes | None = None, retriable: bool = True, hops: int = 0,
+                          prefer: str | None = None):
+        """Grant a worker lease, now or later; or answer ("spillback", node_id, address) to send
+        the caller to another node (runtime/node/spillback.py). ``hops``: times it was spilled
+        already; ``prefer``: the node holding its large arguments."""
+        removed = self.bundles.removed_group(resources)
+        if removed is not None:  # its placement group is gone: fail now rather than wait forever
+            raise bundles.unschedulable(removed, self.bundles.removal_reasons.get(removed, ""), actor_id is not None)
+        req = LeaseRequest(owner, rid, resources, runtime_env, strategy, name, reply, actor_id,
+                           retriable=retriable, hops=hops, prefer=prefer)
+        if (strategy is not None or prefer is not None or len(self.cluster_view) > 1) \
+                and not self.spillback.place(req):
+            return DEFER
+        self.scheduler.add(req)
         self._schedule()
         return DEFER
 
@@ -261,6 +304,8 @@ class NodeManager(RpcNode):
             req.reply.send((lease_id, worker.address, worker.worker_id, list(allocation.gpu_ids),
                             allocation.resources.to_dict(), self.address))
         for req, text in decisions.warnings:
+            if bundles.groups_in(req.resources):
+                continue  # waits for its placement group's bundles (the group warns if it can't be made)
             if req.actor_id is not None:
                 self.notify(self.gcs_address, "actor_warning", req.actor_id, text)
             else:
@@ -328,13 +373,16 @@ class NodeManager(RpcNode):
         if not self._stopping:
             self._schedule()
 
-    def _owner_gone(self, address: str) -> None:
-        """A driver or worker that held leases is gone: reclaim what it held."""
+    def _owner_gone(self, address: str, local: bool = True) -> None:
+        """A driver or worker that held leases is gone: reclaim what it held. ``local``: it ran
+        on this node (the GCS relays its death to the other nodes), else another node's did."""
         if self.drivers.pop(address, None) is not None and address in self.driver_info:
             self.driver_info[address]["end_time"] = time.time()
         self.store.release_holder(address)
         self.scheduler.drop_owner(address)
         self._announce_death(address)
+        if local:
+            self.deaths.process_died(address)
         for lease in [l for l in self.leases.values() if l.owner == address and l.actor_id is None]:
             worker = self.pool.workers.get(lease.worker_id)
             if worker is not None:
@@ -350,6 +398,8 @@ class NodeManager(RpcNode):
         known = address in self.drivers or any(w.address == address for w in self.pool.workers.values())
         if known:
             self.watchers.setdefault(address, set()).add(watcher)
+        else:  # a process of another node (or not registered yet): its death comes through the GCS
+            self.deaths.watch_remote(address, watcher)
         return None
 
     def _announce_death(self, address: str) -> None:
@@ -399,7 +449,7 @@ class NodeManager(RpcNode):
         if self._heartbeat_in_flight:
             return  # the GCS is slow or restarting: don't pile requests up
         self._heartbeat_in_flight = True
-        demand = [dict(r.resources) for r in self.scheduler.requests[:100]]
+        demand = [dict(r.resources) for r in self.scheduler.requests[:MAX_DEMAND_REPORTED]]
         self.call(self.gcs_address, "node_heartbeat", self.node_id, self._available(), demand,
                   self.cluster_view_version, callback=self._on_heartbeat_reply,
                   timeout=max(1.0, self.config.node_death_timeout_s))
@@ -415,6 +465,9 @@ class NodeManager(RpcNode):
         if view is not None:
             self.cluster_view = view
             self.cluster_view_version = version
+            self.transfer.on_cluster_view(view)
+        if self.scheduler.requests:  # a node joined or freed resources: move queued requests there
+            self.spillback.rebalance()
 
     def _register_again(self) -> None:
         """The GCS does not know this node: it restarted (register again, with what is in use now)
@@ -424,7 +477,14 @@ class NodeManager(RpcNode):
                 logger.error("the GCS declared this node dead; stopping")
                 self.shutdown()
 
-        info = dict(self.node, available=self._available())
+        # After a GCS restart: what this node hosts, so the GCS settles its tables (runtime/gcs/recovery.py).
+        info = dict(self.node, available=self._available(), hosted_actors={
+            lease.actor_id: lease.worker_id for lease in self.leases.values() if lease.actor_id is not None})
+        for address in self.drivers:  # the GCS's process directory starts empty after a restart
+            self.deaths.process_started(address, "driver")
+        for worker in self.pool.workers.values():
+            if worker.address and worker.registered:
+                self.deaths.process_started(worker.address, "worker")
         self.call(self.gcs_address, "register_node", info, callback=done)
 
     def _report_resources(self) -> None:

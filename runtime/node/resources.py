@@ -22,6 +22,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from juno.bundle_resources import parse_name as parse_bundle_resource
+
 __all__ = [
     "UNITS_PER_WHOLE",
     "to_units",
@@ -188,6 +190,8 @@ class Allocation:
     gpu_ids: tuple[int, ...] = ()
     gpu_shares: tuple[tuple[int, int], ...] = ()
     id: int = 0
+    # GPUs taken from placement-group bundles: (group hex, bundle index, gpu id, units)
+    bundle_gpus: tuple[tuple[str, int, int, int], ...] = ()
 
     @property
     def num_gpus(self) -> float:
@@ -254,6 +258,8 @@ class NodeResources:
         # Remaining capacity per GPU id, in units (each starts at one whole GPU).
         self._gpu_free: dict[int, int] = {i: UNITS_PER_WHOLE for i in sorted(ids)}
         self._live: dict[int, Allocation] = {}
+        # GPUs held by committed placement-group bundles: group hex -> bundle index -> {gpu id: free units}
+        self._bundle_gpus: dict[str, dict[int, dict[int, int]]] = {}
         self._blocked: set[int] = set()
         self._ids = itertools.count(1)
 
@@ -325,6 +331,59 @@ class NodeResources:
         have = {k: from_units(u) for k, u in short.items()}
         return f"requires {asked} but this node has {have}"
 
+    # --- placement-group bundles (runtime/node/bundles.py) -----------------------
+    def add_total(self, extra: Mapping[str, float]) -> None:
+        """Grow the node's totals and free pool by ``extra`` (a committed bundle's resources)."""
+        rs = _validate_request(extra)
+        if rs.units(GPU):
+            raise ValueError("bundle resources are named per group; plain GPU cannot be added")
+        self._total = self._total + rs
+        for k, v in rs.units_dict().items():
+            self._avail[k] = self._avail.get(k, 0) + v
+
+    def remove_total(self, extra: Mapping[str, float]) -> None:
+        """Shrink totals and free pool by ``extra``; names that reach zero disappear (held leases
+        of them give nothing back when released)."""
+        rs = _validate_request(extra)
+        self._total = self._total - rs
+        for k, v in rs.units_dict().items():
+            if k in self._total:
+                self._avail[k] = self._avail.get(k, 0) - v
+            else:
+                self._avail.pop(k, None)
+
+    def add_bundle_gpus(self, pg_hex: str, index: int, shares: tuple[tuple[int, int], ...]) -> None:
+        """The GPUs a committed bundle holds: work asking for its ``GPU_group_*`` gets these ids."""
+        self._bundle_gpus.setdefault(pg_hex, {})[index] = {i: u for i, u in shares}
+
+    def remove_bundle_gpus(self, pg_hex: str, index: int) -> None:
+        bundles = self._bundle_gpus.get(pg_hex)
+        if bundles is not None:
+            bundles.pop(index, None)
+            if not bundles:
+                del self._bundle_gpus[pg_hex]
+
+    def _pick_bundle_gpus(self, rs: ResourceSet) -> tuple | None:
+        """GPU ids for a request in a placement group: () if it asks for no bundle GPUs, None if
+        its bundle (or, for index -1, every bundle of the group here) has no room now."""
+        want = None
+        for name, units in rs.units_dict().items():
+            if name.startswith("GPU_group_"):
+                parsed = parse_bundle_resource(name)
+                if parsed is not None and (want is None or parsed[1] >= 0):
+                    want = (parsed[2], parsed[1], units)
+        if want is None:
+            return ()
+        pg_hex, index, units = want
+        bundles = self._bundle_gpus.get(pg_hex)
+        if not bundles:
+            return ()
+        for i in ([index] if index >= 0 else sorted(bundles)):
+            shares = _pick_shares(bundles.get(i) or {}, units)
+            if shares is not None:
+                return tuple((pg_hex, i, gpu, u) for gpu, u in shares)
+        return None
+
     # --- allocation ------------------------------------------------------------
     def _pick_gpus(self, gpu_units: int) -> list[tuple[int, int]] | None:
         """Choose GPU shares for a request, or None if it does not fit right now."""
@@ -346,7 +405,10 @@ class NodeResources:
         for k, v in rs.units_dict().items():
             if k != GPU and v > self._avail.get(k, 0):
                 return None
-        return self._pick_gpus(rs.units(GPU))
+        shares = self._pick_gpus(rs.units(GPU))
+        if shares is not None and self._bundle_gpus and self._pick_bundle_gpus(rs) is None:
+            return None
+        return shares
 
     def can_allocate(self, request: Mapping[str, float]) -> bool:
         """Would ``allocate`` succeed right now?"""
@@ -367,11 +429,15 @@ class NodeResources:
             self._avail[k] = self._avail.get(k, 0) - v
         for i, u in shares:
             self._gpu_free[i] -= u
+        picks = self._pick_bundle_gpus(rs) if self._bundle_gpus else ()
+        for pg_hex, index, gpu, u in picks or ():
+            self._bundle_gpus[pg_hex][index][gpu] -= u
         alloc = Allocation(
             resources=rs,
-            gpu_ids=tuple(i for i, _ in shares),
+            gpu_ids=tuple(i for i, _ in shares) + tuple(p[2] for p in picks or ()),
             gpu_shares=tuple(shares),
             id=next(self._ids),
+            bundle_gpus=tuple(picks or ()),
         )
         self._live[alloc.id] = alloc
         return alloc
@@ -395,9 +461,15 @@ class NodeResources:
         for k, v in allocation.resources.units_dict().items():
             if k == CPU and blocked:
                 continue  # already returned by release_cpus
+            if k not in self._total:
+                continue  # a placement-group bundle resource that was removed meanwhile
             self._avail[k] = self._avail.get(k, 0) + v
         for i, u in allocation.gpu_shares:
             self._gpu_free[i] += u
+        for pg_hex, index, gpu, u in allocation.bundle_gpus:
+            pool = self._bundle_gpus.get(pg_hex, {}).get(index)
+            if pool is not None and gpu in pool:
+                pool[gpu] += u
 
     def release_cpus(self, allocation: Allocation) -> None:
         """Lend the CPUs of a worker blocked in ``get``/``wait`` back to the node.
@@ -425,6 +497,16 @@ class NodeResources:
         cpu = allocation.resources.units(CPU)
         if cpu:
             self._avail[CPU] = self._avail.get(CPU, 0) - cpu
+
+
+def _pick_shares(free: dict[int, int], units: int) -> list[tuple[int, int]] | None:
+    """Like ``NodeResources._pick_gpus`` over one bundle's GPUs (``free``: id -> free units)."""
+    if units >= UNITS_PER_WHOLE:
+        whole = [i for i, u in sorted(free.items()) if u == UNITS_PER_WHOLE]
+        n = units // UNITS_PER_WHOLE
+        return [(i, UNITS_PER_WHOLE) for i in whole[:n]] if len(whole) >= n else None
+    candidates = [(u, i) for i, u in free.items() if u >= units]
+    return [(min(candidates)[1], units)] if candidates else None
 
 
 def normalize_request(

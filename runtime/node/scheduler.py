@@ -22,11 +22,11 @@ class LeaseRequest:
     """One caller's request for a worker with some resources (a task lease or an actor)."""
 
     __slots__ = ("owner", "rid", "resources", "runtime_env", "strategy", "name", "reply", "actor_id",
-                 "warned", "env_key", "retriable")
+                 "warned", "env_key", "retriable", "hops", "prefer")
 
     def __init__(self, owner: str, rid: int, resources: dict | None, runtime_env: dict | None = None,
                  strategy: Any = None, name: str = "", reply: Any = None, actor_id: bytes | None = None,
-                 retriable: bool = True):
+                 retriable: bool = True, hops: int = 0, prefer: str | None = None):
         self.owner = owner
         self.rid = rid
         self.resources = {k: v for k, v in (resources or {}).items() if v}
@@ -38,6 +38,8 @@ class LeaseRequest:
         self.warned = False
         self.env_key = env_key(runtime_env)
         self.retriable = retriable  # max_retries != 0 / restarts left: the memory monitor kills these first
+        self.hops = hops  # times it was spilled back from node to node (runtime/node/cluster_policy.py)
+        self.prefer = prefer  # the node holding its large arguments, if the owner knows one
 
     def describe(self) -> str:
         return f"actor {self.name}" if self.actor_id else f"task {self.name}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import mmap
 import os
 import threading
+import time
 import weakref
 
 import numpy as np
@@ -92,14 +93,25 @@ class StoreClient:
         self._call(self.cw.notify, self.cw.node_manager, "seal_object", object_id)
 
     # ------------------------------------------------------------------ reading
-    def read(self, object_id: bytes) -> memoryview:
-        """A read-only view of the object, pinned until every view derived from it is gone."""
+    def read(self, object_id: bytes, node_id: str | None = None) -> memoryview:
+        """A read-only view of the object, pinned until every view derived from it is gone.
+
+        ``node_id``: the node holding the object; when it is another node, this node's
+        manager pulls a copy first (runtime/store/transfer.py). Raises ObjectLostError."""
         holder = self._holders.get(object_id)
         if holder is not None:
             return memoryview(holder).toreadonly()
-        location = self.cw.node_call("pin_object", object_id, self.cw.address)
+        if node_id is None or node_id == self.cw.node_id:
+            location = self.cw.node_call("pin_object", object_id, self.cw.address)
+        else:
+            location = self._pull(object_id, node_id)
         if location is None:
-            raise exc.ObjectLostError(object_id.hex(), self.cw.address, "")
+            raise exc.ObjectLostError(object_id.hex(), self.cw.address, "",
+                                      "it is no longer in this node's object store (freed or lost)")
+        return memoryview(self._map(object_id, location)).toreadonly()
+
+    def _map(self, object_id: bytes, location: tuple) -> np.ndarray:
+        """The holder of a pinned object's bytes; its collection unpins the object."""
         if location[0] == "arena":
             _, offset, size = location
             # A numpy array over the object's bytes: weak-referenceable, so the pin
@@ -114,14 +126,52 @@ class StoreClient:
                 os.close(fd)
         weakref.finalize(holder, self._unpin_later, object_id)
         self._holders[object_id] = holder
-        return memoryview(holder).toreadonly()
+        return holder
+
+    def pull_many(self, items: list) -> list:
+        """Pull several objects held by other nodes at once (``[(object_id, node_id), ...]``, a get
+        of many refs), so their transfers overlap instead of running one after another. Returns
+        holders that keep them pinned while the caller reads them; failures are left for read()."""
+        futures = [(oid, self.cw.call_future(self.cw.node_manager, "pull_object", oid, node, self.cw.address))
+                   for oid, node in dict.fromkeys(items) if oid not in self._holders]
+        config = self.cw.config
+        deadline = time.monotonic() + config.object_pull_timeout_s + config.object_transfer_timeout_s
+        keep = []
+        for oid, fut in futures:
+            try:
+                location = fut.result(timeout=max(0.0, deadline - time.monotonic()))
+            except Exception:  # noqa: BLE001 - read() asks again and reports it
+                fut.add_done_callback(lambda f, oid=oid: self._release_late(oid, f))
+                continue
+            if location is not None:
+                keep.append(self._map(oid, location))
+        return keep
+
+    def _release_late(self, object_id: bytes, fut) -> None:
+        if not fut.cancelled() and fut.exception() is None and fut.result() is not None:
+            self._unpin_later(object_id)  # pinned for us after we stopped waiting
+
+    def _pull(self, object_id: bytes, node_id: str) -> tuple | None:
+        """Ask this node's manager for a local copy of an object held by ``node_id``; it answers
+        once the copy is here (pinned for us), or fails with ObjectLostError."""
+        config = self.cw.config
+        wait = config.object_pull_timeout_s + config.object_transfer_timeout_s + config.rpc_timeout_s
+        try:
+            return self.cw.call_sync(self.cw.node_manager, "pull_object", object_id, node_id, self.cw.address,
+                                     timeout=wait, what="the node manager")
+        except TimeoutError as e:
+            raise exc.ObjectFetchTimedOutError(object_id.hex(), None, None, str(e)) from None
 
     def _unpin_later(self, object_id: bytes) -> None:
         self._enqueue("unpin_objects", object_id)
 
     # ------------------------------------------------------------------ deleting
-    def delete(self, object_id: bytes) -> None:
-        """The owner freed the object: tell the store (batched)."""
+    def delete(self, object_id: bytes, node_id: str | None = None) -> None:
+        """The owner freed the object: tell the store (batched); ``node_id``: the node holding
+        it, when not this one (this node's manager forwards the delete)."""
+        if node_id is not None and node_id != self.cw.node_id:
+            self._call(self.cw.notify, self.cw.node_manager, "delete_objects", [object_id], node_id)
+            return
         self._enqueue("delete_objects", object_id)
 
     def _enqueue(self, method: str, object_id: bytes) -> None:

@@ -9,6 +9,10 @@ object that fits nowhere in the arena goes to a file on disk (fallback); only
 when the disk budget is exhausted too does creation fail with
 ObjectStoreFullError. Pins are counted per process, so a process that dies
 releases everything it held.
+
+Secondary copies (objects pulled from another node, runtime/store/transfer.py)
+are evicted (dropped, not spilled: the primary still has them) before any
+primary is spilled; ``on_free`` tells the transfer layer when an object goes.
 """
 from __future__ import annotations
 
@@ -30,9 +34,9 @@ ARENA_FILE = "arena"
 
 class _Entry:
     __slots__ = ("object_id", "size", "offset", "alloc", "state", "pins", "deleted", "path", "creator",
-                 "owner", "waiters")
+                 "owner", "waiters", "secondary")
 
-    def __init__(self, object_id: bytes, size: int, creator: str, owner: str):
+    def __init__(self, object_id: bytes, size: int, creator: str, owner: str, secondary: bool = False):
         self.object_id = object_id
         self.size = size            # bytes of the object
         self.offset: int | None = None  # in the arena, when there
@@ -44,6 +48,7 @@ class _Entry:
         self.creator = creator
         self.owner = owner          # the process whose reference count decides the object's life
         self.waiters: list[Callable] = []
+        self.secondary = secondary  # a copy pulled from the node that holds the primary
 
 
 class ObjectStore:
@@ -63,6 +68,9 @@ class ObjectStore:
         self._view = memoryview(self._arena) if self._arena is not None else None
         self.entries: dict[bytes, _Entry] = {}
         self._lru: collections.OrderedDict[bytes, None] = collections.OrderedDict()  # sealed, unpinned, in arena
+        self._lru_secondary: collections.OrderedDict[bytes, None] = collections.OrderedDict()  # same, copies
+        self.num_copies_evicted = 0
+        self.on_free: Callable[[bytes], None] | None = None  # called with the id of every object freed
         self.disk_bytes = 0
         self.num_spilled = 0
         self.num_restored = 0
@@ -72,11 +80,18 @@ class ObjectStore:
         return self.allocator.capacity
 
     # ------------------------------------------------------------------ create / seal
-    def create(self, object_id: bytes, size: int, creator: str, owner: str | None = None) -> tuple:
+    def create(self, object_id: bytes, size: int, creator: str, owner: str | None = None,
+               secondary: bool = False) -> tuple:
         """Reserve room for a new object: ("arena", offset, size) or ("file", path, size)."""
-        if object_id in self.entries:
+        old = self.entries.get(object_id)
+        if old is not None and old.secondary and not secondary and not old.pins:
+            self._free(old)  # a copy of a lost object that lineage is making again: the new one replaces it
+        old = self.entries.get(object_id)
+        if old is not None and old.secondary and not old.pins:
+            self._free(old)  # a stale copy of an object now written here (rebuilt from lineage)
+        elif old is not None:
             raise ValueError(f"object {object_id.hex()} already exists in this store")
-        entry = _Entry(object_id, size, creator, owner or creator)
+        entry = _Entry(object_id, size, creator, owner or creator, secondary)
         offset = self._allocate(size)
         if offset is not None:
             entry.offset, entry.alloc = offset, round_up(size)
@@ -89,15 +104,28 @@ class ObjectStore:
         self.entries[object_id] = entry
         return self._location(entry)
 
-    def seal(self, object_id: bytes) -> None:
+    def seal(self, object_id: bytes, pin_for: tuple | list = ()) -> tuple | None:
+        """Mark a written object readable, pinned at once for ``pin_for`` (readers waiting for a
+        pull); returns its location, or None if it was freed meanwhile."""
         entry = self.entries.get(object_id)
         if entry is None or entry.state != CREATED:
-            return
+            return None
         entry.state = SEALED
+        for holder in pin_for:
+            entry.pins[holder] = entry.pins.get(holder, 0) + 1
         self._unpin(entry, entry.creator)
         waiters, entry.waiters = entry.waiters, []
         for cb in waiters:
             cb()
+        return self._location(entry) if self.entries.get(object_id) is entry else None
+
+    def abort(self, object_id: bytes) -> None:
+        """Drop an object that is still being written (a pull that failed)."""
+        entry = self.entries.get(object_id)
+        if entry is not None and entry.state == CREATED:
+            entry.deleted = True
+            entry.pins.clear()
+            self._free(entry)
 
     # ------------------------------------------------------------------ pins
     def pin(self, object_id: bytes, holder: str, on_sealed: Callable[[], None] | None = None) -> tuple | None:
@@ -116,6 +144,7 @@ class ObjectStore:
             self._restore(entry)
         entry.pins[holder] = entry.pins.get(holder, 0) + 1
         self._lru.pop(object_id, None)
+        self._lru_secondary.pop(object_id, None)
         return self._location(entry)
 
     def unpin(self, object_id: bytes, holder: str) -> None:
@@ -134,8 +163,9 @@ class ObjectStore:
         if entry.deleted:
             self._free(entry)
         elif entry.state == SEALED and entry.offset is not None:
-            self._lru[entry.object_id] = None
-            self._lru.move_to_end(entry.object_id)
+            lru = self._lru_secondary if entry.secondary else self._lru
+            lru[entry.object_id] = None
+            lru.move_to_end(entry.object_id)
 
     def release_holder(self, holder: str) -> None:
         """A process died: drop its pins, its unfinished writes, and the objects it owned."""
@@ -166,6 +196,7 @@ class ObjectStore:
     def _free(self, entry: _Entry) -> None:
         self.entries.pop(entry.object_id, None)
         self._lru.pop(entry.object_id, None)
+        self._lru_secondary.pop(entry.object_id, None)
         if entry.offset is not None:
             self.allocator.free(entry.offset, entry.alloc)
             entry.offset = None
@@ -173,12 +204,19 @@ class ObjectStore:
             _unlink(entry.path)
             self.disk_bytes -= entry.size
             entry.path = None
+        if self.on_free is not None:
+            self.on_free(entry.object_id)
 
     # ------------------------------------------------------------------ spilling
     def _allocate(self, size: int) -> int | None:
         if round_up(size) > self.allocator.capacity:
             return None
         offset = self.allocator.allocate(size)
+        while offset is None and self._lru_secondary:
+            # Copies of other nodes' objects go first, and are dropped rather than spilled.
+            self.num_copies_evicted += 1
+            self._free(self.entries[next(iter(self._lru_secondary))])
+            offset = self.allocator.allocate(size)
         while offset is None and self._lru:
             victim = self.entries[next(iter(self._lru))]
             try:
@@ -229,6 +267,51 @@ class ObjectStore:
     def _disk_path(self, object_id: bytes, kind: str) -> str:
         return os.path.join(self.spill_dir, f"{object_id.hex()}.{kind}")
 
+    # ------------------------------------------------------------------ transfer between nodes
+    def chunk(self, object_id: bytes, offset: int, length: int) -> memoryview | bytes | None:
+        """Bytes [offset, offset+length) of a pinned object: a view of the arena (zero-copy) or,
+        for an object kept on disk, a copy read from its file. None if the object is gone."""
+        entry = self.entries.get(object_id)
+        if entry is None or entry.state == CREATED or offset + length > entry.size:
+            return None
+        if entry.offset is not None:
+            return self._view[entry.offset + offset: entry.offset + offset + length]
+        if entry.path is None:
+            return None
+        fd = os.open(entry.path, os.O_RDONLY)
+        try:
+            return os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
+
+    def write_chunk(self, object_id: bytes, offset: int, data) -> bool:
+        """Copy ``data`` into a created (unsealed) object at ``offset``; False if it is gone."""
+        entry = self.entries.get(object_id)
+        if entry is None or entry.state != CREATED:
+            return False
+        view = memoryview(data).cast("B")
+        if offset + view.nbytes > entry.size:
+            raise ValueError(f"chunk [{offset}, {offset + view.nbytes}) past the end of a {entry.size}-byte object")
+        if entry.offset is not None:
+            start = entry.offset + offset
+            self._view[start: start + view.nbytes] = view
+        else:
+            fd = os.open(entry.path, os.O_WRONLY)
+            try:
+                os.pwrite(fd, view, offset)
+            finally:
+                os.close(fd)
+        return True
+
+    def region(self, object_id: bytes, offset: int, length: int) -> memoryview | None:
+        """A writable view of bytes [offset, offset+length) of a created object in the arena (a pull
+        copies into it); None if the object is gone, sealed, or kept in a file."""
+        entry = self.entries.get(object_id)
+        if entry is None or entry.state != CREATED or entry.offset is None or offset + length > entry.size:
+            return None
+        start = entry.offset + offset
+        return self._view[start: start + length]
+
     def _location(self, entry: _Entry) -> tuple:
         if entry.offset is not None:
             return ("arena", entry.offset, entry.size)
@@ -241,20 +324,26 @@ class ObjectStore:
             return None
         return {"object_id": object_id.hex(), "state": entry.state, "size": entry.size,
                 "pinned_by": len(entry.pins), "deleted": entry.deleted, "owner": entry.owner,
-                "where": "shared_memory" if entry.offset is not None else "disk"}
+                "where": "shared_memory" if entry.offset is not None else "disk",
+                "secondary": entry.secondary}
 
     def stats(self) -> dict:
         return {
             "capacity": self.capacity, "used": self.allocator.used, "num_objects": len(self.entries),
             "disk_bytes": self.disk_bytes, "num_spilled": self.num_spilled, "num_restored": self.num_restored,
             "num_pinned": sum(1 for e in self.entries.values() if e.pins),
+            "num_secondary_copies": sum(1 for e in self.entries.values() if e.secondary),
+            "num_copies_evicted": self.num_copies_evicted,
         }
 
     def close(self) -> None:
-        if self._view is not None:
-            self._view.release()
-        if self._arena is not None:
-            self._arena.close()
+        try:
+            if self._view is not None:
+                self._view.release()
+            if self._arena is not None:
+                self._arena.close()
+        except BufferError:  # a chunk still queued for sending to another node holds a view
+            pass
         shutil.rmtree(self.directory, ignore_errors=True)
         shutil.rmtree(self.spill_dir, ignore_errors=True)
 

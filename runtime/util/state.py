@@ -50,9 +50,15 @@ def _columns(cls: type) -> list[str]:
         ObjectState: lambda: schema.object_rows(
             [{"refs": [(b"", None, None, None, None, None, None, None, 0)], "type": "", "pid": 0, "ip": "",
               "node_id": ""}], {}, {})[0],
-        PlacementGroupState: lambda: dict.fromkeys(PlacementGroupState.BASE),
+        PlacementGroupState: _placement_group_sample,
     }
     return list(samples[cls]())
+
+
+def _placement_group_sample() -> dict:
+    from juno.util.placement_group import state_row
+
+    return state_row({"placement_group_id": "", "bundles": {}})
 
 
 def _finish(client: StateClient, raise_on_missing_output: bool, what: str) -> None:
@@ -136,9 +142,12 @@ def list_jobs(address: str | None = None, filters: list | None = None, limit: in
 def list_placement_groups(address: str | None = None, filters: list | None = None, limit: int = DEFAULT_LIMIT,
                           timeout: int = DEFAULT_RPC_TIMEOUT, detail: bool = False,
                           raise_on_missing_output: bool = True, _explain: bool = False) -> list:
-    """Placement groups: none yet (they arrive with multi-node clusters)."""
-    schema.check_filters(filters, PlacementGroupState.BASE)
-    return []
+    """Placement groups (the GCS's table, as ``juno.util.placement_group_table``), removed ones included."""
+    from juno.util.placement_group import state_row
+
+    return _list("placement groups", PlacementGroupState,
+                 lambda c: [state_row(r) for r in c.gcs("placement_group", "table")], address, filters, limit,
+                 timeout, detail, raise_on_missing_output)
 
 
 # ============================================================================ get

@@ -205,10 +205,12 @@ class TaskExecutor:
         return TaskContext(task_id=spec[ts.TASK_ID], job_id=spec[ts.JOB_ID], log_to=spec[ts.LOG_TO],
                            actor_id=spec[ts.ACTOR_ID], name=self._display_name(spec), gpu_ids=gpu_ids,
                            resources=resources, runtime_env=spec[ts.RUNTIME_ENV],
-                           namespace=(spec[ts.EXTRA] or {}).get("namespace"))
+                           namespace=(spec[ts.EXTRA] or {}).get("namespace"),
+                           placement_group=(spec[ts.EXTRA] or {}).get("pg") or self._actor_pg)
 
     _actor_gpus: list = []
     _actor_resources: dict = {}
+    _actor_pg: tuple | None = None  # the actor's placement group (juno.util.placement_group)
 
     def _display_name(self, spec: tuple) -> str:
         if spec[ts.KIND] == ts.KIND_ACTOR_CALL:
@@ -276,7 +278,7 @@ class TaskExecutor:
         if args_value[0] == "v":
             args, kwargs = serialization.deserialize_bytes(args_value[1])[0]
         else:
-            args, kwargs = serialization.deserialize_view(cw.shm.read(args_value[1]))[0]
+            args, kwargs = serialization.deserialize_view(cw.read_shared_object(args_value[1], args_value[2]))[0]
         deps = spec[ts.DEPS]
         if not deps:
             return args, kwargs
@@ -287,6 +289,10 @@ class TaskExecutor:
             refs = [ObjectRef(d[1], d[2]) for _, d in fetch]
             for (i, _), v in zip(fetch, cw._wait_values(refs, None)):
                 fetched[i] = v
+        # Arguments held by other nodes are pulled together, not one after another.
+        remote = [(d[1], d[2]) for d in deps if d[0] == "s" and d[2] != cw.node_id]
+        remote += [(deps[i][1], v[1]) for i, v in fetched.items() if v[0] == "s" and v[1] != cw.node_id]
+        pulled = cw.shm.pull_many(remote) if len(remote) > 1 else None  # noqa: F841 - pinned while decoding
         for i, dep in enumerate(deps):
             if dep[0] == "v":
                 value = ("v", dep[1])
@@ -414,6 +420,7 @@ class TaskExecutor:
         self.actor_id = spec[ts.ACTOR_ID]
         self._actor_gpus = list(lease_info[1] or [])
         self._actor_resources = lease_info[2] or {}
+        self._actor_pg = (spec[ts.EXTRA] or {}).get("pg")
         _set_visible_gpus(self._actor_gpus)
         ctx = self._context(spec, lease_info)
         token = current_task.set(ctx)
@@ -432,7 +439,8 @@ class TaskExecutor:
             self.cw.default_context = TaskContext(job_id=spec[ts.JOB_ID], log_to=spec[ts.LOG_TO], actor_id=self.actor_id,
                                                   name=self.actor_name, gpu_ids=self._actor_gpus,
                                                   resources=self._actor_resources,
-                                                  namespace=(spec[ts.EXTRA] or {}).get("namespace"))
+                                                  namespace=(spec[ts.EXTRA] or {}).get("namespace"),
+                                                  placement_group=self._actor_pg)
         except _DepError as d:
             error = d.error
         except _ExitActor:  # exit_actor() in the constructor: end for good, never created
@@ -446,10 +454,8 @@ class TaskExecutor:
             if self.ev is not None:
                 self._run_ended(spec[ts.TASK_ID])
         blob = serialization.serialize(error, error=True).to_bytes() if error is not None else None
-        self.cw.notify(self.cw.gcs_address, "actor_created", self.actor_id, self.cw.worker_id,
-                       self.cw.address, blob, os.getpid()) if self.cw.loop.in_loop_thread() else \
-            self.cw.loop.call_soon(self.cw.notify, self.cw.gcs_address, "actor_created", self.actor_id,
-                                   self.cw.worker_id, self.cw.address, blob, os.getpid())
+        # Sent again if the GCS restarts before it answers (runtime/gcs/client.py).
+        self.cw.gcs.notify("actor_created", self.actor_id, self.cw.worker_id, self.cw.address, blob, os.getpid())
 
     def _setup_concurrency(self, cls, options: dict) -> None:
         is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)

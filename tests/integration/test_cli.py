@@ -7,131 +7,19 @@ is a private one per test ($JUNO_CLUSTER_FILE).
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
-import queue
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import textwrap
-import threading
-import time
-import uuid
 from pathlib import Path
 
-import psutil
 import pytest
 
+from cli_harness import CMD_TIMEOUT, Cli, free_port, shm_dirs
 from helpers import wait_for_condition
-
-MARKER = "PYTEST_JUNO_CLI_MARKER"  # not JUNO_*: that prefix is runtime config
-CMD_TIMEOUT = 60
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _juno_role(proc: psutil.Process) -> bool:
-    try:
-        cmd = proc.cmdline()
-    except psutil.Error:
-        return False
-    return any(cmd[i] == "-m" and cmd[i + 1] in ("juno.gcs", "juno.node", "juno.worker")
-               for i in range(len(cmd) - 1))
-
-
-class Cli:
-    """Runs ``python -m juno`` with a private cluster file and a marker in the environment
-    that every process it starts inherits, so the test finds (and cleans up) exactly those."""
-
-    def __init__(self, tmp_path: Path):
-        self.tmp = tmp_path
-        self.marker = uuid.uuid4().hex
-        self.cluster_file = tmp_path / "current_cluster"
-        self.env = {k: v for k, v in os.environ.items() if k not in ("JUNO_ADDRESS", "RAY_ADDRESS")}
-        self.env["JUNO_CLUSTER_FILE"] = str(self.cluster_file)
-        self.env[MARKER] = self.marker
-        self.sessions: list[str] = []
-        self.popens: list[subprocess.Popen] = []
-
-    def run(self, *args: str, env: dict | None = None, timeout: float = CMD_TIMEOUT) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "juno", *map(str, args)], env=env or self.env,
-                              cwd=self.tmp, capture_output=True, text=True, timeout=timeout)
-
-    def python(self, code: str, env: dict | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env or self.env, cwd=self.tmp,
-                              capture_output=True, text=True, timeout=CMD_TIMEOUT)
-
-    def note_session(self, stdout: str) -> str:
-        m = re.search(r"^Session folder and logs: (\S+)$", stdout, re.M)
-        assert m, f"no session folder in the output of juno start:\n{stdout}"
-        self.sessions.append(m.group(1))
-        return m.group(1)
-
-    def start_head(self, port: int, *extra: str) -> str:
-        r = self.run("start", "--head", "--port", port, "--num-cpus", 1, *extra)
-        session = self.note_session(r.stdout) if r.returncode == 0 else None
-        assert r.returncode == 0, f"juno start --head failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
-        return session
-
-    def processes(self, session: str | None = None) -> list[psutil.Process]:
-        """Live juno runtime processes started by this test (of one session, if given)."""
-        found = []
-        for proc in psutil.process_iter():
-            try:
-                if proc.environ().get(MARKER) != self.marker or not _juno_role(proc) or not _alive(proc):
-                    continue
-                if session is not None and not self._in_session(proc, session):
-                    continue
-            except psutil.Error:
-                continue
-            found.append(proc)
-        return found
-
-    @staticmethod
-    def _in_session(proc: psutil.Process, session: str) -> bool:
-        cmd = proc.cmdline()
-        if session in cmd:
-            return True
-        info = proc.environ().get("JUNO_WORKER_INFO")  # workers: their node's session
-        return bool(info) and json.loads(info).get("session_dir") == session
-
-    def cleanup(self) -> None:
-        for p in self.popens:
-            if p.poll() is None:
-                p.kill()
-                p.wait(10)
-        for session in self.sessions:
-            self.run("stop", "--session-dir", session, "--force", timeout=30)
-        leftover = self.processes()
-        for proc in leftover:  # last resort: only processes this test started
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(leftover, timeout=10)
-        for session in self.sessions:
-            for path in shm_dirs(session):
-                shutil.rmtree(path, ignore_errors=True)
-            shutil.rmtree(session, ignore_errors=True)
-
-
-def shm_dirs(session: str) -> list[str]:
-    return glob.glob(f"/dev/shm/juno-{os.path.basename(session)}-*")
 
 
 def assert_user_error(r: subprocess.CompletedProcess, code: int, *needles: str) -> None:
@@ -261,21 +149,7 @@ def test_stop_by_address_stops_only_that_cluster(cli):
 
 def test_block_stays_in_foreground_until_sigterm(cli):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "juno", "start", "--head", "--port", str(port), "--num-cpus", "1",
-                             "--block"], env=cli.env, cwd=cli.tmp, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    cli.popens.append(proc)
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
-    out, deadline = "", time.monotonic() + CMD_TIMEOUT
-    while "(--block)" not in out:
-        try:
-            out += lines.get(timeout=0.5)
-        except queue.Empty:
-            if proc.poll() is not None and lines.empty():
-                pytest.fail(f"juno start --block exited with {proc.returncode}:\n{out}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"juno start --block printed no ready line in {CMD_TIMEOUT} s:\n{out}")
+    proc, out = cli.start_block("--head", "--port", port, "--num-cpus", 1)
     session = cli.note_session(out)
     status = cli.run("status")
     assert status.returncode == 0 and "Nodes: 1 alive" in status.stdout, status.stdout + status.stderr

@@ -41,6 +41,18 @@ def gated(path, value=None):
 
 
 @juno.remote
+def barrier(directory, me, parties):
+    """Returns only once all ``parties`` tasks run at the same time."""
+    open(os.path.join(directory, str(me)), "w").close()
+    deadline = time.monotonic() + 30
+    while len(os.listdir(directory)) < parties:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the tasks did not run in parallel")
+        time.sleep(0.005)
+    return me
+
+
+@juno.remote
 def describe(x, *, kw=None):
     def kind(v):
         if isinstance(v, juno.ObjectRef):
@@ -72,18 +84,17 @@ def test_get_rejects_non_refs(cluster):
 
 
 def test_tasks_run_in_parallel(cluster, tmp_path):
-    @juno.remote
-    def barrier(directory, me, parties):
-        # Returns only once all parties run at the same time.
-        open(os.path.join(directory, str(me)), "w").close()
-        deadline = time.monotonic() + 30
-        while len(os.listdir(directory)) < parties:
-            if time.monotonic() > deadline:
-                raise TimeoutError("the tasks did not run in parallel")
-            time.sleep(0.005)
-        return me
-
     for round_ in range(3):
+        directory = tmp_path / str(round_)
+        directory.mkdir()
+        assert juno.get([barrier.remote(str(directory), i, 2) for i in range(2)], timeout=60) == [0, 1]
+
+
+def test_tasks_right_after_a_burst_still_run_in_parallel(cluster, tmp_path):
+    # A burst leaves lease requests being cancelled; tasks pipelined behind a busy worker
+    # meanwhile must still get a worker of their own once those cancellations come back.
+    for round_ in range(3):
+        assert juno.get([square.remote(i) for i in range(10)], timeout=60) == [i * i for i in range(10)]
         directory = tmp_path / str(round_)
         directory.mkdir()
         assert juno.get([barrier.remote(str(directory), i, 2) for i in range(2)], timeout=60) == [0, 1]

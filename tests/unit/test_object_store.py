@@ -50,13 +50,6 @@ def test_double_free_is_refused():
 
 # ---------------------------------------------------------------------------- store
 
-@pytest.fixture
-def store(tmp_path):
-    s = ObjectStore(str(tmp_path / "shm"), 8 * PAGE, spill_dir=str(tmp_path / "spill"))
-    yield s
-    s.close()
-
-
 def oid(i: int) -> bytes:
     return bytes([i]) * 20
 
