@@ -56,6 +56,19 @@ def timeline(filename: str | None = None):
 
     return _timeline(filename)
 
+
+def load_ipython_extension(ip) -> None:
+    """``%load_ext juno``: the magics, output routing and interrupts (juno.kernel_ext)."""
+    from juno.kernel_ext import load_ipython_extension as _load
+
+    _load(ip)
+
+
+def unload_ipython_extension(ip) -> None:
+    from juno.kernel_ext import unload_ipython_extension as _unload
+
+    _unload(ip)
+
 __all__ = [
     "ActorClass", "ActorHandle", "JunoContext", "ObjectRef", "ObjectRefGenerator", "RayContext", "RemoteFunction",
     "actor", "available_resources", "cancel", "cluster_resources", "exceptions", "exit_actor", "get", "get_actor",

@@ -194,6 +194,10 @@ class ActorHandle:
     def __repr__(self) -> str:
         return f"Actor({self._meta['class_name']}, {self._actor_id.hex()})"
 
+    def _repr_html_(self) -> str:
+        from juno.widgets.reprs import actor_html
+        return actor_html(self)
+
     def __eq__(self, other) -> bool:
         return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
 

@@ -21,6 +21,16 @@ logger = logging.getLogger(__name__)
 PENDING, ALIVE, RESTARTING, DEAD = "PENDING_CREATION", "ALIVE", "RESTARTING", "DEAD"
 
 
+class ActorCreation:
+    """What submit hooks see when an actor is created (a TaskEntry for calls)."""
+
+    __slots__ = ("actor_id",)
+    task_id = None
+
+    def __init__(self, actor_id: bytes):
+        self.actor_id = actor_id
+
+
 class _ActorState:
     __slots__ = ("actor_id", "state", "address", "queue", "in_flight", "death", "subscribed", "num_restarts")
 
@@ -47,7 +57,9 @@ class ActorSubmitter:
 
     # ------------------------------------------------------------------ handles
     def register_owned(self, actor_id: bytes, detached: bool) -> None:
+        """The creating thread, once the GCS registered an actor this worker created."""
         self._owned_actors[actor_id] = detached
+        self.cw.note_submit(ActorCreation(actor_id))
 
     def add_handle(self, actor_id: bytes) -> None:
         with self._lock:
@@ -109,6 +121,7 @@ class ActorSubmitter:
 
     # ------------------------------------------------------------------ submission
     def submit(self, entry: TaskEntry) -> None:
+        self.cw.note_submit(entry)
         self.cw.loop.call_soon(self._submit, entry)
 
     def _state(self, actor_id: bytes) -> _ActorState:

@@ -56,6 +56,10 @@ class JunoContext:
         info = self.address_info
         return f"JunoContext(address={info['address']!r}, node_id={info['node_id'][:12]!r}, namespace={info['namespace']!r})"
 
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        from juno.widgets.reprs import context_mimebundle
+        return context_mimebundle(self)
+
 
 RayContext = JunoContext
 

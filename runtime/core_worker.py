@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from juno import exceptions as exc
 from juno import ids, serialization
@@ -125,6 +125,10 @@ class CoreWorker(RpcNode):
         self.shutting_down = False
         self.job_runtime_env: dict | None = None
         self.executor = None
+        # Notebook hooks (juno.kernel_ext.output): called with each TaskEntry on the submitting thread,
+        # and, when set, given the driver's worker output entries instead of printing them.
+        self.submit_hooks: list[Callable[[Any], None]] = []
+        self.log_router: Callable[[list], None] | None = None
         h = self.loop.handlers
         h["task_result"] = self.tasks.on_task_result
         h["gen_item"] = self.tasks.on_generator_item
@@ -144,6 +148,22 @@ class CoreWorker(RpcNode):
 
     def start(self) -> None:
         self.loop.start_thread()
+        if self.mode == MODE_DRIVER and "ipykernel" in sys.modules:
+            try:  # a driver inside a Jupyter kernel: route output to cells, cancel on interrupt
+                from juno.kernel_ext import output, interrupts
+
+                output.attach(self)
+                interrupts.attach(self)
+            except Exception:  # noqa: BLE001 - never let the notebook layer break init
+                logger.debug("could not attach the notebook output routing", exc_info=True)
+
+    def note_submit(self, entry: Any) -> None:
+        """Any thread, as a task or actor call is submitted: let the notebook layer see it."""
+        for hook in self.submit_hooks:
+            try:
+                hook(entry)
+            except Exception:  # noqa: BLE001
+                logger.debug("submit hook failed", exc_info=True)
 
     def stop(self) -> None:
         self.shutting_down = True
@@ -591,7 +611,14 @@ class CoreWorker(RpcNode):
         self.store.put(object_id, value)
 
     def _on_log(self, entries: list) -> None:
-        for prefix, is_err, line in entries:
+        router = self.log_router
+        if router is not None:
+            try:
+                router(entries)
+                return
+            except Exception:  # noqa: BLE001 - fall back to plain printing
+                logger.debug("log router failed", exc_info=True)
+        for prefix, is_err, line, *_ids in entries:
             stream = sys.stderr if is_err else sys.stdout
             try:
                 stream.write(f"({prefix}) {line}\n")

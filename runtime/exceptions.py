@@ -92,6 +92,10 @@ class RayError(Exception):
         extra = {k: v for k, v in self.__dict__.items() if k not in fields}
         return (type(self), ctor_args, extra or None)
 
+    def _repr_html_(self) -> str:
+        from juno.widgets.reprs import error_html
+        return error_html(self)
+
 
 # --- Task errors -----------------------------------------------------------
 

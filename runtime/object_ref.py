@@ -51,6 +51,10 @@ class ObjectRef:
     def __repr__(self) -> str:
         return f"ObjectRef({self._id.hex()})"
 
+    def _repr_html_(self) -> str:
+        from juno.widgets.reprs import object_ref_html
+        return object_ref_html(self)
+
     def __del__(self):
         if self._counted:
             try:

@@ -79,6 +79,7 @@ class TaskSubmitter:
     def submit(self, entry: TaskEntry, resources: dict, runtime_env: dict | None, strategy: Any,
                max_calls: int = 0) -> None:
         """Any thread: register the task and hand it to the IO thread."""
+        self.cw.note_submit(entry)
         self.cw.loop.call_soon(self._submit, entry, resources, runtime_env, strategy, max_calls)
 
     def _submit(self, entry: TaskEntry, resources: dict, runtime_env, strategy, max_calls: int) -> None:

@@ -25,9 +25,12 @@ class _Forwarder:
         self.lock = threading.Lock()
         self.scheduled = False
 
-    def add(self, log_to: str, prefix: str, is_err: bool, line: str) -> None:
+    def add(self, log_to: str, prefix: str, is_err: bool, line: str, task_id: bytes | None = None,
+            actor_id: bytes | None = None) -> None:
+        # (prefix, is_err, line, task_id, actor_id): the ids let a notebook driver route the line
+        # to the cell that launched the task (juno.kernel_ext.output)
         with self.lock:
-            self.pending.setdefault(log_to, []).append((prefix, is_err, line))
+            self.pending.setdefault(log_to, []).append((prefix, is_err, line, task_id, actor_id))
             if self.scheduled:
                 return
             self.scheduled = True
@@ -91,7 +94,7 @@ class _TaggedStream(io.TextIOBase):
             return
         prefix = f"{ctx.name or 'worker'} pid={self._pid}"
         for line in lines:
-            self._forwarder.add(ctx.log_to, prefix, self._is_err, line)
+            self._forwarder.add(ctx.log_to, prefix, self._is_err, line, ctx.task_id, ctx.actor_id)
 
 
 def install_output_capture(cw: CoreWorker) -> None:

@@ -139,7 +139,7 @@ class _Proc:
 
 
 def test_bare_stop_picks_what_juno_start_started_and_its_workers():
-    from juno.cli import JunoProcess, started_by_juno_start
+    from juno.cli_stop import JunoProcess, started_by_juno_start
 
     def proc(pid, role, *args, ppid=1, session=None):
         module = {"GCS": "juno.gcs", "node manager": "juno.node", "worker": "juno.worker"}[role]
