@@ -14,11 +14,13 @@ from juno import exceptions as exc
 from juno import ids
 from juno import options as opt
 from juno.auth import resolve_token
+from juno import kernel_cluster
 from juno.config import Config
 from juno.core_worker import MODE_DRIVER, CoreWorker, global_worker, set_global_worker
 from juno.local_cluster import (ClusterProcesses, forget_cluster_token, normalize_address, read_current_cluster,
                                 start_local_cluster, stop_processes)
 from juno.object_ref import ObjectRef, ObjectRefGenerator
+from juno.proc_util import pid_alive
 
 logger = logging.getLogger("juno")
 
@@ -93,9 +95,15 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
         if address is None:
             address = os.environ.get("JUNO_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
         cluster: ClusterProcesses | None = None
-        if address in (None, "local"):
+        # In a notebook kernel, the local cluster outlives a kernel restart (runtime/kernel_cluster.py).
+        kernel = kernel_cluster.kernel_key() if address is None and config.kernel_cluster_linger_s > 0 else None
+        reattached = _reattach(kernel, config) if kernel else None
+        if reattached is not None:
+            gcs_address, node, token = reattached
+        elif address in (None, "local"):
             cluster = start_local_cluster(config, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
-                                          object_store_memory=object_store_memory, owner_pid=os.getpid())
+                                          object_store_memory=object_store_memory, owner_pid=os.getpid(),
+                                          owner_linger_s=config.kernel_cluster_linger_s if kernel else 0.0)
             gcs_address, node, token = cluster.gcs_address, cluster.nodes[0], cluster.token
         else:
             if any(v is not None for v in (num_cpus, num_gpus, resources, object_store_memory)):
@@ -123,6 +131,13 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
                 forget_cluster_token(cluster.gcs_address, cluster.token)
             raise
         _state["cluster"] = cluster
+        _state["kernel"] = None
+        if kernel is not None:
+            if reattached is not None:
+                cw.gcs_call("claim_cluster", os.getpid())
+            else:
+                kernel_cluster.write(kernel, cluster)
+            _state["kernel"] = (kernel, kernel_cluster.read(kernel))
         context = JunoContext({
             "address": gcs_address.replace("tcp://", ""), "gcs_address": gcs_address,
             "node_id": cw.node_id, "session_dir": node["session_dir"], "namespace": cw.namespace,
@@ -159,6 +174,27 @@ def _validate_init(num_cpus, num_gpus, resources, object_store_memory) -> None:
                 raise ValueError(f"Use num_{key.lower()}s=... instead of resources={{'{key}': ...}} in init().")
     if object_store_memory is not None and (not isinstance(object_store_memory, int) or object_store_memory <= 0):
         raise ValueError(f"init(object_store_memory=...) must be a positive number of bytes, got {object_store_memory!r}")
+
+
+def _reattach(kernel: str, config: Config) -> tuple[str, dict, str | None] | None:
+    """(GCS address, local node, token) of the cluster this kernel's previous process left
+    running, if it is still there; None to start a new one."""
+    record = kernel_cluster.read(kernel)
+    pids = record.get("pids") if record else None
+    if not pids or not all(isinstance(pid, int) and pid_alive(pid) for pid in pids):
+        kernel_cluster.forget(kernel)
+        return None
+    gcs_address = record["gcs_address"]
+    token, token_source = resolve_token(gcs_address, required=False)
+    try:
+        node = _find_local_node(gcs_address, config, token, token_source)
+    except (TimeoutError, ConnectionError) as e:
+        logger.warning("the cluster this kernel left running at %s does not answer (%s); starting a new one",
+                       gcs_address, e)
+        kernel_cluster.forget(kernel)
+        return None
+    logger.info("attached to the cluster this kernel left running at %s", gcs_address.replace("tcp://", ""))
+    return gcs_address, node, token
 
 
 def _find_local_node(gcs_address: str, config: Config, token: str | None, token_source: str) -> dict:
@@ -198,12 +234,23 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
         cluster: ClusterProcesses | None = _state.get("cluster")
         if cw is None and cluster is None:
             return
+        kernel = _state.get("kernel")
+        if kernel is not None and _exiting_interpreter:
+            # A kernel exiting (or restarting): its cluster waits for the next kernel to claim it.
+            cluster = None
         if cw is not None:
             cw.shutting_down = True
             if cluster is None:
                 _detach_from_cluster(cw)
             set_global_worker(None)
             cw.stop()
+        if kernel is not None and not _exiting_interpreter:  # juno.shutdown() in a notebook: stop it now
+            key, record = kernel
+            kernel_cluster.forget(key)
+            if cluster is None and record is not None:
+                kernel_cluster.stop(record, cw.config.shutdown_grace_s if cw else 3.0)
+                forget_cluster_token(record["gcs_address"], None)
+        _state["kernel"] = None
         if cluster is not None:
             stop_processes(cluster.procs, cw.config.shutdown_grace_s if cw else 3.0)
             shutil.rmtree(cluster.session_dir, ignore_errors=True)

@@ -64,6 +64,9 @@ class Config:
     # Drivers and workers ride out a GCS restart: a GCS request unanswered this long (the GCS is down
     # and was not restarted in time) fails with GcsUnavailableError (runtime/gcs/client.py).
     gcs_reconnect_timeout_s: float = 60.0
+    # A notebook kernel's local cluster waits this long after the kernel is gone for a restarted
+    # kernel to attach again (runtime/kernel_cluster.py) before it stops; 0: it stops at once.
+    kernel_cluster_linger_s: float = 60.0
     # How often a process checks that the process it belongs to is still alive.
     parent_check_interval_s: float = 0.5
     # Grace period for processes to exit on shutdown before they are killed.

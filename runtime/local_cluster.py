@@ -123,7 +123,7 @@ def local_session_dir(cluster_session_dir: str) -> str:
 
 def start_gcs(session_dir: str, config: Config, *, host: str = "127.0.0.1", port: int = 0,
               owner_pid: int | None = None, detach: bool = False,
-              token: str | None = None) -> tuple[subprocess.Popen, str]:
+              token: str | None = None, owner_linger_s: float = 0.0) -> tuple[subprocess.Popen, str]:
     """Start the GCS of the cluster whose session folder is ``session_dir``. Its token is ``token``,
     else the session's (a restarted GCS), else $JUNO_CLUSTER_TOKEN, else a new one; it is kept in
     the session folder and, by address, where local clients look (:func:`read_cluster_token`)."""
@@ -132,6 +132,8 @@ def start_gcs(session_dir: str, config: Config, *, host: str = "127.0.0.1", port
     cmd = [sys.executable, "-m", "juno.gcs", "--host", host, "--port", str(port), "--session-dir", session_dir]
     if owner_pid:
         cmd += ["--owner-pid", str(owner_pid)]
+        if owner_linger_s > 0:
+            cmd += ["--owner-linger-s", str(owner_linger_s)]
     proc, address = _start(cmd, log_path=os.path.join(session_dir, "logs", "gcs.log"), config=config,
                            detach=detach, what="GCS", token=token)
     write_cluster_token(address, token)
@@ -176,17 +178,20 @@ def start_node(session_name: str, session_dir: str, gcs_address: str, config: Co
 def start_local_cluster(config: Config, *, num_cpus=None, num_gpus=None, resources=None,
                         object_store_memory=None, owner_pid: int | None = None, port: int = 0,
                         host: str = "127.0.0.1", detach: bool = False, token: str | None = None,
-                        node_ip_address: str | None = None) -> ClusterProcesses:
-    """A GCS and a head node; the token is ``token``, else $JUNO_CLUSTER_TOKEN, else a new one."""
+                        node_ip_address: str | None = None, owner_linger_s: float = 0.0) -> ClusterProcesses:
+    """A GCS and a head node; the token is ``token``, else $JUNO_CLUSTER_TOKEN, else a new one.
+    ``owner_linger_s``: the GCS outlives ``owner_pid`` that long, waiting to be claimed (a notebook
+    kernel's cluster, runtime/kernel_cluster.py); the head node then lives as long as the GCS."""
     name, session_dir = new_session()
     token = token or auth.token_for_new_cluster()
     gcs_proc, gcs_address = start_gcs(session_dir, config, host=host, port=port, owner_pid=owner_pid,
-                                      detach=detach, token=token)
+                                      detach=detach, token=token, owner_linger_s=owner_linger_s)
     cluster = ClusterProcesses(name, session_dir, gcs_address, [gcs_proc], token=token)
+    node_owner = gcs_proc.pid if owner_linger_s > 0 else owner_pid
     try:
         node_proc, node = start_node(name, session_dir, gcs_address, config, num_cpus=num_cpus, num_gpus=num_gpus,
                                      resources=resources, object_store_memory=object_store_memory,
-                                     owner_pid=owner_pid, head=True, detach=detach, token=token,
+                                     owner_pid=node_owner, head=True, detach=detach, token=token,
                                      node_ip_address=node_ip_address)
     except BaseException:
         stop_processes(cluster.procs, config.shutdown_grace_s)

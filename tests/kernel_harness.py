@@ -205,6 +205,20 @@ class KernelHarness:
             time.sleep(interval)
 
     # ---------------------------------------------------------------- teardown
+    def restart(self, timeout: float = 60.0) -> None:
+        """Restart the kernel as Jupyter's restart button does (same connection file, new process).
+        Readiness is a cell that runs (not kc.wait_for_ready: it would read iopub beside our reader
+        thread, and ZeroMQ sockets are not thread-safe)."""
+        self.km.restart_kernel(now=False)
+        deadline = time.monotonic() + timeout
+        while True:  # iopub (a SUB socket) reconnects late and can miss the first cells' messages
+            try:
+                self.run_ok("pass", timeout=min(5.0, max(0.1, deadline - time.monotonic())))
+                return
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise
+
     def close(self, timeout: float = 30.0) -> None:
         """Shut juno down in the kernel (if it was imported), then the kernel; wait for both."""
         try:

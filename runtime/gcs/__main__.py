@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--session-dir", required=True)
     p.add_argument("--owner-pid", type=int, default=0)
+    p.add_argument("--owner-linger-s", type=float, default=0.0,
+                   help="once the owner is gone, wait this long for another process to claim the cluster")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s gcs %(name)s: %(message)s")
     if not os.environ.get(auth.TOKEN_ENV):
@@ -28,9 +30,13 @@ def main(argv: list[str] | None = None) -> int:
         if token:
             os.environ[auth.TOKEN_ENV] = token
     gcs = GcsServer(bind=f"tcp://{args.host}:{args.port}", session_dir=args.session_dir,
-                    config=Config.from_env(), owner_pid=args.owner_pid or None)
+                    config=Config.from_env(), owner_pid=args.owner_pid or None, owner_linger_s=args.owner_linger_s)
     report_ready(gcs.address)
     gcs.loop.run()
+    if gcs.abandoned:  # nobody claimed it in time: its node managers follow it; leave no folder behind
+        import shutil
+
+        shutil.rmtree(args.session_dir, ignore_errors=True)
     return 0
 
 

@@ -29,10 +29,16 @@ logger = logging.getLogger(__name__)
 
 
 class GcsServer(RpcNode):
-    def __init__(self, *, bind: str, session_dir: str, config: Config, owner_pid: int | None):
+    def __init__(self, *, bind: str, session_dir: str, config: Config, owner_pid: int | None,
+                 owner_linger_s: float = 0.0):
         self.config = config
         self.session_dir = session_dir
         self.owner_pid = owner_pid
+        # A notebook kernel's cluster (runtime/kernel_cluster.py) waits this long after its owner is
+        # gone for a restarted kernel to claim it (rpc_claim_cluster) before it stops.
+        self.owner_linger_s = owner_linger_s
+        self._owner_gone_at: float | None = None
+        self.abandoned = False
         self.loop = EventLoop(bind, name="juno-gcs", max_message_bytes=config.max_message_bytes)
         self.address = self.loop.address
         self.install_rpc(self.loop)
@@ -63,15 +69,31 @@ class GcsServer(RpcNode):
 
     def _check_owner(self) -> None:
         if self.owner_pid and not pid_alive(self.owner_pid):
-            logger.warning("the process that started this cluster (%s) is gone; stopping", self.owner_pid)
-            self.loop.stop()
-            return
+            now = time.monotonic()
+            if self._owner_gone_at is None and self.owner_linger_s > 0:
+                self._owner_gone_at = now
+                logger.info("the process that started this cluster (%s) is gone; waiting %g s for another "
+                            "to claim it", self.owner_pid, self.owner_linger_s)
+            if self._owner_gone_at is None or now - self._owner_gone_at >= self.owner_linger_s:
+                logger.warning("the process that started this cluster (%s) is gone; stopping", self.owner_pid)
+                self.abandoned = self._owner_gone_at is not None
+                self.loop.stop()
+                return
         for job_id, job in self.jobs.items():
             if job["is_dead"] or not job.get("pid") or job.get("remote_driver"):
                 continue
             if not pid_alive(job["pid"]):
                 self._finish_job(job_id)
         self.loop.call_later(self.config.parent_check_interval_s, self._check_owner)
+
+    def rpc_claim_cluster(self, reply: Reply, pid: int):
+        """A restarted notebook kernel takes over the cluster its previous process started."""
+        if not self.owner_linger_s:
+            return False
+        self.owner_pid = pid
+        self._owner_gone_at = None
+        logger.info("process %s claimed this cluster", pid)
+        return True
 
     # ------------------------------------------------------------------ nodes
     def rpc_register_node(self, reply: Reply, info: dict):
