@@ -340,7 +340,11 @@ class JunoMagics(Magics):
         if not juno.is_initialized():
             print("Juno is not running; start it with %juno init or juno.init().")
             return None
-        print(cluster_status_text())
+        from IPython.display import display
+
+        from juno.widgets import cluster_widget
+
+        display(cluster_widget())  # live usage bars in a notebook, text and HTML where widgets don't render
         return None
 
     def _juno_dashboard(self, _rest: str):
@@ -354,28 +358,3 @@ class JunoMagics(Magics):
         else:
             print("The Juno dashboard is not running.")
         return None
-
-
-def _format_resources(resources: dict) -> str:
-    def fmt(key, v):
-        if key in ("memory", "object_store_memory") and isinstance(v, (int, float)):
-            return f"{v / 2**30:.2f} GiB"
-        return f"{v:g}" if isinstance(v, (int, float)) else str(v)
-    return ", ".join(f"{k} {fmt(k, v)}" for k, v in sorted(resources.items())) or "none"
-
-
-def cluster_status_text() -> str:
-    """The cluster as text: each node and its resources, then totals and what is free."""
-    import juno
-
-    nodes = juno.nodes()
-    alive = [n for n in nodes if n["Alive"]]
-    lines = [f"Juno cluster: {len(alive)} node(s) alive, {len(nodes) - len(alive)} dead"]
-    for n in nodes:
-        state = "alive" if n["Alive"] else f"dead ({n['DeathReasonMessage'] or 'unknown'})"
-        head = " head" if n.get("IsHead") else ""
-        lines.append(f"  node {n['NodeID'][:12]}{head} {n['NodeManagerAddress']} {state}: "
-                     f"{_format_resources(n['Resources'])}")
-    lines.append(f"Total:     {_format_resources(juno.cluster_resources())}")
-    lines.append(f"Available: {_format_resources(juno.available_resources())}")
-    return "\n".join(lines)

@@ -53,10 +53,11 @@ class TaskContext:
     """What the code running right now belongs to (task, actor, job, resources)."""
 
     __slots__ = ("task_id", "job_id", "log_to", "actor_id", "name", "gpu_ids", "resources",
-                 "runtime_env", "children", "namespace", "placement_group")
+                 "runtime_env", "children", "namespace", "placement_group", "root")
 
     def __init__(self, task_id=None, job_id=None, log_to=None, actor_id=None, name="",
-                 gpu_ids=(), resources=None, runtime_env=None, namespace=None, placement_group=None):
+                 gpu_ids=(), resources=None, runtime_env=None, namespace=None, placement_group=None,
+                 root=None):
         self.task_id = task_id
         self.job_id = job_id
         self.log_to = log_to
@@ -69,6 +70,9 @@ class TaskContext:
         self.namespace = namespace
         # (group id, bundle index, capture_child_tasks, bundles) when it runs in a placement group
         self.placement_group = placement_group
+        # The task the driver submitted that this one descends from (None: this one is it); a
+        # notebook routes nested tasks' output to the cell that launched that root.
+        self.root = root
 
 
 current_task: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar("juno_task", default=None)

@@ -113,6 +113,8 @@ class RemoteFunction:
             resources, strategy, pg = apply_placement_group(strategy, options, ctx, resources, f"task {name}")
             if pg is not None:
                 extra = dict(extra or {"namespace": ctx.namespace}, pg=pg)
+        if ctx.task_id is not None and ctx.log_to:  # nested: its output belongs with its root's
+            extra = dict(extra or {"namespace": ctx.namespace}, root=ctx.root or ctx.task_id)
         spec = (task_id, ts.KIND_TASK, function_id, name, args_value, deps, num_returns, cw.address,
                 ctx.log_to, ctx.job_id, retry_exc, runtime_env, None, extra)
         streaming = num_returns == ts.STREAMING

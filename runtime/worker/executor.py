@@ -206,7 +206,8 @@ class TaskExecutor:
                            actor_id=spec[ts.ACTOR_ID], name=self._display_name(spec), gpu_ids=gpu_ids,
                            resources=resources, runtime_env=spec[ts.RUNTIME_ENV],
                            namespace=(spec[ts.EXTRA] or {}).get("namespace"),
-                           placement_group=(spec[ts.EXTRA] or {}).get("pg") or self._actor_pg)
+                           placement_group=(spec[ts.EXTRA] or {}).get("pg") or self._actor_pg,
+                           root=(spec[ts.EXTRA] or {}).get("root"))
 
     _actor_gpus: list = []
     _actor_resources: dict = {}

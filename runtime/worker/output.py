@@ -28,7 +28,8 @@ class _Forwarder:
     def add(self, log_to: str, prefix: str, is_err: bool, line: str, task_id: bytes | None = None,
             actor_id: bytes | None = None) -> None:
         # (prefix, is_err, line, task_id, actor_id): the ids let a notebook driver route the line
-        # to the cell that launched the task (juno.kernel_ext.output)
+        # to the cell that launched the task (juno.kernel_ext.output); task_id is the root task the
+        # driver submitted, for a nested task
         with self.lock:
             self.pending.setdefault(log_to, []).append((prefix, is_err, line, task_id, actor_id))
             if self.scheduled:
@@ -94,7 +95,7 @@ class _TaggedStream(io.TextIOBase):
             return
         prefix = f"{ctx.name or 'worker'} pid={self._pid}"
         for line in lines:
-            self._forwarder.add(ctx.log_to, prefix, self._is_err, line, ctx.task_id, ctx.actor_id)
+            self._forwarder.add(ctx.log_to, prefix, self._is_err, line, ctx.root or ctx.task_id, ctx.actor_id)
 
 
 def install_output_capture(cw: CoreWorker) -> None:

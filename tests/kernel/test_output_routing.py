@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import re
 
-
-
 INIT = "import time, juno\njuno.init(num_cpus=2)\n"
 
 CHATTY = '''
@@ -43,6 +41,22 @@ def test_output_lands_under_the_launching_cell_while_another_runs(own_kernel):
     started = next(m["header"]["date"] for m in later.messages if m["header"]["msg_type"] == "execute_input")
     assert any(m["header"]["date"] > started for m in launch.messages if m["header"]["msg_type"] == "stream")
     assert own_kernel.run_ok("print(juno.get(ref))").stdout == "40\n"
+
+
+def test_nested_task_output_lands_under_the_cell_that_launched_the_root(own_kernel):
+    own_kernel.run_ok(INIT + CHATTY + """
+@juno.remote(num_cpus=0)
+def parent(n):
+    print("parent starts", flush=True)
+    return juno.get(chatty.options(num_cpus=0).remote(n, 0.05, "nested"))
+""")
+    launch = own_kernel.run_ok("ref = parent.remote(20)")
+    later = own_kernel.run_ok("print('cell 3 runs'); time.sleep(0.5)")
+    own_kernel.wait_for(lambda: len(_ticks(launch.stdout, "nested")) == 20, timeout=30,
+                        what="the nested task's 20 lines under the launching cell")
+    assert "parent starts" in launch.stdout and _ticks(launch.stdout, "nested") == list(range(20))
+    assert "nested" not in later.stdout and "nested" not in later.stderr
+    assert own_kernel.run_ok("print(juno.get(ref))").stdout == "20\n"
 
 
 def test_actor_call_output_goes_to_the_calling_cell(own_kernel):
