@@ -99,7 +99,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
         kernel = kernel_cluster.kernel_key() if address is None and config.kernel_cluster_linger_s > 0 else None
         reattached = _reattach(kernel, config) if kernel else None
         if reattached is not None:
-            gcs_address, node, token = reattached
+            gcs_address, node, token, kernel_record = reattached
         elif address in (None, "local"):
             cluster = start_local_cluster(config, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
                                           object_store_memory=object_store_memory, owner_pid=os.getpid(),
@@ -136,8 +136,8 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
             if reattached is not None:
                 cw.gcs_call("claim_cluster", os.getpid())
             else:
-                kernel_cluster.write(kernel, cluster)
-            _state["kernel"] = (kernel, kernel_cluster.read(kernel))
+                kernel_record = kernel_cluster.write(kernel, cluster)
+            _state["kernel"] = (kernel, kernel_record)
         context = JunoContext({
             "address": gcs_address.replace("tcp://", ""), "gcs_address": gcs_address,
             "node_id": cw.node_id, "session_dir": node["session_dir"], "namespace": cw.namespace,
@@ -176,9 +176,9 @@ def _validate_init(num_cpus, num_gpus, resources, object_store_memory) -> None:
         raise ValueError(f"init(object_store_memory=...) must be a positive number of bytes, got {object_store_memory!r}")
 
 
-def _reattach(kernel: str, config: Config) -> tuple[str, dict, str | None] | None:
-    """(GCS address, local node, token) of the cluster this kernel's previous process left
-    running, if it is still there; None to start a new one."""
+def _reattach(kernel: str, config: Config) -> tuple[str, dict, str | None, dict] | None:
+    """(GCS address, local node, token, its record) of the cluster this kernel's previous process
+    left running, if it is still there; None to start a new one."""
     record = kernel_cluster.read(kernel)
     pids = record.get("pids") if record else None
     if not pids or not all(isinstance(pid, int) and pid_alive(pid) for pid in pids):
@@ -194,7 +194,7 @@ def _reattach(kernel: str, config: Config) -> tuple[str, dict, str | None] | Non
         kernel_cluster.forget(kernel)
         return None
     logger.info("attached to the cluster this kernel left running at %s", gcs_address.replace("tcp://", ""))
-    return gcs_address, node, token
+    return gcs_address, node, token, record
 
 
 def _find_local_node(gcs_address: str, config: Config, token: str | None, token_source: str) -> dict:

@@ -19,6 +19,7 @@ import sys
 import time
 
 from juno.local_cluster import TEMP_ROOT
+from juno.proc_util import pid_alive
 
 RECORDS = os.path.join(TEMP_ROOT, "kernels")
 
@@ -52,9 +53,9 @@ def read(key: str) -> dict | None:
     return record if isinstance(record, dict) and record.get("gcs_address") else None
 
 
-def write(key: str, cluster) -> None:
-    """Record ``cluster`` (a local_cluster.ClusterProcesses) as this kernel's; drop records of
-    clusters that are gone (their kernels never came back)."""
+def write(key: str, cluster) -> dict:
+    """Record ``cluster`` (a local_cluster.ClusterProcesses) as this kernel's and return the record;
+    drop records of clusters that are gone (their kernels never came back)."""
     os.makedirs(RECORDS, mode=0o700, exist_ok=True)
     _prune()
     record = {"gcs_address": cluster.gcs_address, "session_dir": cluster.session_dir,
@@ -64,6 +65,7 @@ def write(key: str, cluster) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(record, f)
     os.replace(tmp, _path(key))
+    return record
 
 
 def _prune() -> None:
@@ -75,7 +77,7 @@ def _prune() -> None:
         if name.endswith(".json"):
             record = read(name[: -len(".json")])
             pids = record.get("pids", []) if record else []
-            if not any(isinstance(pid, int) and _alive(pid) for pid in pids):
+            if not any(isinstance(pid, int) and pid_alive(pid) for pid in pids):
                 forget(name[: -len(".json")])
 
 
@@ -94,10 +96,10 @@ def stop(record: dict, grace_s: float) -> None:
     for pid in reversed(pids):
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.02)
     for pid in pids:
-        if _alive(pid):
+        if pid_alive(pid):
             _signal(pid, signal.SIGKILL)
     for path in [record.get("session_dir"), *record.get("store_dirs", [])]:
         if isinstance(path, str) and path:
@@ -109,9 +111,3 @@ def _signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _alive(pid: int) -> bool:
-    from juno.proc_util import pid_alive
-
-    return pid_alive(pid)

@@ -49,11 +49,20 @@ class ClusterProcesses:
 def new_session() -> tuple[str, str]:
     name = f"s{time.strftime('%m%d%H%M%S')}{secrets.token_hex(3)}"
     session_dir = os.path.join(TEMP_ROOT, name)
+    _make_session_dir(session_dir, fresh=True)
+    return name, session_dir
+
+
+def _make_session_dir(session_dir: str, fresh: bool) -> None:
+    """A session folder under TEMP_ROOT, private (logs, the token), with its logs/ and its sock/
+    (0700: it protects the ipc sockets). ``fresh``: it must not exist yet."""
     os.makedirs(TEMP_ROOT, exist_ok=True)
-    os.mkdir(session_dir, 0o700)  # private: logs, the token; its sock/ protects the ipc sockets
+    if fresh:
+        os.mkdir(session_dir, 0o700)
+    else:
+        os.makedirs(session_dir, mode=0o700, exist_ok=True)
     os.makedirs(os.path.join(session_dir, "logs"), exist_ok=True)
     os.makedirs(os.path.join(session_dir, "sock"), mode=0o700, exist_ok=True)
-    return name, session_dir
 
 
 def _start(cmd: list[str], *, log_path: str, config: Config, detach: bool, what: str,
@@ -114,10 +123,7 @@ def local_session_dir(cluster_session_dir: str) -> str:
     if os.path.isdir(cluster_session_dir):
         return cluster_session_dir
     session_dir = os.path.join(TEMP_ROOT, os.path.basename(cluster_session_dir.rstrip("/")))
-    os.makedirs(TEMP_ROOT, exist_ok=True)
-    os.makedirs(session_dir, mode=0o700, exist_ok=True)
-    os.makedirs(os.path.join(session_dir, "logs"), exist_ok=True)
-    os.makedirs(os.path.join(session_dir, "sock"), mode=0o700, exist_ok=True)
+    _make_session_dir(session_dir, fresh=False)
     return session_dir
 
 
