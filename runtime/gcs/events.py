@@ -21,6 +21,7 @@ from typing import Any, Iterable
 
 from juno import task_events as te
 from juno import task_spec as ts
+from juno.gcs.task_summary import TaskSummary
 
 
 class TaskEventStore:
@@ -46,6 +47,7 @@ class TaskEventStore:
         self._early: dict[tuple, dict] = {}  # worker reports that came before their owner's
         self._early_order: collections.deque = collections.deque()
         self._pending_new = 0
+        self.summary: TaskSummary | None = None  # counts kept current once someone asked (task_summary)
 
     def __len__(self) -> int:
         self.compact()
@@ -61,6 +63,8 @@ class TaskEventStore:
     def _trim(self) -> None:
         """More is waiting than can be kept: forget the oldest batches unread (and count them),
         keeping the newest ``max_tasks`` new attempts. Everything merged before is older still."""
+        if self.summary is not None:
+            self.summary.removed_all(self.records)
         for rec in self.records.values():
             self._count_dropped(rec[te.JOB_ID], 1)
         self.records.clear()
@@ -92,6 +96,8 @@ class TaskEventStore:
             for job, n in pending[i][2].items():
                 self._count_dropped(job, n)
         if seen >= self.max_tasks:  # the batches kept fill the table: every older record goes
+            if self.summary is not None:
+                self.summary.removed_all(self.records)
             for rec in self.records.values():
                 self._count_dropped(rec[te.JOB_ID], 1)
             self.records.clear()
@@ -121,9 +127,12 @@ class TaskEventStore:
 
     def _drop_oldest(self) -> None:
         while len(self.records) > self.max_tasks:
-            old = self.records.pop(self._order.popleft(), None)
+            key = self._order.popleft()
+            old = self.records.pop(key, None)
             if old is not None:
                 self._count_dropped(old[te.JOB_ID], 1)
+                if self.summary is not None:
+                    self.summary.removed(key, old)
 
     def add_reports(self, header: tuple, owner: Iterable[tuple], runs: Iterable[tuple],
                     errors: Iterable[tuple]) -> None:
@@ -131,6 +140,7 @@ class TaskEventStore:
         report (the one with its info); a later owner report of an attempt no longer here (dropped)
         is ignored, and what the executing worker says before the owner did waits aside."""
         records = self.records
+        touched = self.summary.touched if self.summary is not None else set()
         for rep in owner:
             key = (rep[0], rep[1])
             rec = records.get(key)
@@ -142,6 +152,7 @@ class TaskEventStore:
                 if early is not None:
                     for index, value in early.items():
                         rec[index] = value
+            touched.add(key)
             if rep[2] is not None:
                 rec[te.INFO] = rep[2]
             rec[te.OWNER] = rep[3:10]
@@ -158,6 +169,7 @@ class TaskEventStore:
                 continue
             if run[3] is None and rec[te.T_RUN_END] is not None:
                 continue  # a late "still running" after the end arrived
+            touched.add((run[0], run[1]))
             rec[te.RUN] = run[2:4]
             rec[te.WORKER] = header
         for err in errors:
@@ -167,6 +179,7 @@ class TaskEventStore:
                                             te.NODE_ID: header[0], te.WORKER_ID: header[1],
                                             te.WORKER_PID: header[2]})
                 continue
+            touched.add((err[0], err[1]))
             rec[te.WORKER_ERROR] = err[2:4]
             rec[te.WORKER] = header
 
@@ -190,8 +203,22 @@ class TaskEventStore:
         rec = self.records.get((task_id, attempt))
         if rec is None:
             return
+        if self.summary is not None:
+            self.summary.touched.add((task_id, attempt))
         for index, value in fields.items():
             rec[index] = value
+
+    def task_summary(self, limit: int, dead_jobs: Iterable) -> dict:
+        """Counts by state and function, cumulative totals, newest running and failed records
+        (runtime/gcs/task_summary.py): the first call counts every record, later ones what changed."""
+        self.compact()
+        if self.summary is None:
+            self.summary = TaskSummary()
+            self.summary.touched.update(self.records)
+        self.summary.refresh(self.records, dead_jobs)
+        out = self.summary.result(self.records, limit)
+        out["num_dropped"] = self.num_dropped
+        return out
 
     def get(self, task_id: bytes, attempt: int) -> list | None:
         return self.records.get((task_id, attempt))
@@ -302,6 +329,11 @@ class GcsEvents:
                 "num_reports": self.num_reports, "report_bytes": self.report_bytes,
                 "now": time.time()}
 
+    def task_summary(self, limit: int, dead_jobs: Iterable) -> dict:
+        out = self.tasks.task_summary(limit, dead_jobs)
+        out["now"] = time.time()
+        return out
+
     def actor_events(self, actor_id: bytes | None = None) -> dict:
         entries = [e for e in self.actor_log if actor_id is None or e[1] == actor_id]
         return {"events": entries, "num_dropped": self.actor_log.num_dropped}
@@ -317,5 +349,7 @@ class GcsEvents:
             row["resources"] = record.info.get("resources") or {}
             row["runtime_env"] = record.info.get("runtime_env")
             row["events"] = history.get(record.actor_id, [])
+            row["max_restarts"] = record.info.get("max_restarts", 0)
+            row["worker_id"] = record.worker_id
             out.append(row)
         return out

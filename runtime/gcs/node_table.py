@@ -20,6 +20,11 @@ UNKNOWN_NODE = "unknown_node"
 MAX_DEMAND_REPORTED = 100
 
 
+def empty_store_usage(capacity: int) -> dict:
+    """A node's object store usage as heartbeats report it (runtime/node/manager.py), before any."""
+    return {"used": 0, "total": int(capacity), "spilled": 0, "num_objects": 0}
+
+
 class NodeTable:
     def __init__(self, death_timeout_s: float):
         self.death_timeout_s = death_timeout_s
@@ -33,6 +38,7 @@ class NodeTable:
         node.update(alive=True, available=dict(info.get("available") or info["resources"]), start_time=now,
                     last_heartbeat=time.monotonic(), death_reason=None, end_time=None,
                     demand=node.get("demand") or [])
+        node.setdefault("object_store", empty_store_usage(info.get("object_store_memory") or 0))
         self.nodes[node["node_id"]] = node
         self._changed()
         return node
@@ -46,13 +52,17 @@ class NodeTable:
         self.nodes[node["node_id"]] = node
         self._changed()
 
-    def heartbeat(self, node_id: str, available: dict, demand: list, seen_version: int) -> Any:
-        """Record a heartbeat; the reply for the node (see module docstring)."""
+    def heartbeat(self, node_id: str, available: dict, demand: list, seen_version: int,
+                  object_store: dict | None = None) -> Any:
+        """Record a heartbeat; the reply for the node (see module docstring). ``object_store``
+        (the store's usage) comes only when it changed: None keeps the last one."""
         node = self.nodes.get(node_id)
         if node is None or not node["alive"] or node.get("unconfirmed"):
             return UNKNOWN_NODE
         node["last_heartbeat"] = time.monotonic()
         node["demand"] = demand
+        if object_store is not None:
+            node["object_store"] = object_store  # not part of the view: no version bump
         if available != node["available"]:
             node["available"] = available
             self._changed()

@@ -117,9 +117,11 @@ class GcsServer(RpcNode):
         self.node_table.report_resources(node_id, available)
         return None
 
-    def rpc_node_heartbeat(self, reply: Reply, node_id: str, available: dict, demand: list, seen_version: int):
-        """(view version, cluster view or None if unchanged), or UNKNOWN_NODE: register again."""
-        return self.node_table.heartbeat(node_id, available, demand, seen_version)
+    def rpc_node_heartbeat(self, reply: Reply, node_id: str, available: dict, demand: list, seen_version: int,
+                           object_store: dict | None = None):
+        """(view version, cluster view or None if unchanged), or UNKNOWN_NODE: register again.
+        ``object_store``: the node's store usage, sent only when it changed."""
+        return self.node_table.heartbeat(node_id, available, demand, seen_version, object_store)
 
     def rpc_get_cluster_view(self, reply: Reply):
         return (self.node_table.version, self.node_table.view())
@@ -265,6 +267,12 @@ class GcsServer(RpcNode):
 
     def rpc_get_task_events(self, reply: Reply, job_id: int | None = None):
         return self.events.task_snapshot(job_id)
+
+    def rpc_task_summary(self, reply: Reply, limit: int = 100):
+        """Task counts by state and function, cumulative finished/failed totals and the newest
+        ``limit`` running and failed records (the dashboard polls this; runtime/gcs/task_summary.py)."""
+        dead = [job_id for job_id, job in self.jobs.items() if job["is_dead"]]
+        return self.events.task_summary(max(0, int(limit)), dead)
 
     def rpc_get_actor_events(self, reply: Reply, actor_id: bytes | None = None):
         return self.events.actor_events(actor_id)

@@ -18,7 +18,7 @@ from typing import Any
 
 from juno.config import Config
 from juno.gcs.node_table import MAX_DEMAND_REPORTED, UNKNOWN_NODE
-from juno.node import bundles, introspection
+from juno.node import bundles, introspection, log_tail
 from juno.node.death_relay import DeathRelay
 from juno.node.memory_monitor import KIND_OOM, MemoryMonitor
 from juno.node.resources import NodeResources
@@ -95,6 +95,7 @@ class NodeManager(RpcNode):
         self.cluster_view: dict[str, dict] = {}
         self.cluster_view_version = -1
         self._heartbeat_in_flight = False
+        self._store_usage_sent: dict | None = None  # object store usage the GCS has (heartbeats)
         self.transfer = ObjectTransfer(self)  # objects to and from other nodes (runtime/store/transfer.py)
         num_cpus = int(self.resources.total.get("CPU", 0))
         self.num_prestart = config.num_prestart_workers if config.num_prestart_workers is not None else num_cpus
@@ -186,6 +187,10 @@ class NodeManager(RpcNode):
     def rpc_list_workers(self, reply: Reply):
         """Live and recently exited workers and drivers of this node (the state API)."""
         return introspection.list_workers(self)
+
+    def rpc_read_log(self, reply: Reply, key: str | int, tail_lines: int = 200, max_bytes: int = 1 << 20):
+        """The tail of a worker's log, by worker id hex (a prefix will do) or pid (runtime/node/log_tail.py)."""
+        return log_tail.read_log(self, key, tail_lines, max_bytes)
 
     def rpc_unregister_driver(self, reply: Reply, address: str):
         self._owner_gone(address)
@@ -450,12 +455,19 @@ class NodeManager(RpcNode):
             return  # the GCS is slow or restarting: don't pile requests up
         self._heartbeat_in_flight = True
         demand = [dict(r.resources) for r in self.scheduler.requests[:MAX_DEMAND_REPORTED]]
+        store = self.store
+        usage = {"used": store.allocator.used, "total": store.capacity, "spilled": store.disk_bytes,
+                 "num_objects": len(store.entries)}
+        sent = None if usage == self._store_usage_sent else usage  # the GCS keeps the last one it got
+        self._store_usage_sent = usage
         self.call(self.gcs_address, "node_heartbeat", self.node_id, self._available(), demand,
-                  self.cluster_view_version, callback=self._on_heartbeat_reply,
+                  self.cluster_view_version, sent, callback=self._on_heartbeat_reply,
                   timeout=max(1.0, self.config.node_death_timeout_s))
 
     def _on_heartbeat_reply(self, ok: bool, value: Any) -> None:
         self._heartbeat_in_flight = False
+        if not ok or value == UNKNOWN_NODE:
+            self._store_usage_sent = None  # it may not have arrived (or a new GCS lacks it): send again
         if not ok or self._stopping:
             return  # no answer: the GCS may be restarting; the next heartbeat tries again
         if value == UNKNOWN_NODE:

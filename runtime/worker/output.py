@@ -3,8 +3,8 @@
 ``sys.stdout``/``sys.stderr`` are replaced by line buffers that know which task
 or actor is running (through the task context, so threaded and async actors
 tag lines correctly) and ship complete lines to that job's driver in batches.
-Output with nowhere to go, and anything written straight to the file
-descriptors, lands in the worker's log file.
+Every line also lands in the worker's log file (the dashboard's logs view reads it),
+as does anything written straight to the file descriptors.
 """
 from __future__ import annotations
 
@@ -96,6 +96,9 @@ class _TaggedStream(io.TextIOBase):
         prefix = f"{ctx.name or 'worker'} pid={self._pid}"
         for line in lines:
             self._forwarder.add(ctx.log_to, prefix, self._is_err, line, ctx.root or ctx.task_id, ctx.actor_id)
+        # The worker's log file keeps a copy (as Ray's worker logs do): the dashboard reads it from the node.
+        self._fallback.write("".join(line + "\n" for line in lines))
+        self._fallback.flush()
 
 
 def install_output_capture(cw: CoreWorker) -> None:
