@@ -354,7 +354,9 @@ class JunoMagics(Magics):
         context = _state.get("context") if juno.is_initialized() else None
         url = getattr(context, "dashboard_url", None)
         if url:
-            print(f"Juno dashboard: {url}")
+            print(f"Juno dashboard: http://{url}/  (the page asks for the cluster's token: `juno token` prints it)")
         else:
-            print("The Juno dashboard is not running.")
+            print("This cluster has no dashboard (it was started with include_dashboard=False); "
+                  "`juno dashboard` serves one.")
+        print("In JupyterLab, the Juno panel in the left side bar shows the cluster too.")
         return None

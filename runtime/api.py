@@ -16,6 +16,7 @@ from juno import options as opt
 from juno.auth import resolve_token
 from juno import kernel_cluster
 from juno.config import Config
+from juno.dashboard import launch as dashboard
 from juno.core_worker import MODE_DRIVER, CoreWorker, global_worker, set_global_worker
 from juno.local_cluster import (ClusterProcesses, forget_cluster_token, normalize_address, read_current_cluster,
                                 start_local_cluster, stop_processes)
@@ -101,6 +102,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
         if reattached is not None:
             gcs_address, node, token, kernel_record = reattached
         elif address in (None, "local"):
+            dashboard.check_init_args(include_dashboard, dashboard_host, dashboard_port)
             cluster = start_local_cluster(config, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
                                           object_store_memory=object_store_memory, owner_pid=os.getpid(),
                                           owner_linger_s=config.kernel_cluster_linger_s if kernel else 0.0)
@@ -122,15 +124,18 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
             # $JUNO_CLUSTER_TOKEN, else the one stored here; none: the probe says so if the cluster answers
             token, token_source = resolve_token(gcs_address, required=False)
             node = _find_local_node(gcs_address, config, token, token_source)
+        dash = dashboard.start_for_init(cluster, include_dashboard, dashboard_host, dashboard_port) if cluster else None
         try:
             cw = _connect(gcs_address, node, config, namespace, runtime_env, log_to_driver, token)
         except BaseException:
+            dashboard.stop(dash)
             if cluster is not None:
                 stop_processes(cluster.procs, config.shutdown_grace_s)
                 shutil.rmtree(cluster.session_dir, ignore_errors=True)
                 forget_cluster_token(cluster.gcs_address, cluster.token)
             raise
         _state["cluster"] = cluster
+        _state["dashboard"] = dash
         _state["kernel"] = None
         if kernel is not None:
             if reattached is not None:
@@ -141,7 +146,9 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
         context = JunoContext({
             "address": gcs_address.replace("tcp://", ""), "gcs_address": gcs_address,
             "node_id": cw.node_id, "session_dir": node["session_dir"], "namespace": cw.namespace,
-            "node_ip_address": node.get("ip", "127.0.0.1"), "webui_url": None,
+            "node_ip_address": node.get("ip", "127.0.0.1"),
+            "webui_url": dashboard.context_url(dash.url if dash else dashboard.registered_url(
+                lambda *a: cw.gcs_call(*a, timeout=2.0))),
             "job_id": ids_hex_job(cw.job_id),
         })
         _state["context"] = context
@@ -252,7 +259,8 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
                 forget_cluster_token(record["gcs_address"], None)
         _state["kernel"] = None
         if cluster is not None:
-            stop_processes(cluster.procs, cw.config.shutdown_grace_s if cw else 3.0)
+            procs = dashboard.processes(_state.pop("dashboard", None)) + cluster.procs  # all at once
+            stop_processes(procs, cw.config.shutdown_grace_s if cw else 3.0)
             shutil.rmtree(cluster.session_dir, ignore_errors=True)
             forget_cluster_token(cluster.gcs_address, cluster.token)
             for node in cluster.nodes:

@@ -2,17 +2,19 @@
 
     juno start --head [--port 6379] [--num-cpus N] [--num-gpus N] [--resources JSON]
                       [--object-store-memory BYTES] [--block]
+                      [--include-dashboard true|false] [--dashboard-host IP] [--dashboard-port PORT]
     juno start --address HOST:PORT [--num-cpus N] ...   add a node to a running cluster
     juno token [--address HOST:PORT]                    the cluster token, to join from elsewhere
     juno stop [--force] [--address HOST:PORT | --session-dir DIR | --all]
     juno status [--address HOST:PORT]
+    juno dashboard [--address HOST:PORT] [--host IP] [--port PORT]   (runtime/cli_dashboard.py)
     juno list|summary|memory|timeline ...   the state API (runtime/state_cli.py)
     juno microbenchmark [args...]
     juno --version
 
 Processes started here are detached (own session, no owner pid): they outlive
 the command. ``juno stop`` finds them again by their command lines
-(``-m juno.gcs``, ``-m juno.node``, ``-m juno.worker``).
+(``-m juno.gcs``, ``-m juno.node``, ``-m juno.worker``, ``-m juno.dashboard``).
 """
 from __future__ import annotations
 
@@ -109,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="stay in the foreground until the processes exit; Ctrl-C or SIGTERM stops them")
     s.add_argument("--timeout", type=float, default=10.0, metavar="S",
                    help="with --address: how long to wait for the cluster to answer (default 10)")
+    from juno import cli_dashboard
+
+    cli_dashboard.add_start_arguments(s)
     s.set_defaults(func=cmd_start)
 
     st = sub.add_parser("stop", help="stop Juno processes on this machine",
@@ -148,6 +153,8 @@ def _parser() -> argparse.ArgumentParser:
                                     "holder run code on the cluster.")
     tk.add_argument("--address", metavar="HOST:PORT", help="GCS address of the cluster")
     tk.set_defaults(func=cmd_token)
+
+    cli_dashboard.add_parser(sub)
 
     mb = sub.add_parser("microbenchmark", add_help=False,
                         help="Ray's microbenchmark rows measured on Juno (see `juno microbenchmark --help`)")
@@ -259,7 +266,10 @@ def _port_busy(host: str, port: int) -> CliError:
 
 
 def _start_head(args: argparse.Namespace, host: str, resources: dict, config) -> int:
+    from juno import cli_dashboard
+
     _check_port_free(host, args.port)
+    cli_dashboard.check_start_args(args)
     token = auth.check_token(args.token, "--token") if args.token else auth.token_for_new_cluster()
     try:
         cluster = local_cluster.start_local_cluster(
@@ -272,6 +282,7 @@ def _start_head(args: argparse.Namespace, host: str, resources: dict, config) ->
         raise CliError(f"could not start the cluster: {e}") from None
     address = cluster.gcs_address.replace("tcp://", "")
     local_cluster.write_current_cluster(address)
+    dashboard_url = cli_dashboard.start_for_head(args, cluster, config)
     if host == args.node_ip_address:
         _warn_if_reachable("GCS and the head node", host)
     else:
@@ -281,6 +292,8 @@ def _start_head(args: argparse.Namespace, host: str, resources: dict, config) ->
     print(f"Started a Juno cluster: GCS at {address}, head node {node['node_id'][:12]} "
           f"({format_resources(node['resources'])}).")
     print(f"Session folder and logs: {cluster.session_dir}")
+    for line in cli_dashboard.url_lines(dashboard_url, address) if dashboard_url else []:
+        print(line)
     print()
     print("To connect to this cluster from Python on this machine:")
     print("    import juno")
@@ -428,14 +441,21 @@ def resolve_address(flag: str | None) -> tuple[str, str]:
                    f"{local_cluster.current_cluster_file()}).")
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    from juno.cluster_probe import GcsProbe
-
-    address, source = resolve_address(args.address)
+def resolve_gcs_address(flag: str | None) -> tuple[str, str]:
+    """(``tcp://host:port`` of the GCS, where the address came from), as :func:`resolve_address`
+    finds it; a malformed address is a CliError that names its source."""
+    address, source = resolve_address(flag)
     try:
-        gcs_address = local_cluster.normalize_address(address)
+        return local_cluster.normalize_address(address), source
     except ValueError as e:
         raise CliError(f"{e} (from {source})", 2) from None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from juno import cli_dashboard
+    from juno.cluster_probe import GcsProbe
+
+    gcs_address, source = resolve_gcs_address(args.address)
     shown = gcs_address.replace("tcp://", "")
     try:
         with GcsProbe(gcs_address) as probe:
@@ -443,13 +463,18 @@ def cmd_status(args: argparse.Namespace) -> int:
             nodes = probe.call_gcs("get_nodes", timeout=args.timeout)
             jobs = probe.call_gcs("get_jobs", timeout=args.timeout)
             pgs = _placement_groups(probe, args.timeout)
-            stores = _local_store_stats(probe, nodes)
+            # Heartbeats carry each node's store use; ask the nodes on this machine for a fresher figure.
+            stores = {n["node_id"]: n["object_store"] for n in nodes if n.get("object_store")}
+            stores.update(_local_store_stats(probe, nodes))
+            dashboard = cli_dashboard.status_line(probe, min(args.timeout, 2.0))
     except TimeoutError:
         hint = ("`juno start --head` starts one" if source == "--address" else
                 f"the address came from {source}; `juno start --head` starts a cluster")
         raise CliError(f"the Juno cluster at {shown} did not answer within {args.timeout:g} s; is it running? "
                        f"({hint})") from None
     print(cluster_status.render_status(shown, info, nodes, jobs, pgs, stores))
+    if dashboard:
+        print(dashboard)
     return 0
 
 

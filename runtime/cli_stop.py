@@ -1,7 +1,7 @@
 """``juno stop``: find the Juno processes of this machine by their command lines and stop them.
 
 A GCS, node manager or worker is recognised by ``-m juno.gcs`` / ``-m juno.node`` /
-``-m juno.worker`` on its command line, and its cluster by ``--session-dir`` (workers
+``-m juno.worker`` / ``-m juno.dashboard`` on its command line, and its cluster by ``--session-dir`` (workers
 carry theirs in their environment). Stopping is SIGTERM, a grace period, then SIGKILL;
 then the stores in /dev/shm and the session folders of what was stopped are removed.
 """
@@ -30,7 +30,7 @@ from juno.store.shm import SHM_ROOT
 # `juno stop` leaves alone leftover folders younger than this whose processes it did not
 # stop: a cluster that is starting right now has its folders before its processes.
 LEFTOVER_MIN_AGE_S = 60.0
-ROLES = {"juno.gcs": "GCS", "juno.node": "node manager", "juno.worker": "worker"}
+ROLES = {"juno.gcs": "GCS", "juno.node": "node manager", "juno.worker": "worker", "juno.dashboard": "dashboard"}
 
 
 @dataclass

@@ -81,13 +81,15 @@ def _start(cmd: list[str], *, log_path: str, config: Config, detach: bool, what:
         log.close()
         os.close(w)
     try:
-        line = _read_line(r, config.process_start_timeout_s, proc, what, log_path)
+        line = read_ready_line(r, config.process_start_timeout_s, proc, what, log_path)
     finally:
         os.close(r)
     return proc, line
 
 
-def _read_line(fd: int, timeout: float, proc: subprocess.Popen, what: str, log_path: str) -> str:
+def read_ready_line(fd: int, timeout: float, proc: subprocess.Popen, what: str, log_path: str) -> str:
+    """The first line a starting process writes to its ready pipe; TimeoutError or RuntimeError
+    (with the end of its log) when it does not come."""
     deadline = time.monotonic() + timeout
     buf = b""
     while b"\n" not in buf:

@@ -41,7 +41,7 @@ def _juno_role(proc: psutil.Process) -> bool:
         cmd = proc.cmdline()
     except psutil.Error:
         return False
-    return any(cmd[i] == "-m" and cmd[i + 1] in ("juno.gcs", "juno.node", "juno.worker")
+    return any(cmd[i] == "-m" and cmd[i + 1] in ("juno.gcs", "juno.node", "juno.worker", "juno.dashboard")
                for i in range(len(cmd) - 1))
 
 

@@ -227,7 +227,8 @@ def test_juno_status_and_dashboard(kernel):
     (shown,) = kernel.run_ok("%juno status").displays  # the cluster widget, with its fallbacks
     text = shown["text/plain"]
     assert "1 node alive" in text and "0 / 4" in text and "special" in text and "text/html" in shown
-    assert "dashboard is not running" in kernel.run_ok("%juno dashboard").stdout
+    shown = kernel.run_ok("%juno dashboard").stdout
+    assert "Juno dashboard: http://127.0.0.1:" in shown and "juno token" in shown
     assert "unknown %juno command 'launch'" in usage_error(kernel, "%juno launch")
     assert "takes no arguments" in usage_error(kernel, "%juno status now")
     assert "unrecognized arguments" in usage_error(kernel, "%juno init --bogus 1")
