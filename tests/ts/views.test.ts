@@ -1,0 +1,228 @@
+// @vitest-environment happy-dom
+/**
+ * The shared DOM views render the hooks the browser tests and users rely on.
+ * (happy-dom: a DOM without a browser; the browser test covers real layout.)
+ */
+import { afterEach, describe, expect, it, vi } from "vitest";
+
+import { JunoApi } from "../../jupyter_extension/src/api";
+import type { ActorInfo, NodeInfo } from "../../jupyter_extension/src/types";
+import { ActorsView } from "../../jupyter_extension/src/views/actors";
+import { LogView } from "../../jupyter_extension/src/views/logs";
+import { renderNodes } from "../../jupyter_extension/src/views/nodes";
+import {
+  renderTaskCounts,
+  renderThroughput,
+} from "../../jupyter_extension/src/views/tasks";
+import { fakeFetcher } from "./helpers";
+
+const node = {
+  node_id: "aabbccdd0011",
+  alive: true,
+  state: "ALIVE",
+  is_head: true,
+  ip: "127.0.0.1",
+  hostname: "box",
+  address: "127.0.0.1:7000",
+  resources: {
+    CPU: { used: 1.5, total: 4 },
+    GPU: { used: 0, total: 1 },
+    memory: { used: 1024, total: 4096 },
+  },
+  gpu_ids: [0],
+  object_store: { used: 10, total: 100, spilled: 0, num_objects: 1 },
+} as unknown as NodeInfo;
+
+const actor = (id: string, state: string) =>
+  ({
+    actor_id: id,
+    class_name: "Counter",
+    name: null,
+    state,
+    num_restarts: 0,
+    max_restarts: 0,
+    pid: 3,
+  }) as unknown as ActorInfo;
+
+function api(status = 200, body = '{"ok": true}') {
+  const fake = fakeFetcher(() => ({ status, body }));
+  return {
+    api: new JunoApi({ baseUrl: "/", prefix: "api", fetcher: fake.fetcher }),
+    calls: fake.calls,
+  };
+}
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) {
+    await Promise.resolve();
+  }
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe("views", () => {
+  it("node rows carry resource bars with raw used/total numbers", () => {
+    const box = document.createElement("div");
+    renderNodes(box, [node]);
+    const row = box.querySelector(
+      "[data-juno=node-row][data-node-id=aabbccdd0011]",
+    )!;
+    const cpu = row.querySelector("[data-juno=bar][data-resource=CPU]")!;
+    expect(cpu.getAttribute("data-used")).toBe("1.5");
+    expect(cpu.getAttribute("data-total")).toBe("4");
+    const names = [...row.querySelectorAll("[data-juno=bar]")].map((b) =>
+      b.getAttribute("data-resource"),
+    );
+    expect(names).toEqual(["CPU", "GPU", "memory", "object_store"]);
+  });
+
+  it("task counts always show the main states, 0 included", () => {
+    const box = document.createElement("div");
+    renderTaskCounts(box, { FINISHED: 12, PENDING_ARGS_AVAIL: 2 });
+    const count = (s: string) =>
+      box.querySelector(`[data-juno=task-count][data-state=${s}]`)?.textContent;
+    expect(count("RUNNING")).toBe("0");
+    expect(count("PENDING_NODE_ASSIGNMENT")).toBe("0");
+    expect(count("FAILED")).toBe("0");
+    expect(count("FINISHED")).toBe("12");
+    expect(count("PENDING_ARGS_AVAIL")).toBe("2");
+    renderTaskCounts(box, undefined);
+    expect(count("FINISHED")).toBe("0");
+  });
+
+  it("the throughput chart is an SVG with a line once there are two points", () => {
+    const box = document.createElement("div");
+    renderThroughput(box, [{ time: 1, rate: 2 }], 120);
+    expect(
+      box.querySelector("[data-juno=throughput-chart] polyline"),
+    ).toBeNull();
+    renderThroughput(
+      box,
+      [
+        { time: 1, rate: 2 },
+        { time: 2, rate: 4 },
+      ],
+      120,
+    );
+    const chart = box.querySelector("[data-juno=throughput-chart]")!;
+    expect(chart.getAttribute("data-points")).toBe("2");
+    expect(chart.querySelector("polyline")).not.toBeNull();
+    expect(box.textContent).toContain("4.0 tasks/s");
+  });
+
+  it("kill needs two clicks: the first asks to confirm, the second POSTs the kill", async () => {
+    const { api: client, calls } = api();
+    const view = new ActorsView({ api: client });
+    view.update([actor("ab12", "ALIVE"), actor("cd34", "DEAD")]);
+    expect(
+      view.node.querySelector("[data-actor-id=cd34] [data-juno=kill-actor]"),
+    ).toBeNull();
+    const button = () =>
+      view.node.querySelector<HTMLButtonElement>(
+        "[data-actor-id=ab12] [data-juno=kill-actor]",
+      )!;
+    button().click();
+    expect(button().textContent).toBe("Confirm");
+    expect(calls).toEqual([]);
+    // An update while confirming keeps the confirmation.
+    view.update([actor("ab12", "ALIVE")]);
+    expect(button().textContent).toBe("Confirm");
+    button().click();
+    await settle();
+    expect(calls.map((c) => [c.init.method, c.url])).toEqual([
+      ["POST", "/api/actors/ab12/kill"],
+    ]);
+    expect(button().disabled).toBe(true);
+    view.update([actor("ab12", "DEAD")]);
+    expect(
+      view.node.querySelector("[data-actor-id=ab12] [data-juno=actor-state]")!
+        .textContent,
+    ).toBe("DEAD");
+    view.dispose();
+  });
+
+  it('an unconfirmed kill turns back into "Kill" after a few seconds', () => {
+    vi.useFakeTimers();
+    const { api: client, calls } = api();
+    const view = new ActorsView({ api: client });
+    view.update([actor("ab12", "ALIVE")]);
+    const button = () =>
+      view.node.querySelector<HTMLButtonElement>("[data-juno=kill-actor]")!;
+    button().click();
+    expect(button().textContent).toBe("Confirm");
+    vi.advanceTimersByTime(5000);
+    expect(button().textContent).toBe("Kill");
+    expect(calls).toEqual([]);
+    view.dispose();
+  });
+
+  it("a failed kill shows the server error and re-enables the button", async () => {
+    const { api: client } = api(404, '{"error": "no actor ab12"}');
+    const view = new ActorsView({ api: client });
+    view.update([actor("ab12", "ALIVE")]);
+    const button = () =>
+      view.node.querySelector<HTMLButtonElement>("[data-juno=kill-actor]")!;
+    button().click();
+    button().click();
+    await settle();
+    expect(
+      view.node.querySelector("[data-juno=actor-error]")!.textContent,
+    ).toContain("no actor ab12");
+    expect(button().disabled).toBe(false);
+    expect(button().textContent).toBe("Kill");
+    view.dispose();
+  });
+
+  it("the log viewer lists actors and workers and shows the chosen tail", async () => {
+    const fake = fakeFetcher((url) =>
+      url.startsWith("/api/workers")
+        ? {
+            status: 200,
+            body: JSON.stringify({
+              workers: [
+                {
+                  worker_id: "ee11",
+                  pid: 9,
+                  worker_type: "WORKER",
+                  is_alive: true,
+                },
+              ],
+            }),
+          }
+        : {
+            status: 200,
+            body: JSON.stringify({
+              source: { kind: "actor", id: "ab12", path: "/x.log" },
+              lines: ["a", "b"],
+              truncated: false,
+            }),
+          },
+    );
+    const view = new LogView(
+      new JunoApi({ baseUrl: "/", prefix: "api", fetcher: fake.fetcher }),
+    );
+    view.setActors([actor("ab12", "ALIVE")]);
+    await view.loadWorkers();
+    const select = view.node.querySelector<HTMLSelectElement>(
+      "[data-juno=log-source]",
+    )!;
+    expect([...select.options].map((o) => o.value)).toEqual([
+      "",
+      "actor:ab12",
+      "worker:ee11",
+    ]);
+    select.value = "actor:ab12";
+    await view.refresh();
+    expect(fake.calls.map((c) => c.url)).toContain(
+      "/api/logs?actor_id=ab12&tail=200",
+    );
+    expect(view.node.querySelector("[data-juno=log-view]")!.textContent).toBe(
+      "a\nb",
+    );
+    // The selection survives a live actor update.
+    view.setActors([actor("ab12", "DEAD")]);
+    expect(select.value).toBe("actor:ab12");
+  });
+});
