@@ -11,8 +11,13 @@
 #
 # Quiet on success; on failure it says what failed and prints the tail of the pip log.
 #
+# Then it builds the front end (the JupyterLab extension and the standalone dashboard
+# page, scripts/build_frontend.sh) when its sources changed, links the extension into
+# the venv, and installs Debian's chromium for the browser tests when it is missing.
+#
 # Environment:
-#   PYTHON   interpreter used to create the venv (default: python3, needs >= 3.10)
+#   PYTHON                   interpreter used to create the venv (default: python3, needs >= 3.10)
+#   JUNO_BOOTSTRAP_BROWSER   0: don't install chromium (the demo needs no browser)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -95,6 +100,11 @@ have="$(cat "$STAMP" 2>/dev/null || true)"
 if [[ "$want" != "$have" ]] || ! install_looks_sane; then
     echo "bootstrap: pip install -e '$INSTALL_SPEC' into .venv (log: $LOG) ..." >&2
     rm -f "$STAMP"
+    # The extension's link (step 3) must not be followed by pip: it would remove the build
+    # output when it uninstalls the old copy. Step 3 puts the link back.
+    if [[ -L "$VENV/share/jupyter/labextensions/juno-jupyterlab" ]]; then
+        rm -f "$VENV/share/jupyter/labextensions/juno-jupyterlab"
+    fi
     if ! PIP_NO_INPUT=1 "$PY" -m pip install --disable-pip-version-check --no-input \
             -c constraints.txt -e "$INSTALL_SPEC" >"$LOG" 2>&1; then
         echo "bootstrap: ERROR: pip install -c constraints.txt -e '$INSTALL_SPEC' failed." >&2
@@ -116,17 +126,52 @@ EOF
     echo "$want" >"$STAMP"
 fi
 
-# --- 3. later set-up steps -----------------------------------------------------------
-# >>> ADD FURTHER SET-UP STEPS HERE <<<
-# Runs on every bootstrap, after the venv is ready. Each step must be idempotent and
-# cheap when there is nothing to do (check first, act only when missing/out of date),
-# quiet on success and fail loudly (die "...") otherwise. Planned, not implemented yet:
-#   - build the JupyterLab extension (jupyter_extension/) when its sources changed
-#     since the last build (stamp it like step 2);
-#   - browser tests: install playwright into .venv and, when no chromium is found,
-#     `apt-get install -y chromium`.
-post_install_steps() {
-    :
+# --- 3. the front end: the JupyterLab extension and the standalone dashboard page ---------
+# scripts/build_frontend.sh (npm ci, tsc, `jupyter labextension build`, esbuild) keeps a
+# stamp of what it built and returns at once when nothing changed.
+build_frontend() {
+    [[ -f scripts/build_frontend.sh ]] || die "scripts/build_frontend.sh is missing"
+    bash scripts/build_frontend.sh || die "the front-end build failed (see above)"
+    [[ -f jupyter_extension/labextension/package.json && -f runtime/dashboard/static/dashboard.js ]] \
+        || die "the front-end build left no jupyter_extension/labextension/ or runtime/dashboard/static/dashboard.js"
 }
 
-post_install_steps
+# JupyterLab finds prebuilt extensions under <prefix>/share/jupyter/labextensions, and the
+# server extension through a config file under <prefix>/etc/jupyter. A wheel installs both
+# as data files; for this editable install the extension is a link to the build output
+# (what `jupyter labextension develop` does), so a rebuild needs no re-install.
+enable_jupyter_extensions() {
+    local labext="$VENV/share/jupyter/labextensions/juno-jupyterlab"
+    local target="$ROOT/jupyter_extension/labextension"
+    if [[ "$(readlink "$labext" 2>/dev/null || true)" != "$target" ]]; then
+        mkdir -p "$(dirname "$labext")"
+        rm -rf "$labext"
+        ln -s "$target" "$labext"
+    fi
+    local conf_dir="$VENV/etc/jupyter/jupyter_server_config.d"
+    mkdir -p "$conf_dir"
+    cmp -s jupyter_extension/etc/juno.json "$conf_dir/juno.json" \
+        || cp jupyter_extension/etc/juno.json "$conf_dir/juno.json"
+}
+
+# Browser tests drive Debian's Chromium through playwright (never a downloaded browser).
+ensure_chromium() {
+    [[ -x /usr/bin/chromium ]] && return 0
+    command -v apt-get >/dev/null 2>&1 || die "browser tests need /usr/bin/chromium and there is no apt-get here"
+    [[ "$(id -u)" == 0 ]] || die "browser tests need /usr/bin/chromium: run 'apt-get install -y chromium' as root"
+    echo "bootstrap: apt-get install -y chromium (for the browser tests) ..." >&2
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >"$VENV/.juno-apt.log" 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get update >>"$VENV/.juno-apt.log" 2>&1 || true
+        DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >>"$VENV/.juno-apt.log" 2>&1 || {
+            tail -n 40 "$VENV/.juno-apt.log" >&2
+            die "apt-get install -y chromium failed (log: $VENV/.juno-apt.log)"
+        }
+    fi
+    [[ -x /usr/bin/chromium ]] || die "chromium installed but /usr/bin/chromium is missing"
+}
+
+build_frontend
+enable_jupyter_extensions
+if [[ "${JUNO_BOOTSTRAP_BROWSER:-1}" == 1 ]]; then
+    ensure_chromium
+fi

@@ -5,5 +5,5 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-bash scripts/bootstrap.sh
+JUNO_BOOTSTRAP_BROWSER=0 bash scripts/bootstrap.sh
 exec .venv/bin/python examples/quickstart.py "$@"

@@ -1,0 +1,174 @@
+"""The dashboard as a user sees it: JupyterLab's Juno sidebar and the standalone page,
+in headless Chromium, over a real cluster doing real work.
+
+Each test saves a screenshot under test-artifacts/ (CI keeps the folder).
+"""
+from __future__ import annotations
+
+import re
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from lab_harness import LabServer, browser, screenshot
+
+UI_TIMEOUT_MS = 30_000
+
+
+def _eventually(predicate, timeout: float, message: str) -> None:
+    """Polls ``predicate`` (page reads raise while the panel re-renders) until it holds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except Exception as e:  # noqa: BLE001 - a re-rendered element; try again
+            last = e
+        time.sleep(0.1)
+    raise AssertionError(f"{message} within {timeout:g} s" + (f" (last error: {last})" if last else ""))
+
+
+def _status_of(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def _count(page, state: str) -> int:
+    text = page.locator(f"#juno-sidebar [data-juno=task-count][data-state={state}]").first.inner_text()
+    return int(re.sub(r"[^0-9]", "", text) or "0")
+
+
+def _open_sidebar(page, lab: LabServer) -> None:
+    page.goto(lab.url("lab"), timeout=60_000)
+    # The Juno tab sits in the left side bar; opening it shows the panel.
+    tab = page.locator(".jp-SideBar.jp-mod-left [data-id=juno-sidebar]")
+    tab.wait_for(timeout=60_000)
+    if not page.locator("#juno-sidebar").is_visible():  # a restored layout may have it open already
+        tab.click()
+    page.locator("#juno-sidebar").wait_for(state="visible", timeout=UI_TIMEOUT_MS)
+
+
+@pytest.fixture
+def lab_for_cluster(tmp_path, shutdown_only):
+    """A local cluster (this test process is its driver) and JupyterLab pointed at it by
+    JUNO_ADDRESS, as a user who exported the address before `jupyter lab` would have it."""
+    import juno
+
+    ctx = juno.init(num_cpus=2)
+    lab = LabServer(tmp_path, env={"JUNO_ADDRESS": ctx.address})
+    try:
+        yield juno, ctx, lab
+    finally:
+        lab.stop()
+
+
+def test_sidebar_follows_work_and_kills_an_actor(lab_for_cluster):
+    juno, ctx, lab = lab_for_cluster
+    @juno.remote
+    class Keeper:
+        def ping(self):
+            return "pong"
+
+    @juno.remote(num_cpus=1)
+    def hold(path):
+        import os
+        import time
+
+        while not os.path.exists(path):
+            time.sleep(0.05)
+        return 1
+
+    with browser() as page:
+        _open_sidebar(page, lab)
+        status = page.locator("[data-juno=connection-status]")
+        status.filter(has_text="Connected").wait_for(timeout=UI_TIMEOUT_MS)
+        assert ctx.address in page.locator("[data-juno=address]").first.inner_text() + \
+            (page.locator("[data-juno=address]").first.get_attribute("value") or "")
+
+        node_id = juno.get_runtime_context().get_node_id()
+        node = page.locator(f"[data-juno=node-row][data-node-id='{node_id}']")
+        node.wait_for(timeout=UI_TIMEOUT_MS)
+        cpu = node.locator("[data-juno=bar][data-resource=CPU]")
+        assert float(cpu.get_attribute("data-total")) == 2.0
+        assert float(cpu.get_attribute("data-used")) == 0.0
+        finished_before = _count(page, "FINISHED")
+
+        # Work starts: two tasks hold both CPUs until released, and an actor appears.
+        gate = lab.root / "release"
+        refs = [hold.remote(str(gate)) for _ in range(2)]
+        keeper = Keeper.options(name="keeper", num_cpus=0).remote()
+        assert juno.get(keeper.ping.remote(), timeout=60) == "pong"
+        actor_id = keeper._actor_id.hex()
+        _eventually(lambda: _count(page, "RUNNING") >= 2, timeout=30,
+                           message="the panel never showed the two running tasks")
+        _eventually(lambda: float(cpu.get_attribute("data-used")) == 2.0, timeout=30,
+                           message="the node's CPU bar never showed both CPUs in use")
+        screenshot(page, "sidebar-busy.png")
+        row = page.locator(f"[data-juno=actor-row][data-actor-id='{actor_id}']")
+        row.wait_for(timeout=UI_TIMEOUT_MS)
+        assert "ALIVE" in row.locator("[data-juno=actor-state]").inner_text()
+        page.locator("[data-juno=throughput-chart]").first.wait_for(timeout=UI_TIMEOUT_MS)
+
+        gate.write_text("go")
+        assert juno.get(refs, timeout=60) == [1, 1]
+        _eventually(lambda: _count(page, "FINISHED") >= finished_before + 2, timeout=30,
+                           message="the panel never counted the finished tasks")
+        _eventually(lambda: float(cpu.get_attribute("data-used")) == 0.0, timeout=30,
+                           message="the CPU bar never went back to idle")
+        screenshot(page, "sidebar-live.png")
+
+        # Kill the actor from the panel: the first click asks, the second kills.
+        kill = row.locator("[data-juno=kill-actor]")
+        kill.click()
+        kill.click()
+        from juno.util.state import get_actor
+
+        _eventually(lambda: get_actor(actor_id)["state"] == "DEAD", timeout=30,
+                           message="the actor killed from the panel is not dead")
+        _eventually(lambda: "DEAD" in row.locator("[data-juno=actor-state]").inner_text(), timeout=30,
+                           message="the panel never showed the killed actor as DEAD")
+        with pytest.raises(juno.exceptions.RayActorError):
+            juno.get(keeper.ping.remote(), timeout=30)
+        screenshot(page, "sidebar-actor-killed.png")
+        assert page.page_errors == [], page.page_errors
+
+
+def test_standalone_page_shows_the_same_cluster(tmp_path, shutdown_only):
+    """The head's dashboard port serves the page to a browser outside Jupyter; the token
+    in the first address logs the browser in."""
+    import juno
+    from juno import auth
+    from juno.local_cluster import normalize_address
+
+    ctx = juno.init(num_cpus=1)
+    assert ctx.dashboard_url, "juno.init() started no dashboard"
+    base = f"http://{ctx.dashboard_url}"  # Ray's form: host:port
+    _eventually(lambda: _status_of(f"{base}/api/summary") == 401, timeout=60,
+                message="the dashboard juno.init() started in the background never answered")
+    token, _ = auth.resolve_token(normalize_address(ctx.address))
+
+    @juno.remote
+    class Shown:
+        def ok(self):
+            return True
+
+    actor = Shown.remote()
+    assert juno.get(actor.ok.remote(), timeout=60)
+    with browser() as page:
+        page.goto(f"{base}/?token={token}", timeout=60_000)
+        node_id = juno.get_runtime_context().get_node_id()
+        page.locator(f"[data-juno=node-row][data-node-id='{node_id}']").wait_for(timeout=UI_TIMEOUT_MS)
+        page.locator(f"[data-juno=actor-row][data-actor-id='{actor._actor_id.hex()}']").wait_for(
+            timeout=UI_TIMEOUT_MS)
+        screenshot(page, "standalone-page.png")
+        # Without the token a fresh browser gets no data.
+        page.context.clear_cookies()
+        response = page.goto(f"{base}/api/summary", timeout=30_000)
+        assert response.status == 401
+        assert page.page_errors == [], page.page_errors
