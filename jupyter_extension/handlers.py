@@ -11,6 +11,7 @@ routes exist only here: ``connection`` (GET/PUT: which cluster, and is it up) an
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from typing import Any
 
 import tornado.web
 import tornado.websocket
+from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.utils import url_path_join
@@ -29,6 +31,7 @@ from juno.dashboard.http_api import ApiError, ServiceRegistry, StateApiMixin, ap
 from juno.jupyter_extension.discovery import Discovery
 
 VERBS = ("get", "post", "put", "delete", "patch")
+AUTH_RESOURCE = "juno"
 START_TIMEOUT_S = 90.0
 
 
@@ -61,8 +64,12 @@ class JupyterMountMixin:
 
 
 def _authenticated_class(name: str, bases: tuple, mixin: type) -> type:
-    """A handler class of ``bases`` whose every verb ``mixin`` defines is @authenticated."""
-    attrs = {verb: tornado.web.authenticated(getattr(mixin, verb)) for verb in VERBS if hasattr(mixin, verb)}
+    """A handler class of ``bases`` whose every verb ``mixin`` defines is @authenticated, then
+    @authorized on the resource "juno" (reads for GET, writes for POST/PUT), so a deployment's
+    authorizer (JupyterHub's, say) can allow or refuse the dashboard like any other resource."""
+    attrs: dict[str, Any] = {verb: tornado.web.authenticated(authorized(getattr(mixin, verb)))
+                             for verb in VERBS if hasattr(mixin, verb)}
+    attrs["auth_resource"] = AUTH_RESOURCE
     return type(name, bases, attrs)
 
 
@@ -79,6 +86,9 @@ class _SocketBase(WebSocketMixin, tornado.websocket.WebSocketHandler, JupyterHan
     async def get(self, *args: Any, **kwargs: Any) -> None:
         if self.current_user is None:
             raise tornado.web.HTTPError(403, "not authenticated")
+        allowed = self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE)
+        if not (await allowed if inspect.isawaitable(allowed) else allowed):
+            raise tornado.web.HTTPError(403, f"not authorized to read {AUTH_RESOURCE}")
         try:
             self.juno_address()  # type: ignore[attr-defined] - a bad ?address= fails before the upgrade
         except ApiError as e:

@@ -172,3 +172,59 @@ def test_standalone_page_shows_the_same_cluster(tmp_path, shutdown_only):
         response = page.goto(f"{base}/api/summary", timeout=30_000)
         assert response.status == 401
         assert page.page_errors == [], page.page_errors
+
+
+def _write_notebook(path, *cells: str) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+
+
+def _run_cell(page, index: int, expect: str, timeout_ms: int = 120_000) -> str:
+    """Runs the notebook's cell ``index`` as a user would (click it, Shift+Enter) and waits
+    for ``expect`` in its output; returns that output's text."""
+    cell = page.locator(".jp-Notebook .jp-CodeCell").nth(index)
+    cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    output = cell.locator(".jp-OutputArea-output", has_text=expect)
+    output.first.wait_for(timeout=timeout_ms)
+    return output.first.inner_text()
+
+
+def test_sidebar_finds_the_cluster_the_notebook_kernel_started(tmp_path, _juno_leak_guard):
+    """No JUNO_ADDRESS, nothing recorded: `juno.init()` in the notebook starts a cluster and
+    the panel, following the active notebook's kernel, shows that cluster."""
+    lab = LabServer(tmp_path)
+    _write_notebook(
+        lab.root / "work.ipynb",
+        "import juno\n"
+        "ctx = juno.init(num_cpus=1)\n"
+        "@juno.remote\n"
+        "class NotebookActor:\n"
+        "    def ping(self):\n"
+        "        return 'pong'\n"
+        "a = NotebookActor.options(name='from-notebook').remote()\n"
+        "assert juno.get(a.ping.remote(), timeout=60) == 'pong'\n"
+        "print('READY', ctx.address, a._actor_id.hex())",
+        "juno.shutdown()\nprint('STOPPED')")
+    try:
+        with browser() as page:
+            page.goto(lab.url("lab/tree/work.ipynb"), timeout=60_000)
+            page.locator(".jp-Notebook .jp-CodeCell").first.wait_for(timeout=60_000)
+            ready = _run_cell(page, 0, "READY")
+            _, address, actor_id = ready.split()[-3:]
+            tab = page.locator(".jp-SideBar.jp-mod-left [data-id=juno-sidebar]")
+            if not page.locator("#juno-sidebar").is_visible():
+                tab.click()
+            page.locator("#juno-sidebar").wait_for(state="visible", timeout=UI_TIMEOUT_MS)
+            _eventually(lambda: address in page.locator("[data-juno=address]").first.inner_text()
+                        and "Connected" in page.locator("[data-juno=connection-status]").first.inner_text(),
+                        timeout=30, message=f"the panel never connected to the kernel's cluster at {address}")
+            page.locator(f"[data-juno=actor-row][data-actor-id='{actor_id}']").wait_for(timeout=UI_TIMEOUT_MS)
+            screenshot(page, "sidebar-kernel-cluster.png")
+            _run_cell(page, 1, "STOPPED")
+            assert page.page_errors == [], page.page_errors
+    finally:
+        lab.stop()

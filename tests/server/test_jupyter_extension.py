@@ -22,6 +22,7 @@ import pytest
 import tornado.httpclient
 import tornado.routing
 import tornado.websocket
+from jupyter_server.auth.authorizer import Authorizer
 from traitlets.config import Config
 
 from pytest_jupyter.jupyter_server import *  # noqa: F401,F403  (jp_serverapp, jp_fetch, jp_ws_fetch ...)
@@ -40,8 +41,17 @@ def _server_loop_is_current(jp_asyncio_loop):
 
 
 @pytest.fixture
-def jp_server_config():
-    return Config({"ServerApp": {"jpserver_extensions": {"juno.jupyter_extension": True}}})
+def jp_server_config(request):
+    """The extension enabled; a test may add ServerApp settings with indirect parametrization."""
+    server = {"jpserver_extensions": {"juno.jupyter_extension": True}, **getattr(request, "param", {})}
+    return Config({"ServerApp": server})
+
+
+class RefuseJuno(Authorizer):
+    """A deployment's authorizer that allows everything but the "juno" resource."""
+
+    def is_authorized(self, handler, user, action, resource) -> bool:
+        return resource != "juno"
 
 
 @pytest.fixture
@@ -128,6 +138,25 @@ def test_every_juno_route_refuses_an_unauthenticated_request(ext, jp_serverapp, 
             assert r.code in (401, 403), (verb, path, r.code, r.body)
             checked += 1
     assert checked >= len(paths)
+
+
+@pytest.mark.parametrize("jp_server_config", [{"authorizer_class": RefuseJuno}], indirect=True)
+def test_the_deployments_authorizer_decides_who_sees_the_dashboard(ext, jp_fetch, jp_ws_fetch, jp_asyncio_loop):
+    """Logged in is not enough where the authorizer refuses the "juno" resource: every route
+    answers 403 (reads and writes, and the websocket), while the rest of Jupyter works."""
+    assert json.loads(run(jp_asyncio_loop, jp_fetch("api", "status")).body)["started"]
+    for parts, kwargs in [(("summary",), {}), (("nodes",), {}), (("connection",), {}),
+                          (("connection",), {"method": "PUT", "body": {"address": None}}),
+                          (("clusters",), {"method": "POST", "body": {}}),
+                          (("actors", "ab" * 16, "kill"), {"method": "POST", "body": {}})]:
+        with pytest.raises(tornado.httpclient.HTTPClientError) as e:
+            if "body" in kwargs:
+                kwargs = {**kwargs, "body": json.dumps(kwargs["body"])}
+            run(jp_asyncio_loop, jp_fetch("juno", "api", *parts, **kwargs))
+        assert e.value.code == 403, (parts, e.value.code)
+    with pytest.raises(tornado.httpclient.HTTPClientError) as e:
+        run(jp_asyncio_loop, jp_ws_fetch("juno", "api", "events"))
+    assert e.value.code == 403
 
 
 # ============================================================================ payloads
