@@ -343,6 +343,29 @@ def test_juno_start_serves_the_dashboard_and_juno_stop_stops_it(cli):
     wait_for_condition(lambda: not _dashboards(cli), timeout=10)
 
 
+def test_juno_dashboard_serves_a_running_clusters_page_until_ctrl_c(cli):
+    """`juno dashboard` in the foreground for a cluster that has none: the API and the page
+    answer with the token, `juno status` shows it, and Ctrl-C stops it and unregisters it."""
+    port, dport = free_port(), free_port()
+    cli.start_head(port, "--include-dashboard", "false")
+    token = cli.ok("token").strip()
+    proc = subprocess.Popen([sys.executable, "-m", "juno", "dashboard", "--address", f"127.0.0.1:{port}",
+                             "--port", str(dport)], env=cli.env, cwd=cli.tmp, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    cli.popens.append(proc)
+    wait_for_condition(lambda: request("GET", "/api/summary", token=token, port=dport)[0] == 200, timeout=30)
+    assert get_json("/api/summary", token, port=dport)["address"] == f"127.0.0.1:{port}"
+    assert request("GET", "/api/summary", port=dport)[0] == 401
+    status, headers, _ = request("GET", f"/?token={token}", port=dport)
+    assert status == 302 and "juno_dashboard_token=" in headers["set-cookie"]
+    assert f"Dashboard: http://127.0.0.1:{dport}" in cli.ok("status")
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert f"http://127.0.0.1:{dport}" in out
+    assert "Dashboard:" not in cli.ok("status")  # its address left the GCS with it
+
+
 def test_juno_start_without_the_dashboard(cli):
     port = free_port()
     out = cli.ok("start", "--head", "--port", port, "--num-cpus", 1, "--include-dashboard", "false")
