@@ -65,21 +65,31 @@ def _make_session_dir(session_dir: str, fresh: bool) -> None:
     os.makedirs(os.path.join(session_dir, "sock"), mode=0o700, exist_ok=True)
 
 
-def _start(cmd: list[str], *, log_path: str, config: Config, detach: bool, what: str,
-           token: str | None = None) -> tuple[subprocess.Popen, str]:
+def spawn_process(cmd: list[str], *, log_path: str, token: str | None = None,
+                  env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
+    """Start ``cmd`` in a session of its own, its output appended to ``log_path``, with a pipe it
+    reports readiness on ($JUNO_READY_FD); returns it and the pipe's read end (for
+    :func:`read_ready_line`; the caller closes it)."""
     r, w = os.pipe()
-    env = os.environ.copy()
-    env["JUNO_READY_FD"] = str(w)
-    env["JUNO_SYSTEM_CONFIG"] = config.to_env()
+    full_env = {**os.environ, **(env or {}), "JUNO_READY_FD": str(w)}
     if token:
-        env[auth.TOKEN_ENV] = token  # the environment, never the command line (ps shows that)
+        full_env[auth.TOKEN_ENV] = token  # the environment, never the command line (ps shows that)
     log = open(log_path, "ab", buffering=0)
     try:
-        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, env=full_env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 pass_fds=(w,), start_new_session=True, close_fds=True)
+    except BaseException:
+        os.close(r)
+        raise
     finally:
         log.close()
         os.close(w)
+    return proc, r
+
+
+def _start(cmd: list[str], *, log_path: str, config: Config, detach: bool, what: str,
+           token: str | None = None) -> tuple[subprocess.Popen, str]:
+    proc, r = spawn_process(cmd, log_path=log_path, token=token, env={"JUNO_SYSTEM_CONFIG": config.to_env()})
     try:
         line = read_ready_line(r, config.process_start_timeout_s, proc, what, log_path)
     finally:

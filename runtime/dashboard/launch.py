@@ -17,7 +17,7 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from juno import auth
+from juno.local_cluster import read_ready_line, spawn_process
 
 logger = logging.getLogger("juno")
 
@@ -102,18 +102,7 @@ def start(gcs_address: str, session_dir: str, token: str | None, *, host: str = 
     cmd = command(gcs_address, host=host, port=chosen, session_dir=session_dir, any_port=any_port,
                   gcs_pid=gcs_pid, owner_pid=owner_pid)
     log_path = os.path.join(session_dir, "logs", "dashboard.log")
-    r, w = os.pipe()
-    env = os.environ.copy()
-    env["JUNO_READY_FD"] = str(w)
-    if token:
-        env[auth.TOKEN_ENV] = token  # the environment, never the command line (ps shows that)
-    log = open(log_path, "ab", buffering=0)
-    try:
-        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                pass_fds=(w,), start_new_session=True, close_fds=True)
-    finally:
-        log.close()
-        os.close(w)
+    proc, r = spawn_process(cmd, log_path=log_path, token=token)
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "localhost") else host
     dashboard = DashboardProcess(proc, f"http://{shown_host}:{chosen}", log_path,
                                  moved_from=DEFAULT_PORT if port is None and chosen != DEFAULT_PORT else None)
@@ -141,8 +130,6 @@ def start(gcs_address: str, session_dir: str, token: str | None, *, host: str = 
 
 
 def _read_ready(fd: int, proc: subprocess.Popen, timeout: float, log_path: str) -> str:
-    from juno.local_cluster import read_ready_line
-
     try:
         return read_ready_line(fd, timeout, proc, "dashboard", log_path)
     except (TimeoutError, RuntimeError) as e:
