@@ -73,6 +73,7 @@ def test_sidebar_follows_work_and_kills_an_actor(lab_for_cluster):
     @juno.remote
     class Keeper:
         def ping(self):
+            print("keeper says hello")
             return "pong"
 
     @juno.remote(num_cpus=1)
@@ -114,6 +115,10 @@ def test_sidebar_follows_work_and_kills_an_actor(lab_for_cluster):
         row.wait_for(timeout=UI_TIMEOUT_MS)
         assert "ALIVE" in row.locator("[data-juno=actor-state]").inner_text()
         page.locator("[data-juno=throughput-chart]").first.wait_for(timeout=UI_TIMEOUT_MS)
+
+        # Its log, from the actor's row: what it printed.
+        row.locator("[data-juno=show-logs]").click()
+        page.locator("[data-juno=log-view]", has_text="keeper says hello").wait_for(timeout=UI_TIMEOUT_MS)
 
         gate.write_text("go")
         assert juno.get(refs, timeout=60) == [1, 1]
@@ -189,7 +194,13 @@ def _run_cell(page, index: int, expect: str, timeout_ms: int = 120_000) -> str:
     cell.locator(".jp-InputArea-editor").click()
     page.keyboard.press("Shift+Enter")
     output = cell.locator(".jp-OutputArea-output", has_text=expect)
-    output.first.wait_for(timeout=timeout_ms)
+    try:
+        output.first.wait_for(timeout=timeout_ms)
+    except Exception:
+        screenshot(page, f"notebook-cell-{index}-failed.png")
+        raise AssertionError(f"cell {index} never printed {expect!r}; the prompt says "
+                             f"{cell.locator('.jp-InputPrompt').inner_text()!r}, the output "
+                             f"{cell.locator('.jp-OutputArea').inner_text()!r}") from None
     return output.first.inner_text()
 
 
@@ -213,6 +224,8 @@ def test_sidebar_finds_the_cluster_the_notebook_kernel_started(tmp_path, _juno_l
         with browser() as page:
             page.goto(lab.url("lab/tree/work.ipynb"), timeout=60_000)
             page.locator(".jp-Notebook .jp-CodeCell").first.wait_for(timeout=60_000)
+            # Cells run before the kernel is up are dropped: wait, as a user would, for "Idle".
+            page.locator("#jp-main-statusbar", has_text="Idle").wait_for(timeout=60_000)
             ready = _run_cell(page, 0, "READY")
             _, address, actor_id = ready.split()[-3:]
             tab = page.locator(".jp-SideBar.jp-mod-left [data-id=juno-sidebar]")

@@ -85,6 +85,7 @@ export class ActorsView {
           'button',
           {
             class: 'juno-button juno-link',
+            'data-juno': 'show-logs',
             type: 'button',
             title: 'Show this actor’s log',
             onclick: () => this.options.onShowLogs?.(actor.actor_id)
