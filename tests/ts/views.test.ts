@@ -92,6 +92,16 @@ describe("views", () => {
     expect(count("FINISHED")).toBe("0");
   });
 
+  it("finished and failed counts are the cumulative totals once records were dropped", () => {
+    const box = document.createElement("div");
+    renderTaskCounts(box, { FINISHED: 10000, FAILED: 3, RUNNING: 2 }, { finished_total: 25000, failed_total: 3 });
+    const count = (s: string) =>
+      box.querySelector(`[data-juno=task-count][data-state=${s}]`)?.textContent;
+    expect(count("FINISHED")).toBe("25000");
+    expect(count("FAILED")).toBe("3");
+    expect(count("RUNNING")).toBe("2");
+  });
+
   it("the throughput chart is an SVG with a line once there are two points", () => {
     const box = document.createElement("div");
     renderThroughput(box, [{ time: 1, rate: 2 }], 120);

@@ -97,7 +97,8 @@ export class DashboardView {
       renderNodes(this.nodes, data.nodes?.nodes);
     }
     if (changed.has('tasks') || changed.has('summary')) {
-      renderTaskCounts(this.counts, data.tasks?.by_state ?? data.summary?.tasks.by_state);
+      const tasks = data.tasks ?? data.summary?.tasks;
+      renderTaskCounts(this.counts, tasks?.by_state, tasks);
     }
     if (changed.has('tasks')) {
       renderTasks({ running: this.running, failed: this.failed }, data.tasks, data.summary?.time ?? Date.now() / 1000);

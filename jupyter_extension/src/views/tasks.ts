@@ -16,8 +16,23 @@ const STATE_LABELS: Record<string, string> = {
   FAILED: 'failed'
 };
 
-export function renderTaskCounts(container: HTMLElement, byState: Record<string, number> | undefined): void {
-  const counts = byState || {};
+/**
+ * The count cells. ``totals`` (the cumulative finished/failed counts) replace the
+ * FINISHED and FAILED counts of the kept task records, which stop growing once the
+ * GCS drops its oldest records.
+ */
+export function renderTaskCounts(
+  container: HTMLElement,
+  byState: Record<string, number> | undefined,
+  totals?: { finished_total?: number; failed_total?: number }
+): void {
+  const counts: Record<string, number> = { ...(byState || {}) };
+  if (typeof totals?.finished_total === 'number') {
+    counts.FINISHED = Math.max(counts.FINISHED ?? 0, totals.finished_total);
+  }
+  if (typeof totals?.failed_total === 'number') {
+    counts.FAILED = Math.max(counts.FAILED ?? 0, totals.failed_total);
+  }
   const extra = Object.keys(counts)
     .filter(state => !ALWAYS_SHOWN_STATES.includes(state))
     .sort();
