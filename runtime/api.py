@@ -141,7 +141,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
             if reattached is not None:
                 cw.gcs_call("claim_cluster", os.getpid())
             else:
-                kernel_record = kernel_cluster.write(kernel, cluster)
+                kernel_record = kernel_cluster.write(kernel, cluster, [p.pid for p in dashboard.processes(dash)])
             _state["kernel"] = (kernel, kernel_record)
         context = JunoContext({
             "address": gcs_address.replace("tcp://", ""), "gcs_address": gcs_address,

@@ -53,13 +53,15 @@ def read(key: str) -> dict | None:
     return record if isinstance(record, dict) and record.get("gcs_address") else None
 
 
-def write(key: str, cluster) -> dict:
+def write(key: str, cluster, extra_pids: list[int] = ()) -> dict:
     """Record ``cluster`` (a local_cluster.ClusterProcesses) as this kernel's and return the record;
-    drop records of clusters that are gone (their kernels never came back)."""
+    drop records of clusters that are gone (their kernels never came back). ``extra_pids``: more
+    processes of the cluster (its dashboard) that a restarted kernel's shutdown must stop too."""
     os.makedirs(RECORDS, mode=0o700, exist_ok=True)
     _prune()
     record = {"gcs_address": cluster.gcs_address, "session_dir": cluster.session_dir,
-              "pids": [p.pid for p in cluster.procs], "store_dirs": [n["store_dir"] for n in cluster.nodes]}
+              "pids": [p.pid for p in cluster.procs] + list(extra_pids),
+              "store_dirs": [n["store_dir"] for n in cluster.nodes]}
     tmp = f"{_path(key)}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
