@@ -17,7 +17,7 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from juno.local_cluster import read_ready_line, spawn_process
+from juno.local_cluster import read_ready_line, spawn_process, stop_processes
 
 logger = logging.getLogger("juno")
 
@@ -138,19 +138,7 @@ def _read_ready(fd: int, proc: subprocess.Popen, timeout: float, log_path: str) 
 
 def stop(dashboard: DashboardProcess | None, grace_s: float = 3.0) -> None:
     """SIGTERM, then SIGKILL after ``grace_s``: the dashboard leaves nothing behind."""
-    if dashboard is None:
-        return
-    proc = dashboard.proc
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
+    stop_processes(processes(dashboard), grace_s)
 
 
 def processes(dashboard: DashboardProcess | None) -> list[subprocess.Popen]:
