@@ -84,11 +84,8 @@ class ObjectStore:
                secondary: bool = False) -> tuple:
         """Reserve room for a new object: ("arena", offset, size) or ("file", path, size)."""
         old = self.entries.get(object_id)
-        if old is not None and old.secondary and not secondary and not old.pins:
-            self._free(old)  # a copy of a lost object that lineage is making again: the new one replaces it
-        old = self.entries.get(object_id)
         if old is not None and old.secondary and not old.pins:
-            self._free(old)  # a stale copy of an object now written here (rebuilt from lineage)
+            self._free(old)  # a stale copy of an object written here again (rebuilt from lineage)
         elif old is not None:
             raise ValueError(f"object {object_id.hex()} already exists in this store")
         entry = _Entry(object_id, size, creator, owner or creator, secondary)
