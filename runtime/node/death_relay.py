@@ -20,8 +20,6 @@ class DeathRelay:
     def __init__(self, nm):
         self.nm = nm
         self._checked: set[str] = set()  # remote processes the GCS was asked about
-        # Callables called with (node_id, node_address, reason) when another node dies.
-        self.node_death_listeners: list = []
         handlers = nm.loop.handlers
         handlers["processes_died"] = self.on_processes_died
         handlers["node_died"] = self.on_node_died
@@ -68,8 +66,3 @@ class DeathRelay:
         for worker in list(nm.pool.workers.values()):
             if worker.address and worker.registered:
                 nm.loop.send(worker.address, msg)
-        for listener in self.node_death_listeners:
-            try:
-                listener(node_id, node_address, reason)
-            except Exception:  # noqa: BLE001 - one listener's failure must not stop the others
-                logger.exception("handling the death of node %s failed", node_id[:12])

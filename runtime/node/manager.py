@@ -86,7 +86,6 @@ class NodeManager(RpcNode):
         self.watchers: dict[str, set[str]] = {}  # process address -> processes to tell when it dies
         self.recently_dead: collections.deque[str] = collections.deque(maxlen=1000)
         self.deaths = DeathRelay(self)  # process and node deaths, cluster-wide (runtime/node/death_relay.py)
-        self.deaths.node_death_listeners.append(self.spillback.on_node_died)
         self.driver_info: dict[str, dict] = {}  # every driver that attached (state API)
         self.exited_workers: collections.deque = collections.deque(maxlen=1000)  # for `juno list workers`
         self._report_scheduled = False

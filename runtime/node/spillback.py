@@ -78,14 +78,6 @@ class Spillback:
                 continue
             self._spill(req, value, nodes)
 
-    def on_node_died(self, node_id: str, node_address: str, reason: str) -> None:
-        """The GCS says a node died: stop sending work there before the next heartbeat says so."""
-        nm = self.nm
-        if node_id in nm.cluster_view:
-            view = dict(nm.cluster_view)
-            del view[node_id]
-            nm.cluster_view = view
-
     def _spill(self, req: LeaseRequest, node_id: str, nodes: dict) -> None:
         self.policy.note_placed(node_id, req.resources, nodes)
         req.reply.send(("spillback", node_id, nodes[node_id]["address"]))
