@@ -13,9 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from juno.bundle_resources import group_of, parse_name
-
-EPS = 1e-9
+from juno.bundle_resources import fits_bundle as _fits, group_of, parse_name
 
 
 @dataclass
@@ -31,10 +29,6 @@ class NodeRoom:
 class Placement:
     assignment: dict[int, str] | None  # bundle index -> node id, or None: does not fit now
     reason: str = ""
-
-
-def _fits(bundle: Mapping[str, float], room: Mapping[str, float]) -> bool:
-    return all(qty <= room.get(res, 0.0) + EPS for res, qty in bundle.items())
 
 
 def _take(bundle: Mapping[str, float], room: dict[str, float]) -> None:

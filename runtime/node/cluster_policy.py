@@ -33,6 +33,7 @@ import time
 from typing import Any
 
 from juno import exceptions as exc
+from juno.bundle_resources import fits_bundle as fits  # every requested quantity is free
 
 DEFAULT = "DEFAULT"
 SPREAD = "SPREAD"
@@ -60,11 +61,6 @@ def strategy_kind(strategy: Any) -> str:
     if getattr(strategy, "node_id", None):
         return AFFINITY
     return DEFAULT  # placement groups (resources already name the bundle's node), labels
-
-
-def fits(request: dict, available: dict) -> bool:
-    """True if every requested quantity is free in ``available``."""
-    return all(available.get(k, 0.0) + _EPS >= v for k, v in request.items() if v)
 
 
 def utilization(request: dict, node: dict, available: dict | None = None) -> float:

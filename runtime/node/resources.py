@@ -387,19 +387,7 @@ class NodeResources:
     # --- allocation ------------------------------------------------------------
     def _pick_gpus(self, gpu_units: int) -> list[tuple[int, int]] | None:
         """Choose GPU shares for a request, or None if it does not fit right now."""
-        if gpu_units <= 0:
-            return []
-        if gpu_units >= UNITS_PER_WHOLE:
-            n = gpu_units // UNITS_PER_WHOLE
-            free = [i for i, u in self._gpu_free.items() if u == UNITS_PER_WHOLE]
-            if len(free) < n:
-                return None
-            return [(i, UNITS_PER_WHOLE) for i in free[:n]]
-        candidates = [(u, i) for i, u in self._gpu_free.items() if u >= gpu_units]
-        if not candidates:
-            return None
-        _, best = min(candidates)
-        return [(best, gpu_units)]
+        return [] if gpu_units <= 0 else _pick_shares(self._gpu_free, gpu_units)
 
     def _fits_now(self, rs: ResourceSet) -> list[tuple[int, int]] | None:
         for k, v in rs.units_dict().items():
@@ -500,7 +488,9 @@ class NodeResources:
 
 
 def _pick_shares(free: dict[int, int], units: int) -> list[tuple[int, int]] | None:
-    """Like ``NodeResources._pick_gpus`` over one bundle's GPUs (``free``: id -> free units)."""
+    """GPU shares for ``units`` (> 0) from ``free`` (GPU id -> free units; the node's GPUs or one
+    bundle's): the lowest whole GPUs for whole requests, else the fullest GPU the fraction fits.
+    None if they are not free."""
     if units >= UNITS_PER_WHOLE:
         whole = [i for i, u in sorted(free.items()) if u == UNITS_PER_WHOLE]
         n = units // UNITS_PER_WHOLE
