@@ -160,24 +160,18 @@ class EventLoop:
         frame = _dumps(msg, _HIGHEST)
         if len(frame) > self.max_message_bytes:
             raise _too_large(len(frame), self.max_message_bytes, msg)
-        sock = self._peers.get(address)
-        if sock is None:
-            sock = self._connect(address)
+        sock = self._peers.get(address) or self._connect(address)
         sock.send(frame, copy=False)
 
     def send_raw(self, address: str, frame: bytes) -> None:
-        sock = self._peers.get(address)
-        if sock is None:
-            sock = self._connect(address)
+        sock = self._peers.get(address) or self._connect(address)
         sock.send(frame, copy=False)
 
     def send_frames(self, address: str, msg: tuple, payload: list) -> None:
         """Send ``msg`` followed by ``payload`` (buffers: bytes, memoryviews of shared memory) as
         separate frames, without copying them; the handler gets ``(*msg[1:], frames)``, each frame
         a zmq.Frame whose ``.buffer`` is a memoryview. A buffer must stay unchanged until sent."""
-        sock = self._peers.get(address)
-        if sock is None:
-            sock = self._connect(address)
+        sock = self._peers.get(address) or self._connect(address)
         sock.send_multipart([_dumps(msg, _HIGHEST), *payload], copy=False)
 
     def _connect(self, address: str) -> zmq.Socket:

@@ -63,18 +63,22 @@ class TaskEventStore:
     def _trim(self) -> None:
         """More is waiting than can be kept: forget the oldest batches unread (and count them),
         keeping the newest ``max_tasks`` new attempts. Everything merged before is older still."""
-        if self.summary is not None:
-            self.summary.removed_all(self.records)
-        for rec in self.records.values():
-            self._count_dropped(rec[te.JOB_ID], 1)
-        self.records.clear()
-        self._order.clear()
+        self._drop_all_records()
         pending = self._pending
         while pending and self._pending_new - sum(pending[0][2].values()) >= self.max_tasks:
             _, _, new_by_job = pending.popleft()
             for job, n in new_by_job.items():
                 self._pending_new -= n
                 self._count_dropped(job, n)
+
+    def _drop_all_records(self) -> None:
+        """Forget every merged record, counting each as dropped (and in the summary's totals)."""
+        if self.summary is not None:
+            self.summary.removed_all(self.records)
+        for rec in self.records.values():
+            self._count_dropped(rec[te.JOB_ID], 1)
+        self.records.clear()
+        self._order.clear()
 
     def compact(self) -> None:
         """Merge what is pending, skipping (and counting) batches too old to be kept."""
@@ -96,12 +100,7 @@ class TaskEventStore:
             for job, n in pending[i][2].items():
                 self._count_dropped(job, n)
         if seen >= self.max_tasks:  # the batches kept fill the table: every older record goes
-            if self.summary is not None:
-                self.summary.removed_all(self.records)
-            for rec in self.records.values():
-                self._count_dropped(rec[te.JOB_ID], 1)
-            self.records.clear()
-            self._order.clear()
+            self._drop_all_records()
         for i in range(keep_from, len(pending)):
             header, blob, _ = pending[i]
             owner, runs, errors = pickle.loads(blob)

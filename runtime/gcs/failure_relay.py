@@ -31,7 +31,7 @@ class FailureRelay:
         gcs.node_death_listeners.append(gcs.actors.on_node_died)
 
     def _live_node_managers(self, exclude: str | None = None) -> list[str]:
-        return [n["address"] for n in self.gcs.nodes.values() if n["alive"] and n["address"] != exclude]
+        return [n["address"] for n in self.gcs.node_table.alive() if n["address"] != exclude]
 
     # ------------------------------------------------------------------ reports from node managers
     def on_process_started(self, address: str, node_id: str, kind: str) -> None:

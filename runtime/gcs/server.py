@@ -156,7 +156,7 @@ class GcsServer(RpcNode):
         node, preferred when it fits), or None when no node is alive. An actor no node can run,
         or one with hard affinity to a dead node, goes to a node that queues it with a warning
         or fails it with ActorUnschedulableError."""
-        alive = {n["node_id"]: n for n in self.nodes.values() if n["alive"]}
+        alive = {n["node_id"]: n for n in self.node_table.alive()}
         if not alive:
             return None
         decision, value = self.placement.choose(alive, resources, strategy, home=home)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from juno import exceptions as exc
 from juno.rpc import DEFER, Reply
 from juno.store.object_store import ARENA_FILE
+from juno.transport import DEFAULT_MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
     from juno.node.manager import NodeManager
@@ -75,7 +76,7 @@ class ObjectTransfer:
         self.loop = nm.loop
         self.config = nm.config
         # A chunk is one frame: it must stay under the receiver's frame limit (max_message_bytes).
-        limit = getattr(self.config, "max_message_bytes", 0) or (512 << 20)
+        limit = self.config.max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES
         self.chunk_bytes = max(64 << 10, min(int(self.config.object_transfer_chunk_bytes), limit // 2))
         self.max_in_flight = max(1, int(self.config.object_transfer_chunks_in_flight))
         # Chunks requested and not yet arrived, over all pulls: bounds the memory queued here.
