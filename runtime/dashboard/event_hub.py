@@ -10,7 +10,7 @@ that does not answer gets one ``{"type": "error"}`` per outage per subscriber; p
 on, and the next answer sends a full update.
 
 Everything but the snapshot runs on the asyncio loop of the caller (tornado's), so the
-hub needs no locks. :class:`HubRegistry` shares one hub per cluster address.
+hub needs no locks. The HTTP layer keeps one hub per cluster (http_api.ServiceRegistry).
 """
 from __future__ import annotations
 
@@ -150,7 +150,6 @@ class EventHub:
         self.interval = float(interval)
         self.executor = executor
         self.subscribers: list[Subscription] = []
-        self.num_polls = 0
         self._latest: dict | None = None  # last good snapshot, its fingerprints and time
         self._prints: dict[str, str] = {}
         self._latest_at = 0.0
@@ -220,7 +219,6 @@ class EventHub:
                         sub.sent = {}  # after the outage: a full update
                         sub.deliver({"type": "error", "error": str(e) or type(e).__name__})
             else:
-                self.num_polls += 1
                 now = time.time()
                 self._prints = {k: fingerprint(k, snapshot[k]) for k in KEYS if k in snapshot}
                 self._latest, self._latest_at = snapshot, time.monotonic()
@@ -248,45 +246,3 @@ class EventHub:
         self.subscribers.clear()
         if self._task is not None and not self._task.done():
             self._task.cancel()
-
-
-class HubRegistry:
-    """One hub (and one state service, one probe connection) per cluster address, shared by
-    every client of that cluster in this server."""
-
-    def __init__(self, interval: float = 1.0, executor=None, timeout: float = 10.0, token: str | None = None,
-                 service_factory: Callable[..., Any] | None = None):
-        self.interval = interval
-        self.executor = executor
-        self.timeout = timeout
-        self.token = token
-        self._factory = service_factory
-        self.hubs: dict[str, EventHub] = {}
-
-    def _new_service(self, address: str | None) -> Any:
-        if self._factory is not None:
-            return self._factory(address)
-        from juno.dashboard.state_service import StateService
-
-        return StateService(address, timeout=self.timeout, token=self.token)
-
-    def get(self, address: str | None) -> EventHub:
-        """The hub of the cluster at ``address`` (``host:port``; None: as StateService resolves it).
-        Raises the service's Unreachable when no cluster can be named."""
-        if address is not None and address in self.hubs:
-            return self.hubs[address]
-        service = self._new_service(address)
-        hub = self.hubs.get(service.address)
-        if hub is not None:
-            service.close()
-            return hub
-        hub = self.hubs[service.address] = EventHub(service, self.interval, self.executor)
-        return hub
-
-    def close_all(self) -> None:
-        hubs, self.hubs = list(self.hubs.values()), {}
-        for hub in hubs:
-            hub.close()
-            close = getattr(hub.service, "close", None)
-            if close is not None:
-                close()

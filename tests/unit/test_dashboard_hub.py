@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from juno.dashboard.event_hub import KEYS, EventHub, HubRegistry, derive_events
+from juno.dashboard.event_hub import KEYS, EventHub, derive_events
 from juno.dashboard.state_service import Unreachable
 
 INTERVAL = 0.05
@@ -255,27 +255,6 @@ def test_hub_sends_events_between_its_updates():
         hub.close()
 
     run(main())
-
-
-# ============================================================================ the registry
-def test_registry_shares_one_hub_per_address():
-    made: list = []
-
-    def factory(address):
-        service = ScriptedService([base_snapshot()])
-        service.address = address or "127.0.0.1:1"
-        service.close = lambda: made.append(("closed", service.address))
-        made.append(service)
-        return service
-
-    registry = HubRegistry(interval=INTERVAL, service_factory=factory)
-    a = registry.get("127.0.0.1:1")
-    assert registry.get("127.0.0.1:1") is a
-    b = registry.get("127.0.0.1:2")
-    assert b is not a and b.address == "127.0.0.1:2"
-    registry.close_all()
-    assert ("closed", "127.0.0.1:1") in made and ("closed", "127.0.0.1:2") in made
-    assert registry.hubs == {}
 
 
 def test_subscribe_needs_the_loop():
