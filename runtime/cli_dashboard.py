@@ -46,15 +46,13 @@ def add_parser(sub) -> None:
 
 
 def check_host(host: str, flag: str) -> str:
-    if host == "localhost":
-        return "127.0.0.1"
+    """The dashboard's own check (juno.dashboard.__main__.check_host), as a CliError (exit 2)."""
+    from juno.dashboard.__main__ import DashboardError, check_host as check_dashboard_host
+
     try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        raise CliError(f"{flag} must be an IPv4 address such as 127.0.0.1 or 0.0.0.0, got {host!r}.", 2) from None
-    if ip.version != 4:
-        raise CliError(f"{flag} must be an IPv4 address, got {host} (IPv6 is not supported).", 2)
-    return str(ip)
+        return check_dashboard_host(host, flag)
+    except DashboardError as e:
+        raise CliError(str(e), 2) from None
 
 
 def check_start_args(args: argparse.Namespace) -> None:
@@ -107,8 +105,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from juno.dashboard import __main__ as dashboard_main
 
     gcs_address, _ = resolve_gcs_address(args.address)
-    host = check_host(args.host, "--host")
-    argv = ["--gcs-address", gcs_address.replace("tcp://", ""), "--host", host, "--no-replace",
+    argv = ["--gcs-address", gcs_address.replace("tcp://", ""), "--host", args.host, "--no-replace",
             "--timeout", str(args.timeout)]
     if args.port is not None:
         argv += ["--port", str(args.port)]

@@ -60,15 +60,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def check_host(host: str) -> str:
+def check_host(host: str, flag: str = "--host") -> str:
+    """The IPv4 address to listen on ('localhost' -> 127.0.0.1; 0.0.0.0: every interface)."""
     if host == "localhost":
         return "127.0.0.1"
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        raise DashboardError(f"--host must be an IPv4 address such as 127.0.0.1 or 0.0.0.0, got {host!r}.") from None
+        raise DashboardError(f"{flag} must be an IPv4 address such as 127.0.0.1 or 0.0.0.0, got {host!r}.") from None
     if ip.version != 4:
-        raise DashboardError(f"--host must be an IPv4 address, got {host} (IPv6 is not supported).")
+        raise DashboardError(f"{flag} must be an IPv4 address, got {host} (IPv6 is not supported).")
     return str(ip)
 
 
