@@ -22,13 +22,15 @@ from typing import Any, Callable
 import tornado.web
 import tornado.websocket
 
+from juno.dashboard import payloads
+
 logger = logging.getLogger("juno.dashboard")
 
-TASKS_LIMIT = (1, 1000, 100)  # (min, max, default) of /api/tasks?limit=
-OBJECTS_LIMIT = (1, 10000, 500)
-LOG_TAIL = (1, 5000, 200)
-MIN_ID_PREFIX = 8  # hex characters of an id prefix /api/logs accepts
-_HEX = re.compile(r"^[0-9a-fA-F]+$")
+TASKS_LIMIT = (1, payloads.MAX_TASK_LIMIT, 100)  # (min, max, default) of /api/tasks?limit=
+OBJECTS_LIMIT = (1, payloads.MAX_OBJECT_LIMIT, 500)
+LOG_TAIL = (1, payloads.MAX_LOG_LINES, 200)
+MIN_ID_PREFIX = payloads.MIN_ID_PREFIX
+_HEX = payloads.HEX
 _ADDRESS = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$")
 EVENTS_INTERVAL_S = 1.0
 
@@ -91,29 +93,21 @@ class ServiceRegistry:
         self._hubs: dict[str, Any] = {}
 
     def service(self, address: str):
-        """The StateService of ``address`` (created on first use; creating one is cheap, the
-        service connects lazily or quickly: still, callers off the IOLoop are safest)."""
+        """The StateService of ``address``, made on first use (cheap: it connects lazily)."""
         from juno.dashboard.state_service import StateService
 
+        evicted = []
         with self._lock:
             svc = self._services.get(address)
             if svc is not None:
                 self._services.move_to_end(address)
                 return svc
-        svc = StateService(address, timeout=self.timeout, token=self.token)
-        evicted = []
-        with self._lock:
-            existing = self._services.get(address)
-            if existing is not None:  # another thread made one meanwhile: keep the first
-                evicted.append((None, svc))
-                svc = existing
-            else:
-                self._services[address] = svc
-                # Beyond max_clusters: drop the least recently used clusters nobody watches live.
-                idle = [a for a in self._services if a != address and not getattr(
-                    self._hubs.get(a), "subscribers", None)]
-                for old in idle[:max(0, len(self._services) - self.max_clusters)]:
-                    evicted.append((self._hubs.pop(old, None), self._services.pop(old)))
+            svc = self._services[address] = StateService(address, timeout=self.timeout, token=self.token)
+            # Beyond max_clusters: drop the least recently used clusters nobody watches live.
+            idle = [a for a in self._services if a != address and not getattr(
+                self._hubs.get(a), "subscribers", None)]
+            for old in idle[:max(0, len(self._services) - self.max_clusters)]:
+                evicted.append((self._hubs.pop(old, None), self._services.pop(old)))
         for hub, old_svc in evicted:
             self._close(hub, old_svc)
         return svc
@@ -153,9 +147,6 @@ class StateApiMixin:
     """What every route shares. A mount's base class provides ``juno_registry() -> ServiceRegistry``
     and ``juno_address() -> "host:port"`` (the cluster of this request), and authenticates the
     request before the verb runs."""
-
-    def juno_service(self):
-        return self.juno_registry().service(self.juno_address())
 
     async def juno_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """``StateService.<method>(*args, **kwargs)`` in the thread pool (never on the IOLoop);

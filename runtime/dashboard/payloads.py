@@ -6,17 +6,21 @@ units, order) is decided in one place. Times are unix seconds, ids hex strings, 
 """
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Iterable
 
 from juno import state_schema as schema
 from juno import task_events as te
-from juno.cluster_status import node_usage, resource_names
+from juno.cluster_status import cluster_usage, node_usage, resource_names
 from juno.gcs.node_table import empty_store_usage
 
 STORE_KEYS = ("used", "total", "spilled", "num_objects")
 MAX_TASK_LIMIT = 1000
 MAX_OBJECT_LIMIT = 10000
+MAX_LOG_LINES = 5000
+MIN_ID_PREFIX = 8  # hex characters of an id prefix the logs accept
+HEX = re.compile(r"^[0-9a-fA-F]+$")
 
 
 def _count(values: Iterable[str]) -> dict[str, int]:
@@ -170,13 +174,8 @@ def objects_payload(rows: list[dict], limit: int) -> dict:
 def summary_payload(address: str, version: str, nodes: list[dict], tasks: dict, actors: list[dict],
                     placement_groups: list[dict] | None, jobs: list[dict], now: float | None = None) -> dict:
     alive = [n for n in nodes if n.get("alive")]
-    resources: dict[str, dict] = {}
-    for n in alive:
-        for name, ut in node_resources(n).items():
-            total = resources.setdefault(name, {"used": 0, "total": 0})
-            total["used"] = _number(total["used"] + ut["used"])
-            total["total"] = _number(total["total"] + ut["total"])
-    ordered = {name: resources[name] for name in resource_names(resources)}
+    ordered = {name: {"used": _number(used), "total": _number(total)}
+               for name, (used, total) in cluster_usage(alive).items() if name != "object_store_memory"}
     store = {k: 0 for k in STORE_KEYS}
     for n in alive:
         for k, v in node_store(n).items():

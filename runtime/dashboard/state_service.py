@@ -11,7 +11,6 @@ in runtime/dashboard/payloads.py. Errors map to HTTP statuses: :class:`NotFound`
 from __future__ import annotations
 
 import concurrent.futures
-import re
 import threading
 import time
 from typing import Any
@@ -20,13 +19,11 @@ import juno
 from juno import auth
 from juno import task_events as te
 from juno.dashboard import payloads
+from juno.dashboard.payloads import HEX as _HEX, MAX_LOG_LINES, MIN_ID_PREFIX
 from juno.state_client import StateClient, resolve_gcs_address
 from juno.state_schema import StateApiException
 
-MAX_LOG_LINES = 5000
 MAX_LOG_BYTES = 4 << 20
-MIN_ID_PREFIX = 8
-_HEX = re.compile(r"^[0-9a-fA-F]+$")
 _NO_ANSWER = object()  # a node that did not answer in time (None: it has no such log)
 
 
