@@ -333,8 +333,8 @@ def _start_worker_node(args: argparse.Namespace, resources: dict, config) -> int
     except ValueError as e:
         raise CliError(str(e), 2) from None
     shown = gcs_address.replace("tcp://", "")
-    if not args.node_ip_given and not shown.startswith("127.") and not shown.startswith("localhost:"):
-        from juno.cluster_probe import local_ip_toward  # a GCS off loopback: listen where it can reach us
+    if not args.node_ip_given:
+        from juno.cluster_probe import local_ip_toward  # 127.0.0.1 for a GCS on loopback, else where it reaches us
 
         args.node_ip_address = _check_host(local_ip_toward(gcs_address), "--node-ip-address")
     token = auth.check_token(args.token, "--token") if args.token else None
@@ -409,13 +409,8 @@ def _block(procs: list[tuple[str, Any]], stop: Callable[[], None]) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from juno.cluster_access import cluster_token
-
-    address, source = resolve_address(args.address)
-    try:
-        print(cluster_token(address))
-    except ValueError as e:
-        raise CliError(f"{e} (from {source})", 2) from None
+    gcs_address, _ = resolve_gcs_address(args.address)
+    print(auth.resolve_token(gcs_address)[0])  # ClusterAuthError (exit 1) when there is none here
     return 0
 
 

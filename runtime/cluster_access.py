@@ -12,7 +12,7 @@ import errno
 import ipaddress
 import socket
 
-from juno import auth, local_cluster
+from juno import auth
 
 
 class AddressError(ValueError):
@@ -70,9 +70,3 @@ def join_instructions(address: str, token_path: str) -> list[str]:
         "To add a node on another machine: copy the token there (`juno token` prints it), then run",
         f"    juno start --address {address} --token <token>      (or set {auth.TOKEN_ENV})",
     ]
-
-
-def cluster_token(address: str) -> str:
-    """The token of the cluster at ``address`` as a local client finds it ($JUNO_CLUSTER_TOKEN,
-    else the stored file); ClusterAuthError if there is none."""
-    return auth.resolve_token(local_cluster.normalize_address(address))[0]
