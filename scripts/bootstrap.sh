@@ -18,6 +18,7 @@
 # Environment:
 #   PYTHON                   interpreter used to create the venv (default: python3, needs >= 3.10)
 #   JUNO_BOOTSTRAP_BROWSER   0: don't install chromium (the demo needs no browser)
+#   JUNO_BOOTSTRAP_FRONTEND  0: don't build the front end (the demo needs no Node.js)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -143,7 +144,7 @@ build_frontend() {
 enable_jupyter_extensions() {
     local labext="$VENV/share/jupyter/labextensions/juno-jupyterlab"
     local target="$ROOT/jupyter_extension/labextension"
-    if [[ "$(readlink "$labext" 2>/dev/null || true)" != "$target" ]]; then
+    if [[ -d "$target" && "$(readlink "$labext" 2>/dev/null || true)" != "$target" ]]; then
         mkdir -p "$(dirname "$labext")"
         rm -rf "$labext"
         ln -s "$target" "$labext"
@@ -170,7 +171,9 @@ ensure_chromium() {
     [[ -x /usr/bin/chromium ]] || die "chromium installed but /usr/bin/chromium is missing"
 }
 
-build_frontend
+if [[ "${JUNO_BOOTSTRAP_FRONTEND:-1}" == 1 ]]; then
+    build_frontend
+fi
 enable_jupyter_extensions
 if [[ "${JUNO_BOOTSTRAP_BROWSER:-1}" == 1 ]]; then
     ensure_chromium
