@@ -71,9 +71,8 @@ def run_cell_task(code: str, shipped: dict, assigns: tuple) -> dict:
     last = execute_cell(code, namespace)
     values = {name: namespace[name] for name in assigns if name in namespace}
     result = {"values": values, "last": last}
-    bad = unpicklable_names({**values, **({"<last expression>": last} if last is not None else {})})
-    if bad:
-        raise UnpicklableValueError(_describe_unpicklable(bad, "send back to the notebook"))
+    check_picklable({**values, **({"<last expression>": last} if last is not None else {})},
+                    "send back to the notebook")
     return result
 
 
@@ -89,9 +88,7 @@ class RemoteSession:
             self.namespace.setdefault(name, value)
         last = execute_cell(code, self.namespace)
         if last is not None:
-            bad = unpicklable_names({"<last expression>": last})
-            if bad:
-                raise UnpicklableValueError(_describe_unpicklable(bad, "show in the notebook"))
+            check_picklable({"<last expression>": last}, "show in the notebook")
         return last
 
     def push(self, values: dict) -> list[str]:
@@ -103,9 +100,7 @@ class RemoteSession:
         if missing:
             raise NameError(f"not defined in the session: {', '.join(missing)}")
         values = {n: self.namespace[n] for n in names}
-        bad = unpicklable_names(values)
-        if bad:
-            raise UnpicklableValueError(_describe_unpicklable(bad, "pull into the notebook"))
+        check_picklable(values, "pull into the notebook")
         return values
 
     def names(self) -> list[str]:

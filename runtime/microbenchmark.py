@@ -229,9 +229,7 @@ class Bench:
                     fn()
                 count += step
             stats.append(multiplier * count / (time.perf_counter() - start))
-        mean, std = float(np.mean(stats)), float(np.std(stats))
-        print(name, "per second", round(mean, 2), "+-", round(std, 2), flush=True)
-        self.results[name] = (mean, std)
+        self.record(name, stats)
 
     def record(self, name: str, samples: list[float]) -> None:
         """A row timed by its own loop (one sample per trial)."""

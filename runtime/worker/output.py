@@ -86,19 +86,17 @@ class _TaggedStream(io.TextIOBase):
         self._fallback.flush()
 
     def _emit(self, lines: list[str]) -> None:
+        # Every line lands in the worker's log file (as Ray's worker logs do: the dashboard reads
+        # it from the node), and goes to the driver whose task printed it, if any.
+        self._fallback.write("".join(line + "\n" for line in lines))
+        self._fallback.flush()
         cw = self._forwarder.cw
         ctx = current_task.get() or cw.default_context
         if ctx is None or not ctx.log_to:
-            for line in lines:
-                self._fallback.write(line + "\n")
-            self._fallback.flush()
             return
         prefix = f"{ctx.name or 'worker'} pid={self._pid}"
         for line in lines:
             self._forwarder.add(ctx.log_to, prefix, self._is_err, line, ctx.root or ctx.task_id, ctx.actor_id)
-        # The worker's log file keeps a copy (as Ray's worker logs do): the dashboard reads it from the node.
-        self._fallback.write("".join(line + "\n" for line in lines))
-        self._fallback.flush()
 
 
 def install_output_capture(cw: CoreWorker) -> None:
