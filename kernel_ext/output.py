@@ -47,9 +47,10 @@ def set_rate_limit(lines_per_s: int = DEFAULT_MAX_LINES_PER_S, bytes_per_s: int 
 class _Throttle:
     """One cell's output budget; touched only on Juno's IO thread."""
 
-    __slots__ = ("window_start", "lines", "bytes", "dropped", "burst_start", "last_drop")
+    __slots__ = ("cell", "window_start", "lines", "bytes", "dropped", "burst_start", "last_drop")
 
-    def __init__(self) -> None:
+    def __init__(self, cell: dict | None) -> None:
+        self.cell = cell  # where its "left out" note goes
         self.window_start = time.monotonic()
         self.lines = self.bytes = self.dropped = 0
         self.burst_start = self.last_drop = 0.0
@@ -133,7 +134,7 @@ class OutputRouter:
         key = cell["header"]["msg_id"] if cell is not None else ""
         th = self.throttles.get(key)
         if th is None:
-            th = self.throttles[key] = _Throttle()
+            th = self.throttles[key] = _Throttle(cell)
         if now - th.window_start >= _WINDOW_S:
             self._maybe_note(key, cell, th, now)
             th.window_start, th.lines, th.bytes = now, 0, 0
@@ -173,22 +174,12 @@ class OutputRouter:
         pending = False
         for key, th in list(self.throttles.items()):
             if th.dropped:
-                cell = self._cell_by_msg_id(key)
-                self._maybe_note(key, cell, th, now)
+                self._maybe_note(key, th.cell, th, now)
                 pending = pending or bool(th.dropped)
             elif now - th.window_start > 60 * _WINDOW_S:
                 del self.throttles[key]  # an idle cell: forget its budget
         if pending:
             self._schedule_note_check()
-
-    def _cell_by_msg_id(self, msg_id: str) -> dict | None:
-        if not msg_id:
-            return None
-        with self._lock:
-            for cell in reversed(self.task_cells.values()):
-                if cell["header"]["msg_id"] == msg_id:
-                    return cell
-        return None
 
     @staticmethod
     def _write(stream: Any, cell: dict | None, text: str) -> None:
