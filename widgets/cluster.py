@@ -18,7 +18,8 @@ _ACTIVE_ACTOR_STATES = ("ALIVE", "PENDING_CREATION", "RESTARTING")
 
 
 def cluster_snapshot(cw: Any = None) -> dict:
-    """What the widget shows, gathered now from the GCS and each live node's manager."""
+    """What the widget shows, gathered now from the GCS (nodes with their heartbeat figures,
+    actors) and each live node's manager (its running tasks)."""
     from juno.cluster_status import node_usage
     from juno.core_worker import global_worker
 
@@ -30,15 +31,13 @@ def cluster_snapshot(cw: Any = None) -> dict:
         row = {"node_id": n["node_id"], "address": n.get("address", ""), "ip": n.get("ip", ""),
                "alive": bool(n.get("alive")), "usage": {}}
         if row["alive"]:
-            store = None
             try:
-                store = cw.node_call("get_resources", address=n["address"]).get("object_store")
                 workers = cw.node_call("list_workers", address=n["address"])
                 running_tasks += sum(1 for w in workers if w.get("is_alive") and w.get("leased")
                                      and not w.get("actor_id"))
             except Exception as e:  # noqa: BLE001 - one slow node must not blank the widget
                 errors.append(f"node {n['node_id'][:12]}: {e}")
-            row["usage"] = node_usage(n, store)
+            row["usage"] = node_usage(n, n.get("object_store"))  # store use as the node's heartbeats carry it
         nodes_out.append(row)
     actors: dict[str, int] = {}
     for a in cw.gcs_call("list_actors"):
