@@ -29,7 +29,8 @@ from typing import Any
 
 from juno.cluster_probe import GcsProbe
 from juno.config import Config
-from juno.local_cluster import new_session, start_gcs, start_node, stop_processes
+from juno.local_cluster import (forget_cluster_token, new_session, read_session_token, start_gcs, start_node,
+                                stop_processes)
 
 _NODE_ARGS = {"num_cpus", "num_gpus", "resources", "object_store_memory"}
 
@@ -250,6 +251,8 @@ class Cluster:
             self.gcs_process = None
         for node in self._removed:
             shutil.rmtree(node.info.get("store_dir", ""), ignore_errors=True)
+        if self.gcs_address is not None:  # the token stored for local clients goes with the cluster
+            forget_cluster_token(self.gcs_address, read_session_token(self.session_dir))
         shutil.rmtree(self.session_dir, ignore_errors=True)
         atexit.unregister(self.shutdown)
 

@@ -75,10 +75,15 @@ def test_add_nodes_connect_run_tasks_and_shutdown_leaves_nothing(make_cluster):
     assert processes_of(cluster)
 
     session = cluster.session_dir
+    from juno.local_cluster import token_path
+
+    token_file = token_path(cluster.gcs_address)
+    assert os.path.exists(token_file)
     cluster.shutdown()
     assert not juno.is_initialized()
     assert processes_of(cluster) == []
     assert shm_dirs(cluster) == [] and not os.path.exists(session)
+    assert not os.path.exists(token_file), "the cluster's stored token outlived it"
     cluster.shutdown()  # twice is harmless
 
 
