@@ -76,7 +76,11 @@ class TaskExecutor:
 
     # ------------------------------------------------------------------ IO thread
     def on_push_task(self, spec: tuple, lease_info) -> None:
-        if spec[ts.KIND] == ts.KIND_ACTOR_CALL and self.actor_mode != "sync":
+        if spec[ts.KIND] == ts.KIND_ACTOR_CALL and self.exiting:
+            # exit_actor() already ran: a call that reaches the leaving process fails as Ray's
+            # does, rather than running on an actor its caller was told is gone.
+            self._reply(spec, self._exit_results(spec), False)
+        elif spec[ts.KIND] == ts.KIND_ACTOR_CALL and self.actor_mode != "sync":
             self._dispatch_concurrent(spec)
         else:
             self.main_queue.put((spec, lease_info))
@@ -499,6 +503,9 @@ class TaskExecutor:
             fut.add_done_callback(lambda f: f.exception())
 
     def _execute_threaded(self, spec: tuple) -> None:
+        if self.exiting:  # queued in the pool before another call ran exit_actor()
+            self._reply(spec, self._exit_results(spec), False)
+            return
         if self.ev is not None:
             self._run_started(spec[ts.TASK_ID], attempt_of(spec[ts.EXTRA]))
         try:
@@ -516,6 +523,9 @@ class TaskExecutor:
         task_id = spec[ts.TASK_ID]
         sem = self.actor_semaphores.get(group) or self.actor_semaphores["_default"]
         async with sem:
+            if self.exiting:  # waited on the semaphore while another call ran exit_actor()
+                self._reply(spec, self._exit_results(spec), False)
+                return
             if task_id in self.cancel_requested:
                 self._reply(spec, self._error_results(spec, exc.TaskCancelledError(task_id.hex())), False)
                 return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 
 import pytest
 
@@ -263,6 +264,39 @@ def test_async_actor_runtime_context_and_exit(juno_shared):
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
     wait_for_condition(process_gone)
+
+
+def test_calls_queued_behind_exit_actor_fail_instead_of_running(juno_shared):
+    """Calls that reached the actor before it left must not run on an actor that is gone."""
+
+    @juno.remote
+    class AsyncLeaving:
+        async def leave(self):
+            await asyncio.sleep(0.3)  # the next calls wait on the concurrency limit meanwhile
+            juno.exit_actor()
+
+        async def ping(self):
+            return "ran"
+
+    @juno.remote
+    class ThreadedLeaving:
+        def leave(self):
+            time.sleep(0.3)
+            juno.exit_actor()
+
+        def ping(self):
+            return "ran"
+
+    for actor in (AsyncLeaving.options(max_concurrency=1).remote(),
+                  ThreadedLeaving.options(max_concurrency=1).remote()):
+        juno.get(actor.ping.remote())  # created and ready
+        leave = actor.leave.remote()
+        pings = [actor.ping.remote() for _ in range(3)]
+        with pytest.raises(ActorDiedError, match="exit_actor"):
+            juno.get(leave, timeout=30)
+        for ref in pings:
+            with pytest.raises(ActorDiedError, match="exit_actor"):
+                juno.get(ref, timeout=30)
 
 
 def test_async_actor_runs_calls_on_one_event_loop_thread(juno_shared):
