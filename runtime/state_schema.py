@@ -148,6 +148,19 @@ def task_events_of(rec: list, state: str, error_type: str | None) -> list[dict]:
     return out
 
 
+def unnamed_runs(records: list[list]) -> list[list]:
+    """Task records whose run came back with its result: they name their worker only by id."""
+    return [r for r in records if r[te.NODE_ID] is None and r[te.WORKER_ID] is not None]
+
+
+def name_runs(records: list[list], where: dict) -> None:
+    """Fill in node and pid of runs named only by worker, from ``where``: worker id -> (node, pid)."""
+    for rec in records:
+        found = where.get(rec[te.WORKER_ID])
+        if found is not None:
+            rec[te.NODE_ID], rec[te.WORKER_PID] = found
+
+
 def task_row(rec: list, dead_jobs: set | frozenset = frozenset()) -> dict:
     state, error_type, error_message = task_state_of(rec, dead_jobs)
     resources = rec[te.RESOURCES]
@@ -502,11 +515,16 @@ def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
     return "\n".join(out)
 
 
+_BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
 def human_bytes(n: int | float | None) -> str:
+    """``512 B``, ``3.0 GiB``: the one byte formatter of the CLI, the widgets and the docs."""
     if n is None:
         return "?"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
+    n = float(n)
+    for unit in _BYTE_UNITS[:-1]:
+        if abs(n) < 1024:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n:.1f} GiB"
+    return f"{n:.1f} {_BYTE_UNITS[-1]}"

@@ -10,8 +10,9 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Sequence
 
+from juno.state_schema import human_bytes as format_bytes  # noqa: F401 - one byte formatter for all
+
 BAR_WIDTH = 30
-_BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
 
 def escape(value: Any) -> str:
@@ -43,15 +44,6 @@ def format_rate(per_second: float | None, unit: str = "it") -> str:
     if per_second >= 1:
         return f"{per_second:.1f} {unit}/s"
     return f"{1 / per_second:.1f} s/{unit}"
-
-
-def format_bytes(n: float) -> str:
-    n = float(n)
-    for unit in _BYTE_UNITS:
-        if abs(n) < 1024 or unit == _BYTE_UNITS[-1]:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} {_BYTE_UNITS[-1]}"  # unreachable
 
 
 def fraction(done: float, total: float | None) -> float | None:
