@@ -19,13 +19,11 @@ the command. ``juno stop`` finds them again by their command lines
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import math
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
 from typing import Any, Callable
@@ -247,16 +245,12 @@ def _check_port_free(host: str, port: int) -> None:
         raise CliError(f"--port must be between 0 and 65535, got {port}.", 2)
     if port == 0:
         return
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as ZeroMQ does: TIME_WAIT is not busy
     try:
-        sock.bind((host, port))
+        free = local_cluster.port_free(host, port)
     except OSError as e:
-        if e.errno == errno.EADDRINUSE:
-            raise _port_busy(host, port) from None
         raise CliError(f"cannot listen on {host}:{port}: {e.strerror}.") from None
-    finally:
-        sock.close()
+    if not free:
+        raise _port_busy(host, port)
 
 
 def _port_busy(host: str, port: int) -> CliError:

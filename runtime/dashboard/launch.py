@@ -8,7 +8,6 @@ cluster's session folder on its command line, which is how ``juno stop`` finds i
 """
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import socket
@@ -17,7 +16,7 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from juno.local_cluster import read_ready_line, spawn_process, stop_processes
+from juno.local_cluster import port_free, read_ready_line, spawn_process, stop_processes
 
 logger = logging.getLogger("juno")
 
@@ -37,18 +36,6 @@ class DashboardProcess:
     url: str
     log_path: str
     moved_from: int | None = None  # DEFAULT_PORT, when it was taken and no port was asked for
-
-
-def port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                return False
-            raise
-    return True
 
 
 def busy_port_message(host: str, port: int) -> str:
