@@ -12,7 +12,6 @@ import glob
 import json
 import os
 import shutil
-import signal
 import socket
 import stat
 import sys
@@ -22,7 +21,7 @@ from typing import Iterable
 
 import psutil
 
-from juno import local_cluster
+from juno import local_cluster, proc_util
 from juno.auth import ClusterAuthError
 from juno.cli import PROG, CliError
 from juno.store.shm import SHM_ROOT
@@ -82,41 +81,10 @@ def scan_processes() -> list[JunoProcess]:
     return found
 
 
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
 def terminate(targets: list[JunoProcess], grace_s: float, force: bool) -> list[JunoProcess]:
     """SIGTERM (or SIGKILL with force), SIGKILL what is left after ``grace_s``; returns the survivors."""
-    def send(items: Iterable[JunoProcess], sig: int) -> None:
-        for t in items:
-            try:
-                t.proc.send_signal(sig)
-            except psutil.Error:
-                pass
-
-    def wait(items: list[JunoProcess], timeout: float) -> list[JunoProcess]:
-        deadline = time.monotonic() + timeout
-        left = [t for t in items if _alive(t.proc)]
-        while left and time.monotonic() < deadline:
-            time.sleep(0.05)
-            left = [t for t in left if _alive(t.proc)]
-        return left
-
-    if not targets:
-        return []
-    if force:
-        send(targets, signal.SIGKILL)
-        return wait(targets, 5.0)
-    send(targets, signal.SIGTERM)
-    left = wait(targets, grace_s)
-    if left:
-        send(left, signal.SIGKILL)
-        left = wait(left, 5.0)
-    return left
+    survivors = proc_util.terminate([t.proc for t in targets], grace_s, force)
+    return [t for t in targets if t.proc in survivors]
 
 
 def _norm(path: str | None) -> str | None:

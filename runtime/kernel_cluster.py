@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import time
 
 from juno.local_cluster import TEMP_ROOT
-from juno.proc_util import pid_alive
+from juno.proc_util import pid_alive, terminate
 
 RECORDS = os.path.join(TEMP_ROOT, "kernels")
 
@@ -94,22 +92,16 @@ def stop(record: dict, grace_s: float) -> None:
     """Stop a recorded cluster this process attached to (it has no Popen handles for it)."""
     import shutil
 
-    pids = [pid for pid in record.get("pids", []) if isinstance(pid, int)]
-    for pid in reversed(pids):
-        _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    for pid in pids:
-        if pid_alive(pid):
-            _signal(pid, signal.SIGKILL)
+    import psutil
+
+    procs = []
+    for pid in reversed([pid for pid in record.get("pids", []) if isinstance(pid, int)]):
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.Error:
+            pass  # already gone
+    terminate(procs, grace_s)
     for path in [record.get("session_dir"), *record.get("store_dirs", [])]:
         if isinstance(path, str) and path:
             shutil.rmtree(path, ignore_errors=True)
 
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

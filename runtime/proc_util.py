@@ -1,10 +1,11 @@
-"""Process helpers shared by every runtime process: parent death, readiness, liveness."""
+"""Process helpers shared by every runtime process: parent death, readiness, liveness, stopping."""
 from __future__ import annotations
 
 import ctypes
 import os
 import signal
 import sys
+import time
 
 _PR_SET_PDEATHSIG = 1
 
@@ -40,3 +41,42 @@ def report_ready(line: str) -> None:
     if fd >= 0:
         os.write(fd, (line + "\n").encode())
         os.close(fd)
+
+
+def terminate(procs: list, grace_s: float, force: bool = False) -> list:
+    """SIGTERM ``procs`` (psutil.Process, signalled in the order given; SIGKILL at once with
+    ``force``), then SIGKILL what is left after ``grace_s``. Returns the survivors."""
+    import psutil
+
+    def alive(proc) -> bool:
+        try:
+            return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    def send(items: list, sig: int) -> None:
+        for proc in items:
+            try:
+                proc.send_signal(sig)
+            except psutil.Error:
+                pass
+
+    def wait(items: list, timeout: float) -> list:
+        deadline = time.monotonic() + timeout
+        left = [p for p in items if alive(p)]
+        while left and time.monotonic() < deadline:
+            time.sleep(0.02)
+            left = [p for p in left if alive(p)]
+        return left
+
+    if not procs:
+        return []
+    if force:
+        send(procs, signal.SIGKILL)
+        return wait(procs, 5.0)
+    send(procs, signal.SIGTERM)
+    left = wait(procs, grace_s)
+    if left:
+        send(left, signal.SIGKILL)
+        left = wait(left, 5.0)
+    return left
