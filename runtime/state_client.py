@@ -16,7 +16,6 @@ import time
 from typing import Any
 
 from juno import state_schema as schema
-from juno import task_events as te
 from juno.state_schema import StateApiException
 
 
@@ -101,13 +100,10 @@ class StateClient:
         snap["dead_jobs"] = dead
         records = snap["records"]
         # Runs that came back with their results name the worker only by id: add its node and pid.
-        unnamed = [r for r in records if r[te.NODE_ID] is None and r[te.WORKER_ID] is not None]
+        unnamed = schema.unnamed_runs(records)
         if unnamed:
-            where = {w["worker_id"]: (w["node_id"], w["pid"]) for _, rows in self._worker_lists() for w in rows}
-            for rec in unnamed:
-                found = where.get(rec[te.WORKER_ID])
-                if found is not None:
-                    rec[te.NODE_ID], rec[te.WORKER_PID] = found
+            schema.name_runs(unnamed, {w["worker_id"]: (w["node_id"], w["pid"])
+                                       for _, rows in self._worker_lists() for w in rows})
         return records, snap
 
     def tasks(self) -> tuple[list[dict], dict]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import juno
 from juno import auth
+from juno import state_schema as schema
 from juno import task_events as te
 from juno.dashboard import payloads
 from juno.dashboard.payloads import HEX as _HEX, MAX_LOG_LINES, MIN_ID_PREFIX
@@ -185,7 +186,7 @@ class StateService:
     def _name_workers(self, records: list[list], nodes: list[dict] | None) -> None:
         """Runs whose result came back name only their worker: add its node and pid (asking the
         nodes only about workers not seen before)."""
-        unnamed = [r for r in records if r[te.NODE_ID] is None and r[te.WORKER_ID] is not None]
+        unnamed = schema.unnamed_runs(records)
         if any(r[te.WORKER_ID] not in self._where for r in unnamed):
             if nodes is None:
                 nodes = self._gcs_call("get_nodes")
@@ -204,10 +205,7 @@ class StateService:
                         self._where[w["worker_id"]] = (w["node_id"], w["pid"])
             if len(self._where) > 20000:
                 self._where = dict(list(self._where.items())[-10000:])
-        for rec in unnamed:
-            found = self._where.get(rec[te.WORKER_ID])
-            if found is not None:
-                rec[te.NODE_ID], rec[te.WORKER_PID] = found
+        schema.name_runs(unnamed, self._where)
 
     # ------------------------------------------------------------------ actors: lookup, kill, logs
     def _find_actor(self, actor_id: str) -> dict:
