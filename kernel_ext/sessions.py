@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import linecache
+import pickle
 import threading
 from typing import Any
 
@@ -46,12 +47,17 @@ def _register_source(code: str) -> None:
     linecache.cache[CELL_FILENAME] = (len(code), None, lines, CELL_FILENAME)
 
 
+def _drop_buffer(buffer: pickle.PickleBuffer) -> bool:
+    return False  # out of band: the check needs only that the value pickles, not its bytes
+
+
 def unpicklable_names(values: dict) -> dict[str, str]:
-    """name -> why, for each value cloudpickle cannot pickle."""
+    """name -> why, for each value cloudpickle cannot pickle. Large buffers (numpy, arrow) are
+    left out of band, so the check does not copy the data the real send copies once more."""
     bad = {}
     for name, value in values.items():
         try:
-            cloudpickle.dumps(value)
+            cloudpickle.dumps(value, protocol=5, buffer_callback=_drop_buffer)
         except Exception as exc:  # noqa: BLE001 - any pickling failure is reported by name
             bad[name] = f"{type(value).__name__}: {exc}"
     return bad
