@@ -220,46 +220,21 @@ def check_hex_id(value: str, what: str, *, prefix_ok: bool = False) -> str:
     return value.lower()
 
 
-class SummaryRoute(StateApiMixin):
+class SectionRoute(StateApiMixin):
+    """GET one section of the state: ``StateService.<section>()``, with ``?limit=`` where the
+    section takes one. Each section is a subclass made by :func:`_section`."""
+
+    section = ""
+    limit: tuple[int, int, int] | None = None  # (min, max, default) of ?limit=, when it takes one
+
     async def get(self) -> None:
-        self.juno_write(await self.juno_call("summary"))
+        kwargs = {"limit": self.juno_int("limit", self.limit)} if self.limit else {}
+        self.juno_write(await self.juno_call(self.section, **kwargs))
 
 
-class NodesRoute(StateApiMixin):
-    async def get(self) -> None:
-        self.juno_write(await self.juno_call("nodes"))
-
-
-class TasksRoute(StateApiMixin):
-    async def get(self) -> None:
-        limit = self.juno_int("limit", TASKS_LIMIT)
-        self.juno_write(await self.juno_call("tasks", limit=limit))
-
-
-class ActorsRoute(StateApiMixin):
-    async def get(self) -> None:
-        self.juno_write(await self.juno_call("actors"))
-
-
-class ObjectsRoute(StateApiMixin):
-    async def get(self) -> None:
-        limit = self.juno_int("limit", OBJECTS_LIMIT)
-        self.juno_write(await self.juno_call("objects", limit=limit))
-
-
-class PlacementGroupsRoute(StateApiMixin):
-    async def get(self) -> None:
-        self.juno_write(await self.juno_call("placement_groups"))
-
-
-class JobsRoute(StateApiMixin):
-    async def get(self) -> None:
-        self.juno_write(await self.juno_call("jobs"))
-
-
-class WorkersRoute(StateApiMixin):
-    async def get(self) -> None:
-        self.juno_write(await self.juno_call("workers"))
+def _section(section: str, limit: tuple[int, int, int] | None = None) -> type:
+    name = "".join(part.title() for part in section.split("_")) + "Route"
+    return type(name, (SectionRoute,), {"section": section, "limit": limit})
 
 
 class LogsRoute(StateApiMixin):
@@ -341,15 +316,15 @@ class EventsSocketMixin(StateApiMixin):
 
 # (path under the mount's api prefix, route mixin); the websocket route is "events".
 ROUTES: list[tuple[str, type]] = [
-    ("summary", SummaryRoute),
-    ("nodes", NodesRoute),
-    ("tasks", TasksRoute),
-    ("actors", ActorsRoute),
+    ("summary", _section("summary")),
+    ("nodes", _section("nodes")),
+    ("tasks", _section("tasks", TASKS_LIMIT)),
+    ("actors", _section("actors")),
     ("actors/([^/]+)/kill", ActorKillRoute),
-    ("objects", ObjectsRoute),
-    ("placement_groups", PlacementGroupsRoute),
-    ("jobs", JobsRoute),
-    ("workers", WorkersRoute),
+    ("objects", _section("objects", OBJECTS_LIMIT)),
+    ("placement_groups", _section("placement_groups")),
+    ("jobs", _section("jobs")),
+    ("workers", _section("workers")),
     ("logs", LogsRoute),
 ]
 
