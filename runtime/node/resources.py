@@ -389,14 +389,16 @@ class NodeResources:
         """Choose GPU shares for a request, or None if it does not fit right now."""
         return [] if gpu_units <= 0 else _pick_shares(self._gpu_free, gpu_units)
 
-    def _fits_now(self, rs: ResourceSet) -> list[tuple[int, int]] | None:
+    def _fits_now(self, rs: ResourceSet) -> tuple[list[tuple[int, int]], tuple] | None:
+        """(the node's GPU shares, the bundles' GPU picks) for ``rs`` now, or None if it does not fit."""
         for k, v in rs.units_dict().items():
             if k != GPU and v > self._avail.get(k, 0):
                 return None
         shares = self._pick_gpus(rs.units(GPU))
-        if shares is not None and self._bundle_gpus and self._pick_bundle_gpus(rs) is None:
+        if shares is None:
             return None
-        return shares
+        picks = self._pick_bundle_gpus(rs) if self._bundle_gpus else ()
+        return None if picks is None else (shares, picks)
 
     def can_allocate(self, request: Mapping[str, float]) -> bool:
         """Would ``allocate`` succeed right now?"""
@@ -410,22 +412,22 @@ class NodeResources:
         use ``is_feasible``/``infeasible_reason`` to tell the two apart.
         """
         rs = _validate_request(request)
-        shares = self._fits_now(rs)
-        if shares is None:
+        fit = self._fits_now(rs)
+        if fit is None:
             return None
+        shares, picks = fit
         for k, v in rs.units_dict().items():
             self._avail[k] = self._avail.get(k, 0) - v
         for i, u in shares:
             self._gpu_free[i] -= u
-        picks = self._pick_bundle_gpus(rs) if self._bundle_gpus else ()
-        for pg_hex, index, gpu, u in picks or ():
+        for pg_hex, index, gpu, u in picks:
             self._bundle_gpus[pg_hex][index][gpu] -= u
         alloc = Allocation(
             resources=rs,
-            gpu_ids=tuple(i for i, _ in shares) + tuple(p[2] for p in picks or ()),
+            gpu_ids=tuple(i for i, _ in shares) + tuple(p[2] for p in picks),
             gpu_shares=tuple(shares),
             id=next(self._ids),
-            bundle_gpus=tuple(picks or ()),
+            bundle_gpus=tuple(picks),
         )
         self._live[alloc.id] = alloc
         return alloc
