@@ -278,8 +278,7 @@ def test_calls_queued_behind_exit_actor_fail_instead_of_running(juno_shared):
         async def ping(self):
             return "ran"
 
-    @juno.remote
-    class ThreadedLeaving:
+    class SyncLeaving:
         def leave(self):
             time.sleep(0.3)
             juno.exit_actor()
@@ -288,7 +287,8 @@ def test_calls_queued_behind_exit_actor_fail_instead_of_running(juno_shared):
             return "ran"
 
     for actor in (AsyncLeaving.options(max_concurrency=1).remote(),
-                  ThreadedLeaving.options(max_concurrency=1).remote()):
+                  juno.remote(SyncLeaving).remote(),  # one call at a time, on the main thread
+                  juno.remote(concurrency_groups={"spare": 1})(SyncLeaving).remote()):  # a pool of one
         juno.get(actor.ping.remote())  # created and ready
         leave = actor.leave.remote()
         pings = [actor.ping.remote() for _ in range(3)]
