@@ -149,14 +149,10 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
             "node_ip_address": node.get("ip", "127.0.0.1"),
             "webui_url": dashboard.context_url(dash.url if dash else dashboard.registered_url(
                 lambda *a: cw.gcs_call(*a, timeout=2.0))),
-            "job_id": ids_hex_job(cw.job_id),
+            "job_id": ids.job_hex(cw.job_id),
         })
         _state["context"] = context
         return context
-
-
-def ids_hex_job(job_id: int) -> str:
-    return job_id.to_bytes(4, "little").hex()
 
 
 def _in_ipython() -> bool:

@@ -40,3 +40,8 @@ def index_of(object_id_: bytes) -> int:
 
 def random_id(n: int = 16) -> bytes:
     return os.urandom(n)
+
+
+def job_hex(job_id: int) -> str:
+    """A job id as Ray shows it: the 4-byte little-endian number in hex (job 1 is ``01000000``)."""
+    return job_id.to_bytes(4, "little").hex()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from juno import ids
+
 
 class RuntimeContext:
     def __init__(self, cw):
@@ -13,7 +15,7 @@ class RuntimeContext:
 
     def get_job_id(self) -> str:
         job_id = self._ctx().job_id or self._cw.job_id
-        return job_id.to_bytes(4, "little").hex() if job_id is not None else ""
+        return ids.job_hex(job_id) if job_id is not None else ""
 
     @property
     def job_id(self) -> str:

@@ -11,6 +11,7 @@ import math
 import warnings
 from typing import Any, Callable, Iterable
 
+from juno import ids
 from juno import task_events as te
 
 DEFAULT_LIMIT = 100
@@ -96,7 +97,7 @@ def job_hex(job_id: Any) -> str | None:
     if job_id is None:
         return None
     if isinstance(job_id, int):
-        return job_id.to_bytes(4, "little").hex()
+        return ids.job_hex(job_id)
     return str(job_id)
 
 
