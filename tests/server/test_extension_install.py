@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -56,3 +57,20 @@ def test_the_wheel_carries_the_built_front_end_and_enables_it(tmp_path):
     assert any(n.startswith(f"{data}share/jupyter/labextensions/juno-jupyterlab/static/remoteEntry.")
                for n in names), "the wheel has no built JupyterLab extension (remoteEntry.*.js)"
     assert not any("node_modules" in n for n in names)
+
+
+def test_a_checkout_without_the_built_front_end_still_installs(tmp_path):
+    """Binder installs ``.`` (binder/requirements.txt) before its postBuild builds the front
+    end: the wheel must build then too, only without the JupyterLab extension."""
+    skip = shutil.ignore_patterns(".git", ".venv", "node_modules", "labextension", "dashboard.js*",
+                                  "test-artifacts", "__pycache__", "*.egg-info", "build", "dist")
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=skip)
+    assert not (src / "jupyter_extension" / "labextension").exists()
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check",
+                        "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    names = set(zipfile.ZipFile(next((tmp_path / "dist").glob("juno-*.whl"))).namelist())
+    assert "juno/api.py" in names and "juno/jupyter_extension/handlers.py" in names
+    assert "juno-0.1.0.data/data/etc/jupyter/jupyter_server_config.d/juno.json" in names
+    assert not any("labextensions/juno-jupyterlab" in n for n in names)
