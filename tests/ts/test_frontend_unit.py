@@ -35,3 +35,20 @@ def test_typescript_unit_tests_pass():
     passed = re.search(r"Tests\s+(\d+) passed", output)
     assert passed and int(passed.group(1)) > 0, f"vitest ran no tests:\n{output}"
     assert not re.search(r"\d+ (skipped|todo)", output), f"some TypeScript tests were skipped:\n{output}"
+
+
+def test_typescript_and_css_sources_are_formatted():
+    """prettier --check over the sources and their tests (package.json's format:check);
+    `npm run format` in jupyter_extension/ fixes what it reports."""
+    node = shutil.which("node")
+    prettier = EXT / "node_modules" / "prettier" / "bin" / "prettier.cjs"
+    assert node, f"node is not on PATH: install Node.js >= 20.19, then {BUILD_HINT}"
+    assert prettier.is_file(), f"{prettier} is missing: {BUILD_HINT}"
+    proc = subprocess.run(
+        [node, str(prettier), "--check", "src/**/*.ts", "style/*.css", "../tests/ts/*.ts"],
+        cwd=EXT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, f"unformatted front-end sources (run `npm run format` in {EXT}):\n{proc.stdout}{proc.stderr}"

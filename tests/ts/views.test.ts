@@ -94,7 +94,11 @@ describe("views", () => {
 
   it("finished and failed counts are the cumulative totals once records were dropped", () => {
     const box = document.createElement("div");
-    renderTaskCounts(box, { FINISHED: 10000, FAILED: 3, RUNNING: 2 }, { finished_total: 25000, failed_total: 3 });
+    renderTaskCounts(
+      box,
+      { FINISHED: 10000, FAILED: 3, RUNNING: 2 },
+      { finished_total: 25000, failed_total: 3 },
+    );
     const count = (s: string) =>
       box.querySelector(`[data-juno=task-count][data-state=${s}]`)?.textContent;
     expect(count("FINISHED")).toBe("25000");
