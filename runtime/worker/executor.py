@@ -76,14 +76,13 @@ class TaskExecutor:
 
     # ------------------------------------------------------------------ IO thread
     def on_push_task(self, spec: tuple, lease_info) -> None:
-        if spec[ts.KIND] == ts.KIND_ACTOR_CALL and self.exiting:
-            # exit_actor() already ran: a call that reaches the leaving process fails as Ray's
-            # does, rather than running on an actor its caller was told is gone.
-            self._reply(spec, self._exit_results(spec), False)
-        elif spec[ts.KIND] == ts.KIND_ACTOR_CALL and self.actor_mode != "sync":
-            self._dispatch_concurrent(spec)
-        else:
-            self.main_queue.put((spec, lease_info))
+        if spec[ts.KIND] == ts.KIND_ACTOR_CALL:
+            if self._refused_after_exit(spec):
+                return
+            if self.actor_mode != "sync":
+                self._dispatch_concurrent(spec)
+                return
+        self.main_queue.put((spec, lease_info))
 
     def _take_queued(self, pick) -> list[tuple]:
         """Remove the queued (not started) tasks ``pick(spec, lease_info)`` selects; IO thread."""
@@ -401,6 +400,14 @@ class TaskExecutor:
         except Exception:  # noqa: BLE001 - the GCS is gone: nothing would restart us anyway
             logger.warning("could not tell the GCS that the actor exits", exc_info=True)
 
+    def _refused_after_exit(self, spec: tuple) -> bool:
+        """exit_actor() already ran: answer the actor call ``spec`` with the exit's ActorDiedError,
+        as Ray does, rather than run it on an actor its caller was told is gone."""
+        if not self.exiting:
+            return False
+        self._reply(spec, self._exit_results(spec), False)
+        return True
+
     def _exit_results(self, spec: tuple) -> list:
         return self._error_results(spec, exc.ActorDiedError(
             self.actor_id.hex() if self.actor_id else None,
@@ -503,8 +510,7 @@ class TaskExecutor:
             fut.add_done_callback(lambda f: f.exception())
 
     def _execute_threaded(self, spec: tuple) -> None:
-        if self.exiting:  # queued in the pool before another call ran exit_actor()
-            self._reply(spec, self._exit_results(spec), False)
+        if self._refused_after_exit(spec):  # queued in the pool before another call ran exit_actor()
             return
         if self.ev is not None:
             self._run_started(spec[ts.TASK_ID], attempt_of(spec[ts.EXTRA]))
@@ -523,8 +529,7 @@ class TaskExecutor:
         task_id = spec[ts.TASK_ID]
         sem = self.actor_semaphores.get(group) or self.actor_semaphores["_default"]
         async with sem:
-            if self.exiting:  # waited on the semaphore while another call ran exit_actor()
-                self._reply(spec, self._exit_results(spec), False)
+            if self._refused_after_exit(spec):  # waited on the semaphore while another call exited
                 return
             if task_id in self.cancel_requested:
                 self._reply(spec, self._error_results(spec, exc.TaskCancelledError(task_id.hex())), False)
