@@ -145,6 +145,9 @@ def test_task_goes_to_the_node_holding_its_large_argument(three_nodes):
     def use(array):
         return _node_of(), int(array.sum())
 
+    # Locality is a preference for a node with room (as in Ray): the actors the test before
+    # killed must be gone from n3 first, or n3 is full and the task rightly runs elsewhere.
+    _wait_idle()
     big = make.remote()
     juno.wait([big], timeout=30, fetch_local=False)
     assert juno.get(use.remote(big), timeout=30) == (n3, 1 << 20)
