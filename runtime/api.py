@@ -8,6 +8,7 @@ import shutil
 import sys
 import threading
 import uuid
+import warnings
 from typing import Any, Sequence
 
 from juno import exceptions as exc
@@ -304,20 +305,64 @@ def put(value: Any, *, _owner: Any = None) -> ObjectRef:
 
 
 def get(object_refs, *, timeout: float | None = None):
-    """The value(s) of ObjectRef(s), waiting up to ``timeout`` seconds; raises task errors."""
+    """The value(s) of ObjectRef(s), waiting up to ``timeout`` seconds; raises task errors.
+
+    Unlike Ray, a value that is not a ref (alone or in the list) comes back unchanged, with a
+    NotAnObjectRefWarning once per call site: tutorials call get() on what the runtime
+    already resolved.
+    """
     cw = _auto_init()
     _check_timeout(timeout)
     if isinstance(object_refs, ObjectRef):
         return cw.get_objects([object_refs], timeout)[0]
-    if isinstance(object_refs, ObjectRefGenerator):
-        raise TypeError("get() of an ObjectRefGenerator is not supported: iterate it and get() each ref.")
     if isinstance(object_refs, (list, tuple)):
-        for i, ref in enumerate(object_refs):
-            if not isinstance(ref, ObjectRef):
-                raise TypeError(f"get() expected a list of ObjectRefs, but item {i} is a {type(ref).__name__}.")
-        values = cw.get_objects(list(object_refs), timeout)
-        return values
-    raise TypeError(f"get() expected an ObjectRef or a list of ObjectRefs, got {type(object_refs).__name__}.")
+        for item in object_refs:
+            if not isinstance(item, ObjectRef):
+                return _get_with_values(cw, object_refs, timeout)
+        return cw.get_objects(list(object_refs), timeout)
+    _refuse_generator(object_refs)
+    _warn_not_a_ref(f"get() was given a value of type {type(object_refs).__name__}, not an ObjectRef; "
+                    "it returns the value unchanged")
+    return object_refs
+
+
+def _get_with_values(cw: CoreWorker, items: Sequence, timeout: float | None) -> list:
+    """get() of a list with values in it: resolve the refs, keep the values where they are."""
+    values = list(items)
+    positions = []
+    for i, item in enumerate(values):
+        if isinstance(item, ObjectRef):
+            positions.append(i)
+        else:
+            _refuse_generator(item)
+    first_value = next(i for i, item in enumerate(values) if not isinstance(item, ObjectRef))
+    _warn_not_a_ref(f"get() was given a list whose item {first_value} is a value of type "
+                    f"{type(values[first_value]).__name__}, not an ObjectRef; it resolves the refs "
+                    "and keeps the values", depth=3)
+    if positions:
+        for i, value in zip(positions, cw.get_objects([values[i] for i in positions], timeout)):
+            values[i] = value
+    return values
+
+
+def _refuse_generator(value: Any) -> None:
+    if isinstance(value, ObjectRefGenerator):
+        raise TypeError("get() of an ObjectRefGenerator is not supported: iterate it and get() each ref.")
+
+
+_warned_call_sites: set[tuple[str, int]] = set()
+
+
+def _warn_not_a_ref(what: str, depth: int = 2) -> None:
+    """Warn once per call site of get() (``depth`` frames up) that it returned a value unchanged."""
+    frame = sys._getframe(depth)
+    site = (frame.f_code.co_filename, frame.f_lineno)
+    if site in _warned_call_sites:
+        return
+    _warned_call_sites.add(site)
+    warnings.warn(f"{what} (Ray raises TypeError here). This is harmless where the value was "
+                  "already resolved, but may be a mistake where you expected a ref.",
+                  exc.NotAnObjectRefWarning, stacklevel=depth + 1)
 
 
 def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None,
