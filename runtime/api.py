@@ -18,6 +18,7 @@ from juno.auth import resolve_token
 from juno import kernel_cluster
 from juno.config import Config
 from juno.dashboard import launch as dashboard
+from juno.job_config import JobConfig, job_runtime_env, public_runtime_env
 from juno.core_worker import MODE_DRIVER, CoreWorker, global_worker, set_global_worker
 from juno.local_cluster import (ClusterProcesses, forget_cluster_token, normalize_address, read_current_cluster,
                                 start_local_cluster, stop_processes)
@@ -77,8 +78,13 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
          runtime_env: dict | None = None, ignore_reinit_error: bool = False, log_to_driver: bool = True,
          include_dashboard: bool | None = None, dashboard_host: str | None = None,
          dashboard_port: int | None = None, logging_level: int = logging.INFO, configure_logging: bool = True,
-         _system_config: dict | None = None, **kwargs: Any) -> JunoContext:
-    """Start a local cluster (no address) or connect to one (``"auto"``, ``"host:port"``, $JUNO_ADDRESS)."""
+         job_config: JobConfig | None = None, local_mode: bool = False, _system_config: dict | None = None,
+         **kwargs: Any) -> JunoContext:
+    """Start a local cluster (no address) or connect to one (``"auto"``, ``"host:port"``, $JUNO_ADDRESS).
+
+    ``job_config``: Ray's JobConfig (juno.job_config); ``namespace=`` and ``runtime_env=`` win over its
+    own. ``local_mode=True`` (deprecated in Ray) runs a normal local cluster, with a warning.
+    """
     if kwargs:
         unknown = ", ".join(sorted(kwargs))
         raise TypeError(f"init() got unexpected keyword argument(s): {unknown}")
@@ -90,9 +96,16 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
             raise RuntimeError(
                 "Maybe you called juno.init twice by accident? This error can be suppressed by passing "
                 "ignore_reinit_error=True or by calling juno.shutdown() prior to juno.init().")
-        _validate_init(num_cpus, num_gpus, resources, object_store_memory)
+        object_store_memory = _validate_init(num_cpus, num_gpus, resources, object_store_memory)
+        _check_local_mode(local_mode)
+        if job_config is not None and not isinstance(job_config, JobConfig):
+            raise TypeError(f"init(job_config=...) must be a juno.job_config.JobConfig, got "
+                            f"{type(job_config).__name__}.")
         if runtime_env is not None:
             runtime_env = opt.validate_runtime_env(runtime_env)
+        runtime_env = job_runtime_env(job_config, runtime_env)
+        if namespace is None and job_config is not None:
+            namespace = job_config.ray_namespace
         config = Config.from_env(_system_config)
         if address is None:
             address = os.environ.get("JUNO_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
@@ -127,7 +140,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
             node = _find_local_node(gcs_address, config, token, token_source)
         dash = dashboard.start_for_init(cluster, include_dashboard, dashboard_host, dashboard_port) if cluster else None
         try:
-            cw = _connect(gcs_address, node, config, namespace, runtime_env, log_to_driver, token)
+            cw = _connect(gcs_address, node, config, namespace, runtime_env, log_to_driver, token, job_config)
         except BaseException:
             dashboard.stop(dash)
             if cluster is not None:
@@ -164,7 +177,17 @@ def _in_ipython() -> bool:
         return False
 
 
-def _validate_init(num_cpus, num_gpus, resources, object_store_memory) -> None:
+def _check_local_mode(local_mode: Any) -> None:
+    if not isinstance(local_mode, bool):
+        raise TypeError(f"init(local_mode=...) must be True or False, got {local_mode!r}.")
+    if local_mode:
+        warnings.warn("init(local_mode=True): Juno has no local mode (Ray deprecated it); tasks and actors "
+                      "run on a normal local cluster, in worker processes, as without it.",
+                      exc.JunoWarning, stacklevel=3)
+
+
+def _validate_init(num_cpus, num_gpus, resources, object_store_memory) -> int | None:
+    """Check init's resource arguments; returns object_store_memory as a whole number of bytes."""
     for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
             raise ValueError(f"init({name}=...) must be a non-negative number, got {value!r}")
@@ -176,8 +199,15 @@ def _validate_init(num_cpus, num_gpus, resources, object_store_memory) -> None:
         for key in ("CPU", "GPU"):
             if key in resources:
                 raise ValueError(f"Use num_{key.lower()}s=... instead of resources={{'{key}': ...}} in init().")
-    if object_store_memory is not None and (not isinstance(object_store_memory, int) or object_store_memory <= 0):
-        raise ValueError(f"init(object_store_memory=...) must be a positive number of bytes, got {object_store_memory!r}")
+    if object_store_memory is None:
+        return None
+    # 7e8 is a common way to write 700 MB: a float that is a whole number of bytes is accepted.
+    if isinstance(object_store_memory, float) and object_store_memory.is_integer():
+        object_store_memory = int(object_store_memory)
+    if isinstance(object_store_memory, bool) or not isinstance(object_store_memory, int) or object_store_memory <= 0:
+        raise ValueError("init(object_store_memory=...) must be a positive whole number of bytes (e.g. 7e8 or "
+                         f"700_000_000), got {object_store_memory!r}")
+    return object_store_memory
 
 
 def _reattach(kernel: str, config: Config) -> tuple[str, dict, str | None, dict] | None:
@@ -211,7 +241,7 @@ def _find_local_node(gcs_address: str, config: Config, token: str | None, token_
 
 
 def _connect(gcs_address: str, node: dict, config: Config, namespace, runtime_env, log_to_driver,
-             token: str | None = None) -> CoreWorker:
+             token: str | None = None, job_config: JobConfig | None = None) -> CoreWorker:
     worker_id = ids.random_id(16)
     cw = CoreWorker(mode=MODE_DRIVER, worker_id=worker_id, session_dir=node["session_dir"], node=node,
                     gcs_address=gcs_address, config=config, namespace=namespace or str(uuid.uuid4()),
@@ -220,8 +250,12 @@ def _connect(gcs_address: str, node: dict, config: Config, namespace, runtime_en
     cw.start()
     try:
         entry = " ".join(sys.argv) if sys.argv else "python"
-        cw.job_id = cw.gcs_call("register_job", cw.address, os.getpid(), cw.namespace, entry,
+        lifetime = job_config.default_actor_lifetime if job_config is not None else "non_detached"
+        job_record = {"metadata": dict(job_config.metadata) if job_config is not None else {},
+                      "runtime_env": public_runtime_env(runtime_env), "default_actor_lifetime": lifetime}
+        cw.job_id = cw.gcs_call("register_job", cw.address, os.getpid(), cw.namespace, entry, False, job_record,
                                 timeout=min(10.0, config.rpc_timeout_s))
+        cw.job_actor_lifetimes[cw.job_id] = lifetime
         cw.default_context.job_id = cw.job_id
         cw.node_call("register_driver", cw.address, os.getpid(), cw.job_id, cw.worker_id)
     except BaseException:
@@ -374,15 +408,15 @@ def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: flo
     for i, ref in enumerate(object_refs):
         if not isinstance(ref, ObjectRef):
             raise TypeError(f"wait() expected a list of ObjectRefs, but item {i} is a {type(ref).__name__}.")
+    _check_timeout(timeout)
+    if not object_refs:
+        return [], []  # as in Ray, whatever num_returns says
     if len({r.binary() for r in object_refs}) != len(object_refs):
         raise ValueError("Wait requires a list of unique object refs.")
     if not isinstance(num_returns, int) or num_returns <= 0:
         raise ValueError(f"Invalid number of objects to return {num_returns!r}: it must be a positive integer.")
     if num_returns > len(object_refs):
         raise ValueError("num_returns cannot be greater than the number of objects provided to juno.wait.")
-    _check_timeout(timeout)
-    if not object_refs:
-        return [], []
     return cw.wait(list(object_refs), num_returns, timeout, fetch_local)
 
 

@@ -201,6 +201,11 @@ def test_wait_returns_as_soon_as_enough_are_ready(cluster, gate):
     assert juno.get(slow) == "slow"
 
 
+def test_wait_of_no_refs_returns_two_empty_lists(cluster):
+    assert juno.wait([]) == ([], [])  # as Ray's does, whatever num_returns says
+    assert juno.wait([], num_returns=2, timeout=0) == ([], [])
+
+
 def test_wait_argument_errors(cluster):
     a, b = juno.put(1), juno.put(2)
     with pytest.raises(ValueError):
