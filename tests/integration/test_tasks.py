@@ -76,13 +76,6 @@ def test_tasks_return_results_in_submission_order(cluster):
     assert juno.get(refs[7]) == 49
 
 
-def test_get_rejects_non_refs(cluster):
-    with pytest.raises(TypeError):
-        juno.get(3)
-    with pytest.raises(TypeError):
-        juno.get([square.remote(1), 3])
-
-
 def test_tasks_run_in_parallel(cluster, tmp_path):
     for round_ in range(3):
         directory = tmp_path / str(round_)
