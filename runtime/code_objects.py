@@ -10,13 +10,15 @@ A worker reads the source lines of a traceback from the file named in the code o
 notebook cell has no such file (ipykernel keeps its source in ``linecache`` under a temporary
 file name), and a script may not exist on another node; so a function export also carries
 the source lines its code spans, and the worker registers them in its own ``linecache``
-where it cannot read the file.
+where it cannot read the file. The code of ``python -c`` ("<string>") has its lines taken from
+the command line; code read from stdin has none anywhere, so its frames show file and line only.
 """
 from __future__ import annotations
 
 import linecache
 import marshal
 import os
+import sys
 import types
 from collections import ChainMap
 
@@ -73,12 +75,28 @@ def _line_span(code: types.CodeType) -> tuple[int, int]:
 def source_lines(code: types.CodeType) -> tuple[int, list[str]] | None:
     """(first line number, lines) of ``code``'s source as this process sees it, if it can."""
     lines = linecache.getlines(code.co_filename)
-    if not lines:
-        return None
     first, last = _line_span(code)
-    if first < 1 or first > len(lines):
+    if not lines and code.co_filename == "<string>":
+        lines = _command_source()
+        # exec()'d strings are "<string>" too: only code that starts where the command defines it
+        if not (0 < first <= len(lines) and _defines(lines[first - 1], code)):
+            return None
+    if not lines or first < 1 or first > len(lines):
         return None
     return first, lines[first - 1:last]
+
+
+def _command_source() -> list[str]:
+    """The lines of ``python -c``'s command, which linecache does not know."""
+    argv = getattr(sys, "orig_argv", None) or []
+    if sys.argv[:1] != ["-c"] or "-c" not in argv[:-1]:
+        return []
+    return argv[argv.index("-c") + 1].splitlines(True)
+
+
+def _defines(line: str, code: types.CodeType) -> bool:
+    """Whether ``line`` can be the first line of ``code``: a decorator, or its def/class/lambda."""
+    return line.lstrip().startswith("@") or code.co_name.strip("<>") in line
 
 
 def register_source(filename: str, first: int, lines: list[str]) -> None:

@@ -107,6 +107,26 @@ def test_remote_traceback_of_a_script_names_its_file_line_and_source(cluster, tm
     assert "invalid literal for int()" in out.stdout
 
 
+def test_remote_traceback_of_python_c_names_its_line_and_source(cluster):
+    """``python -c``: no file at all; the source comes from the command line."""
+    command = textwrap.dedent(f"""\
+        import juno
+        @juno.remote
+        def parse(text):
+            number = int(text)
+            return number
+        juno.init(address={juno.get_runtime_context().gcs_address!r})
+        try:
+            juno.get(parse.remote("not a number"))
+        except ValueError as e:
+            print(e)
+    """)
+    out = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert 'File "<string>", line 4, in parse' in out.stdout, out.stdout
+    assert "number = int(text)" in out.stdout, out.stdout
+
+
 def test_builtin_errors_are_catchable_by_type(cluster):
     @juno.remote
     def divide(a, b):

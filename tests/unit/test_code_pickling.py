@@ -122,3 +122,19 @@ def test_registered_lines_merge_and_leave_readable_files_alone(tmp_path, cell_fi
     register_source(str(real), 1, ["stale\n"])
     assert str(real) not in linecache.cache or linecache.cache[str(real)][1] is not None
     assert linecache.getline(str(real), 1) == "on disk\n"
+
+
+def test_python_c_code_brings_the_command_lines_but_exec_strings_do_not(monkeypatch):
+    """``python -c``'s functions are "<string>", as exec()'d ones are: only the former match the command."""
+    monkeypatch.setattr("sys.argv", ["-c"])
+    monkeypatch.setattr("sys.orig_argv", ["python", "-c", SOURCE], raising=False)
+    monkeypatch.setattr(linecache, "cache", dict(linecache.cache))  # what loading registers goes with the test
+    command_fn = _define("<string>", cell=False)
+    namespace = {"__name__": "__main__"}
+    exec(compile("def other(k):\n    raise ValueError(k)\n", "<string>", "exec"), namespace)
+    other_blob = serialization.dumps_code(namespace["other"])
+    fn = pickle.loads(serialization.dumps_code(command_fn))
+    assert 'raise ValueError(f"fails with {total}")' in _remote_traceback(fn)
+    linecache.cache.pop("<string>")
+    pickle.loads(other_blob)
+    assert "<string>" not in linecache.cache  # the command's lines don't belong to other's code
