@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 
@@ -83,48 +82,44 @@ def test_task_error_is_instance_of_user_type_with_remote_traceback(cluster):
     assert f"pid={err.pid}" in text and err.pid != os.getpid()
 
 
+PARSING_DRIVER = """\
+import juno
+
+@juno.remote
+def parse(text):
+    number = int(text)
+    return number
+
+juno.init(address={address!r})
+try:
+    juno.get(parse.remote("not a number"))
+except ValueError as e:
+    print(e)
+"""
+
+
+def _run_parsing_driver(*how: str) -> str:
+    """Run PARSING_DRIVER against the module's cluster as ``python *how``; its printed remote error."""
+    out = subprocess.run([sys.executable, *how], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "invalid literal for int()" in out.stdout, out.stdout
+    return out.stdout
+
+
 def test_remote_traceback_of_a_script_names_its_file_line_and_source(cluster, tmp_path):
     """A function defined in a script's __main__ (pickled by value) keeps its file and lines."""
     script = tmp_path / "my_script.py"
-    script.write_text(textwrap.dedent(f"""\
-        import juno
-
-        @juno.remote
-        def parse(text):
-            number = int(text)
-            return number
-
-        juno.init(address={juno.get_runtime_context().gcs_address!r})
-        try:
-            juno.get(parse.remote("not a number"))
-        except ValueError as e:
-            print(e)
-    """))
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert f'File "{script}", line 5, in parse' in out.stdout, out.stdout
-    assert "number = int(text)" in out.stdout, out.stdout
-    assert "invalid literal for int()" in out.stdout
+    script.write_text(PARSING_DRIVER.format(address=juno.get_runtime_context().gcs_address))
+    text = _run_parsing_driver(str(script))
+    assert f'File "{script}", line 5, in parse' in text, text
+    assert "number = int(text)" in text, text
 
 
 def test_remote_traceback_of_python_c_names_its_line_and_source(cluster):
     """``python -c``: no file at all; the source comes from the command line."""
-    command = textwrap.dedent(f"""\
-        import juno
-        @juno.remote
-        def parse(text):
-            number = int(text)
-            return number
-        juno.init(address={juno.get_runtime_context().gcs_address!r})
-        try:
-            juno.get(parse.remote("not a number"))
-        except ValueError as e:
-            print(e)
-    """)
-    out = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert 'File "<string>", line 4, in parse' in out.stdout, out.stdout
-    assert "number = int(text)" in out.stdout, out.stdout
+    text = _run_parsing_driver("-c", PARSING_DRIVER.format(address=juno.get_runtime_context().gcs_address))
+    assert 'File "<string>", line 5, in parse' in text, text
+    assert "number = int(text)" in text, text
 
 
 def test_builtin_errors_are_catchable_by_type(cluster):
