@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect as _inspect
 
-from juno import exceptions
+from juno import exceptions, job_config  # noqa: F401 - juno.job_config, as ray.job_config
 from juno.actor import ActorClass, ActorHandle, exit_actor, method
 from juno.api import (JunoContext, RayContext, available_resources, cancel, cluster_resources, get, get_actor,
                       get_gpu_ids, get_runtime_context, init, is_initialized, kill, nodes, put, shutdown, wait)

@@ -7,6 +7,7 @@ from juno import exceptions as exc
 from juno import ids
 from juno import options as opt
 from juno import task_spec as ts
+from juno.job_config import default_actor_lifetime
 from juno.node.resources import normalize_request
 from juno.object_ref import ObjectRefGenerator
 from juno.submission import export_code, pickle_retry_exceptions, prepare_args, return_refs
@@ -126,7 +127,7 @@ class ActorClass:
 
         resources, strategy, pg = apply_placement_group(strategy, options, ctx, resources, f"actor {self._name}")
         namespace = options.get("namespace") or cw.namespace
-        detached = options.get("lifetime") == "detached"
+        detached = (options.get("lifetime") or default_actor_lifetime(cw, ctx.job_id)) == "detached"
         if detached and not options.get("name"):
             pass  # Ray allows anonymous detached actors
         actor_id = ids.random_id(16)

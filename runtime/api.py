@@ -8,6 +8,7 @@ import shutil
 import sys
 import threading
 import uuid
+import warnings
 from typing import Any, Sequence
 
 from juno import exceptions as exc
@@ -17,6 +18,7 @@ from juno.auth import resolve_token
 from juno import kernel_cluster
 from juno.config import Config
 from juno.dashboard import launch as dashboard
+from juno.job_config import JobConfig, job_runtime_env, public_runtime_env
 from juno.core_worker import MODE_DRIVER, CoreWorker, global_worker, set_global_worker
 from juno.local_cluster import (ClusterProcesses, forget_cluster_token, normalize_address, read_current_cluster,
                                 start_local_cluster, stop_processes)
@@ -76,8 +78,13 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
          runtime_env: dict | None = None, ignore_reinit_error: bool = False, log_to_driver: bool = True,
          include_dashboard: bool | None = None, dashboard_host: str | None = None,
          dashboard_port: int | None = None, logging_level: int = logging.INFO, configure_logging: bool = True,
-         _system_config: dict | None = None, **kwargs: Any) -> JunoContext:
-    """Start a local cluster (no address) or connect to one (``"auto"``, ``"host:port"``, $JUNO_ADDRESS)."""
+         job_config: JobConfig | None = None, local_mode: bool = False, _system_config: dict | None = None,
+         **kwargs: Any) -> JunoContext:
+    """Start a local cluster (no address) or connect to one (``"auto"``, ``"host:port"``, $JUNO_ADDRESS).
+
+    ``job_config``: Ray's JobConfig (juno.job_config); ``namespace=`` and ``runtime_env=`` win over its
+    own. ``local_mode=True`` (deprecated in Ray) runs a normal local cluster, with a warning.
+    """
     if kwargs:
         unknown = ", ".join(sorted(kwargs))
         raise TypeError(f"init() got unexpected keyword argument(s): {unknown}")
@@ -89,9 +96,16 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
             raise RuntimeError(
                 "Maybe you called juno.init twice by accident? This error can be suppressed by passing "
                 "ignore_reinit_error=True or by calling juno.shutdown() prior to juno.init().")
-        _validate_init(num_cpus, num_gpus, resources, object_store_memory)
+        object_store_memory = _validate_init(num_cpus, num_gpus, resources, object_store_memory)
+        _check_local_mode(local_mode)
+        if job_config is not None and not isinstance(job_config, JobConfig):
+            raise TypeError(f"init(job_config=...) must be a juno.job_config.JobConfig, got "
+                            f"{type(job_config).__name__}.")
         if runtime_env is not None:
             runtime_env = opt.validate_runtime_env(runtime_env)
+        runtime_env = job_runtime_env(job_config, runtime_env)
+        if namespace is None and job_config is not None:
+            namespace = job_config.ray_namespace
         config = Config.from_env(_system_config)
         if address is None:
             address = os.environ.get("JUNO_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
@@ -126,7 +140,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
             node = _find_local_node(gcs_address, config, token, token_source)
         dash = dashboard.start_for_init(cluster, include_dashboard, dashboard_host, dashboard_port) if cluster else None
         try:
-            cw = _connect(gcs_address, node, config, namespace, runtime_env, log_to_driver, token)
+            cw = _connect(gcs_address, node, config, namespace, runtime_env, log_to_driver, token, job_config)
         except BaseException:
             dashboard.stop(dash)
             if cluster is not None:
@@ -163,7 +177,17 @@ def _in_ipython() -> bool:
         return False
 
 
-def _validate_init(num_cpus, num_gpus, resources, object_store_memory) -> None:
+def _check_local_mode(local_mode: Any) -> None:
+    if not isinstance(local_mode, bool):
+        raise TypeError(f"init(local_mode=...) must be True or False, got {local_mode!r}.")
+    if local_mode:
+        warnings.warn("init(local_mode=True): Juno has no local mode (Ray deprecated it); tasks and actors "
+                      "run on a normal local cluster, in worker processes, as without it.",
+                      exc.JunoWarning, stacklevel=3)
+
+
+def _validate_init(num_cpus, num_gpus, resources, object_store_memory) -> int | None:
+    """Check init's resource arguments; returns object_store_memory as a whole number of bytes."""
     for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
             raise ValueError(f"init({name}=...) must be a non-negative number, got {value!r}")
@@ -175,8 +199,15 @@ def _validate_init(num_cpus, num_gpus, resources, object_store_memory) -> None:
         for key in ("CPU", "GPU"):
             if key in resources:
                 raise ValueError(f"Use num_{key.lower()}s=... instead of resources={{'{key}': ...}} in init().")
-    if object_store_memory is not None and (not isinstance(object_store_memory, int) or object_store_memory <= 0):
-        raise ValueError(f"init(object_store_memory=...) must be a positive number of bytes, got {object_store_memory!r}")
+    if object_store_memory is None:
+        return None
+    # 7e8 is a common way to write 700 MB: a float that is a whole number of bytes is accepted.
+    if isinstance(object_store_memory, float) and object_store_memory.is_integer():
+        object_store_memory = int(object_store_memory)
+    if isinstance(object_store_memory, bool) or not isinstance(object_store_memory, int) or object_store_memory <= 0:
+        raise ValueError("init(object_store_memory=...) must be a positive whole number of bytes (e.g. 7e8 or "
+                         f"700_000_000), got {object_store_memory!r}")
+    return object_store_memory
 
 
 def _reattach(kernel: str, config: Config) -> tuple[str, dict, str | None, dict] | None:
@@ -210,7 +241,7 @@ def _find_local_node(gcs_address: str, config: Config, token: str | None, token_
 
 
 def _connect(gcs_address: str, node: dict, config: Config, namespace, runtime_env, log_to_driver,
-             token: str | None = None) -> CoreWorker:
+             token: str | None = None, job_config: JobConfig | None = None) -> CoreWorker:
     worker_id = ids.random_id(16)
     cw = CoreWorker(mode=MODE_DRIVER, worker_id=worker_id, session_dir=node["session_dir"], node=node,
                     gcs_address=gcs_address, config=config, namespace=namespace or str(uuid.uuid4()),
@@ -219,8 +250,12 @@ def _connect(gcs_address: str, node: dict, config: Config, namespace, runtime_en
     cw.start()
     try:
         entry = " ".join(sys.argv) if sys.argv else "python"
-        cw.job_id = cw.gcs_call("register_job", cw.address, os.getpid(), cw.namespace, entry,
+        lifetime = job_config.default_actor_lifetime if job_config is not None else "non_detached"
+        job_record = {"metadata": dict(job_config.metadata) if job_config is not None else {},
+                      "runtime_env": public_runtime_env(runtime_env), "default_actor_lifetime": lifetime}
+        cw.job_id = cw.gcs_call("register_job", cw.address, os.getpid(), cw.namespace, entry, False, job_record,
                                 timeout=min(10.0, config.rpc_timeout_s))
+        cw.job_actor_lifetimes[cw.job_id] = lifetime
         cw.default_context.job_id = cw.job_id
         cw.node_call("register_driver", cw.address, os.getpid(), cw.job_id, cw.worker_id)
     except BaseException:
@@ -304,20 +339,64 @@ def put(value: Any, *, _owner: Any = None) -> ObjectRef:
 
 
 def get(object_refs, *, timeout: float | None = None):
-    """The value(s) of ObjectRef(s), waiting up to ``timeout`` seconds; raises task errors."""
+    """The value(s) of ObjectRef(s), waiting up to ``timeout`` seconds; raises task errors.
+
+    Unlike Ray, a value that is not a ref (alone or in the list) comes back unchanged, with a
+    NotAnObjectRefWarning once per call site: tutorials call get() on what the runtime
+    already resolved.
+    """
     cw = _auto_init()
     _check_timeout(timeout)
     if isinstance(object_refs, ObjectRef):
         return cw.get_objects([object_refs], timeout)[0]
-    if isinstance(object_refs, ObjectRefGenerator):
-        raise TypeError("get() of an ObjectRefGenerator is not supported: iterate it and get() each ref.")
     if isinstance(object_refs, (list, tuple)):
-        for i, ref in enumerate(object_refs):
-            if not isinstance(ref, ObjectRef):
-                raise TypeError(f"get() expected a list of ObjectRefs, but item {i} is a {type(ref).__name__}.")
-        values = cw.get_objects(list(object_refs), timeout)
-        return values
-    raise TypeError(f"get() expected an ObjectRef or a list of ObjectRefs, got {type(object_refs).__name__}.")
+        for item in object_refs:
+            if not isinstance(item, ObjectRef):
+                return _get_with_values(cw, object_refs, timeout)
+        return cw.get_objects(list(object_refs), timeout)
+    _refuse_generator(object_refs)
+    _warn_not_a_ref(f"get() was given a value of type {type(object_refs).__name__}, not an ObjectRef; "
+                    "it returns the value unchanged")
+    return object_refs
+
+
+def _get_with_values(cw: CoreWorker, items: Sequence, timeout: float | None) -> list:
+    """get() of a list with values in it: resolve the refs, keep the values where they are."""
+    values = list(items)
+    positions = []
+    for i, item in enumerate(values):
+        if isinstance(item, ObjectRef):
+            positions.append(i)
+        else:
+            _refuse_generator(item)
+    first_value = next(i for i, item in enumerate(values) if not isinstance(item, ObjectRef))
+    _warn_not_a_ref(f"get() was given a list whose item {first_value} is a value of type "
+                    f"{type(values[first_value]).__name__}, not an ObjectRef; it resolves the refs "
+                    "and keeps the values", depth=3)
+    if positions:
+        for i, value in zip(positions, cw.get_objects([values[i] for i in positions], timeout)):
+            values[i] = value
+    return values
+
+
+def _refuse_generator(value: Any) -> None:
+    if isinstance(value, ObjectRefGenerator):
+        raise TypeError("get() of an ObjectRefGenerator is not supported: iterate it and get() each ref.")
+
+
+_warned_call_sites: set[tuple[str, int]] = set()
+
+
+def _warn_not_a_ref(what: str, depth: int = 2) -> None:
+    """Warn once per call site of get() (``depth`` frames up) that it returned a value unchanged."""
+    frame = sys._getframe(depth)
+    site = (frame.f_code.co_filename, frame.f_lineno)
+    if site in _warned_call_sites:
+        return
+    _warned_call_sites.add(site)
+    warnings.warn(f"{what} (Ray raises TypeError here). This is harmless where the value was "
+                  "already resolved, but may be a mistake where you expected a ref.",
+                  exc.NotAnObjectRefWarning, stacklevel=depth + 1)
 
 
 def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None,
@@ -329,15 +408,15 @@ def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: flo
     for i, ref in enumerate(object_refs):
         if not isinstance(ref, ObjectRef):
             raise TypeError(f"wait() expected a list of ObjectRefs, but item {i} is a {type(ref).__name__}.")
+    _check_timeout(timeout)
+    if not object_refs:
+        return [], []  # as in Ray, whatever num_returns says
     if len({r.binary() for r in object_refs}) != len(object_refs):
         raise ValueError("Wait requires a list of unique object refs.")
     if not isinstance(num_returns, int) or num_returns <= 0:
         raise ValueError(f"Invalid number of objects to return {num_returns!r}: it must be a positive integer.")
     if num_returns > len(object_refs):
         raise ValueError("num_returns cannot be greater than the number of objects provided to juno.wait.")
-    _check_timeout(timeout)
-    if not object_refs:
-        return [], []
     return cw.wait(list(object_refs), num_returns, timeout, fetch_local)
 
 

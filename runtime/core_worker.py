@@ -128,6 +128,7 @@ class CoreWorker(RpcNode):
                                            namespace=namespace)
         self.shutting_down = False
         self.job_runtime_env: dict | None = None
+        self.job_actor_lifetimes: dict = {}  # job id -> its JobConfig's default_actor_lifetime (job_config.py)
         self.executor = None
         # Notebook hooks (juno.kernel_ext.output): called with each TaskEntry on the submitting thread,
         # and, when set, given the driver's worker output entries instead of printing them.

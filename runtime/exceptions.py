@@ -27,6 +27,7 @@ __all__ = [
     "OutOfMemoryError", "RuntimeEnvSetupError", "PendingCallsLimitExceeded",
     "AsyncioActorExit", "CrossLanguageError", "PlasmaObjectNotAvailable",
     "JunoError", "JunoTaskError", "JunoActorError", "format_remote_traceback",
+    "JunoWarning", "NotAnObjectRefWarning",
 ]
 
 # Directory of the juno package: frames from files in here are the runtime's own.
@@ -562,6 +563,16 @@ class PlasmaObjectNotAvailable(Exception):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*(args or ("The object was not available within the timeout.",)))
+
+
+# --- Warnings --------------------------------------------------------------
+
+class JunoWarning(UserWarning):
+    """Juno accepted something Ray would refuse, or that means less here than in Ray."""
+
+
+class NotAnObjectRefWarning(JunoWarning):
+    """``get()`` was given a value that is not an ObjectRef and returned it unchanged (Ray raises)."""
 
 
 # Juno-named aliases: same classes, so either name catches the same errors.

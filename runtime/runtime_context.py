@@ -78,11 +78,13 @@ class RuntimeContext:
     def get_runtime_env_string(self) -> str:
         import json
 
-        return json.dumps(self._ctx().runtime_env or self._cw.job_runtime_env or {})
+        return json.dumps(self.runtime_env)
 
     @property
     def runtime_env(self) -> dict:
-        return dict(self._ctx().runtime_env or self._cw.job_runtime_env or {})
+        from juno.job_config import public_runtime_env
+
+        return public_runtime_env(self._ctx().runtime_env or self._cw.job_runtime_env)
 
     @property
     def gcs_address(self) -> str:

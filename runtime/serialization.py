@@ -16,6 +16,7 @@ from typing import Any
 
 import cloudpickle
 
+from juno import code_objects
 from juno.store import format as fmt
 
 _local = threading.local()
@@ -48,7 +49,10 @@ def in_transit() -> bool:
 
 
 class _Pickler(cloudpickle.Pickler):
-    """cloudpickle, plus zero-copy torch CPU tensors (torch's own pickling copies their storage)."""
+    """cloudpickle, plus zero-copy torch CPU tensors (torch's own pickling copies their storage),
+    and code objects that keep their file name (see code_objects)."""
+
+    dispatch_table = code_objects.dispatch_table(cloudpickle.Pickler.dispatch_table, code_objects.reduce_code)
 
     def reducer_override(self, obj: Any) -> Any:
         torch = sys.modules.get("torch")
@@ -77,6 +81,13 @@ def _rebuild_tensor(array: Any) -> Any:
         return torch.from_numpy(array)
 
 
+class _CodePickler(_Pickler):
+    """Pickles exported functions and classes: their code carries the source lines it spans."""
+
+    dispatch_table = code_objects.dispatch_table(cloudpickle.Pickler.dispatch_table,
+                                                 code_objects.reduce_code_with_source)
+
+
 def _dumps(value: Any, buffer_callback) -> bytes:
     f = io.BytesIO()
     _Pickler(f, protocol=5, buffer_callback=buffer_callback).dump(value)
@@ -102,7 +113,9 @@ def serialize(value: Any, *, error: bool = False, transit: bool = False) -> Seri
 
 def dumps_code(obj: Any) -> bytes:
     """Pickle a function or class by value when it lives in __main__ or a notebook."""
-    return cloudpickle.dumps(obj, protocol=5)
+    f = io.BytesIO()
+    _CodePickler(f, protocol=5).dump(obj)
+    return f.getvalue()
 
 
 def deserialize_view(view: memoryview) -> tuple[Any, bool]:

@@ -225,7 +225,8 @@ def job_row(j: dict) -> dict:
         "job_id": job_hex(j["job_id"]), "submission_id": None, "type": "DRIVER",
         "status": "SUCCEEDED" if dead else "RUNNING", "entrypoint": j.get("entrypoint", ""),
         "message": None, "error_type": None, "start_time": _ms(j.get("start_time")),
-        "end_time": _ms(j.get("end_time")), "metadata": {}, "runtime_env": {},
+        "end_time": _ms(j.get("end_time")), "metadata": j.get("metadata") or {},
+        "runtime_env": j.get("runtime_env") or {},
         "driver_info": {"id": job_hex(j["job_id"]), "node_ip_address": "127.0.0.1", "pid": str(j.get("pid"))},
         "namespace": j.get("namespace"),
     }

@@ -169,14 +169,17 @@ class GcsServer(RpcNode):
 
     # ------------------------------------------------------------------ jobs
     def rpc_register_job(self, reply: Reply, driver_address: str, pid: int, namespace: str, entrypoint: str,
-                         remote_driver: bool = False):
+                         remote_driver: bool = False, config: dict | None = None):
+        """``config``: what the driver's JobConfig says of the job (metadata, runtime_env,
+        default_actor_lifetime), kept in the job's record."""
         for job in self.jobs.values():  # sent again across a GCS restart: the same job
             if job["driver_address"] == driver_address and job["pid"] == pid and not job["is_dead"]:
                 return job["job_id"]
         job_id = next(self._job_ids)
         self.jobs[job_id] = {"job_id": job_id, "driver_address": driver_address, "pid": pid,
                              "namespace": namespace, "entrypoint": entrypoint, "start_time": time.time(),
-                             "end_time": None, "is_dead": False, "remote_driver": remote_driver}
+                             "end_time": None, "is_dead": False, "remote_driver": remote_driver,
+                             **(config or {})}
         self.persist.job(self.jobs[job_id])
         return job_id
 
@@ -196,6 +199,9 @@ class GcsServer(RpcNode):
 
     def rpc_get_jobs(self, reply: Reply):
         return list(self.jobs.values())
+
+    def rpc_get_job(self, reply: Reply, job_id: int):
+        return self.jobs.get(job_id)
 
     # ------------------------------------------------------------------ kv
     def rpc_kv_put(self, reply: Reply, namespace: str, key: bytes, value: bytes, overwrite: bool = True):

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from juno import ids
+from juno.job_config import CODE_SEARCH_PATH_KEY
 
 DEFAULT_ENV_KEY = ""
 
@@ -75,6 +76,7 @@ class WorkerPool:
             for module_path in runtime_env.get("py_modules") or []:
                 python_path.append(os.path.dirname(os.path.abspath(module_path)) if os.path.isfile(module_path)
                                    else os.path.dirname(os.path.abspath(module_path.rstrip("/"))))
+            python_path.extend(runtime_env.get(CODE_SEARCH_PATH_KEY) or [])  # JobConfig(code_search_path=...)
         if env.get("PYTHONPATH"):
             python_path.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(python_path)

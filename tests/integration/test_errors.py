@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -73,9 +74,52 @@ def test_task_error_is_instance_of_user_type_with_remote_traceback(cluster):
     text = str(err)
     assert "failing_function" in text
     assert "Traceback (most recent call last)" in text
+    # The module's own file and line, on every cloudpickle release pyproject allows.
+    line = failing_function._function.__code__.co_firstlineno + 2
+    assert f'File "{__file__}", line {line}, in failing_function' in text
     assert 'raise ErrorWithCode("something specific went wrong", code)' in text
     assert "something specific went wrong" in text
     assert f"pid={err.pid}" in text and err.pid != os.getpid()
+
+
+PARSING_DRIVER = """\
+import juno
+
+@juno.remote
+def parse(text):
+    number = int(text)
+    return number
+
+juno.init(address={address!r})
+try:
+    juno.get(parse.remote("not a number"))
+except ValueError as e:
+    print(e)
+"""
+
+
+def _run_parsing_driver(*how: str) -> str:
+    """Run PARSING_DRIVER against the module's cluster as ``python *how``; its printed remote error."""
+    out = subprocess.run([sys.executable, *how], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "invalid literal for int()" in out.stdout, out.stdout
+    return out.stdout
+
+
+def test_remote_traceback_of_a_script_names_its_file_line_and_source(cluster, tmp_path):
+    """A function defined in a script's __main__ (pickled by value) keeps its file and lines."""
+    script = tmp_path / "my_script.py"
+    script.write_text(PARSING_DRIVER.format(address=juno.get_runtime_context().gcs_address))
+    text = _run_parsing_driver(str(script))
+    assert f'File "{script}", line 5, in parse' in text, text
+    assert "number = int(text)" in text, text
+
+
+def test_remote_traceback_of_python_c_names_its_line_and_source(cluster):
+    """``python -c``: no file at all; the source comes from the command line."""
+    text = _run_parsing_driver("-c", PARSING_DRIVER.format(address=juno.get_runtime_context().gcs_address))
+    assert 'File "<string>", line 5, in parse' in text, text
+    assert "number = int(text)" in text, text
 
 
 def test_builtin_errors_are_catchable_by_type(cluster):

@@ -169,4 +169,6 @@ def test_get_of_generator_is_a_type_error(cluster):
     gen = count_to.remote(1)
     with pytest.raises(TypeError):
         juno.get(gen)
+    with pytest.raises(TypeError):  # in a list too: get() returns other values, not a generator of refs
+        juno.get([gen])
     assert juno.get(next(gen)) == 0

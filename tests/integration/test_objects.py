@@ -4,6 +4,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import warnings
 
 import cloudpickle
 import numpy as np
@@ -98,6 +99,32 @@ def test_get_same_ref_twice_and_duplicates_in_list(cluster):
     ref = juno.put({"a": 1})
     assert juno.get(ref) == juno.get(ref) == {"a": 1}
     assert juno.get([ref, ref, juno.put(2), ref]) == [{"a": 1}, {"a": 1}, 2, {"a": 1}]
+
+
+def test_get_of_values_returns_them_and_warns_once_per_call_site(cluster):
+    from juno.exceptions import NotAnObjectRefWarning
+
+    first, second = juno.put(1), juno.put(3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # once per call site is get()'s own doing, whatever the filters
+        for _ in range(3):
+            assert juno.get(5) == 5
+        line_of_value = sys._getframe().f_lineno - 1
+        assert juno.get([first, "two", second]) == [1, "two", 3]
+        assert juno.get([first, second]) == [1, 3]  # refs only: no warning
+        assert juno.get(first) == 1
+    assert [(w.category, w.filename, w.lineno) for w in caught] == [
+        (NotAnObjectRefWarning, __file__, line_of_value),
+        (NotAnObjectRefWarning, __file__, line_of_value + 2)]
+    assert "type int" in str(caught[0].message) and "item 1 is a value of type str" in str(caught[1].message)
+
+
+def test_a_task_may_get_an_argument_the_runtime_already_resolved(cluster):
+    @juno.remote
+    def total(values):
+        return int(juno.get(values).sum())  # Ray tutorials do this; the array came resolved
+
+    assert juno.get(total.remote(juno.put(np.arange(5)))) == 10
 
 
 def test_put_of_an_object_ref_is_rejected(cluster):

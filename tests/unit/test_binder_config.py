@@ -1,9 +1,10 @@
 """binder/ is consistent and complete: what mybinder.org (repo2docker) needs to run notebooks/ with nothing else.
 
 Checks the files only (no image is built): every dependency Juno's pyproject declares is pinned exactly in
-binder/requirements.txt at a version its specifier allows, torch is the CPU-only wheel at constraints.txt's
-version from PyTorch's CPU index, runtime.txt names a Python the package supports, postBuild is an executable
-bash script that stops at the first failure, and the Binder links in README.md and docs/notebooks.md lead to
+binder/requirements.txt at a version its specifier allows, constraints.txt pins versions pyproject allows
+and binder installs, torch is the CPU-only wheel at constraints.txt's version from PyTorch's CPU index,
+runtime.txt names a Python the package supports, postBuild is an executable bash script that stops at the
+first failure, and the Binder links in README.md and docs/notebooks.md lead to
 notebooks that exist and run on Binder's only kernel (python3).
 """
 import json
@@ -114,13 +115,33 @@ def test_every_pyproject_requirement_is_pinned_at_a_version_pyproject_allows():
                 f"binder pins {pins[name][1]} but pyproject.toml requires {req}")
 
 
+def _constraints():
+    return [Requirement(line) for line in _read("constraints.txt").splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_constraints_pin_versions_pyproject_allows_and_binder_installs():
+    project = _pyproject()["project"]
+    declared = [Requirement(r) for r in project["dependencies"]]
+    declared += [Requirement(r) for extra in project.get("optional-dependencies", {}).values() for r in extra]
+    _, _, pins = _requirements()
+    for pin in _constraints():
+        name = canonicalize_name(pin.name)
+        version = _pinned_version(pin)
+        ranges = [r for r in declared if canonicalize_name(r.name) == name]
+        assert ranges, f"constraints.txt pins {pin}, which pyproject.toml does not declare"
+        for req in ranges:
+            assert req.specifier.contains(version, prereleases=True), (
+                f"constraints.txt pins {pin} but pyproject.toml requires {req}")
+        assert name in pins and _pinned_version(pins[name][0]).public == str(version), (
+            f"constraints.txt pins {pin}; binder/requirements.txt must pin the same version")
+
+
 def test_torch_is_the_cpu_wheel_at_the_constraints_version():
     _, _, pins = _requirements()
     version = _pinned_version(pins["torch"][0])
     assert version.local == "cpu", f"torch must be the CPU-only build (+cpu), binder pins {pins['torch'][1]}"
-    constrained = [Requirement(line) for line in _read("constraints.txt").splitlines()
-                   if line.strip() and not line.lstrip().startswith("#")]
-    torch = [r for r in constrained if canonicalize_name(r.name) == "torch"]
+    torch = [r for r in _constraints() if canonicalize_name(r.name) == "torch"]
     assert len(torch) == 1, "constraints.txt pins torch once"
     assert version.public == str(_pinned_version(torch[0])), (
         f"binder's torch {version} is not constraints.txt's {torch[0]}")
