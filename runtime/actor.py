@@ -7,6 +7,7 @@ from juno import exceptions as exc
 from juno import ids
 from juno import options as opt
 from juno import task_spec as ts
+from juno.call_signature import CallSignature, parameters_of, signature_of
 from juno.node.resources import normalize_request
 from juno.object_ref import ObjectRefGenerator
 from juno.submission import export_code, pickle_retry_exceptions, prepare_args, return_refs
@@ -48,9 +49,10 @@ def _method_meta(cls) -> dict:
         if name.startswith("__") and name not in ("__call__",):
             continue
         fn = member
-        if isinstance(inspect.getattr_static(cls, name, None), (staticmethod, classmethod)):
-            continue
-        if not (inspect.isfunction(fn) or inspect.ismethoddescriptor(fn)):
+        # Static and class methods are called through the handle too, as in Ray; their
+        # signatures have no instance argument to skip (a class method's is bound already).
+        bound = isinstance(inspect.getattr_static(cls, name, None), (staticmethod, classmethod))
+        if not (inspect.isfunction(fn) or inspect.ismethoddescriptor(fn) or (bound and inspect.ismethod(fn))):
             continue
         options = dict(getattr(fn, "__juno_method_options__", {}))
         is_gen = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
@@ -61,7 +63,8 @@ def _method_meta(cls) -> dict:
             num_returns = ts.STREAMING
         meta[name] = {"num_returns": num_returns, "concurrency_group": options.get("concurrency_group"),
                       "max_task_retries": options.get("max_task_retries"),
-                      "retry_exceptions": options.get("retry_exceptions")}
+                      "retry_exceptions": options.get("retry_exceptions"),
+                      "signature": parameters_of(fn, skip_first=not bound)}
     return meta
 
 
@@ -74,6 +77,7 @@ class ActorClass:
         self._name = cls.__name__
         self._export: tuple[bytes, bytes] | None = None
         self._methods = _method_meta(cls)
+        self._init_signature = signature_of(cls)  # the constructor's, without self
         self.__name__ = cls.__name__
         self.__qualname__ = cls.__qualname__
         self.__module__ = cls.__module__
@@ -107,6 +111,8 @@ class ActorClass:
     def _remote(self, args: tuple, kwargs: dict, options: dict) -> "ActorHandle":
         from juno.api import _auto_init
 
+        if self._init_signature is not None:
+            self._init_signature.check(args, kwargs, self._name, "__init__")
         cw = _auto_init()
         if self._export is None:
             self._export = export_code(self._cls)
@@ -234,6 +240,8 @@ class ActorMethod:
         self._name = name
         self._meta = meta
         self._options = options or {}
+        params = meta.get("signature")
+        self._signature = None if params is None else CallSignature.from_parameters(params)
 
     def __call__(self, *args, **kwargs):
         raise TypeError(
@@ -247,6 +255,8 @@ class ActorMethod:
     def remote(self, *args, **kwargs):
         from juno.api import _auto_init
 
+        if self._signature is not None:
+            self._signature.check(args, kwargs, self._handle._meta["class_name"], self._name)
         cw = _auto_init()
         handle = self._handle
         meta = self._meta
