@@ -1,6 +1,7 @@
 """``@juno.remote`` on a class: ActorClass, ActorHandle, ActorMethod, ``juno.method``."""
 from __future__ import annotations
 
+import functools
 import inspect
 
 from juno import exceptions as exc
@@ -69,7 +70,12 @@ def _method_meta(cls) -> dict:
 
 
 class ActorClass:
-    """A class whose instances live in their own worker process, created with ``.remote()``."""
+    """A class whose instances live in their own worker process, created with ``.remote()``.
+
+    It stands for the user's class wherever that class's name is used, in the driver and
+    inside the actor's own methods: class attributes, static and class methods (inherited
+    ones too) are reached through it, and ``dir()``/``help()`` show them.
+    """
 
     def __init__(self, cls, options: dict):
         self._cls = cls
@@ -81,7 +87,7 @@ class ActorClass:
         self.__name__ = cls.__name__
         self.__qualname__ = cls.__qualname__
         self.__module__ = cls.__module__
-        self.__doc__ = cls.__doc__
+        self.__doc__ = _class_doc(cls)  # what help(MyActor) shows
 
     def __call__(self, *args, **kwargs):
         raise TypeError(
@@ -90,6 +96,31 @@ class ActorClass:
 
     def __repr__(self) -> str:
         return f"<juno.actor.ActorClass {self._name}>"
+
+    def __getattr__(self, name: str):
+        """Class attributes, static and class methods of the user's class (Ray's actor
+        classes inherit them). Only called for what ActorClass itself lacks."""
+        cls = self.__dict__.get("_cls")
+        if cls is None or (name.startswith("__") and name.endswith("__")):
+            raise AttributeError(name)
+        try:
+            value = getattr(cls, name)
+        except AttributeError:
+            raise AttributeError(f"actor class '{self._name}' has no attribute '{name}'") from None
+        if inspect.isfunction(value):
+            # A stand-in, not the class's own function: were "module.MyActor.method" the very
+            # function, cloudpickle would export the class's methods by reference, not by value.
+            return _forward_to(value)
+        return value
+
+    def __dir__(self) -> list[str]:
+        # bind() is left out: Juno has no DAG API yet, so completion shouldn't offer it.
+        return sorted((set(super().__dir__()) | set(dir(self._cls))) - {"bind"})
+
+    def __mro_entries__(self, bases):
+        raise TypeError(f"Inheriting from actor classes is not currently supported: '{self._name}' is "
+                        f"an actor class. Inherit from a plain class, and decorate the subclass with "
+                        f"@juno.remote.")
 
     def remote(self, *args, **kwargs) -> "ActorHandle":
         return self._remote(args, kwargs, self._options)
@@ -164,6 +195,39 @@ class ActorClass:
         return ActorHandle(actor_id, meta)
 
 
+def _forward_to(fn):
+    @functools.wraps(fn)
+    def forward(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    return forward
+
+
+_POSITIONAL_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _class_doc(user_cls) -> str:
+    """The user's class docstring, with how to use the actor and its methods listed."""
+    lines = [inspect.getdoc(user_cls) or f"Actor class {user_cls.__name__}.", "",
+             f"Create an actor with {user_cls.__name__}.remote(...); call a method with "
+             f"handle.<method>.remote(...).", "", "Methods:"]
+    for name, member in inspect.getmembers(user_cls, callable):
+        if name.startswith("__") and name not in ("__init__", "__call__"):
+            continue
+        try:
+            signature = inspect.signature(member)
+        except (TypeError, ValueError):
+            signature = "(...)"
+        else:
+            params = list(signature.parameters.values())
+            if (inspect.isfunction(member) and params and params[0].kind in _POSITIONAL_KINDS
+                    and not isinstance(inspect.getattr_static(user_cls, name), staticmethod)):
+                signature = signature.replace(parameters=params[1:])  # without self
+        summary = (inspect.getdoc(member) or "").split("\n", 1)[0]
+        lines.append(f"    {name}{signature}" + (f"  -- {summary}" if summary else ""))
+    return "\n".join(lines)
+
+
 class ActorHandle:
     """A reference to an actor; call its methods with ``handle.method.remote(...)``."""
 
@@ -189,6 +253,9 @@ class ActorHandle:
         m = ActorMethod(self, name, methods[name])
         self.__dict__[name] = m
         return m
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._meta["methods"])  # the methods, for completion (as Ray's handles)
 
     @property
     def _class_name(self) -> str:

@@ -55,7 +55,7 @@ class Account:
 
     @staticmethod
     def fee_for(amount):
-        return amount * 2
+        return amount * Account.FEE  # the actor class reaches class attributes
 
     @classmethod
     def fee(cls, times=1):
