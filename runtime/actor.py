@@ -9,6 +9,7 @@ from juno import ids
 from juno import options as opt
 from juno import task_spec as ts
 from juno.call_signature import CallSignature, parameters_of, signature_of
+from juno.export_size import check_export_size
 from juno.node.resources import normalize_request
 from juno.object_ref import ObjectRefGenerator
 from juno.submission import export_code, pickle_retry_exceptions, prepare_args, return_refs
@@ -146,7 +147,9 @@ class ActorClass:
             self._init_signature.check(args, kwargs, self._name, "__init__")
         cw = _auto_init()
         if self._export is None:
-            self._export = export_code(self._cls)
+            export = export_code(self._cls)
+            check_export_size(export[1], self._cls, "actor class", self._name, cw.config)
+            self._export = export
         function_id, blob = self._export
         cw.export_function(function_id, blob)
         _, held_cpus = opt.resolve_actor_cpus(options)

@@ -8,6 +8,7 @@ from typing import Any
 from juno import options as opt
 from juno import task_spec as ts
 from juno.call_signature import signature_of
+from juno.export_size import check_export_size
 from juno.node.resources import normalize_request
 from juno.object_ref import ObjectRefGenerator
 from juno.submission import export_code, pickle_retry_exceptions, prepare_args, return_refs
@@ -69,7 +70,9 @@ class RemoteFunction:
     def _prepare(self, cw, options: dict, parent_env: dict | None) -> tuple:
         """Per (worker, options) constants of the call path, computed once."""
         if self._export is None:
-            self._export = export_code(self._function)
+            export = export_code(self._function)
+            check_export_size(export[1], self._function, "remote function", self._name, cw.config)
+            self._export = export
         function_id, blob = self._export
         cw.export_function(function_id, blob)
         num_returns = options.get("num_returns")
