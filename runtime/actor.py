@@ -102,7 +102,7 @@ class ActorClass:
         """Class attributes, static and class methods of the user's class (Ray's actor
         classes inherit them). Only called for what ActorClass itself lacks."""
         cls = self.__dict__.get("_cls")
-        if cls is None or (name.startswith("__") and name.endswith("__")):
+        if cls is None or (name.startswith("__") and name.endswith("__")) or name.startswith(_NOT_FORWARDED):
             raise AttributeError(name)
         try:
             value = getattr(cls, name)
@@ -196,6 +196,10 @@ class ActorClass:
         if status == "created":
             cw.actors.register_owned(actor_id, detached)
         return ActorHandle(actor_id, meta)
+
+
+# Protocols asked of the ActorClass object itself (IPython's display), not of the user's class.
+_NOT_FORWARDED = ("_repr_", "_ipython_")
 
 
 def _forward_to(fn):

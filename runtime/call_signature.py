@@ -4,7 +4,7 @@ A wrong call (a missing, extra or duplicate argument) raises TypeError where it 
 made, as a local call would, instead of failing later inside a worker. The check is
 on the submit hot path, so a signature is reduced once, at decoration time, to the
 range of positional counts that always fit; only calls outside it (or with keyword
-arguments) pay for ``inspect.Signature.bind``.
+arguments, the first time their shape is seen) pay for ``inspect.Signature.bind``.
 
 A signature travels in an actor's method table (through the GCS and inside pickled
 handles) as plain data: ``(name, kind, has_default)`` per parameter, no annotations
@@ -19,6 +19,7 @@ _P = inspect.Parameter
 _KIND = type(_P.POSITIONAL_ONLY)
 _POSITIONAL = (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)
 _NO_FAST_PATH = (1, 0)  # an empty range: every call is bound
+_MAX_SHAPES = 64  # fitting call shapes remembered per signature
 _cache: dict[tuple, "CallSignature"] = {}
 
 
@@ -43,7 +44,7 @@ def signature_of(fn: Any, *, skip_first: bool = False) -> "CallSignature | None"
 class CallSignature:
     """The arguments a remote function, constructor or method accepts."""
 
-    __slots__ = ("params", "min_positional", "max_positional", "_bind")
+    __slots__ = ("params", "min_positional", "max_positional", "_bind", "_fitting_shapes")
 
     def __init__(self, params: tuple):
         self.params = params
@@ -57,6 +58,9 @@ class CallSignature:
             self.min_positional = positional.count(False)
             self.max_positional = float("inf") if _P.VAR_POSITIONAL in kinds else len(positional)
         self._bind = None
+        # Whether a call fits depends only on its shape (how many positional arguments,
+        # which keywords): shapes with keywords that bound once are not bound again.
+        self._fitting_shapes: set[tuple] = set()
 
     @staticmethod
     def from_parameters(params: tuple) -> "CallSignature":
@@ -67,8 +71,14 @@ class CallSignature:
 
     def check(self, args: tuple, kwargs: dict, name: str, method: str = "") -> None:
         """Raise TypeError, naming ``name`` (or ``name.method``), when ``args``/``kwargs`` don't fit."""
-        if not kwargs and self.min_positional <= len(args) <= self.max_positional:
-            return
+        if not kwargs:
+            if self.min_positional <= len(args) <= self.max_positional:
+                return
+            shape = None
+        else:
+            shape = (len(args), *kwargs)
+            if shape in self._fitting_shapes:
+                return
         if self._bind is None:
             self._bind = inspect.Signature([
                 _P(pname, _KIND(kind), default=None if has_default else _P.empty)
@@ -77,6 +87,8 @@ class CallSignature:
             self._bind(*args, **kwargs)
         except TypeError as e:
             raise TypeError(f"{name}.{method}() {e}" if method else f"{name}() {e}") from None
+        if shape is not None and len(self._fitting_shapes) < _MAX_SHAPES:
+            self._fitting_shapes.add(shape)
 
 
 def shared_signature(params: tuple) -> CallSignature:

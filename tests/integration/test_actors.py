@@ -8,7 +8,7 @@ import threading
 import pytest
 
 import juno
-from helpers import wait_for_condition, wait_for_file
+from helpers import record_from_another_caller, value_once_file_exists, wait_for_condition
 
 JUNO_SHARED_INIT = {"num_cpus": 4}
 
@@ -104,17 +104,8 @@ def test_order_kept_when_an_earlier_call_waits_for_its_argument(juno_shared):
     assert juno.get(log_ref, timeout=30) == ["first", "second"]
 
 
-@juno.remote(num_cpus=0)
-def _released_by(path, value):
-    wait_for_file(path)
-    return value
-
-
-@juno.remote(num_cpus=0)
-def _record_from_a_task(recorder, value):
-    """Another caller than the driver: records ``value``, returns what the actor saw so far."""
-    juno.get(recorder.record.remote(value))
-    return juno.get(recorder.log.remote())
+_released_by = juno.remote(num_cpus=0)(value_once_file_exists)
+_record_from_a_task = juno.remote(num_cpus=0)(record_from_another_caller)
 
 
 def test_a_callers_pending_argument_does_not_hold_another_callers_calls(juno_shared, gate):

@@ -11,7 +11,7 @@ import pytest
 
 import juno
 from juno.exceptions import ActorDiedError, RayActorError, TaskCancelledError
-from helpers import wait_for_condition, wait_for_file
+from helpers import record_from_another_caller, value_once_file_exists, wait_for_condition
 
 JUNO_SHARED_INIT = {"num_cpus": 4}
 
@@ -123,16 +123,8 @@ def test_max_concurrency_limits_async_actor(juno_shared):
     assert juno.get(a.wait.remote(), timeout=30) is None
 
 
-@juno.remote(num_cpus=0)
-def _released_by(path, value):
-    wait_for_file(path)
-    return value
-
-
-@juno.remote(num_cpus=0)
-def _record_from_a_task(recorder, value):
-    juno.get(recorder.record.remote(value))
-    return juno.get(recorder.log.remote())
+_released_by = juno.remote(num_cpus=0)(value_once_file_exists)
+_record_from_a_task = juno.remote(num_cpus=0)(record_from_another_caller)
 
 
 def test_a_call_waiting_for_its_argument_takes_no_concurrency_slot(juno_shared, gate):

@@ -124,6 +124,14 @@ def test_wrong_actor_method_arguments_raise_at_the_call(cluster):
     assert juno.get(acct.deposit.remote(3)) == 3
 
 
+def test_handles_from_get_actor_check_arguments_too(cluster):
+    named = Account.options(name="checked-account").remote("eve")
+    found = juno.get_actor("checked-account")
+    raises(lambda: found.deposit.remote(note="x"), "Account.deposit() missing a required argument: 'amount'")
+    assert juno.get(found.deposit.remote(5, note="x")) == 5
+    juno.kill(named)
+
+
 def test_handles_passed_to_tasks_check_arguments_too(cluster):
     @juno.remote
     def misuse(acct):

@@ -95,3 +95,15 @@ def test_classes_python_cannot_read_are_not_checked():
         pass
 
     assert signature_of(Mapping) is None
+
+
+def test_keyword_calls_are_bound_once_per_shape():
+    sig = signature_of(plain)
+    sig.check((1,), {"b": 2}, "plain")
+    sig.check((3,), {"b": 4}, "plain")  # the same shape: remembered as fitting
+    with pytest.raises(TypeError, match="unexpected keyword argument 'c'"):
+        sig.check((1,), {"c": 2}, "plain")
+    with pytest.raises(TypeError, match="multiple values for argument 'a'"):
+        sig.check((1,), {"a": 2}, "plain")
+    with pytest.raises(TypeError, match="multiple values for argument 'a'"):
+        sig.check((1,), {"a": 2}, "plain")  # a failing shape is never remembered
