@@ -23,6 +23,9 @@ def remote(*args, **kwargs):
     if args:
         raise TypeError("@remote takes either no arguments or only keyword options, "
                         "e.g. @juno.remote or @juno.remote(num_gpus=1).")
+    if not kwargs:  # Ray refuses @ray.remote() too: code that runs on Juno should run on Ray
+        raise TypeError("@remote() with empty parentheses is not allowed (Ray refuses it too): write "
+                        "@juno.remote without parentheses, or give options, e.g. @juno.remote(num_cpus=2).")
 
     def decorate(target):
         return _make_remote(target, kwargs)

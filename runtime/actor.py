@@ -1,12 +1,15 @@
 """``@juno.remote`` on a class: ActorClass, ActorHandle, ActorMethod, ``juno.method``."""
 from __future__ import annotations
 
+import functools
 import inspect
 
 from juno import exceptions as exc
 from juno import ids
 from juno import options as opt
 from juno import task_spec as ts
+from juno.call_signature import CallSignature, parameters_of, signature_of
+from juno.export_size import check_export_size
 from juno.job_config import default_actor_lifetime
 from juno.node.resources import normalize_request
 from juno.object_ref import ObjectRefGenerator
@@ -49,9 +52,10 @@ def _method_meta(cls) -> dict:
         if name.startswith("__") and name not in ("__call__",):
             continue
         fn = member
-        if isinstance(inspect.getattr_static(cls, name, None), (staticmethod, classmethod)):
-            continue
-        if not (inspect.isfunction(fn) or inspect.ismethoddescriptor(fn)):
+        # Static and class methods are called through the handle too, as in Ray; their
+        # signatures have no instance argument to skip (a class method's is bound already).
+        bound = isinstance(inspect.getattr_static(cls, name, None), (staticmethod, classmethod))
+        if not (inspect.isfunction(fn) or inspect.ismethoddescriptor(fn) or (bound and inspect.ismethod(fn))):
             continue
         options = dict(getattr(fn, "__juno_method_options__", {}))
         is_gen = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
@@ -62,12 +66,18 @@ def _method_meta(cls) -> dict:
             num_returns = ts.STREAMING
         meta[name] = {"num_returns": num_returns, "concurrency_group": options.get("concurrency_group"),
                       "max_task_retries": options.get("max_task_retries"),
-                      "retry_exceptions": options.get("retry_exceptions")}
+                      "retry_exceptions": options.get("retry_exceptions"),
+                      "signature": parameters_of(fn, skip_first=not bound)}
     return meta
 
 
 class ActorClass:
-    """A class whose instances live in their own worker process, created with ``.remote()``."""
+    """A class whose instances live in their own worker process, created with ``.remote()``.
+
+    It stands for the user's class wherever that class's name is used, in the driver and
+    inside the actor's own methods: class attributes, static and class methods (inherited
+    ones too) are reached through it, and ``dir()``/``help()`` show them.
+    """
 
     def __init__(self, cls, options: dict):
         self._cls = cls
@@ -75,10 +85,11 @@ class ActorClass:
         self._name = cls.__name__
         self._export: tuple[bytes, bytes] | None = None
         self._methods = _method_meta(cls)
+        self._init_signature = signature_of(cls)  # the constructor's, without self
         self.__name__ = cls.__name__
         self.__qualname__ = cls.__qualname__
         self.__module__ = cls.__module__
-        self.__doc__ = cls.__doc__
+        self.__doc__ = _class_doc(cls)  # what help(MyActor) shows
 
     def __call__(self, *args, **kwargs):
         raise TypeError(
@@ -87,6 +98,31 @@ class ActorClass:
 
     def __repr__(self) -> str:
         return f"<juno.actor.ActorClass {self._name}>"
+
+    def __getattr__(self, name: str):
+        """Class attributes, static and class methods of the user's class (Ray's actor
+        classes inherit them). Only called for what ActorClass itself lacks."""
+        cls = self.__dict__.get("_cls")
+        if cls is None or (name.startswith("__") and name.endswith("__")) or name.startswith(_NOT_FORWARDED):
+            raise AttributeError(name)
+        try:
+            value = getattr(cls, name)
+        except AttributeError:
+            raise AttributeError(f"actor class '{self._name}' has no attribute '{name}'") from None
+        if inspect.isfunction(value):
+            # A stand-in, not the class's own function: were "module.MyActor.method" the very
+            # function, cloudpickle would export the class's methods by reference, not by value.
+            return _forward_to(value)
+        return value
+
+    def __dir__(self) -> list[str]:
+        # bind() is left out: Juno has no DAG API yet, so completion shouldn't offer it.
+        return sorted((set(super().__dir__()) | set(dir(self._cls))) - {"bind"})
+
+    def __mro_entries__(self, bases):
+        raise TypeError(f"Inheriting from actor classes is not currently supported: '{self._name}' is "
+                        f"an actor class. Inherit from a plain class, and decorate the subclass with "
+                        f"@juno.remote.")
 
     def remote(self, *args, **kwargs) -> "ActorHandle":
         return self._remote(args, kwargs, self._options)
@@ -108,9 +144,13 @@ class ActorClass:
     def _remote(self, args: tuple, kwargs: dict, options: dict) -> "ActorHandle":
         from juno.api import _auto_init
 
+        if self._init_signature is not None:
+            self._init_signature.check(args, kwargs, self._name, "__init__")
         cw = _auto_init()
         if self._export is None:
-            self._export = export_code(self._cls)
+            export = export_code(self._cls)
+            check_export_size(export[1], self._cls, "actor class", self._name, cw.config)
+            self._export = export
         function_id, blob = self._export
         cw.export_function(function_id, blob)
         _, held_cpus = opt.resolve_actor_cpus(options)
@@ -159,6 +199,43 @@ class ActorClass:
         return ActorHandle(actor_id, meta)
 
 
+# Protocols asked of the ActorClass object itself (IPython's display), not of the user's class.
+_NOT_FORWARDED = ("_repr_", "_ipython_")
+
+
+def _forward_to(fn):
+    @functools.wraps(fn)
+    def forward(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    return forward
+
+
+_POSITIONAL_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _class_doc(user_cls) -> str:
+    """The user's class docstring, with how to use the actor and its methods listed."""
+    lines = [inspect.getdoc(user_cls) or f"Actor class {user_cls.__name__}.", "",
+             f"Create an actor with {user_cls.__name__}.remote(...); call a method with "
+             f"handle.<method>.remote(...).", "", "Methods:"]
+    for name, member in inspect.getmembers(user_cls, callable):
+        if name.startswith("__") and name not in ("__init__", "__call__"):
+            continue
+        try:
+            signature = inspect.signature(member)
+        except (TypeError, ValueError):
+            signature = "(...)"
+        else:
+            params = list(signature.parameters.values())
+            if (inspect.isfunction(member) and params and params[0].kind in _POSITIONAL_KINDS
+                    and not isinstance(inspect.getattr_static(user_cls, name), staticmethod)):
+                signature = signature.replace(parameters=params[1:])  # without self
+        summary = (inspect.getdoc(member) or "").split("\n", 1)[0]
+        lines.append(f"    {name}{signature}" + (f"  -- {summary}" if summary else ""))
+    return "\n".join(lines)
+
+
 class ActorHandle:
     """A reference to an actor; call its methods with ``handle.method.remote(...)``."""
 
@@ -184,6 +261,9 @@ class ActorHandle:
         m = ActorMethod(self, name, methods[name])
         self.__dict__[name] = m
         return m
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._meta["methods"])  # the methods, for completion (as Ray's handles)
 
     @property
     def _class_name(self) -> str:
@@ -235,6 +315,8 @@ class ActorMethod:
         self._name = name
         self._meta = meta
         self._options = options or {}
+        params = meta.get("signature")
+        self._signature = None if params is None else CallSignature.from_parameters(params)
 
     def __call__(self, *args, **kwargs):
         raise TypeError(
@@ -248,6 +330,8 @@ class ActorMethod:
     def remote(self, *args, **kwargs):
         from juno.api import _auto_init
 
+        if self._signature is not None:
+            self._signature.check(args, kwargs, self._handle._meta["class_name"], self._name)
         cw = _auto_init()
         handle = self._handle
         meta = self._meta

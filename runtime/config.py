@@ -17,6 +17,10 @@ from typing import Any
 class Config:
     # Objects at most this big travel inline with messages; larger ones go to shared memory.
     max_inline_object_bytes: int = 100 * 1024
+    # A function or class whose pickled code (with what it captures) is bigger than this is
+    # exported with a warning; bigger than the error size it is refused (Ray's 10 MB / 100 MB).
+    function_size_warn_bytes: int = 10 ** 7
+    function_size_error_bytes: int = 10 ** 8
     # How long a process waits for a child process to report it is ready.
     process_start_timeout_s: float = 30.0
     # Timeout of one control-plane request (GCS, node manager) before it is an error.

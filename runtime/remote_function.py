@@ -7,6 +7,8 @@ from typing import Any
 
 from juno import options as opt
 from juno import task_spec as ts
+from juno.call_signature import signature_of
+from juno.export_size import check_export_size
 from juno.node.resources import normalize_request
 from juno.object_ref import ObjectRefGenerator
 from juno.submission import export_code, pickle_retry_exceptions, prepare_args, return_refs
@@ -24,6 +26,7 @@ class RemoteFunction:
         self._options = opt.validate_task_options(options, in_options=False)
         self._is_generator = inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)
         self._name = getattr(function, "__qualname__", getattr(function, "__name__", "task"))
+        self._signature = signature_of(function)  # wrong arguments fail at .remote(), as a local call would
         self._export: tuple[bytes, bytes] | None = None
         self._prepared_for: tuple | None = None
         functools.update_wrapper(self, function, updated=())
@@ -67,7 +70,9 @@ class RemoteFunction:
     def _prepare(self, cw, options: dict, parent_env: dict | None) -> tuple:
         """Per (worker, options) constants of the call path, computed once."""
         if self._export is None:
-            self._export = export_code(self._function)
+            export = export_code(self._function)
+            check_export_size(export[1], self._function, "remote function", self._name, cw.config)
+            self._export = export
         function_id, blob = self._export
         cw.export_function(function_id, blob)
         num_returns = options.get("num_returns")
@@ -93,6 +98,8 @@ class RemoteFunction:
     def _remote(self, args: tuple, kwargs: dict, options: dict):
         from juno.api import _auto_init
 
+        if self._signature is not None:
+            self._signature.check(args, kwargs, self._name)
         cw = _auto_init()
         ctx = cw.context()
         # A task inherits the runtime_env of the task (or else the job) submitting it, as in Ray.

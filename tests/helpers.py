@@ -71,6 +71,21 @@ def wait_for_file(path: str, timeout: float = 60.0) -> None:
         time.sleep(0.005)
 
 
+def value_once_file_exists(path: str, value):
+    """Runs as a task: ``value``, once the test creates ``path`` (an argument that is not ready)."""
+    wait_for_file(path)
+    return value
+
+
+def record_from_another_caller(recorder, value):
+    """Runs as a task, a caller other than the driver: records ``value`` on the actor
+    (its ``record``/``log`` methods) and returns what the actor recorded so far."""
+    import juno
+
+    juno.get(recorder.record.remote(value))
+    return juno.get(recorder.log.remote())
+
+
 def process_alive(proc) -> bool:
     """Whether a psutil.Process is still running (a zombie is not)."""
     import psutil

@@ -27,6 +27,7 @@ from juno.actor import ActorExit as _ExitActor
 from juno.core_worker import CoreWorker, TaskContext, _borrow_tls, current_task
 from juno.object_ref import ObjectRef
 from juno.task_events import attempt_of
+from juno.worker.argument_gate import ArgumentGate
 from juno.worker.output import install_output_capture
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ class TaskExecutor:
         self.num_restarts = 0
         self.exiting = False
         self.call_counts: dict[bytes, int] = {}
+        # Actor calls wait for their ObjectRef arguments here, not on the actor's thread.
+        self.argument_gate = ArgumentGate(self._wait_for_args, self._queue_actor_call)
+        self._arg_pins: dict[bytes, list] = {}  # task id -> refs keeping its fetched arguments local
         # Task events (runtime/task_events.py): run start/end of what this worker executes.
         self.ev = cw.task_events
         self._run_start = 0.0
@@ -77,12 +81,39 @@ class TaskExecutor:
     # ------------------------------------------------------------------ IO thread
     def on_push_task(self, spec: tuple, lease_info) -> None:
         if spec[ts.KIND] == ts.KIND_ACTOR_CALL:
-            if self._refused_after_exit(spec):
-                return
-            if self.actor_mode != "sync":
-                self._dispatch_concurrent(spec)
-                return
+            self.argument_gate.submit(spec)
+            return
         self.main_queue.put((spec, lease_info))
+
+    def _queue_actor_call(self, spec: tuple, pins: list | None) -> None:
+        """An actor call whose arguments are here: run it (ArgumentGate decided when)."""
+        if pins is not None:
+            self._arg_pins[spec[ts.TASK_ID]] = pins
+        if self._refused_after_exit(spec):
+            return
+        if self.actor_mode != "sync":
+            self._dispatch_concurrent(spec)
+            return
+        self.main_queue.put((spec, None))
+
+    def _wait_for_args(self, deps: list, done) -> None:
+        """Fetch a call's ObjectRef arguments from their owners; ``done(refs)`` on the IO
+        thread once all are local (the refs keep them here until the call has run)."""
+        cw = self.cw
+        refs = [ObjectRef(d[1], d[2]) for d in deps]
+        remaining = [len(refs)]
+
+        def ready(_oid: bytes, _value: tuple) -> None:
+            if not cw.loop.in_loop_thread():  # stored by a user thread (juno.put in the actor)
+                cw.loop.call_soon(ready, _oid, _value)
+                return
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                done(refs)
+
+        for ref in refs:
+            if not cw.store.on_ready(ref._id, ready):
+                cw._ensure_fetch(ref)
 
     def _take_queued(self, pick) -> list[tuple]:
         """Remove the queued (not started) tasks ``pick(spec, lease_info)`` selects; IO thread."""
@@ -114,6 +145,10 @@ class TaskExecutor:
 
     def on_cancel_task(self, task_id: bytes, force: bool, recursive: bool) -> None:
         if self.running_task != task_id and self._drop_queued(task_id):
+            return
+        held = self.argument_gate.cancel(task_id)  # still waiting for its arguments
+        if held is not None:
+            self._reply(held, self._error_results(held, exc.TaskCancelledError(task_id.hex())), False)
             return
         self.cancel_requested.add(task_id)
         if self.running_task == task_id and threading.main_thread().is_alive():
@@ -423,6 +458,8 @@ class TaskExecutor:
 
     def _reply(self, spec: tuple, results: list, retryable: bool, exiting: bool = False,
                run: tuple | None = None) -> None:
+        if self._arg_pins:
+            self._arg_pins.pop(spec[ts.TASK_ID], None)
         self.cw.loop.call_soon(self.cw.loop.send, spec[ts.OWNER],
                                ("task_result", spec[ts.TASK_ID], results, retryable, self.cw.worker_id, exiting,
                                 run))
@@ -481,6 +518,8 @@ class TaskExecutor:
                     raise ValueError(f"method {name} uses concurrency group {group!r} which the actor "
                                      f"does not declare; declared: {sorted(groups)}")
                 self.method_groups[name] = group
+        if is_async or (max_conc or 1) > 1 or groups:
+            self.argument_gate.ordered = False  # Ray runs these actors' calls out of order
         if is_async:
             self.actor_mode = "async"
             default = max_conc or 1000

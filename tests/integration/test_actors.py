@@ -8,7 +8,7 @@ import threading
 import pytest
 
 import juno
-from helpers import wait_for_condition
+from helpers import record_from_another_caller, value_once_file_exists, wait_for_condition
 
 JUNO_SHARED_INIT = {"num_cpus": 4}
 
@@ -102,6 +102,34 @@ def test_order_kept_when_an_earlier_call_waits_for_its_argument(juno_shared):
     assert juno.wait([log_ref], timeout=0.2)[0] == []
     signal.send.remote()
     assert juno.get(log_ref, timeout=30) == ["first", "second"]
+
+
+_released_by = juno.remote(num_cpus=0)(value_once_file_exists)
+_record_from_a_task = juno.remote(num_cpus=0)(record_from_another_caller)
+
+
+def test_a_callers_pending_argument_does_not_hold_another_callers_calls(juno_shared, gate):
+    # Ray orders a plain actor's calls per caller: the driver's call waits for its
+    # argument, a task's call (another caller) runs meanwhile.
+    r = Recorder.remote()
+    driver_call = r.record.remote(_released_by.remote(str(gate), "driver"))
+    assert juno.get(_record_from_a_task.remote(r, "task"), timeout=60) == ["task"]
+    driver_later = r.record.remote("driver, later")  # the same caller: behind its waiting call
+    assert juno.wait([driver_later], timeout=0.5)[0] == []
+    gate.touch()
+    juno.get([driver_call, driver_later], timeout=60)
+    assert juno.get(r.log.remote(), timeout=60) == ["task", "driver", "driver, later"]
+
+
+def test_cancelling_a_call_that_waits_for_its_argument_lets_the_next_one_run(juno_shared, gate):
+    r = Recorder.remote()
+    waiting = r.record.remote(_released_by.remote(str(gate), "never"))
+    after = r.record.remote("after")
+    juno.cancel(waiting)
+    with pytest.raises(juno.exceptions.TaskCancelledError):
+        juno.get(waiting, timeout=60)
+    juno.get(after, timeout=60)
+    assert juno.get(r.log.remote(), timeout=60) == ["after"]
 
 
 def test_method_error_raises_to_caller_and_actor_survives(juno_shared):

@@ -11,7 +11,7 @@ import pytest
 
 import juno
 from juno.exceptions import ActorDiedError, RayActorError, TaskCancelledError
-from helpers import wait_for_condition
+from helpers import record_from_another_caller, value_once_file_exists, wait_for_condition
 
 JUNO_SHARED_INIT = {"num_cpus": 4}
 
@@ -121,6 +121,33 @@ def test_max_concurrency_limits_async_actor(juno_shared):
     juno.get(waiters, timeout=30)
     assert juno.get(a.state.remote()) == (0, 4)
     assert juno.get(a.wait.remote(), timeout=30) is None
+
+
+_released_by = juno.remote(num_cpus=0)(value_once_file_exists)
+_record_from_a_task = juno.remote(num_cpus=0)(record_from_another_caller)
+
+
+def test_a_call_waiting_for_its_argument_takes_no_concurrency_slot(juno_shared, gate):
+    # Ray runs an async actor's calls out of order: a call whose argument is not ready
+    # waits outside the actor, so even with max_concurrency=1 other calls run.
+    @juno.remote(max_concurrency=1)
+    class AsyncRecorder:
+        def __init__(self):
+            self.seen = []
+
+        async def record(self, x):
+            self.seen.append(x)
+
+        async def log(self):
+            return list(self.seen)
+
+    r = AsyncRecorder.remote()
+    waiting = r.record.remote(_released_by.remote(str(gate), "driver"))
+    assert juno.get(_record_from_a_task.remote(r, "task"), timeout=60) == ["task"]
+    juno.get(r.record.remote("driver, later"), timeout=60)  # out of order, as Ray's async actors
+    gate.touch()
+    juno.get(waiting, timeout=60)
+    assert juno.get(r.log.remote(), timeout=60) == ["task", "driver, later", "driver"]
 
 
 def test_async_concurrency_group_limit(juno_shared):

@@ -346,3 +346,24 @@ def test_num_returns_mismatch_is_an_error(cluster):
     with pytest.raises(RayTaskError) as info:
         juno.get(refs[0])
     assert "num_returns=2" in str(info.value)
+
+
+def test_code_capturing_a_huge_value_is_refused_at_the_call_and_a_big_one_warned(cluster):
+    # Ray's limits: a warning past 10 MB of pickled code, an error past 100 MB.
+    huge = b"h" * (101 * 10 ** 6)
+    big = b"b" * (11 * 10 ** 6)
+
+    @juno.remote
+    def uses_huge():
+        return len(huge)
+
+    @juno.remote
+    def uses_big():
+        return len(big)
+
+    with pytest.raises(ValueError, match=r"uses_huge is too large to export .* huge \(96\.3 MiB\).*juno\.put"):
+        uses_huge.remote()
+    with pytest.warns(UserWarning, match=r"uses_big is very large .* big \(10\.5 MiB\)") as record:
+        ref = uses_big.remote()
+    assert record[0].filename == __file__  # points at the call, so each call site warns
+    assert juno.get(ref) == len(big)

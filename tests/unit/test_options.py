@@ -349,3 +349,14 @@ def test_merge_runtime_envs():
     assert merge_runtime_envs(None, child) == child
     assert merge_runtime_envs(parent, None) == parent
     assert merge_runtime_envs(parent, {"working_dir": None})["working_dir"] == "/p"
+
+
+# --- the decorator -----------------------------------------------------------------
+
+def test_remote_with_empty_parentheses_is_refused_as_in_ray():
+    import juno
+
+    for target in (lambda: None, type("Plain", (), {})):
+        with pytest.raises(TypeError, match=r"@remote\(\) with empty parentheses is not allowed"):
+            juno.remote()(target)
+    assert isinstance(juno.remote(type("Plain", (), {})), juno.ActorClass)  # no parentheses: fine
