@@ -125,7 +125,8 @@ class ActorClass:
         from juno.util.placement_group import apply_placement_group
 
         resources, strategy, pg = apply_placement_group(strategy, options, ctx, resources, f"actor {self._name}")
-        namespace = options.get("namespace") or cw.namespace
+        job_namespace = ctx.namespace or cw.namespace  # the job's, inherited by everything it starts
+        namespace = options.get("namespace") or job_namespace
         detached = options.get("lifetime") == "detached"
         if detached and not options.get("name"):
             pass  # Ray allows anonymous detached actors
@@ -136,7 +137,7 @@ class ActorClass:
             cw.refs.mark_escaped(dep_ids)  # the actor may restart and need them again
         spec = (task_id, ts.KIND_ACTOR_CREATE, function_id, f"{self._name}.__init__", args_value, deps, 0,
                 cw.address, ctx.log_to, ctx.job_id, None, runtime_env, actor_id,
-                {"namespace": namespace, "name": options.get("name") or "", "pg": pg})
+                {"namespace": job_namespace, "name": options.get("name") or "", "pg": pg})
         is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
                        for _, m in inspect.getmembers(self._cls, predicate=inspect.isfunction))
         meta = {"class_name": self._name, "methods": self._methods,

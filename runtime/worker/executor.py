@@ -208,7 +208,7 @@ class TaskExecutor:
         return TaskContext(task_id=spec[ts.TASK_ID], job_id=spec[ts.JOB_ID], log_to=spec[ts.LOG_TO],
                            actor_id=spec[ts.ACTOR_ID], name=self._display_name(spec), gpu_ids=gpu_ids,
                            resources=resources, runtime_env=spec[ts.RUNTIME_ENV],
-                           namespace=(spec[ts.EXTRA] or {}).get("namespace"),
+                           namespace=(spec[ts.EXTRA] or {}).get("namespace") or self.cw.default_context.namespace,
                            placement_group=(spec[ts.EXTRA] or {}).get("pg") or self._actor_pg,
                            root=(spec[ts.EXTRA] or {}).get("root"))
 
