@@ -145,8 +145,6 @@ class ActorClass:
         actor_id = ids.random_id(ids.ACTOR_ID_LEN)
         task_id = cw.ids.task_id()
         args_value, deps, dep_ids = prepare_args(cw, args, kwargs, f"{self._name}.__init__")
-        if dep_ids:
-            cw.refs.mark_escaped(dep_ids)  # the actor may restart and need them again
         spec = (task_id, ts.KIND_ACTOR_CREATE, function_id, f"{self._name}.__init__", args_value, deps, 0,
                 cw.address, ctx.log_to, ctx.job_id, None, runtime_env, actor_id,
                 {"namespace": job_namespace, "name": options.get("name") or "", "pg": pg})
@@ -165,9 +163,16 @@ class ActorClass:
                         "concurrency_groups": options.get("concurrency_groups")},
             "placement_group": pg[0].hex() if pg else None,  # its group (runtime/gcs/placement_groups.py)
         }
-        status, actor_id, meta = cw.gcs_call("register_actor", actor_id, spec, info)
+        try:
+            status, actor_id, meta = cw.gcs_call("register_actor", actor_id, spec, info)
+        except BaseException:
+            if dep_ids:
+                cw.refs.remove_submitted(dep_ids)
+            raise
         if status == "created":
-            cw.actors.register_owned(actor_id, detached)
+            cw.actors.register_owned(actor_id, detached, dep_ids)
+        elif dep_ids:
+            cw.refs.remove_submitted(dep_ids)  # get_if_exists found one: this constructor never runs
         return ActorHandle(actor_id, meta, cw.address if cw.refs.owns(actor_id) else None)
 
 

@@ -50,14 +50,20 @@ class ActorSubmitter:
         self.cw = cw
         self.actors: dict[bytes, _ActorState] = {}
         self._limited: dict[bytes, set[bytes]] = {}  # actor_id -> unfinished calls (max_pending_calls)
+        self._creation_args: dict[bytes, list[bytes]] = {}  # actor_id -> ids its constructor was given
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifetime
-    def register_owned(self, actor_id: bytes, detached: bool) -> None:
+    def register_owned(self, actor_id: bytes, detached: bool, creation_args: list[bytes]) -> None:
         """The creating thread, once the GCS registered an actor this worker created. Unless it
-        is detached, its handles are counted here from now on (ActorHandle in runtime/actor.py)."""
+        is detached, its handles are counted here from now on (ActorHandle in runtime/actor.py).
+        The refs and handles its constructor was given stay held until it is dead (a restart
+        needs them again): we follow its state to learn when."""
         if not detached:
             self.cw.refs.add_owned(actor_id)
+        if creation_args:
+            self._creation_args[actor_id] = creation_args
+            self.cw.loop.call_soon(self._state, actor_id)
         self.cw.note_submit(ActorCreation(actor_id))
 
     def out_of_scope(self, actor_id: bytes) -> None:
@@ -171,6 +177,9 @@ class ActorSubmitter:
                 self._fail_dead(state, entry)
             state.in_flight.clear()
             state.queue.clear()
+            creation_args = self._creation_args.pop(actor_id, None)
+            if creation_args:
+                self.cw.refs.remove_submitted(creation_args)
 
     def _handle_lost_calls(self, state: _ActorState) -> None:
         """Calls sent to a previous incarnation: resend if retries allow, else fail."""

@@ -137,6 +137,9 @@ class Counted:
 
 @juno.remote
 class HandleKeeper:
+    def __init__(self, handle=None):
+        self.handle = handle
+
     def keep(self, handles):
         self.handle = handles[0]  # nested in a list: the handle arrives as it is
 
@@ -210,5 +213,17 @@ def test_an_actor_made_by_a_task_lives_while_its_caller_holds_the_handle(cluster
     assert juno.get(counter.incr.remote()) == 2
     assert juno.get(counter.incr.remote()) == 3
     del counter
+    gc.collect()
+    wait_for_condition(lambda: pid_gone(pid), timeout=30)
+
+
+def test_a_handle_given_to_an_actors_constructor_is_released_when_that_actor_dies(cluster):
+    counter = Counted.remote()
+    pid = juno.get(counter.pid.remote())
+    keeper = HandleKeeper.remote(counter)
+    del counter
+    gc.collect()
+    assert juno.get(keeper.incr.remote()) == 1
+    del keeper  # the keeper goes out of scope; its constructor's arguments go with it
     gc.collect()
     wait_for_condition(lambda: pid_gone(pid), timeout=30)
