@@ -434,6 +434,28 @@ def test_an_actor_out_of_scope_exits_gracefully_and_is_dead_for_good(juno_shared
     assert "out of scope" in actor_state(actor_hex).death_cause["error_message"]
 
 
+def test_an_out_of_scope_actor_that_does_not_exit_is_killed_after_the_grace_period(shutdown_only, tmp_path):
+    from juno.util.state import get_actor as actor_state
+
+    juno.init(num_cpus=2, _system_config={"actor_graceful_exit_timeout_s": 1.0})
+    a = Worker.options(name="stuck").remote(str(tmp_path))
+    pid = juno.get(a.pid.remote())
+    actor_hex = a._actor_id.hex()
+
+    @juno.remote(num_cpus=0)
+    def hang_it_by_name():
+        # A handle found by name in another process does not keep the actor alive.
+        juno.get_actor("stuck").hang_first_life.remote("stuck")
+
+    juno.get(hang_it_by_name.remote())
+    wait_for_condition(_marker(str(tmp_path), "stuck"), timeout=30)  # its one thread is busy for good
+    del a
+    gc.collect()
+    wait_for_condition(lambda: _gone(pid), timeout=30)
+    wait_for_condition(lambda: actor_state(actor_hex).state == "DEAD", timeout=10)
+    assert "out of scope" in actor_state(actor_hex).death_cause["error_message"]
+
+
 # ------------------------------------------------------------------ more failure paths
 
 def test_kill_while_constructor_runs(juno_shared, tmp_path):
