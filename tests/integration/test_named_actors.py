@@ -186,6 +186,18 @@ def test_named_non_detached_actor_dies_with_its_last_handle(juno_shared):
     wait_for_condition(lambda: _gone(pid) and _lookup_fails("box-scoped"))
 
 
+def test_a_named_actor_lives_while_its_creator_holds_a_handle_found_by_name(juno_shared):
+    a = Box.options(name="box-found").remote(1)
+    pid = juno.get(a.pid.remote())
+    b = juno.get_actor("box-found")  # in the creating process it counts, as in Ray
+    del a
+    gc.collect()
+    assert juno.get(b.get.remote()) == 1
+    del b
+    gc.collect()
+    wait_for_condition(lambda: _gone(pid) and _lookup_fails("box-found"))
+
+
 def test_driver_namespace_and_lifetimes_across_drivers(shutdown_only, tmp_path):
     """A second driver creates a detached and a job-scoped actor, then exits: the
     detached one lives on (found from here, same namespace), the other dies."""
