@@ -285,6 +285,9 @@ class ActorMethod:
                 f"Keep the actor handle and call 'handle.{self._name}.remote()' on it.")
         return handle
 
+    def __reduce__(self):  # a method passed to a task brings its handle along
+        return _rebuild_method, (self._handle(), self._name, self._meta, self._options)
+
     def __call__(self, *args, **kwargs):
         raise TypeError(
             f"Actor methods cannot be called directly. Instead of running 'object.{self._name}()', "
@@ -343,3 +346,7 @@ class ActorMethod:
 
     def bind(self, *args, **kwargs):
         raise NotImplementedError("Ray's DAG API (bind) is not part of Juno's core runtime yet.")
+
+
+def _rebuild_method(handle: ActorHandle, name: str, meta: dict, options: dict) -> ActorMethod:
+    return ActorMethod(handle, name, meta, options, hold=True)

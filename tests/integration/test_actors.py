@@ -193,6 +193,14 @@ def test_a_method_called_on_a_handle_nobody_kept(juno_shared):
     method = Counter.remote(1).incr
     assert juno.get(method.remote()) == 2
 
+    @juno.remote(num_cpus=0)
+    def call(m):
+        return juno.get(m.remote())
+
+    counter = Counter.remote(10)
+    assert juno.get(counter.incr.remote()) == 11
+    assert juno.get(call.remote(counter.incr)) == 12  # a cached method, passed to a task
+
 
 def test_current_actor_handle_inside_actor(juno_shared):
     @juno.remote
