@@ -3,22 +3,32 @@ from __future__ import annotations
 
 import functools
 import inspect
+import weakref
 
 from juno import exceptions as exc
-from juno import ids
+from juno import ids, serialization
 from juno import options as opt
 from juno import task_spec as ts
 from juno.call_signature import CallSignature, parameters_of, signature_of
 from juno.export_size import check_export_size
 from juno.job_config import default_actor_lifetime
 from juno.node.resources import normalize_request
-from juno.object_ref import ObjectRefGenerator
+from juno.object_ref import ObjectRef, ObjectRefGenerator
 from juno.submission import export_code, pickle_retry_exceptions, prepare_args, return_refs
 from juno.task_spec import TaskEntry
 
 
+EXITED_BY_CALL = "The actor exited intentionally by calling exit_actor()."
+TERMINATE_METHOD = "__ray_terminate__"  # Ray's graceful stop, queued like any call (see _method_meta)
+TERMINATED_BY_CALL = "The actor was stopped by __ray_terminate__(), after the calls made before it."
+
+
 class ActorExit(BaseException):
     """Raised by exit_actor() inside an actor method; ends the actor after the call."""
+
+    def __init__(self, reason: str = EXITED_BY_CALL):
+        super().__init__(reason)
+        self.reason = reason
 
 
 def exit_actor() -> None:
@@ -68,6 +78,8 @@ def _method_meta(cls) -> dict:
                       "max_task_retries": options.get("max_task_retries"),
                       "retry_exceptions": options.get("retry_exceptions"),
                       "signature": parameters_of(fn, skip_first=not bound)}
+    meta[TERMINATE_METHOD] = {"num_returns": 1, "concurrency_group": None, "max_task_retries": 0,
+                              "retry_exceptions": None, "signature": ()}
     return meta
 
 
@@ -166,18 +178,17 @@ class ActorClass:
         from juno.util.placement_group import apply_placement_group
 
         resources, strategy, pg = apply_placement_group(strategy, options, ctx, resources, f"actor {self._name}")
-        namespace = options.get("namespace") or cw.namespace
+        job_namespace = ctx.namespace or cw.namespace  # the job's, inherited by everything it starts
+        namespace = options.get("namespace") or job_namespace
         detached = (options.get("lifetime") or default_actor_lifetime(cw, ctx.job_id)) == "detached"
         if detached and not options.get("name"):
             pass  # Ray allows anonymous detached actors
-        actor_id = ids.random_id(16)
+        actor_id = ids.random_id(ids.ACTOR_ID_LEN)
         task_id = cw.ids.task_id()
         args_value, deps, dep_ids = prepare_args(cw, args, kwargs, f"{self._name}.__init__")
-        if dep_ids:
-            cw.refs.mark_escaped(dep_ids)  # the actor may restart and need them again
         spec = (task_id, ts.KIND_ACTOR_CREATE, function_id, f"{self._name}.__init__", args_value, deps, 0,
                 cw.address, ctx.log_to, ctx.job_id, None, runtime_env, actor_id,
-                {"namespace": namespace, "name": options.get("name") or "", "pg": pg})
+                {"namespace": job_namespace, "name": options.get("name") or "", "pg": pg})
         is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
                        for _, m in inspect.getmembers(self._cls, predicate=inspect.isfunction))
         meta = {"class_name": self._name, "methods": self._methods,
@@ -193,10 +204,17 @@ class ActorClass:
                         "concurrency_groups": options.get("concurrency_groups")},
             "placement_group": pg[0].hex() if pg else None,  # its group (runtime/gcs/placement_groups.py)
         }
-        status, actor_id, meta = cw.gcs_call("register_actor", actor_id, spec, info)
+        try:
+            status, actor_id, meta = cw.gcs_call("register_actor", actor_id, spec, info)
+        except BaseException:
+            if dep_ids:
+                cw.refs.remove_submitted(dep_ids)
+            raise
         if status == "created":
-            cw.actors.register_owned(actor_id, detached)
-        return ActorHandle(actor_id, meta)
+            cw.actors.register_owned(actor_id, detached, dep_ids)
+        elif dep_ids:
+            cw.refs.remove_submitted(dep_ids)  # get_if_exists found one: this constructor never runs
+        return ActorHandle(actor_id, meta, cw.address if cw.refs.owns(actor_id) else None)
 
 
 # Protocols asked of the ActorClass object itself (IPython's display), not of the user's class.
@@ -237,30 +255,39 @@ def _class_doc(user_cls) -> str:
 
 
 class ActorHandle:
-    """A reference to an actor; call its methods with ``handle.method.remote(...)``."""
+    """A reference to an actor; call its methods with ``handle.method.remote(...)``.
 
-    def __init__(self, actor_id: bytes, meta: dict, *, _count: bool = True):
+    The process that created a non-detached actor owns it and counts its handles as references
+    to the actor's id (runtime/reference_counter.py), borrowers included: handles passed to
+    tasks and actors, stored in objects, and held by calls not finished. When none is left,
+    the actor stops (runtime/actor_submitter.py). ``owner`` is None for handles that are not
+    counted: a detached actor's, or one found by name in a process that doesn't own it.
+    """
+
+    def __init__(self, actor_id: bytes, meta: dict, owner: str | None = None, *, _count: bool = True):
         self._actor_id = actor_id
         self._meta = meta
+        self._owner = owner
         self._counted = False
         if _count:
             from juno.core_worker import global_worker
 
             cw = global_worker()
             if cw is not None:
-                cw.actors.add_handle(actor_id)
+                cw.refs.add_local(actor_id, owner)
                 self._counted = True
 
     def __getattr__(self, name: str) -> "ActorMethod":
         meta = self.__dict__.get("_meta")
-        if meta is None or (name.startswith("__") and name != "__call__"):
+        if meta is None or (name.startswith("__") and name not in ("__call__", TERMINATE_METHOD)):
             raise AttributeError(name)
         methods = meta["methods"]
         if name not in methods:
             raise AttributeError(f"'{meta['class_name']}' actor has no method '{name}'")
-        m = ActorMethod(self, name, methods[name])
-        self.__dict__[name] = m
-        return m
+        # The cached method refers to the handle weakly (no cycle keeps the handle alive after
+        # its last use); the one returned now holds it, for `Counter.remote().incr.remote()`.
+        self.__dict__[name] = ActorMethod(self, name, methods[name])
+        return ActorMethod(self, name, methods[name], hold=True)
 
     def __dir__(self) -> list[str]:
         return sorted(self._meta["methods"])  # the methods, for completion (as Ray's handles)
@@ -286,12 +313,17 @@ class ActorHandle:
         return hash(self._actor_id)
 
     def __reduce__(self):
-        from juno.core_worker import global_worker
-
-        cw = global_worker()
-        if cw is not None:
-            cw.actors.mark_handle_escaped(self._actor_id)
-        return _rebuild_handle, (self._actor_id, self._meta)
+        owner = self._owner
+        if owner is None:
+            return _rebuild_handle, (self._actor_id, self._meta)
+        # Counted like an ObjectRef inside the value: by a task that takes it until the task is
+        # done, by a stored object while it lives, in transit for a task result.
+        refs = serialization.recording_refs()
+        if refs is not None:
+            refs.append(ObjectRef(self._actor_id, owner, _count=False))
+        if serialization.in_transit():
+            return _rebuild_handle, (self._actor_id, self._meta, owner, 1)
+        return _rebuild_handle, (self._actor_id, self._meta, owner)
 
     def __del__(self):
         if self._counted:
@@ -300,23 +332,44 @@ class ActorHandle:
 
                 cw = global_worker()
                 if cw is not None:
-                    cw.actors.remove_handle(self._actor_id)
+                    cw.refs.remove_local(self._actor_id)
             except Exception:  # noqa: BLE001 - interpreter shutdown
                 pass
 
 
-def _rebuild_handle(actor_id: bytes, meta: dict) -> ActorHandle:
-    return ActorHandle(actor_id, meta)
+def _rebuild_handle(actor_id: bytes, meta: dict, owner: str | None = None, claims: int = 0) -> ActorHandle:
+    """Unpickling a counted handle makes this process a borrower of the actor, as for a ref."""
+    handle = ActorHandle(actor_id, meta, owner)
+    if owner is not None:
+        from juno.core_worker import global_worker
+
+        cw = global_worker()
+        if cw is not None:
+            cw.refs.note_borrowed(actor_id, owner, claims)
+    return handle
 
 
 class ActorMethod:
-    def __init__(self, handle: ActorHandle, name: str, meta: dict, options: dict | None = None):
-        self._handle = handle
+    def __init__(self, handle: ActorHandle, name: str, meta: dict, options: dict | None = None, *,
+                 hold: bool = False):
+        self._handle_ref = weakref.ref(handle)
+        self._held = handle if hold else None
         self._name = name
         self._meta = meta
         self._options = options or {}
         params = meta.get("signature")
         self._signature = None if params is None else CallSignature.from_parameters(params)
+
+    def _handle(self) -> ActorHandle:
+        handle = self._held if self._held is not None else self._handle_ref()
+        if handle is None:
+            raise RuntimeError(
+                f"Lost reference to the actor: the handle this '{self._name}' method came from is gone. "
+                f"Keep the actor handle and call 'handle.{self._name}.remote()' on it.")
+        return handle
+
+    def __reduce__(self):  # a method passed to a task brings its handle along
+        return _rebuild_method, (self._handle(), self._name, self._meta, self._options)
 
     def __call__(self, *args, **kwargs):
         raise TypeError(
@@ -325,15 +378,15 @@ class ActorMethod:
 
     def options(self, **method_options) -> "ActorMethod":
         validated = opt.validate_actor_method_options(method_options)
-        return ActorMethod(self._handle, self._name, self._meta, {**self._options, **validated})
+        return ActorMethod(self._handle(), self._name, self._meta, {**self._options, **validated}, hold=True)
 
     def remote(self, *args, **kwargs):
         from juno.api import _auto_init
 
+        handle = self._handle()
         if self._signature is not None:
-            self._signature.check(args, kwargs, self._handle._meta["class_name"], self._name)
+            self._signature.check(args, kwargs, handle._meta["class_name"], self._name)
         cw = _auto_init()
-        handle = self._handle
         meta = self._meta
         options = self._options
         num_returns = options.get("num_returns", meta["num_returns"])
@@ -366,6 +419,7 @@ class ActorMethod:
         entry = TaskEntry(task_id, spec, [r._id for r in refs], dep_ids, retries, actor_id=handle._actor_id,
                           streaming=streaming)
         entry.parent = ctx.task_id
+        entry.actor_handle = handle  # the call keeps the actor alive until it is done
         cw.actors.submit(entry)
         if streaming:
             return ObjectRefGenerator(task_id, cw.address, cw)
@@ -377,3 +431,7 @@ class ActorMethod:
 
     def bind(self, *args, **kwargs):
         raise NotImplementedError("Ray's DAG API (bind) is not part of Juno's core runtime yet.")
+
+
+def _rebuild_method(handle: ActorHandle, name: str, meta: dict, options: dict) -> ActorMethod:
+    return ActorMethod(handle, name, meta, options, hold=True)

@@ -4,7 +4,7 @@ The caller learns an actor's address from the GCS (one subscription per actor)
 and sends calls directly on one socket, which keeps them ordered. When the GCS
 reports a restart, calls in flight are resent where ``max_task_retries`` allows
 and failed with ActorDiedError otherwise; a dead actor fails everything queued.
-Runs on the IO thread, except ``submit`` and the handle counts.
+Runs on the IO thread, except ``submit`` and ``register_owned``.
 """
 from __future__ import annotations
 
@@ -49,48 +49,29 @@ class ActorSubmitter:
     def __init__(self, cw):
         self.cw = cw
         self.actors: dict[bytes, _ActorState] = {}
-        self._handles: dict[bytes, int] = {}
-        self._handle_escaped: set[bytes] = set()
-        self._owned_actors: dict[bytes, bool] = {}  # actor_id -> detached
         self._limited: dict[bytes, set[bytes]] = {}  # actor_id -> unfinished calls (max_pending_calls)
+        self._creation_args: dict[bytes, list[bytes]] = {}  # actor_id -> ids its constructor was given
         self._lock = threading.Lock()
 
-    # ------------------------------------------------------------------ handles
-    def register_owned(self, actor_id: bytes, detached: bool) -> None:
-        """The creating thread, once the GCS registered an actor this worker created."""
-        self._owned_actors[actor_id] = detached
+    # ------------------------------------------------------------------ lifetime
+    def register_owned(self, actor_id: bytes, detached: bool, creation_args: list[bytes]) -> None:
+        """The creating thread, once the GCS registered an actor this worker created. Unless it
+        is detached, its handles are counted here from now on (ActorHandle in runtime/actor.py).
+        The refs and handles its constructor was given stay held until it is dead (a restart
+        needs them again): we follow its state to learn when."""
+        if not detached:
+            self.cw.refs.add_owned(actor_id)
+        if creation_args:
+            self._creation_args[actor_id] = creation_args
+            self.cw.loop.call_soon(self._state, actor_id)
         self.cw.note_submit(ActorCreation(actor_id))
 
-    def add_handle(self, actor_id: bytes) -> None:
-        with self._lock:
-            self._handles[actor_id] = self._handles.get(actor_id, 0) + 1
-
-    def remove_handle(self, actor_id: bytes) -> None:
-        with self._lock:
-            n = self._handles.get(actor_id, 0) - 1
-            if n > 0:
-                self._handles[actor_id] = n
-                return
-            self._handles.pop(actor_id, None)
-            detached = self._owned_actors.get(actor_id)
-            if detached is None or detached or actor_id in self._handle_escaped:
-                return
-            del self._owned_actors[actor_id]
-        # Ray semantics: an actor whose every handle is gone is terminated.
-        if not self.cw.shutting_down:
-            self.cw.loop.call_soon(self._release_actor, actor_id)
-
-    def mark_handle_escaped(self, actor_id: bytes) -> None:
-        with self._lock:
-            self._handle_escaped.add(actor_id)
-
-    def _release_actor(self, actor_id: bytes) -> None:
-        state = self.actors.get(actor_id)
-        if state is not None and (state.queue or state.in_flight):
-            # Let outstanding calls finish first; check again shortly.
-            self.cw.loop.call_later(0.05, self._release_actor, actor_id)
-            return
-        self.cw.gcs.call("kill_actor", actor_id, True, False, "all references to the actor were removed")
+    def out_of_scope(self, actor_id: bytes) -> None:
+        """No handle to an actor we own is left anywhere: not here, not in a borrower, a pending
+        call or a stored object. As in Ray, it stops: the GCS asks it to exit gracefully (its
+        exit handlers run) and it becomes DEAD, saying it went out of scope. Any thread."""
+        if not self.cw.shutting_down:  # a driver that leaves ends its job, and the job its actors
+            self.cw.loop.call_soon(self.cw.gcs.call, "actor_out_of_scope", actor_id)
 
     # ------------------------------------------------------------------ max_pending_calls
     def reserve_call(self, actor_id: bytes, task_id: bytes, limit: int) -> bool:
@@ -196,6 +177,9 @@ class ActorSubmitter:
                 self._fail_dead(state, entry)
             state.in_flight.clear()
             state.queue.clear()
+            creation_args = self._creation_args.pop(actor_id, None)
+            if creation_args:
+                self.cw.refs.remove_submitted(creation_args)
 
     def _handle_lost_calls(self, state: _ActorState) -> None:
         """Calls sent to a previous incarnation: resend if retries allow, else fail."""

@@ -462,7 +462,9 @@ def get_actor(name: str, namespace: str | None = None):
         raise ValueError(f"Failed to look up actor with name '{name}' in namespace '{ns}'. It may not exist, "
                          "may have died, or may live in another namespace (pass namespace=...).")
     actor_id, meta = found
-    return ActorHandle(actor_id, meta)
+    # Counted only where it is owned (the creating process), as in Ray: a handle found by name
+    # elsewhere does not keep a non-detached actor alive.
+    return ActorHandle(actor_id, meta, cw.address if cw.refs.owns(actor_id) else None)
 
 
 # ---------------------------------------------------------------------------- cluster information

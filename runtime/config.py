@@ -75,6 +75,9 @@ class Config:
     parent_check_interval_s: float = 0.5
     # Grace period for processes to exit on shutdown before they are killed.
     shutdown_grace_s: float = 3.0
+    # An actor whose handles are all gone is asked to exit gracefully; one still there after this
+    # long (a call that never returns, a thread that blocks the exit) is killed.
+    actor_graceful_exit_timeout_s: float = 30.0
     # Worker output lines are flushed to the driver at least this often.
     log_flush_interval_s: float = 0.02
     # Bytes of spilled and fallback objects a node may keep on disk (0: as much as the disk has).

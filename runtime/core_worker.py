@@ -466,6 +466,9 @@ class CoreWorker(RpcNode):
 
     # ------------------------------------------------------------------ freeing
     def _free_owned(self, object_id: bytes) -> None:
+        if len(object_id) == ids.ACTOR_ID_LEN:  # the last handle to an actor we created went
+            self.actors.out_of_scope(object_id)
+            return
         self.lineage.object_freed(object_id)
         value = self.store.delete(object_id)
         if value is not None and value[0] == "s":

@@ -12,6 +12,9 @@ import struct
 
 TASK_ID_LEN = 16
 OBJECT_ID_LEN = 20
+# An actor's id; its owner also counts the actor's handles as references to this id, which
+# its length tells apart from object ids (runtime/actor.py, CoreWorker._free_owned).
+ACTOR_ID_LEN = 16
 _INDEX = struct.Struct("<I")
 
 

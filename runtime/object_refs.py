@@ -15,6 +15,7 @@ store the state API asks that node (object_info).
 """
 from __future__ import annotations
 
+from juno import ids
 from juno import task_events as te
 
 PUT_SUFFIX = b"\xff\xff\xff\xff"
@@ -41,6 +42,8 @@ def reference_table(cw) -> dict:
     sites = cw.call_sites
     rows = []
     for oid, (local, submitted, owned, escaped, borrowed_from) in refs.items():
+        if len(oid) == ids.ACTOR_ID_LEN:
+            continue  # an actor's handles, counted like refs; not an object
         value = store.get(oid)
         if local:
             ref_type = "LOCAL_REFERENCE"

@@ -9,9 +9,10 @@ it) frees it when nothing can reach it any more:
 * borrowers: other processes that deserialized a ref to it and still hold one;
 * in transit: refs serialized into a task result on their way to a process that
   has not registered as a borrower yet;
-* captured: live objects this process owns whose value contains a ref to it;
-* escaped: pinned for the owner's lifetime (actor constructor arguments, which a
-  restart needs again).
+* captured: live objects this process owns whose value contains a ref to it.
+
+Actor handles are counted here too, under the actor's id (runtime/actor.py); the
+arguments of an actor's constructor count as submitted until the actor is dead.
 
 A borrower keeps its own local/submitted/captured counts for refs it holds and
 tells the owner when it starts and stops borrowing; those messages go out
@@ -38,7 +39,6 @@ class ReferenceCounter:
         self._local: dict[bytes, int] = {}
         self._submitted: dict[bytes, int] = {}
         self._owned: set[bytes] = set()
-        self._escaped: set[bytes] = set()
         self._borrowed: dict[bytes, str] = {}          # borrower side: object -> owner
         self._borrowers: dict[bytes, set[str]] = {}    # owner side: object -> borrowing processes
         self._in_transit: dict[bytes, int] = {}
@@ -149,12 +149,6 @@ class ReferenceCounter:
             for oid in inner:
                 self._captured[oid] = self._captured.get(oid, 0) + 1
 
-    def mark_escaped(self, object_ids: list[bytes]) -> None:
-        with self._lock:
-            for oid in object_ids:
-                if oid in self._owned:
-                    self._escaped.add(oid)
-
     def release_if_unreferenced(self, object_id: bytes) -> None:
         """Free an owned object nobody ever took a ref to (e.g. an unread generator item)."""
         with self._lock:
@@ -169,8 +163,6 @@ class ReferenceCounter:
         if self._referenced(object_id):
             return
         if object_id in self._owned:
-            if object_id in self._escaped:
-                return
             self._owned.discard(object_id)
             self._release_contents(object_id)
             self._on_owned_freed(object_id)
@@ -205,11 +197,11 @@ class ReferenceCounter:
 
     def snapshot(self) -> dict[bytes, tuple]:
         """Every object this process references or owns: id -> (local refs, refs held by pending
-        tasks, owned, pinned (escaped, captured, borrowed by others or in transit), owner address
+        tasks, owned, pinned (captured, borrowed by others or in transit), owner address
         if borrowed)."""
         with self._lock:
             ids = set(self._local) | set(self._submitted) | self._owned | set(self._borrowed)
             return {oid: (self._local.get(oid, 0), self._submitted.get(oid, 0), oid in self._owned,
-                          oid in self._escaped or oid in self._captured or oid in self._borrowers
+                          oid in self._captured or oid in self._borrowers
                           or oid in self._in_transit,
                           self._borrowed.get(oid)) for oid in ids}

@@ -59,7 +59,7 @@ class TaskEntry:
     __slots__ = (
         "task_id", "spec", "return_ids", "dep_ids", "retries_left", "key", "actor_id",
         "cancelled", "lease_id", "streaming", "name", "pushed", "force_cancelled",
-        "children", "parent", "attempt", "ev", "ev_info_sent",
+        "children", "parent", "attempt", "ev", "ev_info_sent", "actor_handle",
     )
 
     def __init__(self, task_id: bytes, spec: tuple, return_ids: list[bytes], dep_ids: list[bytes],
@@ -83,3 +83,4 @@ class TaskEntry:
         self.attempt = 0
         self.ev: list | None = None  # state timestamps for the GCS (juno.task_events), when enabled
         self.ev_info_sent = False
+        self.actor_handle = None  # an actor call's handle: the actor lives while the call is pending

@@ -96,6 +96,16 @@ def process_alive(proc) -> bool:
         return False
 
 
+def pid_gone(pid: int) -> bool:
+    """Whether process ``pid`` has exited (a zombie counts as gone)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 @contextlib.contextmanager
 def multi_node_cluster(guard, head: dict, *nodes: dict, system_config: dict | None = None,
                        connect: dict | None = None):

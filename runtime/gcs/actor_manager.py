@@ -14,6 +14,7 @@ from juno import serialization
 logger = logging.getLogger(__name__)
 
 PENDING, ALIVE, RESTARTING, DEAD = "PENDING_CREATION", "ALIVE", "RESTARTING", "DEAD"
+OUT_OF_SCOPE = "The actor is dead because all references to the actor were removed (it went out of scope)."
 
 
 class ActorRecord:
@@ -223,16 +224,42 @@ class ActorManager:
                 if record.worker_id is not None and record.node_id == node_id:
                     record.worker_id = None  # a late report of that worker's death must not count again
 
-    def on_exiting(self, actor_id: bytes) -> None:
+    def on_exiting(self, actor_id: bytes, reason: str | None = None) -> None:
+        """The actor is about to exit on purpose (exit_actor(), __ray_terminate__): no restart."""
         record = self.actors.get(actor_id)
         if record is not None:
             record.no_restart = True
-            record.death_cause = "The actor exited intentionally by calling exit_actor()."
+            if not record.death_cause:  # going out of scope came first: that is why it exits
+                record.death_cause = reason or "The actor exited intentionally by calling exit_actor()."
             self.gcs.persist.actor(record)
 
-    def kill(self, actor_id: bytes, no_restart: bool, reason: str, done=None) -> None:
+    def on_out_of_scope(self, actor_id: bytes) -> None:
+        """Its owner reports that no handle to it is left anywhere. As in Ray it stops for good:
+        a live actor is asked to exit gracefully (calls that reached it run first, its exit
+        handlers run) and is killed if it has not exited within ``actor_graceful_exit_timeout_s``;
+        one not created yet is killed. Detached actors are never counted, so never reported."""
+        record = self.actors.get(actor_id)
+        if record is None or record.state == DEAD or record.info.get("detached"):
+            return
+        if record.state != ALIVE or not record.address:
+            self.kill(actor_id, True, "all references to the actor were removed", cause=OUT_OF_SCOPE)
+            return
+        record.no_restart = True
+        record.death_cause = OUT_OF_SCOPE
+        self.gcs.persist.actor(record)
+        self.gcs.loop.send(record.address, ("terminate_actor", OUT_OF_SCOPE))
+        self.gcs.loop.call_later(self.gcs.config.actor_graceful_exit_timeout_s, self._kill_if_still_there,
+                                 record, record.worker_id)
+
+    def _kill_if_still_there(self, record: ActorRecord, worker_id: bytes) -> None:
+        if record.state != DEAD and record.worker_id == worker_id and record.node_manager:
+            self.gcs.notify(record.node_manager, "kill_worker", worker_id,
+                            "the actor did not exit within actor_graceful_exit_timeout_s of being asked to")
+
+    def kill(self, actor_id: bytes, no_restart: bool, reason: str, done=None, cause: str | None = None) -> None:
         """Kill the actor's process; ``done()`` runs once its death (or restart) is published,
-        so a caller that waits for it never reaches the killed incarnation again."""
+        so a caller that waits for it never reaches the killed incarnation again. ``cause``: the
+        death cause to show, when it is not "The actor was killed: {reason}"."""
         done = done or (lambda: None)
         record = self.actors.get(actor_id)
         if record is None or record.state == DEAD:
@@ -240,7 +267,7 @@ class ActorManager:
             return
         if no_restart:
             record.no_restart = True
-            record.death_cause = f"The actor was killed: {reason}."
+            record.death_cause = cause or f"The actor was killed: {reason}."
             self.gcs.persist.actor(record)
         if record.pending_request is not None:
             address, rid = record.pending_request

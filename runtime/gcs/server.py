@@ -261,8 +261,11 @@ class GcsServer(RpcNode):
                               kind: str | None = None):
         self.actors.on_worker_died(actor_id, worker_id, reason, kind)
 
-    def rpc_actor_exiting(self, reply: Reply, actor_id: bytes):
-        self.actors.on_exiting(actor_id)
+    def rpc_actor_exiting(self, reply: Reply, actor_id: bytes, reason: str | None = None):
+        self.actors.on_exiting(actor_id, reason)
+
+    def rpc_actor_out_of_scope(self, reply: Reply, actor_id: bytes):
+        self.actors.on_out_of_scope(actor_id)
 
     def rpc_actor_warning(self, reply: Reply, actor_id: bytes, text: str):
         self.actors.warn(actor_id, text)

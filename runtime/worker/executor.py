@@ -23,6 +23,7 @@ import cloudpickle
 from juno import exceptions as exc
 from juno import ids, serialization
 from juno import task_spec as ts
+from juno.actor import EXITED_BY_CALL, TERMINATE_METHOD, TERMINATED_BY_CALL
 from juno.actor import ActorExit as _ExitActor
 from juno.core_worker import CoreWorker, TaskContext, _borrow_tls, current_task
 from juno.object_ref import ObjectRef
@@ -58,6 +59,8 @@ class TaskExecutor:
         self.async_tasks: dict[bytes, asyncio.Task] = {}
         self.num_restarts = 0
         self.exiting = False
+        self.terminating = False  # a graceful stop is under way: calls that arrive now are refused
+        self.exit_reason = EXITED_BY_CALL  # what callers refused after the exit are told
         self.call_counts: dict[bytes, int] = {}
         # Actor calls wait for their ObjectRef arguments here, not on the actor's thread.
         self.argument_gate = ArgumentGate(self._wait_for_args, self._queue_actor_call)
@@ -75,12 +78,15 @@ class TaskExecutor:
         h["steal_tasks"] = self.on_steal_tasks
         h["actor_create"] = self.on_actor_create
         h["exit_worker"] = lambda *a: self.main_queue.put(None)
+        h["terminate_actor"] = self.on_terminate_actor
         signal.signal(signal.SIGINT, self._on_sigint)
         install_output_capture(cw)
 
     # ------------------------------------------------------------------ IO thread
     def on_push_task(self, spec: tuple, lease_info) -> None:
         if spec[ts.KIND] == ts.KIND_ACTOR_CALL:
+            if self._refused_after_exit(spec, self.terminating):
+                return
             self.argument_gate.submit(spec)
             return
         self.main_queue.put((spec, lease_info))
@@ -89,7 +95,10 @@ class TaskExecutor:
         """An actor call whose arguments are here: run it (ArgumentGate decided when)."""
         if pins is not None:
             self._arg_pins[spec[ts.TASK_ID]] = pins
-        if self._refused_after_exit(spec):
+        if self._refused_after_exit(spec, self.terminating):
+            return
+        if spec[ts.FUNCTION] == TERMINATE_METHOD:  # behind its caller's earlier calls, as Ray orders it
+            self._terminate(spec, TERMINATED_BY_CALL)
             return
         if self.actor_mode != "sync":
             self._dispatch_concurrent(spec)
@@ -161,6 +170,36 @@ class TaskExecutor:
                 self.cw.tasks.cancel(child, force, recursive)
 
     _children_of: dict[bytes, list[bytes]] = {}
+
+    def on_terminate_actor(self, reason: str) -> None:
+        """The GCS stops this actor gracefully (its handles are all gone)."""
+        if not (self.terminating or self.exiting):
+            self._terminate(None, reason)
+
+    def _terminate(self, spec: tuple | None, reason: str) -> None:
+        """Stop the actor as Ray's ``__ray_terminate__`` does (``spec``: that call; None when the
+        GCS asks): the calls that reached it before run first, later ones are refused, then it
+        exits as with exit_actor() (exit handlers run, no restart). IO thread."""
+        self.terminating = True
+        self.exit_reason = reason
+        if self.actor_mode == "sync":  # the main thread runs what is queued before it, in order
+            self.main_queue.put((spec, None) if spec is not None else None)
+        else:
+            threading.Thread(target=self._exit_when_calls_done, args=(spec, reason),
+                             name="juno-actor-exit", daemon=True).start()
+
+    def _exit_when_calls_done(self, spec: tuple | None, reason: str) -> None:
+        """Threaded and async actors: wait for the calls dispatched before the stop, then exit."""
+        if self.actor_mode == "threaded":
+            for pool in self.actor_pools.values():
+                pool.shutdown(wait=True)
+        else:
+            asyncio.run_coroutine_threadsafe(_calls_done(), self.async_loop).result()
+        self.exiting = True
+        self._announce_exit(reason)
+        if spec is not None:
+            self._reply(spec, self._exit_results(spec), False)
+        self.main_queue.put(None)
 
     def on_actor_create(self, spec: tuple, gpu_ids: list, resources: dict, num_restarts: int,
                         options: dict) -> None:
@@ -243,7 +282,7 @@ class TaskExecutor:
         return TaskContext(task_id=spec[ts.TASK_ID], job_id=spec[ts.JOB_ID], log_to=spec[ts.LOG_TO],
                            actor_id=spec[ts.ACTOR_ID], name=self._display_name(spec), gpu_ids=gpu_ids,
                            resources=resources, runtime_env=spec[ts.RUNTIME_ENV],
-                           namespace=(spec[ts.EXTRA] or {}).get("namespace"),
+                           namespace=(spec[ts.EXTRA] or {}).get("namespace") or self.cw.default_context.namespace,
                            placement_group=(spec[ts.EXTRA] or {}).get("pg") or self._actor_pg,
                            root=(spec[ts.EXTRA] or {}).get("root"))
 
@@ -276,9 +315,9 @@ class TaskExecutor:
             return self.encode_returns(spec, value), False
         except KeyboardInterrupt:
             raise
-        except _ExitActor:
+        except _ExitActor as e:
             self.exiting = True
-            self._announce_exit()
+            self._announce_exit(e.reason)
             return self._exit_results(spec), False
         except Exception as e:  # noqa: BLE001 - user code failure travels to the owner
             return self._error_results(spec, e), self._retryable(spec, e)
@@ -289,6 +328,8 @@ class TaskExecutor:
         if spec[ts.KIND] == ts.KIND_ACTOR_CALL:
             if self.actor is None:
                 raise exc.RaySystemError("this worker hosts no actor")
+            if spec[ts.FUNCTION] == TERMINATE_METHOD:  # a sync actor's, in its place in the queue
+                return _terminate_call
             return getattr(self.actor, spec[ts.FUNCTION])
         return self.load_function(spec[ts.FUNCTION])
 
@@ -427,26 +468,27 @@ class TaskExecutor:
             return []
         return [("v", blob)] * n
 
-    def _announce_exit(self) -> None:
+    def _announce_exit(self, reason: str = EXITED_BY_CALL) -> None:
         """Tell the GCS (and wait until it knows) that the actor exits on purpose, so
         the death that follows is final rather than a crash to restart from."""
+        self.exit_reason = reason
         try:
-            self.cw.gcs_call("actor_exiting", self.actor_id, timeout=10.0)
+            self.cw.gcs_call("actor_exiting", self.actor_id, reason, timeout=10.0)
         except Exception:  # noqa: BLE001 - the GCS is gone: nothing would restart us anyway
             logger.warning("could not tell the GCS that the actor exits", exc_info=True)
 
-    def _refused_after_exit(self, spec: tuple) -> bool:
-        """exit_actor() already ran: answer the actor call ``spec`` with the exit's ActorDiedError,
-        as Ray does, rather than run it on an actor its caller was told is gone."""
-        if not self.exiting:
+    def _refused_after_exit(self, spec: tuple, terminating: bool = False) -> bool:
+        """exit_actor() already ran (or, with ``terminating``, a graceful stop began before this
+        call arrived): answer the actor call ``spec`` with the exit's ActorDiedError, as Ray does,
+        rather than run it on an actor its caller was told is gone."""
+        if not (self.exiting or terminating):
             return False
         self._reply(spec, self._exit_results(spec), False)
         return True
 
     def _exit_results(self, spec: tuple) -> list:
         return self._error_results(spec, exc.ActorDiedError(
-            self.actor_id.hex() if self.actor_id else None,
-            "The actor exited intentionally by calling exit_actor()."), wrap=False)
+            self.actor_id.hex() if self.actor_id else None, self.exit_reason), wrap=False)
 
     def _retryable(self, spec: tuple, e: BaseException) -> bool:
         rule = spec[ts.RETRY_EXC]
@@ -601,9 +643,9 @@ class TaskExecutor:
                 results, retryable = self._error_results(spec, d.error, wrap=False), False
             except asyncio.CancelledError:
                 results, retryable = self._error_results(spec, exc.TaskCancelledError(task_id.hex())), False
-            except _ExitActor:
+            except _ExitActor as e:
                 self.exiting = True
-                await asyncio.get_running_loop().run_in_executor(None, self._announce_exit)
+                await asyncio.get_running_loop().run_in_executor(None, self._announce_exit, e.reason)
                 results, retryable = self._exit_results(spec), False
                 self.main_queue.put(None)
             except Exception as e:  # noqa: BLE001
@@ -639,6 +681,20 @@ class TaskExecutor:
 
 async def _call_async(fn):
     return fn()
+
+
+def _terminate_call():
+    """What a sync actor's ``__ray_terminate__`` call runs when its turn comes."""
+    raise _ExitActor(TERMINATED_BY_CALL)
+
+
+async def _calls_done() -> None:
+    """On an async actor's loop: wait for the actor calls already dispatched to it (not for
+    other tasks the actor's code started)."""
+    current = asyncio.current_task()
+    calls = [t for t in asyncio.all_tasks() if t is not current
+             and getattr(t.get_coro(), "cr_code", None) is TaskExecutor._execute_async.__code__]
+    await asyncio.gather(*calls, return_exceptions=True)
 
 
 def _drain_async_gen(agen):

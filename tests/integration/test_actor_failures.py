@@ -266,6 +266,72 @@ def test_exit_actor_from_threaded_actor(juno_shared):
         juno.get(q.pid.remote(), timeout=30)
 
 
+@juno.remote(max_restarts=2)
+class Stoppable:
+    """Counts its calls and says goodbye from an exit handler; sync, threaded or async."""
+
+    def __init__(self, path):
+        import atexit
+
+        self.calls = 0
+        self.lock = threading.Lock()  # threaded: calls run side by side
+        atexit.register(lambda: open(path, "w").write(str(self.calls)))
+
+    def pid(self):
+        return os.getpid()
+
+    def work(self):
+        import time
+
+        time.sleep(0.02)
+        with self.lock:
+            self.calls += 1
+            return self.calls
+
+
+@juno.remote(max_restarts=2)
+class AsyncStoppable:
+    def __init__(self, path):
+        import atexit
+
+        self.calls = 0
+        atexit.register(lambda: open(path, "w").write(str(self.calls)))
+
+    async def pid(self):
+        return os.getpid()
+
+    async def work(self):
+        import asyncio
+
+        await asyncio.sleep(0.02)
+        self.calls += 1
+        return self.calls
+
+
+@pytest.mark.parametrize("kind", ["sync", "threaded", "async"])
+def test_ray_terminate_runs_earlier_calls_then_exits_gracefully(juno_shared, tmp_path, kind):
+    marker = str(tmp_path / "bye")
+    if kind == "async":
+        a = AsyncStoppable.remote(marker)
+    else:
+        a = Stoppable.options(max_concurrency=4 if kind == "threaded" else 1).remote(marker)
+    pid = juno.get(a.pid.remote())
+    before = [a.work.remote() for _ in range(5)]
+    stop = a.__ray_terminate__.remote()
+    after = a.work.remote()
+    assert sorted(juno.get(before, timeout=30)) == [1, 2, 3, 4, 5]  # the calls made before it ran
+    with pytest.raises(ActorDiedError, match="__ray_terminate__"):
+        juno.get(stop, timeout=30)
+    with pytest.raises(ActorDiedError):
+        juno.get(after, timeout=30)
+    wait_for_condition(lambda: _gone(pid), timeout=30)
+    wait_for_condition(lambda: os.path.exists(marker), timeout=10)  # exit handlers ran, after the calls
+    assert open(marker).read() == "5"
+    # Stopped on purpose: no restart despite max_restarts.
+    with pytest.raises(ActorDiedError, match="__ray_terminate__"):
+        juno.get(a.pid.remote(), timeout=30)
+
+
 # ------------------------------------------------------------------ handles going away
 
 def test_actor_is_killed_when_its_handles_are_gone(juno_shared):
@@ -312,6 +378,82 @@ def test_detached_actor_survives_its_handle(juno_shared):
         return False
 
     wait_for_condition(name_released)
+
+
+@juno.remote(num_cpus=0)
+def _pid_through_a_task(actor):
+    return juno.get(actor.pid.remote())
+
+
+def test_a_loop_that_creates_and_drops_actors_frees_their_cpus_and_processes(juno_shared):
+    total = juno.cluster_resources()["CPU"]
+    wait_for_condition(lambda: juno.available_resources().get("CPU", 0) == total)
+    pids = []
+    for _ in range(20):  # 20 one-CPU actors on 4 CPUs: each must go before the fifth can start
+        actor = Worker.options(num_cpus=1).remote()
+        pids.append(juno.get(_pid_through_a_task.remote(actor), timeout=60))  # lent to a task too
+    del actor
+    wait_for_condition(lambda: all(_gone(pid) for pid in pids), timeout=60)
+    wait_for_condition(lambda: juno.available_resources().get("CPU", 0) == total, timeout=30)
+
+
+@juno.remote(max_restarts=2)
+class Farewell:
+    """Writes ``path`` from an exit handler, so a test sees the actor exited gracefully."""
+
+    def __init__(self, path):
+        import atexit
+
+        atexit.register(lambda: open(path, "w").write("bye"))
+
+    def pid(self):
+        return os.getpid()
+
+    def slow(self, i):
+        import time
+
+        time.sleep(0.05)
+        return i
+
+
+def test_an_actor_out_of_scope_exits_gracefully_and_is_dead_for_good(juno_shared, tmp_path):
+    from juno.util.state import get_actor as actor_state
+
+    marker = str(tmp_path / "farewell")
+    a = Farewell.remote(marker)
+    pid = juno.get(a.pid.remote())
+    actor_hex = a._actor_id.hex()
+    refs = [a.slow.remote(i) for i in range(5)]
+    del a
+    gc.collect()
+    # Calls made before the last handle went still return; then exit handlers run, no restart.
+    assert juno.get(refs, timeout=30) == list(range(5))
+    wait_for_condition(lambda: _gone(pid), timeout=30)
+    wait_for_condition(lambda: os.path.exists(marker), timeout=10)
+    wait_for_condition(lambda: actor_state(actor_hex).state == "DEAD", timeout=10)
+    assert "out of scope" in actor_state(actor_hex).death_cause["error_message"]
+
+
+def test_an_out_of_scope_actor_that_does_not_exit_is_killed_after_the_grace_period(shutdown_only, tmp_path):
+    from juno.util.state import get_actor as actor_state
+
+    juno.init(num_cpus=2, _system_config={"actor_graceful_exit_timeout_s": 1.0})
+    a = Worker.options(name="stuck").remote(str(tmp_path))
+    pid = juno.get(a.pid.remote())
+    actor_hex = a._actor_id.hex()
+
+    @juno.remote(num_cpus=0)
+    def hang_it_by_name():
+        # A handle found by name in another process does not keep the actor alive.
+        juno.get_actor("stuck").hang_first_life.remote("stuck")
+
+    juno.get(hang_it_by_name.remote())
+    wait_for_condition(_marker(str(tmp_path), "stuck"), timeout=30)  # its one thread is busy for good
+    del a
+    gc.collect()
+    wait_for_condition(lambda: _gone(pid), timeout=30)
+    wait_for_condition(lambda: actor_state(actor_hex).state == "DEAD", timeout=10)
+    assert "out of scope" in actor_state(actor_hex).death_cause["error_message"]
 
 
 # ------------------------------------------------------------------ more failure paths

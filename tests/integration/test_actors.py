@@ -215,6 +215,21 @@ def test_handle_returned_from_actor(juno_shared):
     assert juno.get(child.incr.remote()) == 8
 
 
+def test_a_method_called_on_a_handle_nobody_kept(juno_shared):
+    # The handle lives only in the expression; the call keeps it (and the actor) until it is done.
+    assert juno.get(Counter.remote(5).incr.remote()) == 6
+    method = Counter.remote(1).incr
+    assert juno.get(method.remote()) == 2
+
+    @juno.remote(num_cpus=0)
+    def call(m):
+        return juno.get(m.remote())
+
+    counter = Counter.remote(10)
+    assert juno.get(counter.incr.remote()) == 11
+    assert juno.get(call.remote(counter.incr)) == 12  # a cached method, passed to a task
+
+
 def test_current_actor_handle_inside_actor(juno_shared):
     @juno.remote
     class Selfish:

@@ -9,7 +9,7 @@ import pytest
 import juno
 from juno import internal_api
 from juno.exceptions import OwnerDiedError
-from helpers import wait_for_condition
+from helpers import pid_gone, wait_for_condition, wait_for_file
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -113,3 +113,117 @@ def test_objects_of_a_dead_owner_raise_owner_died(cluster):
     # The dead owner's objects are freed from the store too.
     del big
     wait_for_condition(store_empty)
+
+
+# ------------------------------------------------------------------ actor handles
+
+# An actor's handles are counted as references by the process that created it: borrowers keep a
+# non-detached actor alive, and it stops once no handle is left anywhere.
+
+@juno.remote
+class Counted:
+    def __init__(self):
+        self.n = 0
+
+    def incr(self):
+        self.n += 1
+        return self.n
+
+    def pid(self):
+        import os
+
+        return os.getpid()
+
+
+@juno.remote
+class HandleKeeper:
+    def __init__(self, handle=None):
+        self.handle = handle
+
+    def keep(self, handles):
+        self.handle = handles[0]  # nested in a list: the handle arrives as it is
+
+    def incr(self):
+        return juno.get(self.handle.incr.remote())
+
+    def drop(self):
+        self.handle = None
+
+
+@juno.remote
+def incr_when_told(counter, gate):
+    wait_for_file(gate)
+    return juno.get(counter.incr.remote())
+
+
+@juno.remote
+def incr_in_a_nested_task(counter, gate):
+    return juno.get(incr_when_told.remote(counter, gate))
+
+
+@juno.remote
+def make_counted():
+    counter = Counted.remote()
+    juno.get(counter.incr.remote())
+    return counter  # this task made it; the caller holds the only handle once the task is done
+
+
+def test_tasks_holding_an_actor_handle_keep_the_actor_until_they_finish(cluster, gate):
+    counter = Counted.remote()
+    pid = juno.get(counter.pid.remote())
+    ref = incr_in_a_nested_task.remote(counter, str(gate))
+    del counter
+    gc.collect()
+    gate.touch()
+    assert juno.get(ref, timeout=60) == 1
+    wait_for_condition(lambda: pid_gone(pid), timeout=30)
+
+
+def test_an_actor_holding_a_handle_keeps_the_actor_until_it_lets_go(cluster):
+    counter = Counted.remote()
+    pid = juno.get(counter.pid.remote())
+    keeper = HandleKeeper.remote()
+    juno.get(keeper.keep.remote([counter]))
+    del counter
+    gc.collect()
+    assert juno.get(keeper.incr.remote()) == 1
+    assert juno.get(keeper.incr.remote()) == 2, "the same actor, alive, its state kept"
+    juno.get(keeper.drop.remote())
+    wait_for_condition(lambda: pid_gone(pid), timeout=30)
+
+
+def test_a_handle_stored_in_an_object_keeps_the_actor_while_the_object_lives(cluster):
+    counter = Counted.remote()
+    pid = juno.get(counter.pid.remote())
+    box = juno.put([counter])
+    del counter
+    gc.collect()
+    assert juno.get(juno.get(box)[0].incr.remote()) == 1
+    assert juno.get(HandleKeeper.remote().keep.remote(box)) is None  # a borrower of the box, too
+    gc.collect()
+    assert not pid_gone(pid)
+    del box
+    gc.collect()
+    wait_for_condition(lambda: pid_gone(pid), timeout=30)
+
+
+def test_an_actor_made_by_a_task_lives_while_its_caller_holds_the_handle(cluster):
+    counter = juno.get(make_counted.remote())
+    pid = juno.get(counter.pid.remote())
+    assert juno.get(counter.incr.remote()) == 2
+    assert juno.get(counter.incr.remote()) == 3
+    del counter
+    gc.collect()
+    wait_for_condition(lambda: pid_gone(pid), timeout=30)
+
+
+def test_a_handle_given_to_an_actors_constructor_is_released_when_that_actor_dies(cluster):
+    counter = Counted.remote()
+    pid = juno.get(counter.pid.remote())
+    keeper = HandleKeeper.remote(counter)
+    del counter
+    gc.collect()
+    assert juno.get(keeper.incr.remote()) == 1
+    del keeper  # the keeper goes out of scope; its constructor's arguments go with it
+    gc.collect()
+    wait_for_condition(lambda: pid_gone(pid), timeout=30)

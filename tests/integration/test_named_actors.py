@@ -117,12 +117,85 @@ def test_named_actor_lookup_from_a_task(juno_shared):
     assert juno.get(box.get.remote()) == 42
 
 
+@juno.remote
+class Finder:
+    """Looks names up from inside an actor, a task it starts, and an actor it creates."""
+
+    def __init__(self):
+        self.namespace_at_init = juno.get_runtime_context().namespace
+
+    def namespaces(self):
+        return self.namespace_at_init, juno.get_runtime_context().namespace
+
+    def read(self, name, namespace=None):
+        return juno.get(juno.get_actor(name, namespace=namespace).get.remote())
+
+    def read_in_task(self, name):
+        return juno.get(_read_in_task.remote(name))
+
+    def make_named(self, name, value):
+        self.made = Box.options(name=name).remote(value)  # kept: its handle keeps it alive
+        return juno.get(self.made.get.remote())
+
+
+@juno.remote(num_cpus=0)
+def _read_in_task(name):
+    return juno.get_runtime_context().namespace, juno.get(juno.get_actor(name).get.remote())
+
+
+@juno.remote(num_cpus=0)
+def _read_in_nested_task(name):
+    return juno.get(_read_in_task.remote(name))
+
+
+def test_the_jobs_namespace_reaches_its_tasks_actors_and_nested_tasks(juno_shared):
+    namespace = juno.get_runtime_context().namespace  # the job's anonymous one
+    assert namespace
+    box = Box.options(name="box-inherited").remote("found")  # noqa: F841 - keeps it alive
+    assert juno.get(_read_in_task.remote("box-inherited")) == (namespace, "found")
+    assert juno.get(_read_in_nested_task.remote("box-inherited")) == (namespace, "found")
+    finder = Finder.remote()
+    assert juno.get(finder.namespaces.remote()) == (namespace, namespace)
+    assert juno.get(finder.read.remote("box-inherited")) == "found"
+    assert juno.get(finder.read_in_task.remote("box-inherited")) == (namespace, "found")
+    # An actor created with a namespace of its own still runs in its job's namespace.
+    elsewhere = Finder.options(namespace="finder-elsewhere").remote()
+    assert juno.get(elsewhere.namespaces.remote()) == (namespace, namespace)
+    assert juno.get(elsewhere.read.remote("box-inherited")) == "found"
+
+
+def test_actors_created_inside_an_actor_are_named_in_the_jobs_namespace(juno_shared):
+    finder = Finder.remote()
+    assert juno.get(finder.make_named.remote("box-made-inside", 7)) == 7
+    assert juno.get(juno.get_actor("box-made-inside").get.remote()) == 7
+
+
+def test_get_actor_with_an_explicit_namespace_inside_an_actor(juno_shared):
+    box = Box.options(name="box-explicit", namespace="explicit-ns").remote("there")  # noqa: F841
+    finder = Finder.remote()
+    assert juno.get(finder.read.remote("box-explicit", "explicit-ns")) == "there"
+    with pytest.raises(ValueError, match="box-explicit"):
+        juno.get(finder.read.remote("box-explicit"))
+
+
 def test_named_non_detached_actor_dies_with_its_last_handle(juno_shared):
     a = Box.options(name="box-scoped").remote()
     pid = juno.get(a.pid.remote())
     del a
     gc.collect()
     wait_for_condition(lambda: _gone(pid) and _lookup_fails("box-scoped"))
+
+
+def test_a_named_actor_lives_while_its_creator_holds_a_handle_found_by_name(juno_shared):
+    a = Box.options(name="box-found").remote(1)
+    pid = juno.get(a.pid.remote())
+    b = juno.get_actor("box-found")  # in the creating process it counts, as in Ray
+    del a
+    gc.collect()
+    assert juno.get(b.get.remote()) == 1
+    del b
+    gc.collect()
+    wait_for_condition(lambda: _gone(pid) and _lookup_fails("box-found"))
 
 
 def test_driver_namespace_and_lifetimes_across_drivers(shutdown_only, tmp_path):

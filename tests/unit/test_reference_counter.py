@@ -32,16 +32,6 @@ def test_pending_task_keeps_its_argument_alive():
     assert freed == [b"a"]
 
 
-def test_escaped_object_stays_pinned():
-    rc, freed, _ = make()
-    rc.add_owned(b"a")
-    rc.add_local(b"a", ME)
-    rc.mark_escaped([b"a"])
-    rc.remove_local(b"a")
-    assert freed == []
-    assert rc.owns(b"a")
-
-
 def test_borrowed_copy_is_released_not_freed():
     rc, freed, released = make()
     rc.note_borrowed(b"b", "ipc:///other")
