@@ -355,11 +355,7 @@ def _on_two_nodes(b: Bench, errors: dict, same_machine: bool, rows: list) -> Non
         cluster.wait_for_nodes()
         cluster.connect()
         for name, run in rows:
-            try:
-                run(b, name, size)
-            except Exception as exc:  # noqa: BLE001 - report, go on with the next row
-                errors[name] = f"{type(exc).__name__}: {exc}"
-                print(f"[{name}] failed: {errors[name]}", file=sys.stderr)
+            _reporting_failure(errors, name, run, b, name, size)
     finally:
         cluster.shutdown()
 
@@ -407,16 +403,21 @@ def run_rows(rows: list[str], duration: float, trials: int, num_cpus: int,
         remotes = _remotes()
         n_cpu = max(1, num_cpus // 2)
         for group, run in GROUPS:
-            try:
-                run(bench, remotes, n_cpu)
-            except Exception as exc:  # noqa: BLE001 - report, go on with the next group
-                errors[group] = f"{type(exc).__name__}: {exc}"
-                print(f"[{group}] failed:", file=sys.stderr)
-                traceback.print_exc()
+            _reporting_failure(errors, group, run, bench, remotes, n_cpu)
     finally:
         juno.shutdown()
     bench_cross_node(bench, errors)
     return bench.results, errors
+
+
+def _reporting_failure(errors: dict, what: str, fn, *args) -> None:
+    """``fn(*args)``; a failure is printed and kept in ``errors[what]``, and the run goes on."""
+    try:
+        fn(*args)
+    except Exception as exc:  # noqa: BLE001 - report, go on with the next row or group
+        errors[what] = f"{type(exc).__name__}: {exc}"
+        print(f"[{what}] failed:", file=sys.stderr)
+        traceback.print_exc()
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -92,35 +92,39 @@ def _run_once(label: str, command: list[str], rows: list[str], row_timeout: floa
     exit status or None when killed, the tail of its stderr)."""
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(command + ["--rows-json", json.dumps(rows)], stdout=subprocess.PIPE,
-                                stderr=err, text=True, env=env, start_new_session=True, bufsize=1)
-        current, progressed, killed = None, False, False
+                                stderr=err, env=env, start_new_session=True)
+        current, progressed, killed, pending = None, False, False, b""
         deadline = time.monotonic() + _STARTUP_S + row_timeout
+        fd = proc.stdout.fileno()
         try:
             while True:
                 left = deadline - time.monotonic()
-                if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
-                    if time.monotonic() >= deadline:
-                        killed = True
-                        break
-                    continue
-                line = proc.stdout.readline()
-                if not line:
+                if left <= 0:
+                    killed = True
                     break
-                line = line.rstrip("\n")
-                print(f"[{label}] {line}", flush=True)
-                if line.startswith(ROW_START):
-                    current, progressed = line[len(ROW_START):].strip(), True
-                    deadline = time.monotonic() + row_timeout
-                elif line.startswith("ray-version:"):
-                    run.notes.append(line)
-                elif (parsed := parse_result(line)) is not None:
-                    run.results[parsed[0]] = parsed[1:]
-                    current = None
-                    deadline = time.monotonic() + row_timeout
+                if not select.select([fd], [], [], left)[0]:
+                    continue
+                chunk = os.read(fd, 65536)  # raw reads: no lines left behind in a buffer select can't see
+                if not chunk:
+                    break
+                *lines, pending = (pending + chunk).split(b"\n")
+                for raw in lines:
+                    line = raw.decode(errors="replace")
+                    print(f"[{label}] {line}", flush=True)
+                    if line.startswith(ROW_START):
+                        current, progressed = line[len(ROW_START):].strip(), True
+                        deadline = time.monotonic() + row_timeout
+                    elif line.startswith("ray-version:"):
+                        run.notes.append(line)
+                    elif (parsed := parse_result(line)) is not None:
+                        run.results[parsed[0]] = parsed[1:]
+                        current = None
+                        deadline = time.monotonic() + row_timeout
         finally:
             if killed or proc.poll() is None:
                 _kill_group(proc)
             rc = proc.wait()
+            proc.stdout.close()
         err.seek(0)
         tail = " ".join(err.read().strip().splitlines()[-3:])[-400:]
     return current, progressed, (None if killed else rc), tail
