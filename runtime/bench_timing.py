@@ -6,6 +6,7 @@ virtual environment, so both columns of a comparison are timed by the same code.
 """
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import time
@@ -109,6 +110,38 @@ PUT_GET_1MIB = "single client put and get calls (1 MiB array)"
 GET_100MIB = "single client get gigabytes (100 MiB array, zero-copy)"
 TASK_1MIB_ARG = "single client tasks async with a 1 MiB ref argument"
 STORE_ROWS = [PUT_GET_1MIB, GET_100MIB, TASK_1MIB_ARG]
+
+
+TRANSFER_CHUNKED = "cross-node object transfer (GB/s, chunked over sockets)"
+
+
+def transfer_bytes() -> int:
+    """1 GiB per object where the machine has room for it three times over, else 256 MiB."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        memory = 0
+    return (1 << 30) if memory >= 16 << 30 else (256 << 20)
+
+
+def bench_transfer(b: Bench, name: str, put, get, reader, size: int) -> None:
+    """A numpy array put on the driver's node, read by ``reader`` (an actor on the other node whose
+    ``nbytes(arr)`` returns ``arr.nbytes``): each trial a new object, timed from the call to its
+    answer (the pull is most of it)."""
+    import numpy as np
+
+    b.start(name)
+    arr = np.ones(size // 8, dtype=np.int64)
+    get(reader.nbytes.remote(put(arr)), timeout=300)  # warm-up: worker, store pages
+    rates = []
+    for _ in range(max(b.trials, 3)):
+        ref = put(arr)
+        start = time.perf_counter()
+        assert get(reader.nbytes.remote(ref), timeout=300) == arr.nbytes
+        rates.append(size / (time.perf_counter() - start) / 1e9)
+        del ref
+    b.record(name, rates)
+    print(f"  ({size >> 20} MiB per object)", flush=True)
 
 
 def bench_store_rows(b: Bench, put, get, nbytes_task) -> None:

@@ -28,7 +28,6 @@ import functools
 import json
 import os
 import sys
-import time
 import traceback
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -36,7 +35,8 @@ from types import SimpleNamespace
 import numpy as np
 
 import juno
-from juno.bench_timing import GET_100MIB, PUT_GET_1MIB, TASK_1MIB_ARG, Bench, bench_store_rows, memcpy_gbps
+from juno.bench_timing import (GET_100MIB, PUT_GET_1MIB, TASK_1MIB_ARG, TRANSFER_CHUNKED, Bench, bench_store_rows,
+                               bench_transfer, memcpy_gbps, transfer_bytes)
 
 INLINE = "inline in the owner"
 STORE = "shared-memory store"
@@ -60,8 +60,9 @@ class Row:
 
 
 def _same(name: str, path: str = MESSAGES) -> Row:
-    """A row Ray prints under the same name, whose values take the same kind of path."""
-    return Row(name, path, name, path)
+    """A row Ray prints under the same name, whose values take the same kind of path (Ray's
+    shared-memory store is Plasma)."""
+    return Row(name, path, name, PLASMA if path == STORE else path)
 
 
 # In the order `ray microbenchmark` prints them ("client: ..." and placement-group rows are not
@@ -99,14 +100,14 @@ ROWS = [
     _same("1:n async-actor calls async"),
     _same("n:n async-actor calls async"),
     # Juno's own rows: two nodes on this machine (runtime/store/transfer.py, spill-back).
-    Row("cross-node object transfer (GB/s, chunked over sockets)",
-        "chunked transfer between node managers (ipc here, TCP between machines)", None),
+    Row(TRANSFER_CHUNKED, "chunked transfer between node managers (ipc here, TCP between machines)",
+        TRANSFER_CHUNKED, "chunked transfer between raylets' object managers (gRPC)"),
     Row("cross-node object transfer (GB/s, same-machine shortcut)",
         "one memcpy from the other node's arena (nodes on one machine only)", None),
     Row("cross-node task throughput", MESSAGES + ", spilled back to node 2", None),
 ]
 ROW_BY_NAME = {row.name: row for row in ROWS}
-TRANSFER_CHUNKED, TRANSFER_SHORTCUT, REMOTE_TASKS = (row.name for row in ROWS[-3:])
+TRANSFER_SHORTCUT, REMOTE_TASKS = (row.name for row in ROWS[-2:])
 CROSS_NODE_ROWS = [TRANSFER_CHUNKED, TRANSFER_SHORTCUT, REMOTE_TASKS]
 
 # --- code that runs inside workers -------------------------------------------
@@ -322,15 +323,6 @@ GROUPS = [
 ]
 
 
-def _transfer_bytes() -> int:
-    """1 GiB (the issue's figure) where the machine has room for it three times over, else 256 MiB."""
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        memory = 0
-    return (1 << 30) if memory >= 16 << 30 else (256 << 20)
-
-
 def bench_cross_node(b: Bench, errors: dict) -> None:
     """Rows over two nodes on this machine: a head node (the driver's) and node 2 (resource
     "node2"). The chunked row and the task row run on a cluster with the same-machine shortcut
@@ -346,7 +338,7 @@ def bench_cross_node(b: Bench, errors: dict) -> None:
 def _on_two_nodes(b: Bench, errors: dict, same_machine: bool, rows: list) -> None:
     from juno.cluster_utils import Cluster
 
-    size = _transfer_bytes()
+    size = transfer_bytes()
     store = 2 * size + (256 << 20)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": store},
                       _system_config={"object_transfer_same_machine": same_machine})
@@ -361,22 +353,9 @@ def _on_two_nodes(b: Bench, errors: dict, same_machine: bool, rows: list) -> Non
 
 
 def _bench_transfer(b: Bench, name: str, size: int) -> None:
-    """A numpy array put on the head node, read by an actor task on node 2: each trial a new
-    object, timed from the call to its answer (the pull is most of it)."""
-    b.start(name)
     reader = juno.remote(num_cpus=0, resources={"node2": 1})(_Reader).remote()
     juno.get(reader.node_id.remote(), timeout=60)
-    arr = np.ones(size // 8, dtype=np.int64)
-    juno.get(reader.nbytes.remote(juno.put(arr)), timeout=300)  # warm-up: worker, store pages
-    rates = []
-    for _ in range(max(b.trials, 3)):
-        ref = juno.put(arr)
-        start = time.perf_counter()
-        assert juno.get(reader.nbytes.remote(ref), timeout=300) == arr.nbytes
-        rates.append(size / (time.perf_counter() - start) / 1e9)
-        del ref
-    b.record(name, rates)
-    print(f"  ({size >> 20} MiB per object)", flush=True)
+    bench_transfer(b, name, juno.put, juno.get, reader, size)
     _release([reader])
 
 
@@ -433,6 +412,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--trials", type=int, default=4,
                    help="timed trials per row (default 4, as in Ray)")
     p.add_argument("--json", metavar="PATH", help="also write results as JSON to PATH")
+    p.add_argument("--markdown", metavar="PATH",
+                   help="with --compare-ray: also write the table as Markdown (benchmarks/README.md's)")
     p.add_argument("--num-cpus", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="juno.init(num_cpus=N); fan-out rows use max(1, N // 2) "
                         "actors (default: os.cpu_count())")
@@ -442,9 +423,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "both columns with ratios")
     p.add_argument("--repeat", type=int, default=1, metavar="N",
                    help="with --compare-ray: run Juno then Ray N times, report medians (default 1)")
-    p.add_argument("--row-timeout", type=float, default=120.0, metavar="SECONDS",
+    p.add_argument("--row-timeout", type=float, default=300.0, metavar="SECONDS",
                    help="with --compare-ray: a row that takes longer is killed and shown as "
-                        "missing (default 120)")
+                        "missing (default 300)")
     p.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
                    help="pause before each row (Ray's own run pauses 10 s; default 0)")
     p.add_argument("--list", action="store_true", help="list the rows and the path of each, and exit")

@@ -175,6 +175,10 @@ def compare(args, rows: list[str]) -> int:
     if args.json:
         write_json(args.json, args, rows, juno_runs, ray_runs, errors, memcpy, ray_label)
         print(f"wrote {args.json}")
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as f:
+            f.write(markdown_table(rows, juno_runs, ray_runs))
+        print(f"wrote {args.markdown}")
     return 0
 
 
@@ -207,6 +211,22 @@ def print_table(rows: list[str], juno_runs: dict, ray_runs: dict | None, memcpy:
         print(f"Ray column: {ray_label}, run in this sitting.")
     print(f"A numpy copy of 100 MiB on this machine: {memcpy[0]:.2f} GB/s into fresh pages, "
           f"{memcpy[1]:.2f} GB/s into pages already mapped.")
+
+
+def markdown_table(rows: list[str], juno_runs: dict, ray_runs: dict | None) -> str:
+    """The table as benchmarks/README.md shows it: both paths of every row, medians, ratios."""
+    from juno.microbenchmark import ROW_BY_NAME
+
+    lines = ["| Row | Juno's path | Ray's path | Juno | Ray | Juno / Ray |", "|---|---|---|---|---|---|"]
+    for name in rows:
+        row = ROW_BY_NAME[name]
+        juno_value = _median(juno_runs.get(name))
+        ray_value = _ray_value(row.ray, ray_runs)
+        ratio = f"{juno_value / ray_value:.2f}x" if juno_value is not None and ray_value else "—"
+        ray_name = f" (Ray: {row.ray})" if row.ray and row.ray != name else ""
+        lines.append(f"| {name}{ray_name} | {row.path} | {row.ray_path or '—'} | {_fmt(juno_value)} | "
+                     f"{_fmt(ray_value)} | {ratio} |")
+    return "\n".join(lines) + "\n"
 
 
 def _ray_value(ray_name: str | None, ray_runs: dict | None) -> float | None:

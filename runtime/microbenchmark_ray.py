@@ -41,7 +41,7 @@ def run_ray_perf(bench, rows: list[str]) -> None:
     import ray
     from ray._private import ray_perf
 
-    left = [name for name in rows if name not in timing.STORE_ROWS]
+    left = [name for name in rows if name not in timing.STORE_ROWS and name != timing.TRANSFER_CHUNKED]
     if not left:
         return
 
@@ -79,6 +79,32 @@ def run_store_rows(bench, rows: list[str]) -> None:
         ray.shutdown()
 
 
+def run_cross_node(bench, rows: list[str]) -> None:
+    """The chunked transfer row on Ray's side: two raylets on this machine (ray.cluster_utils)."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    if timing.TRANSFER_CHUNKED not in rows:
+        return
+    size = timing.transfer_bytes()
+    store = 2 * size + (256 << 20)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": store})
+    try:
+        cluster.add_node(num_cpus=2, resources={"node2": 1000}, object_store_memory=store)
+        ray.init(address=cluster.address)
+        cluster.wait_for_nodes()
+
+        @ray.remote(num_cpus=0, resources={"node2": 1})
+        class Reader:
+            def nbytes(self, arr):
+                return arr.nbytes
+
+        timing.bench_transfer(bench, timing.TRANSFER_CHUNKED, ray.put, ray.get, Reader.remote(), size)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows-json", required=True, help="the Ray row names to run, as a JSON list")
@@ -94,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = timing.Bench(args.duration, args.trials, set(rows), args.settle)
     run_ray_perf(bench, rows)
     run_store_rows(bench, rows)
+    run_cross_node(bench, rows)
     return 0
 
 

@@ -1,15 +1,18 @@
 """A process's window on its node's object store.
 
 Writes: ask the node manager for room, copy the serialized object straight into
-the arena (one memcpy, into pages the store keeps warm), seal. The last object a process wrote or read stays mapped and pinned for a moment
-(KEEP_WARM_S, or until it touches another object), so a get right after a put, or
-of the same object again, needs no message at all. The create, pin and
-seal messages go over the calling thread's own connection to the node manager
-(``call_direct``), not through the IO thread: a put or get of a large value waits
-on them, and each hand-off between threads costs as much as the node's answer. Reads: pin the
+the arena (one memcpy, into pages the store keeps warm), seal. Reads: pin the
 object, map just its pages read-only, and unpin when the last view of them is
 garbage-collected, so zero-copy numpy arrays keep their memory valid for as long
-as they live. Deletes are batched.
+as they live. Unpins and deletes are batched.
+
+The create, pin and seal messages go over the calling thread's own connection to
+the node manager (``call_direct``), not through the IO thread: a put or get of a
+large value waits on them, and each hand-off between threads costs as much as the
+node's answer. The unpins and deletes queued meanwhile ride in the same message.
+The last object a process wrote or read stays mapped and pinned for a moment
+(KEEP_WARM_S, or until it touches another object), so a get right after a put, or
+of the same object again, needs no message at all.
 """
 from __future__ import annotations
 
