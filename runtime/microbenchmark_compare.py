@@ -53,6 +53,7 @@ RECORDED_RAY: dict[str, float] = {
     "1:n async-actor calls async": 2000,
 }
 _STARTUP_S = 90.0  # before the first row: starting a cluster, importing the side
+_EXIT_GRACE_S = 30.0  # for a side to shut its cluster down once it has printed its last row
 _RAY_SIDE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "microbenchmark_ray.py")
 
 
@@ -121,21 +122,31 @@ def _run_once(label: str, command: list[str], rows: list[str], row_timeout: floa
                         current = None
                         deadline = time.monotonic() + row_timeout
         finally:
-            if killed or proc.poll() is None:
-                _kill_group(proc)
-            rc = proc.wait()
+            rc = _end(proc, killed)
             proc.stdout.close()
         err.seek(0)
         tail = " ".join(err.read().strip().splitlines()[-3:])[-400:]
     return current, progressed, (None if killed else rc), tail
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    """The side's process group (its driver and what it started in its session)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def _end(proc: subprocess.Popen, stuck: bool) -> int:
+    """Let a side that closed its output finish shutting its cluster down; a side that is stuck
+    (or does not finish) gets SIGTERM, then SIGKILL, sent to its whole process group."""
+    if not stuck:
+        try:
+            return proc.wait(_EXIT_GRACE_S)
+        except subprocess.TimeoutExpired:
+            pass
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            return proc.wait(_EXIT_GRACE_S)
+        except subprocess.TimeoutExpired:
+            continue
+    return proc.wait()
 
 
 def compare(args, rows: list[str]) -> int:
