@@ -176,6 +176,7 @@ class CoreWorker(RpcNode):
             self.loop.call_soon(self.task_events.flush, True)
         self.loop.stop()
         self.loop.join(timeout=5)
+        self.close_direct_sockets()
 
     def rpc_object_refs(self, reply) -> dict:
         """This process's reference table, for the state API (list_objects, `juno memory`)."""

@@ -1,15 +1,23 @@
 """``juno microbenchmark``: Ray's core microbenchmark rows, run against Juno.
 
-Every row keeps the name and the meaning of the row of the same name printed by
-``ray microbenchmark``: the same timed operation, the same batch sizes and the
-same multiplier turning one call of the timed function into a count of
-operations.  Results print in Ray's format (``<name> per second <mean> +- <std>``)
-followed by a table comparing against Ray 2.60 on a 2-core machine.  The row
-definitions are listed in ``benchmarks/README.md``.
+Every row keeps the meaning of the row of the same name printed by ``ray
+microbenchmark``: the same timed operation, the same batch sizes and the same
+multiplier turning one call of the timed function into a count of operations.
+Where Juno's values take another path than Ray's (small ``put`` values stay
+inline in the owner instead of going to a shared-memory store) the row's name
+says so, and every row states the path its values take.  Three rows Ray lacks
+move 1-100 MiB arrays through the shared-memory store; Ray's side of them is
+timed by the same code (runtime/bench_timing.py, runtime/microbenchmark_ray.py).
+
+``--compare-ray PYTHON`` runs Ray's rows with the python of a separate Ray
+environment in the same sitting and prints both columns with ratios
+(runtime/microbenchmark_compare.py); without it the table shows recorded Ray
+figures, labelled with their date and machine.  The rows are listed in
+``benchmarks/README.md``.
 
 Usage::
 
-    juno microbenchmark [--filter SUBSTRING] [--duration S] [--json PATH]
+    juno microbenchmark [--filter SUBSTRING] [--duration S] [--json PATH] [--compare-ray PYTHON]
     python -m juno.microbenchmark --help
 """
 
@@ -19,79 +27,88 @@ import argparse
 import functools
 import json
 import os
-import platform
 import sys
-import time
 import traceback
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
 
 import juno
+from juno.bench_timing import (GET_100MIB, PUT_GET_1MIB, TASK_1MIB_ARG, TRANSFER_CHUNKED, Bench, bench_store_rows,
+                               bench_transfer, memcpy_gbps, transfer_bytes)
 
-# Ray's rows, in the order `ray microbenchmark` prints them ("client: ..." and
-# placement-group rows are not part of Juno's set).
+INLINE = "inline in the owner"
+STORE = "shared-memory store"
+MESSAGES = "messages (values inline)"
+PLASMA = "Plasma store"
+
+
+@dataclass(frozen=True)
+class Row:
+    """A row: Juno's name, the path Juno's values take, and the row Ray prints for the same
+    work (``ray``; None: Ray has none) with the path Ray's values take."""
+
+    name: str
+    path: str
+    ray: str | None
+    ray_path: str = ""
+
+    @property
+    def unit(self) -> str:
+        return "GB/s" if "gigabytes" in self.name or "GB/s" in self.name else "ops/s"
+
+
+def _same(name: str, path: str = MESSAGES) -> Row:
+    """A row Ray prints under the same name, whose values take the same kind of path (Ray's
+    shared-memory store is Plasma)."""
+    return Row(name, path, name, PLASMA if path == STORE else path)
+
+
+# In the order `ray microbenchmark` prints them ("client: ..." and placement-group rows are not
+# part of Juno's set); the store rows Ray lacks are timed on Ray's side by
+# runtime/microbenchmark_ray.py with the same code (runtime/bench_timing.py).
 ROWS = [
-    "single client get calls (Plasma Store)",
-    "single client put calls (Plasma Store)",
-    "multi client put calls (Plasma Store)",
-    "single client put gigabytes",
-    "single client tasks and get batch",
-    "multi client put gigabytes",
-    "single client get object containing 10k refs",
-    "single client wait 1k refs",
-    "single client tasks sync",
-    "single client tasks async",
-    "multi client tasks async",
-    "1:1 actor calls sync",
-    "1:1 actor calls async",
-    "1:1 actor calls concurrent",
-    "1:n actor calls async",
-    "n:n actor calls async",
-    "n:n actor calls with arg async",
-    "1:1 async-actor calls sync",
-    "1:1 async-actor calls async",
-    "1:1 async-actor calls with args async",
-    "1:n async-actor calls async",
-    "n:n async-actor calls async",
-] + [
-    # Juno's own rows: a cluster of two nodes on this machine (runtime/store/transfer.py, spill-back).
-    "cross-node object transfer (GB/s)",
-    "cross-node task throughput",
+    Row("single client get calls (inline in owner)", INLINE,
+        "single client get calls (Plasma Store)", PLASMA),
+    Row("single client put calls (inline in owner)", INLINE,
+        "single client put calls (Plasma Store)", PLASMA),
+    Row("multi client put calls (inline in owner)", INLINE,
+        "multi client put calls (Plasma Store)", PLASMA),
+    _same("single client put gigabytes", STORE),
+    _same(PUT_GET_1MIB, STORE),
+    _same(GET_100MIB, STORE),
+    _same(TASK_1MIB_ARG, STORE),
+    _same("single client tasks and get batch"),
+    _same("multi client put gigabytes", STORE),
+    Row("single client get object containing 10k refs", STORE + " (the list); refs' values " + INLINE,
+        "single client get object containing 10k refs", PLASMA + " (the list and the refs' values)"),
+    _same("single client wait 1k refs"),
+    _same("single client tasks sync"),
+    _same("single client tasks async"),
+    _same("multi client tasks async"),
+    _same("1:1 actor calls sync"),
+    _same("1:1 actor calls async"),
+    _same("1:1 actor calls concurrent"),
+    _same("1:n actor calls async"),
+    _same("n:n actor calls async"),
+    Row("n:n actor calls with arg async", "the put(0) arg " + INLINE + ", copied into each call",
+        "n:n actor calls with arg async", "the put(0) arg in the " + PLASMA),
+    _same("1:1 async-actor calls sync"),
+    _same("1:1 async-actor calls async"),
+    _same("1:1 async-actor calls with args async"),
+    _same("1:n async-actor calls async"),
+    _same("n:n async-actor calls async"),
+    # Juno's own rows: two nodes on this machine (runtime/store/transfer.py, spill-back).
+    Row(TRANSFER_CHUNKED, "chunked transfer between node managers (ipc here, TCP between machines)",
+        TRANSFER_CHUNKED, "chunked transfer between raylets' object managers (gRPC)"),
+    Row("cross-node object transfer (GB/s, same-machine shortcut)",
+        "one memcpy from the other node's arena (nodes on one machine only)", None),
+    Row("cross-node task throughput", MESSAGES + ", spilled back to node 2", None),
 ]
-CROSS_NODE_ROWS = ROWS[-2:]
-
-# `ray microbenchmark`, Ray 2.60, 2-core machine: ops/s (GB/s for the two
-# "gigabytes" rows).  None: no reference figure was recorded for that row.
-RAY_2_60: dict[str, float | None] = {
-    "single client get calls (Plasma Store)": 8265,
-    "single client put calls (Plasma Store)": 1770,
-    "multi client put calls (Plasma Store)": 1223,
-    "single client put gigabytes": 2.0,
-    "single client tasks and get batch": 1.72,
-    "multi client put gigabytes": 13.3,
-    "single client get object containing 10k refs": 12.6,
-    "single client wait 1k refs": 1.77,
-    "single client tasks sync": 638,
-    "single client tasks async": 1462,
-    "multi client tasks async": 1781,
-    "1:1 actor calls sync": 1262,
-    "1:1 actor calls async": 3319,
-    "1:1 actor calls concurrent": 4579,
-    "1:n actor calls async": 4183,
-    "n:n actor calls async": 4262,
-    "n:n actor calls with arg async": 1345,
-    "1:1 async-actor calls sync": 860,
-    "1:1 async-actor calls async": 2178,
-    "1:1 async-actor calls with args async": 1647,
-    "1:n async-actor calls async": 2000,
-    "n:n async-actor calls async": None,
-    "cross-node object transfer (GB/s)": None,
-    "cross-node task throughput": None,
-}
-
-GB_ROWS = {"single client put gigabytes", "multi client put gigabytes", "cross-node object transfer (GB/s)"}
-
+ROW_BY_NAME = {row.name: row for row in ROWS}
+TRANSFER_SHORTCUT, REMOTE_TASKS = (row.name for row in ROWS[-2:])
+CROSS_NODE_ROWS = [TRANSFER_CHUNKED, TRANSFER_SHORTCUT, REMOTE_TASKS]
 
 # --- code that runs inside workers -------------------------------------------
 # Plain module-level definitions, wrapped with juno.remote lazily (see
@@ -114,6 +131,10 @@ def _put_10_x_80mb():
 
 def _create_object_containing_ref():
     return [juno.put(1) for _ in range(10000)]
+
+
+def _nbytes(arr):
+    return arr.nbytes
 
 
 def _call_actors_round_robin(actors, n):
@@ -170,6 +191,7 @@ def _remotes() -> SimpleNamespace:
     remote = juno.remote
     return SimpleNamespace(
         small_value=_small_value_task(),
+        nbytes=remote(_nbytes),
         do_put_small=remote(_put_small_100),
         do_put=remote(_put_10_x_80mb),
         create_object_containing_ref=remote(_create_object_containing_ref),
@@ -190,66 +212,19 @@ def _release(handles) -> None:
             pass
 
 
-# --- timing --------------------------------------------------------------------
-
-class Bench:
-    """Ray's ``timeit``: warm up, then time several trials of ``fn``.
-
-    One trial counts calls of ``fn`` for ``trial_s`` seconds (checking the clock
-    every ``step`` calls) and records ``multiplier * calls / elapsed``.  The row
-    reports the mean and (population) standard deviation over the trials.
-    """
-
-    def __init__(self, duration: float, trials: int, pattern: str = ""):
-        self.trials = max(1, trials)
-        self.trial_s = duration / self.trials
-        self.warmup_s = min(1.0, self.trial_s)
-        self.pattern = pattern
-        self.results: dict[str, tuple[float, float]] = {}
-
-    def wants(self, name: str) -> bool:
-        return self.pattern in name
-
-    def timeit(self, name: str, fn, multiplier: float = 1) -> None:
-        if not self.wants(name):
-            return
-        start, count = time.perf_counter(), 0
-        while True:  # warm-up: at least one call
-            fn()
-            count += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= self.warmup_s:
-                break
-        step = max(1, int(count / elapsed * self.trial_s / 20))
-        stats = []
-        for _ in range(self.trials):
-            start, count = time.perf_counter(), 0
-            while time.perf_counter() - start < self.trial_s:
-                for _ in range(step):
-                    fn()
-                count += step
-            stats.append(multiplier * count / (time.perf_counter() - start))
-        self.record(name, stats)
-
-    def record(self, name: str, samples: list[float]) -> None:
-        """A row timed by its own loop (one sample per trial)."""
-        mean, std = float(np.mean(samples)), float(np.std(samples))
-        print(name, "per second", round(mean, 2), "+-", round(std, 2), flush=True)
-        self.results[name] = (mean, std)
-
-
 # --- row groups ----------------------------------------------------------------
 
 def bench_object_store(b: Bench, r: SimpleNamespace, n_cpu: int) -> None:
     value = juno.put(0)
-    b.timeit("single client get calls (Plasma Store)", lambda: juno.get(value))
-    b.timeit("single client put calls (Plasma Store)", lambda: juno.put(0))
-    b.timeit("multi client put calls (Plasma Store)",
-             lambda: juno.get([r.do_put_small.remote() for _ in range(10)]), 1000)
+    get_name, put_name, multi_name = (row.name for row in ROWS[:3])
+    b.timeit(get_name, lambda: juno.get(value))
+    b.timeit(put_name, lambda: juno.put(0))
+    b.timeit(multi_name, lambda: juno.get([r.do_put_small.remote() for _ in range(10)]), 1000)
     if b.wants("single client put gigabytes"):
         arr = np.zeros(100 * 1024 * 1024, dtype=np.int64)  # 800 MiB
         b.timeit("single client put gigabytes", lambda: juno.put(arr), 8 * 0.1)
         del arr
+    bench_store_rows(b, juno.put, juno.get, r.nbytes)
     b.timeit("multi client put gigabytes",
              lambda: juno.get([r.do_put.remote() for _ in range(10)]), 10 * 8 * 0.1)
 
@@ -348,65 +323,39 @@ GROUPS = [
 ]
 
 
-def _transfer_bytes() -> int:
-    """1 GiB (the issue's figure) where the machine has room for it three times over, else 256 MiB."""
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        memory = 0
-    return (1 << 30) if memory >= 16 << 30 else (256 << 20)
-
-
 def bench_cross_node(b: Bench, errors: dict) -> None:
-    """Rows over two nodes on this machine: a head node (the driver's) and node 2 (resource "node2")."""
-    if not any(b.wants(name) for name in CROSS_NODE_ROWS):
-        return
+    """Rows over two nodes on this machine: a head node (the driver's) and node 2 (resource
+    "node2"). The chunked row and the task row run on a cluster with the same-machine shortcut
+    off (the path between machines), the shortcut row on a second cluster with it on."""
+    plan = [(False, [(TRANSFER_CHUNKED, _bench_transfer), (REMOTE_TASKS, _bench_remote_tasks)]),
+            (True, [(TRANSFER_SHORTCUT, _bench_transfer)])]
+    for same_machine, rows in plan:
+        rows = [(name, run) for name, run in rows if b.wants(name)]
+        if rows:
+            _on_two_nodes(b, errors, same_machine, rows)
+
+
+def _on_two_nodes(b: Bench, errors: dict, same_machine: bool, rows: list) -> None:
     from juno.cluster_utils import Cluster
 
-    size = _transfer_bytes()
+    size = transfer_bytes()
     store = 2 * size + (256 << 20)
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": store})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": store},
+                      _system_config={"object_transfer_same_machine": same_machine})
     try:
         cluster.add_node(num_cpus=2, resources={"node2": 1000}, object_store_memory=store)
         cluster.wait_for_nodes()
         cluster.connect()
-        for name, run in zip(CROSS_NODE_ROWS, (_bench_transfer, _bench_remote_tasks)):
-            if not b.wants(name):
-                continue
-            try:
-                run(b, name, size)
-            except Exception as exc:  # noqa: BLE001 - report, go on with the next row
-                errors[name] = f"{type(exc).__name__}: {exc}"
-                print(f"[{name}] failed: {errors[name]}", file=sys.stderr)
+        for name, run in rows:
+            _reporting_failure(errors, name, run, b, name, size)
     finally:
         cluster.shutdown()
 
 
 def _bench_transfer(b: Bench, name: str, size: int) -> None:
-    """A numpy array put on the head node, read by an actor task on node 2: each trial a new
-    object, timed from the call to its answer (the pull is most of it)."""
     reader = juno.remote(num_cpus=0, resources={"node2": 1})(_Reader).remote()
     juno.get(reader.node_id.remote(), timeout=60)
-    arr = np.ones(size // 8, dtype=np.int64)
-    cold, warm = [], []
-    for _ in range(b.trials):  # the local figures to compare with: one memcpy of the same bytes
-        out = np.empty_like(arr)
-        for rates_ in (cold, warm):  # into fresh pages (faulted in by the copy), then into the same pages
-            start = time.perf_counter()
-            np.copyto(out, arr)
-            rates_.append(size / (time.perf_counter() - start) / 1e9)
-        del out
-    juno.get(reader.nbytes.remote(juno.put(arr)), timeout=300)  # warm-up: worker, store pages
-    rates = []
-    for _ in range(max(b.trials, 3)):
-        ref = juno.put(arr)
-        start = time.perf_counter()
-        assert juno.get(reader.nbytes.remote(ref), timeout=300) == arr.nbytes
-        rates.append(size / (time.perf_counter() - start) / 1e9)
-        del ref
-    b.record(name, rates)
-    print(f"  ({size >> 20} MiB per object; a local memcpy of it on this machine: {np.mean(cold):.2f} GB/s "
-          f"into fresh pages, {np.mean(warm):.2f} GB/s into pages already mapped)", flush=True)
+    bench_transfer(b, name, juno.put, juno.get, reader, size)
     _release([reader])
 
 
@@ -421,63 +370,40 @@ def _bench_remote_tasks(b: Bench, name: str, size: int) -> None:
     b.timeit(name, lambda: juno.get([task.remote() for _ in range(1000)], timeout=300), 1000)
 
 
-# --- reporting -----------------------------------------------------------------
+# --- running -------------------------------------------------------------------
 
-def _ratio(name: str, results: dict) -> float | None:
-    ref = RAY_2_60.get(name)
-    return results[name][0] / ref if ref and name in results else None
-
-
-def print_table(rows: list[str], results: dict[str, tuple[float, float]]) -> None:
-    width = max(len(n) for n in rows)
-    header = f"{'Row':<{width}}  {'Juno':>24}  {'Ray 2.60 (2-core)':>17}  {'vs Ray 2.60':>11}"
-    print()
-    print(header)
-    print("-" * len(header))
-    for name in rows:
-        juno_col = "%.2f +- %.2f" % results[name] if name in results else "—"
-        ref = RAY_2_60.get(name)
-        ref_col = f"{ref:g}" if ref is not None else "—"
-        ratio = _ratio(name, results)
-        ratio_col = f"{ratio:.2f}x" if ratio is not None else "—"
-        print(f"{name:<{width}}  {juno_col:>24}  {ref_col:>17}  {ratio_col:>11}")
-    print("(ops/s; GB/s for the 'gigabytes' rows; vs Ray 2.60 = Juno / Ray)")
+def run_rows(rows: list[str], duration: float, trials: int, num_cpus: int,
+             settle_s: float = 0.0) -> tuple[dict, dict]:
+    """Run the named rows on Juno, printing each result line; returns (results, errors)."""
+    bench = Bench(duration, trials, set(rows), settle_s)
+    errors: dict[str, str] = {}
+    juno.init(num_cpus=num_cpus)
+    try:
+        remotes = _remotes()
+        n_cpu = max(1, num_cpus // 2)
+        for group, run in GROUPS:
+            _reporting_failure(errors, group, run, bench, remotes, n_cpu)
+    finally:
+        juno.shutdown()
+    bench_cross_node(bench, errors)
+    return bench.results, errors
 
 
-def write_json(path: str, args, rows: list[str], results: dict, errors: dict) -> None:
-    doc = {
-        "benchmark": "juno microbenchmark",
-        "juno_version": getattr(juno, "__version__", None),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "num_cpus": args.num_cpus,
-        "duration_s": args.duration,
-        "trials": args.trials,
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "results": [
-            {
-                "name": name,
-                "unit": "GB/s" if name in GB_ROWS else "ops/s",
-                "mean": results[name][0] if name in results else None,
-                "std": results[name][1] if name in results else None,
-                "ray_2_60": RAY_2_60.get(name),
-                "vs_ray_2_60": _ratio(name, results),
-            }
-            for name in rows
-        ],
-        "errors": errors,
-    }
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=2)
-        f.write("\n")
+def _reporting_failure(errors: dict, what: str, fn, *args) -> None:
+    """``fn(*args)``; a failure is printed and kept in ``errors[what]``, and the run goes on."""
+    try:
+        fn(*args)
+    except Exception as exc:  # noqa: BLE001 - report, go on with the next row or group
+        errors[what] = f"{type(exc).__name__}: {exc}"
+        print(f"[{what}] failed:", file=sys.stderr)
+        traceback.print_exc()
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="juno microbenchmark",
-        description="Run Ray's core microbenchmark rows (tasks, actors, objects) on Juno "
-                    "and compare with Ray 2.60 figures from a 2-core machine.")
+        description="Run Ray's core microbenchmark rows (tasks, actors, objects) on Juno; with "
+                    "--compare-ray, run Ray's too in the same sitting and print both with ratios.")
     p.add_argument("--filter", default="", metavar="SUBSTRING",
                    help="run only rows whose name contains SUBSTRING")
     p.add_argument("--duration", type=float, default=4.0, metavar="SECONDS",
@@ -486,50 +412,59 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--trials", type=int, default=4,
                    help="timed trials per row (default 4, as in Ray)")
     p.add_argument("--json", metavar="PATH", help="also write results as JSON to PATH")
+    p.add_argument("--markdown", metavar="PATH",
+                   help="with --compare-ray: also write the table as Markdown (benchmarks/README.md's)")
     p.add_argument("--num-cpus", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="juno.init(num_cpus=N); fan-out rows use max(1, N // 2) "
                         "actors (default: os.cpu_count())")
-    p.add_argument("--list", action="store_true", help="list the rows and exit")
+    p.add_argument("--compare-ray", metavar="PYTHON", default=os.environ.get("JUNO_RAY_PYTHON") or None,
+                   help="the python of a virtual environment with Ray installed (default "
+                        "$JUNO_RAY_PYTHON): run Ray's rows with it in the same sitting and print "
+                        "both columns with ratios")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="with --compare-ray: run Juno then Ray N times, report medians (default 1)")
+    p.add_argument("--row-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="with --compare-ray: a row that takes longer is killed and shown as "
+                        "missing (default 300)")
+    p.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
+                   help="pause before each row (Ray's own run pauses 10 s; default 0)")
+    p.add_argument("--list", action="store_true", help="list the rows and the path of each, and exit")
+    p.add_argument("--rows-json", help=argparse.SUPPRESS)  # a supervisor's exact row list: print lines only
     args = p.parse_args(argv)
-    if args.duration <= 0 or args.trials < 1 or args.num_cpus < 1:
-        p.error("--duration, --trials and --num-cpus must be positive")
+    if args.duration <= 0 or args.trials < 1 or args.num_cpus < 1 or args.repeat < 1 or args.row_timeout <= 0:
+        p.error("--duration, --trials, --num-cpus, --repeat and --row-timeout must be positive")
+    if args.settle < 0:
+        p.error("--settle must not be negative")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
+    from juno import microbenchmark_compare as compare
+
     args = _parse_args(argv)
-    rows = [name for name in ROWS if args.filter in name]
+    if args.rows_json is not None:  # one side of a comparison, run by its supervisor
+        _results, errors = run_rows(json.loads(args.rows_json), args.duration, args.trials,
+                                    args.num_cpus, args.settle)
+        return 1 if errors else 0
+    rows = [row.name for row in ROWS if args.filter in row.name]
     if args.list:
-        print("\n".join(rows))
+        for name in rows:
+            print(f"{name}  [{ROW_BY_NAME[name].path}]")
         return 0
     if not rows:
         print(f"no row matches --filter {args.filter!r}", file=sys.stderr)
         return 2
-
-    bench = Bench(args.duration, args.trials, args.filter)
-    errors: dict[str, str] = {}
+    if args.compare_ray:
+        return compare.compare(args, rows)
     print(f"Juno microbenchmark: {len(rows)} rows, num_cpus={args.num_cpus}, "
-          f"{args.trials} trials x {bench.trial_s:.2f}s per row", flush=True)
-    juno.init(num_cpus=args.num_cpus)
-    try:
-        remotes = _remotes()
-        n_cpu = max(1, args.num_cpus // 2)
-        for group, run in GROUPS:
-            try:
-                run(bench, remotes, n_cpu)
-            except Exception as exc:  # noqa: BLE001 - report, go on with the next group
-                errors[group] = f"{type(exc).__name__}: {exc}"
-                print(f"[{group}] failed:", file=sys.stderr)
-                traceback.print_exc()
-    finally:
-        juno.shutdown()
-    bench_cross_node(bench, errors)
-
-    print_table(rows, bench.results)
+          f"{args.trials} trials x {args.duration / args.trials:.2f}s per row", flush=True)
+    results, errors = run_rows(rows, args.duration, args.trials, args.num_cpus, args.settle)
+    memcpy = memcpy_gbps(100 << 20)
+    compare.print_table(rows, {name: [mean] for name, (mean, _) in results.items()}, None, memcpy)
     for group, err in errors.items():
         print(f"error in {group}: {err}")
     if args.json:
-        write_json(args.json, args, rows, bench.results, errors)
+        compare.write_json(args.json, args, rows, {n: [m] for n, (m, _) in results.items()}, None, errors, memcpy)
         print(f"wrote {args.json}")
     return 1 if errors else 0
 

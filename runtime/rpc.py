@@ -3,15 +3,20 @@
 A server exposes ``rpc_<method>(reply, *args)`` handlers; returning a value
 answers at once, returning :data:`DEFER` keeps ``reply`` to answer later (a
 lease granted when resources free up, an actor reported alive). Clients call
-with a callback on the loop thread, or block on a Future from any other thread.
+with a callback on the loop thread, or block on a Future from any other thread;
+``call_direct`` blocks on a connection of the calling thread's own instead, for
+the calls a hot path makes one after another (the object store's create and pin).
 """
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import logging
+import threading
+import time
 from typing import Any, Callable
 
-from juno.transport import EventLoop, RequestTracker
+from juno.transport import DIRECT_REPLY, DirectSocket, EventLoop, RequestTracker
 
 logger = logging.getLogger(__name__)
 
@@ -23,28 +28,36 @@ class RpcError(Exception):
 
 
 class Reply:
-    __slots__ = ("_loop", "_to", "_rid", "_done")
+    __slots__ = ("_loop", "_to", "_rid", "_done", "_sender")
 
     def __init__(self, loop: EventLoop, to: str | None, rid: int):
         self._loop = loop
         self._to = to
         self._rid = rid
         self._done = False
+        # A direct request is answered over the connection it came in on.
+        self._sender = loop.sender if to == DIRECT_REPLY else None
 
     def send(self, value: Any = None) -> None:
-        if self._done or self._to is None:
-            return
-        self._done = True
-        self._loop.send(self._to, ("rpc_reply", self._rid, True, value))
+        self._answer(True, value)
 
     def fail(self, exc: BaseException) -> None:
+        try:
+            self._answer(False, exc)
+        except Exception:  # noqa: BLE001 - exception not picklable
+            self._done = False
+            self._answer(False, RpcError(repr(exc)))
+
+    def _answer(self, ok: bool, value: Any) -> None:
         if self._done or self._to is None:
             return
         self._done = True
-        try:
-            self._loop.send(self._to, ("rpc_reply", self._rid, False, exc))
-        except Exception:  # noqa: BLE001 - exception not picklable
-            self._loop.send(self._to, ("rpc_reply", self._rid, False, RpcError(repr(exc))))
+        msg = ("rpc_reply", self._rid, ok, value)
+        if self._to == DIRECT_REPLY:
+            if self._sender is not None:
+                self._loop.send_back(self._sender, msg)
+        else:
+            self._loop.send(self._to, msg)
 
     @property
     def caller(self) -> str | None:
@@ -75,6 +88,8 @@ class RpcNode:
     def install_rpc(self, loop: EventLoop) -> None:
         self.loop = loop
         self._requests = RequestTracker()
+        self._direct = threading.local()  # .sockets: address -> DirectSocket, per thread
+        self._direct_ids = itertools.count(1)
         loop.handlers["rpc"] = self._on_rpc
         loop.handlers["rpc_reply"] = self._on_rpc_reply
 
@@ -134,6 +149,49 @@ class RpcNode:
                 f"{target} did not answer {method!r} within {timeout:.0f} s; "
                 "is the cluster still running? (`juno status` shows it)"
             ) from None
+
+    def call_direct(self, address: str, method: str, *args: Any, timeout: float, what: str = "") -> Any:
+        """``call_sync`` over this thread's own connection to ``address``, past the loop thread
+        (on the loop thread itself it is ``call_sync``'s work, so it never blocks the loop)."""
+        if self.loop.in_loop_thread():
+            return self.call_sync(address, method, *args, timeout=timeout, what=what)
+        sock = self._direct_socket(address)
+        rid = next(self._direct_ids)
+        sock.send(("rpc", rid, DIRECT_REPLY, method, args))
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = sock.recv(deadline - time.monotonic())
+            if msg is None:
+                raise TimeoutError(f"{what or address} did not answer {method!r} within {timeout:.0f} s; "
+                                   "is the cluster still running? (`juno status` shows it)")
+            if type(msg) is tuple and len(msg) == 4 and msg[0] == "rpc_reply" and msg[1] == rid:
+                _, _, ok, value = msg
+                if ok:
+                    return value
+                raise value if isinstance(value, BaseException) else RpcError(str(value))
+            # an answer to an earlier call that timed out: skip it
+
+    def notify_direct(self, address: str, method: str, *args: Any) -> None:
+        """``notify`` over this thread's own connection: ordered after its ``call_direct`` calls."""
+        if self.loop.in_loop_thread():
+            self.notify(address, method, *args)
+        else:
+            self._direct_socket(address).send(("rpc", 0, None, method, args))
+
+    def _direct_socket(self, address: str) -> DirectSocket:
+        sockets = getattr(self._direct, "sockets", None)
+        if sockets is None:
+            sockets = self._direct.sockets = {}
+        sock = sockets.get(address)
+        if sock is None:
+            sock = sockets[address] = DirectSocket(self.loop, address)
+        return sock
+
+    def close_direct_sockets(self) -> None:
+        """Close the calling thread's direct connections (other threads' close with them)."""
+        for sock in getattr(self._direct, "sockets", {}).values():
+            sock.close()
+        self._direct.sockets = {}
 
     def notify(self, address: str, method: str, *args: Any) -> None:
         """Fire-and-forget request (no answer expected); loop thread only."""

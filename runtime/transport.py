@@ -7,6 +7,12 @@ and runs timers and callbacks posted from other threads. A message is a tuple
 table. Sockets are touched only by the loop's thread; other threads use
 :meth:`EventLoop.call_soon`, which wakes the loop through a pipe.
 
+A thread that must block on a peer's answer anyway (the object store's create and pin
+calls, on every put and get of a large value) can skip the loop thread with a
+:class:`DirectSocket` of its own: the request goes out on that thread's connection and
+the answer comes back on it (``reply_to`` :data:`DIRECT_REPLY`), which saves two thread
+hand-offs per call.
+
 TCP sockets speak CURVE with keys derived from the cluster token (runtime/auth.py,
 the one other module that imports zmq); ipc sockets rely on their folder's
 permissions. The receive path survives any frame: undecodable, wrongly shaped or
@@ -48,6 +54,8 @@ def decode(frame: bytes) -> tuple:
 # Frames larger than this are refused (ZMQ_MAXMSGSIZE: the sender is disconnected) unless the
 # process passes its config's max_message_bytes; Ray's gRPC limit is the same 512 MiB.
 DEFAULT_MAX_MESSAGE_BYTES = 512 << 20
+# The reply_to of a request whose answer goes back over the connection it came in on.
+DIRECT_REPLY = "direct"
 _loop_ids = itertools.count(1)
 
 
@@ -111,6 +119,7 @@ class EventLoop:
         self._running = False
         self.thread: threading.Thread | None = None
         self._closed = False
+        self.sender: bytes | None = None  # the connection of the message being dispatched
 
     # ---- security ----
     def curve_keys(self) -> auth.CurveKeys:
@@ -174,26 +183,36 @@ class EventLoop:
         sock = self._peers.get(address) or self._connect(address)
         sock.send_multipart([_dumps(msg, _HIGHEST), *payload], copy=False)
 
+    def send_back(self, sender: bytes, msg: tuple) -> None:
+        """Answer a :class:`DirectSocket` over the connection its request came in on (loop thread)."""
+        self.router.send_multipart([sender, _dumps(msg, _HIGHEST)], copy=False)
+
     def _connect(self, address: str) -> zmq.Socket:
+        sock = self.new_dealer(address, linger_ms=1000, watch=True)
+        self._peers[address] = sock
+        return sock
+
+    def new_dealer(self, address: str, linger_ms: int, watch: bool = False) -> zmq.Socket:
+        """A DEALER connected to ``address`` (CURVE for TCP); ``watch``: report its handshakes."""
         if not isinstance(address, str) or not address.startswith(("ipc://", "tcp://")):
             raise ValueError(f"{self.name}: cannot send to {str(address)[:100]!r}: not an ipc:// or tcp:// address")
         tcp = address.startswith("tcp://")
         keys = self.curve_keys() if tcp else None
         sock = self.ctx.socket(zmq.DEALER)
         try:
-            sock.setsockopt(zmq.LINGER, 1000)
+            sock.setsockopt(zmq.LINGER, linger_ms)
             sock.setsockopt(zmq.SNDHWM, 0)
             sock.setsockopt(zmq.IMMEDIATE, 0)
             if keys is not None:
                 auth.configure_client(sock, keys)
-                if self.on_handshake is not None:
+                if watch and self.on_handshake is not None:
                     self._watch_handshake(address, sock)
             sock.connect(address)
         except BaseException:
-            self._forget_monitor(address)
+            if watch:
+                self._forget_monitor(address)
             sock.close(linger=0)
             raise
-        self._peers[address] = sock
         return sock
 
     def disconnect(self, address: str) -> None:
@@ -269,6 +288,7 @@ class EventLoop:
                         frames, payload = _recv_message(router)
                     except zmq.Again:
                         break
+                    self.sender = frames[0]
                     dispatch(frames[-1], payload)
             if wake_r in events:
                 try:
@@ -441,6 +461,27 @@ def _recv_message(sock: zmq.Socket) -> tuple[list, list | None]:
             payload = []
         payload.append(sock.recv(zmq.NOBLOCK, copy=False))
     return frames, payload
+
+
+class DirectSocket:
+    """One thread's own connection to a peer, for requests it blocks on: sent and answered
+    without the loop thread. Used only by the thread that made it."""
+
+    def __init__(self, loop: EventLoop, address: str):
+        self.address = address
+        self._sock = loop.new_dealer(address, linger_ms=0)
+
+    def send(self, msg: tuple) -> None:
+        self._sock.send(_dumps(msg, _HIGHEST), copy=False)
+
+    def recv(self, timeout: float) -> tuple | None:
+        """The next message from the peer, or None when ``timeout`` seconds pass first."""
+        if not self._sock.poll(max(0, int(timeout * 1000))):
+            return None
+        return _loads(self._sock.recv())
+
+    def close(self) -> None:
+        self._sock.close(linger=0)
 
 
 class RequestTracker:

@@ -32,6 +32,7 @@ from juno.store.transfer import ObjectTransfer
 from juno.transport import EventLoop, listen_address
 
 logger = logging.getLogger(__name__)
+_BATCHED_STORE_CALLS = frozenset({"unpin_objects", "delete_objects", "create_object", "pin_object", "seal_object"})
 
 class Lease:
     __slots__ = ("lease_id", "worker_id", "owner", "allocation", "actor_id", "retriable", "name", "granted_at")
@@ -203,8 +204,9 @@ class NodeManager(RpcNode):
     def rpc_create_object(self, reply: Reply, object_id: bytes, size: int, creator: str, owner: str):
         return self.store.create(object_id, size, creator, owner)
 
-    def rpc_seal_object(self, reply: Reply, object_id: bytes):
-        self.store.seal(object_id)
+    def rpc_seal_object(self, reply: Reply, object_id: bytes, pin_for: list = ()):
+        """``pin_for``: holders that keep a pin once it is sealed (a writer about to read it back)."""
+        self.store.seal(object_id, pin_for)
 
     def rpc_pin_object(self, reply: Reply, object_id: bytes, holder: str):
         location = self.store.pin(object_id, holder,
@@ -212,6 +214,16 @@ class NodeManager(RpcNode):
         if location == ("pending",):
             return DEFER
         return location
+
+    def rpc_store_calls(self, reply: Reply, calls: list):
+        """Several object-store calls in one message, in order (a client's queued unpins and deletes,
+        then the create or pin it waits on); answers with the last one's answer."""
+        result = None
+        for method, args in calls:
+            if method not in _BATCHED_STORE_CALLS:
+                raise ValueError(f"store_calls cannot carry {method!r}")
+            result = getattr(self, "rpc_" + method)(reply, *args)
+        return result
 
     def rpc_unpin_objects(self, reply: Reply, object_ids: list, holder: str):
         for object_id in object_ids:

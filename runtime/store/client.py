@@ -4,7 +4,15 @@ Writes: ask the node manager for room, copy the serialized object straight into
 the arena (one memcpy, into pages the store keeps warm), seal. Reads: pin the
 object, map just its pages read-only, and unpin when the last view of them is
 garbage-collected, so zero-copy numpy arrays keep their memory valid for as long
-as they live. Deletes are batched.
+as they live. Unpins and deletes are batched.
+
+The create, pin and seal messages go over the calling thread's own connection to
+the node manager (``call_direct``), not through the IO thread: a put or get of a
+large value waits on them, and each hand-off between threads costs as much as the
+node's answer. The unpins and deletes queued meanwhile ride in the same message.
+The last object a process wrote or read stays mapped and pinned for a moment
+(KEEP_WARM_S, or until it touches another object), so a get right after a put, or
+of the same object again, needs no message at all.
 """
 from __future__ import annotations
 
@@ -24,6 +32,13 @@ from juno.store.object_store import ARENA_FILE
 if TYPE_CHECKING:
     from juno.core_worker import CoreWorker
 
+# How long the last object written or read stays pinned after its last view is gone.
+KEEP_WARM_S = 0.2
+# How long queued unpins and deletes wait for this process's next create or pin to carry them
+# (in order, on its own connection) before the IO thread sends them: sent apart, a delete could
+# reach the node after the create that needs the room it frees.
+FLUSH_DELAY_S = 0.005
+
 
 class StoreClient:
     def __init__(self, cw: "CoreWorker", directory: str):
@@ -37,6 +52,9 @@ class StoreClient:
         self._pending: dict[str, list[bytes]] = {"unpin_objects": [], "delete_objects": []}
         self._flush_scheduled = False
         self._queue_lock = threading.Lock()
+        self._warm: np.ndarray | None = None  # the holder of the last object written or read
+        self._warm_id: bytes | None = None
+        self._cool_scheduled = False
 
     def _open(self) -> int:
         if self._fd is None:
@@ -73,7 +91,8 @@ class StoreClient:
     def write(self, object_id: bytes, flags: int, data: bytes, buffers: list, owner: str | None = None) -> None:
         """Store a serialized object under ``object_id`` (any thread but the IO thread)."""
         pieces, total = fmt.to_iovecs(flags, data, buffers)
-        location = self.cw.node_call("create_object", object_id, total, self.cw.address, owner or self.cw.address)
+        self._cool()  # its room may be needed: its unpin goes before the create
+        location = self._node_call("create_object", object_id, total, self.cw.address, owner or self.cw.address)
         if location[0] == "arena":
             _, offset, size = location
             arena = self._arena_rw()
@@ -90,7 +109,11 @@ class StoreClient:
                     _write_all(fd, pieces[i: i + 512])
             finally:
                 os.close(fd)
-        self._call(self.cw.notify, self.cw.node_manager, "seal_object", object_id)
+        if location[0] == "arena" and owner is None:  # our own put: keep it pinned and mapped for a get
+            self.cw.notify_direct(self.cw.node_manager, "seal_object", object_id, [self.cw.address])
+            self._map(object_id, location)
+        else:
+            self.cw.notify_direct(self.cw.node_manager, "seal_object", object_id)
 
     # ------------------------------------------------------------------ reading
     def read(self, object_id: bytes, node_id: str | None = None) -> memoryview:
@@ -101,14 +124,24 @@ class StoreClient:
         holder = self._holders.get(object_id)
         if holder is not None:
             return memoryview(holder).toreadonly()
+        self._cool()
         if node_id is None or node_id == self.cw.node_id:
-            location = self.cw.node_call("pin_object", object_id, self.cw.address)
+            location = self._node_call("pin_object", object_id, self.cw.address)
         else:
             location = self._pull(object_id, node_id)
         if location is None:
             raise exc.ObjectLostError(object_id.hex(), self.cw.address, "",
                                       "it is no longer in this node's object store (freed or lost)")
         return memoryview(self._map(object_id, location)).toreadonly()
+
+    def _node_call(self, method: str, *args) -> tuple | None:
+        """A direct call, carrying the unpins and deletes queued so far in the same message: the node
+        frees the room they release before it looks for room for a new object."""
+        calls = self._take_pending(flushing=False) if not self.cw.loop.in_loop_thread() else []
+        if calls:
+            method, args = "store_calls", ([(op, tuple(rest)) for op, *rest in calls] + [(method, args)],)
+        return self.cw.call_direct(self.cw.node_manager, method, *args, timeout=self.cw.config.rpc_timeout_s,
+                                   what="the node manager")
 
     def _map(self, object_id: bytes, location: tuple) -> np.ndarray:
         """The holder of a pinned object's bytes; its collection unpins the object."""
@@ -126,7 +159,30 @@ class StoreClient:
                 os.close(fd)
         weakref.finalize(holder, self._unpin_later, object_id)
         self._holders[object_id] = holder
+        self._keep_warm(object_id, holder)
         return holder
+
+    def _keep_warm(self, object_id: bytes, holder: np.ndarray) -> None:
+        with self._lock:
+            old, self._warm, self._warm_id = self._warm, holder, object_id
+            schedule, self._cool_scheduled = not self._cool_scheduled, True
+        del old  # unpinned once its last view is gone
+        if schedule:
+            self._call(self.cw.loop.call_later, KEEP_WARM_S, self._cool_off)
+
+    def _cool_off(self) -> None:
+        """IO thread, KEEP_WARM_S after an object was kept warm: let it go."""
+        with self._lock:
+            self._cool_scheduled = False
+        self._cool()
+
+    def _cool(self, object_id: bytes | None = None) -> None:
+        """Stop keeping the warm object (only ``object_id``, when given) pinned."""
+        with self._lock:
+            if self._warm is None or (object_id is not None and object_id != self._warm_id):
+                return
+            old, self._warm, self._warm_id = self._warm, None, None
+        del old
 
     def pull_many(self, items: list) -> list:
         """Pull several objects held by other nodes at once (``[(object_id, node_id), ...]``, a get
@@ -172,6 +228,7 @@ class StoreClient:
         if node_id is not None and node_id != self.cw.node_id:
             self._call(self.cw.notify, self.cw.node_manager, "delete_objects", [object_id], node_id)
             return
+        self._cool(object_id)
         self._enqueue("delete_objects", object_id)
 
     def _enqueue(self, method: str, object_id: bytes) -> None:
@@ -180,20 +237,29 @@ class StoreClient:
             schedule = not self._flush_scheduled
             self._flush_scheduled = True
         if schedule:
-            self._call(self._flush)
+            self._call(self.cw.loop.call_later, FLUSH_DELAY_S, self._flush)
 
     def _flush(self) -> None:
-        """One message per kind for everything queued since the last flush (unpins first)."""
+        """IO thread: one message per kind for everything queued since the last flush."""
+        for op, *args in self._take_pending():
+            self.cw.notify(self.cw.node_manager, op, *args)
+
+    def _take_pending(self, flushing: bool = True) -> list[tuple]:
+        """The messages for what is queued (unpins first), emptying the queue; ``flushing``: the
+        IO thread's scheduled flush (a caller that takes them on its way leaves that scheduled)."""
         with self._queue_lock:
             pending = self._pending
             self._pending = {"unpin_objects": [], "delete_objects": []}
-            self._flush_scheduled = False
+            if flushing:
+                self._flush_scheduled = False
         if self.cw.shutting_down:
-            return
+            return []
+        out = []
         if pending["unpin_objects"]:
-            self.cw.notify(self.cw.node_manager, "unpin_objects", pending["unpin_objects"], self.cw.address)
+            out.append(("unpin_objects", pending["unpin_objects"], self.cw.address))
         if pending["delete_objects"]:
-            self.cw.notify(self.cw.node_manager, "delete_objects", pending["delete_objects"])
+            out.append(("delete_objects", pending["delete_objects"]))
+        return out
 
     def _call(self, fn, *args) -> None:
         loop = self.cw.loop

@@ -87,6 +87,18 @@ class Holder:
         return float(self.arr[0])
 
 
+def test_objects_put_and_read_are_unpinned_soon_after_their_last_view_goes(shutdown_only):
+    # The last object a process wrote or read stays pinned for a moment (a get right after a put
+    # needs no message), but not for longer: then it can be spilled like any other.
+    juno.init(num_cpus=1, object_store_memory=256 * MiB)
+    ref = juno.put(np.ones(8 * MiB // 8))
+    assert juno.get(ref).sum() == MiB
+    other = juno.put(np.ones(8 * MiB // 8))
+    gc.collect()
+    wait_for_condition(lambda: internal_api.store_stats()["num_pinned"] == 0, timeout=10)
+    assert juno.get(ref).sum() == MiB and juno.get(other).sum() == MiB
+
+
 def test_objects_in_use_are_never_spilled(shutdown_only):
     juno.init(num_cpus=1, object_store_memory=64 * MiB)
     held = juno.put(np.full(20 * MiB // 8, 7.0))
