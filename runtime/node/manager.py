@@ -24,6 +24,7 @@ from juno.node.memory_monitor import KIND_OOM, MemoryMonitor
 from juno.node.resources import NodeResources
 from juno.node.scheduler import LeaseRequest, LeaseScheduler
 from juno.node.spillback import Spillback
+from juno.node.store_janitor import StoreJanitor
 from juno.node.worker_pool import WorkerPool
 from juno.proc_util import pid_alive
 from juno.rpc import DEFER, Reply, RpcNode
@@ -65,8 +66,10 @@ class NodeManager(RpcNode):
         self.address = self.loop.address
         self.install_rpc(self.loop)
         self.resources = NodeResources(resources, gpu_ids)
-        self.store = ObjectStore(store_dir, object_store_memory,
-                                 spill_dir=os.path.join(session_dir, "spill", node_id[:12]),
+        spill_dir = os.path.join(session_dir, "spill", node_id[:12])
+        # Before the store exists: whoever kills this process, the janitor removes the store after it.
+        self.janitor = StoreJanitor([store_dir, spill_dir])
+        self.store = ObjectStore(store_dir, object_store_memory, spill_dir=spill_dir,
                                  spill_limit_bytes=config.object_spilling_limit_bytes)
         self.node = {
             "node_id": node_id, "address": self.address, "socket_dir": socket_dir, "store_dir": store_dir,
@@ -152,6 +155,7 @@ class NodeManager(RpcNode):
         """After the loop stopped: stop workers and remove the store."""
         self.pool.stop_all(self.config.shutdown_grace_s)
         self.store.close()
+        self.janitor.release()
         if self.owner_pid:
             # A private cluster: its driver may have died without unlinking its socket.
             shutil.rmtree(os.path.join(self.session_dir, "sock"), ignore_errors=True)
