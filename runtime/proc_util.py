@@ -10,15 +10,20 @@ import time
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """Ask Linux to kill this process when its parent dies (no orphans)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> bool:
+    """Ask Linux to send ``sig`` to this process when the thread that started it exits (the
+    parent-death signal: a SIGKILLed parent included). False if ``parent_pid`` is gone already:
+    it died before the request was made, so the signal will never come (the caller exits).
+
+    The signal follows the parent *thread*: spawn from a thread that lives as long as the parent
+    (a node manager starts its workers from its main thread)."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    return os.getppid() == parent_pid  # reparented already: the parent died before we asked
 
 
 def pid_alive(pid: int) -> bool:

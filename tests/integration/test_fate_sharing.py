@@ -58,3 +58,25 @@ def test_a_killed_node_manager_takes_its_workers_and_store_along(two_nodes):
         juno.get(mortal.node.remote(), timeout=30)
     assert node.node_id[:12] in str(info.value) and "died" in str(info.value)
     assert os.path.isdir(cluster.head_node.info["store_dir"])
+
+
+def test_a_worker_whose_node_manager_died_while_it_started_exits(tmp_path):
+    """The race the parent-death signal leaves open: the node manager dies before its new worker
+    asks for the signal. The worker sees it was reparented and exits instead of living on."""
+    import json
+    import subprocess
+    import sys
+
+    not_its_parent = psutil.Process().ppid()  # a live process, but not the worker's parent
+    info = {"worker_id": "00" * 16, "node": {"pid": not_its_parent}, "gcs_address": "tcp://127.0.0.1:9",
+            "session_dir": str(tmp_path)}
+    env = dict(os.environ, JUNO_WORKER_INFO=json.dumps(info))
+    proc = subprocess.Popen([sys.executable, "-m", "juno.worker"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        out = proc.communicate(timeout=60)[0].decode()
+        assert proc.returncode == 1 and f"its node manager (pid {not_its_parent}) is gone; exiting" in out, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
