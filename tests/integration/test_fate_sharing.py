@@ -18,7 +18,7 @@ import textwrap
 import psutil
 import pytest
 
-from cli_harness import Cli, free_port, shm_dirs
+from cli_harness import Cli, fast_heartbeat_cli, free_port, shm_dirs
 from helpers import multi_node_cluster, process_alive, wait_for_condition, wait_for_file
 
 GONE_S = 20  # "a few seconds", with room for a busy machine
@@ -223,12 +223,8 @@ DEATH_TIMEOUT_S = 1.5
 
 @pytest.fixture
 def cli(tmp_path):
-    c = Cli(tmp_path, marker_env="PYTEST_JUNO_FATE_MARKER",
-            extra_env={"JUNO_HEARTBEAT_INTERVAL_S": "0.1", "JUNO_NODE_DEATH_TIMEOUT_S": str(DEATH_TIMEOUT_S)})
-    try:
+    with fast_heartbeat_cli(tmp_path, "PYTEST_JUNO_FATE_MARKER", DEATH_TIMEOUT_S) as c:  # a killed node is seen dead fast
         yield c
-    finally:
-        c.cleanup()
 
 
 def _node_pids(cli: Cli, session: str) -> dict[str, int]:
