@@ -61,13 +61,14 @@ DRIVER = CLUSTER_INFO + """
     counter = Counter.remote()
     big = juno.put(np.ones(1 << 20, dtype=np.uint8))  # in the node's store
     assert juno.get([counter.incr.remote(), total.remote(big)], timeout=60) == [1, 1 << 20]
-    print(json.dumps(cluster_info()), flush=True)
+    print("INFO", json.dumps(cluster_info()), flush=True)
     if len(sys.argv) > 1:  # a gate: once it exists (the test killed the GCS), work again
         deadline = time.monotonic() + 60
         while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:
             time.sleep(0.02)
-        print(json.dumps([juno.get(counter.incr.remote(), timeout=30), juno.get(total.remote(big), timeout=30),
-                          int(juno.get(juno.put(np.ones(1 << 20, dtype=np.uint8)), timeout=30).sum())]), flush=True)
+        print("AFTER", json.dumps([juno.get(counter.incr.remote(), timeout=30), juno.get(total.remote(big), timeout=30),
+                                   int(juno.get(juno.put(np.ones(1 << 20, dtype=np.uint8)), timeout=30).sum())]),
+              flush=True)
     time.sleep(600)
 """
 
@@ -93,6 +94,17 @@ def _nothing_left(info: dict, **kwargs) -> None:
         pytest.fail(f"{GONE_S} s after the kill, still there: {_left(info, **kwargs)}")
 
 
+def _read_tagged(proc: subprocess.Popen, tag: str):
+    """The JSON after ``tag`` on the first line of the driver's output that starts with it (its
+    log lines, on stderr, come in between)."""
+    seen = ""
+    for line in proc.stdout:
+        if line.startswith(tag + " "):
+            return json.loads(line[len(tag) + 1:])
+        seen += line
+    pytest.fail(f"the driver exited (code {proc.wait(10)}) without printing {tag}:\n{seen}")
+
+
 @pytest.fixture
 def driver(tmp_path, _juno_leak_guard):
     """Starts DRIVER (a juno.init() cluster) as a process of its own; returns a function that starts
@@ -106,11 +118,7 @@ def driver(tmp_path, _juno_leak_guard):
         proc = subprocess.Popen([sys.executable, str(script), *args], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         procs.append(proc)
-        line = proc.stdout.readline()
-        try:
-            return proc, json.loads(line)
-        except ValueError:
-            pytest.fail(f"the driver did not start its cluster: {line}{proc.stdout.read()}")
+        return proc, _read_tagged(proc, "INFO")
 
     yield start
     for proc in procs:
@@ -137,8 +145,7 @@ def test_a_killed_gcs_leaves_the_driver_working_and_orphans_nothing(driver, tmp_
     wait_for_condition(lambda: not _alive(info["gcs"]), timeout=10)
     gate.touch()
     # The node, its workers and its store serve the driver without the GCS: actor calls, tasks, objects.
-    line = proc.stdout.readline()
-    assert json.loads(line) == [2, 1 << 20, 1 << 20], line + (proc.stdout.read() if proc.poll() is not None else "")
+    assert _read_tagged(proc, "AFTER") == [2, 1 << 20, 1 << 20]
     assert _alive(info["node"]) and os.path.isdir(info["store"])
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
