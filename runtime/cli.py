@@ -15,6 +15,8 @@
 Processes started here are detached (own session, no owner pid): they outlive
 the command. ``juno stop`` finds them again by their command lines
 (``-m juno.gcs``, ``-m juno.node``, ``-m juno.worker``, ``-m juno.dashboard``).
+With ``--block`` the command owns them instead: they die with it, however it dies
+(docs/cluster.md, "Fate sharing").
 """
 from __future__ import annotations
 
@@ -106,7 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--object-store-memory", type=int, default=None, metavar="BYTES",
                    help="capacity of this node's shared-memory object store")
     s.add_argument("--block", action="store_true",
-                   help="stay in the foreground until the processes exit; Ctrl-C or SIGTERM stops them")
+                   help="stay in the foreground until the processes exit; Ctrl-C or SIGTERM stops them, "
+                        "and they die with this command however it dies (kill -9 included)")
     s.add_argument("--timeout", type=float, default=10.0, metavar="S",
                    help="with --address: how long to wait for the cluster to answer (default 10)")
     from juno import cli_dashboard
@@ -268,8 +271,8 @@ def _start_head(args: argparse.Namespace, host: str, resources: dict, config) ->
     try:
         cluster = local_cluster.start_local_cluster(
             config, num_cpus=args.num_cpus, num_gpus=args.num_gpus, resources=resources,
-            object_store_memory=args.object_store_memory, owner_pid=None, port=args.port, host=host,
-            detach=True, token=token, node_ip_address=args.node_ip_address)
+            object_store_memory=args.object_store_memory, owner_pid=_owner_pid(args), port=args.port, host=host,
+            token=token, node_ip_address=args.node_ip_address)
     except (RuntimeError, TimeoutError, OSError) as e:
         if "Address already in use" in str(e):
             raise _port_busy(host, args.port) from None
@@ -345,7 +348,7 @@ def _start_worker_node(args: argparse.Namespace, resources: dict, config) -> int
         proc, node = local_cluster.start_node(
             os.path.basename(session_dir), session_dir, gcs_address, config, num_cpus=args.num_cpus,
             num_gpus=args.num_gpus, resources=resources, object_store_memory=args.object_store_memory,
-            owner_pid=None, head=False, detach=True, token=token, node_ip_address=args.node_ip_address)
+            owner_pid=_owner_pid(args), head=False, token=token, node_ip_address=args.node_ip_address)
     except (RuntimeError, TimeoutError, OSError) as e:
         raise CliError(f"could not start the node: {e}") from None
     _warn_if_reachable("node", args.node_ip_address)
@@ -365,6 +368,12 @@ def _start_worker_node(args: argparse.Namespace, resources: dict, config) -> int
         shutil.rmtree(node["store_dir"], ignore_errors=True)
 
     return _block([("node manager", proc)], stop)
+
+
+def _owner_pid(args: argparse.Namespace) -> int | None:
+    """With --block this command owns what it starts (they die with it, SIGKILL included);
+    without, they are detached and outlive it."""
+    return os.getpid() if args.block else None
 
 
 def _stop_grace(config) -> float:

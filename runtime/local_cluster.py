@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from juno import auth
 from juno.config import Config
+from juno.proc_util import LIFELINE_ENV, owner_lifeline
 from juno.store.shm import store_dir_for
 
 # Not "juno": a folder of that name on sys.path would shadow the package (namespace import).
@@ -68,18 +69,24 @@ def _make_session_dir(session_dir: str, fresh: bool) -> None:
 
 
 def spawn_process(cmd: list[str], *, log_path: str, token: str | None = None,
-                  env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
+                  env: dict[str, str] | None = None, lifeline: bool = False) -> tuple[subprocess.Popen, int]:
     """Start ``cmd`` in a session of its own, its output appended to ``log_path``, with a pipe it
     reports readiness on ($JUNO_READY_FD); returns it and the pipe's read end (for
-    :func:`read_ready_line`; the caller closes it)."""
+    :func:`read_ready_line`; the caller closes it). ``lifeline``: it gets this process's lifeline
+    (proc_util.owner_lifeline, $JUNO_LIFELINE_FD) and stops the moment this process dies."""
     r, w = os.pipe()
     full_env = {**os.environ, **(env or {}), "JUNO_READY_FD": str(w)}
+    full_env.pop(LIFELINE_ENV, None)
+    pass_fds = [w]
+    if lifeline:
+        pass_fds.append(owner_lifeline())
+        full_env[LIFELINE_ENV] = str(pass_fds[-1])
     if token:
         full_env[auth.TOKEN_ENV] = token  # the environment, never the command line (ps shows that)
     log = open(log_path, "ab", buffering=0)
     try:
         proc = subprocess.Popen(cmd, env=full_env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                pass_fds=(w,), start_new_session=True, close_fds=True)
+                                pass_fds=pass_fds, start_new_session=True, close_fds=True)
     except BaseException:
         os.close(r)
         raise
@@ -89,9 +96,11 @@ def spawn_process(cmd: list[str], *, log_path: str, token: str | None = None,
     return proc, r
 
 
-def _start(cmd: list[str], *, log_path: str, config: Config, detach: bool, what: str,
-           token: str | None = None) -> tuple[subprocess.Popen, str]:
-    proc, r = spawn_process(cmd, log_path=log_path, token=token, env={"JUNO_SYSTEM_CONFIG": config.to_env()})
+def _start(cmd: list[str], *, log_path: str, config: Config, what: str, token: str | None = None,
+           owner_pid: int | None = None) -> tuple[subprocess.Popen, str]:
+    """Start a runtime process; one whose owner is this process holds its lifeline too."""
+    proc, r = spawn_process(cmd, log_path=log_path, token=token, env={"JUNO_SYSTEM_CONFIG": config.to_env()},
+                            lifeline=owner_pid == os.getpid())
     try:
         line = read_ready_line(r, config.process_start_timeout_s, proc, what, log_path)
     finally:
@@ -142,8 +151,8 @@ def local_session_dir(cluster_session_dir: str) -> str:
 
 
 def start_gcs(session_dir: str, config: Config, *, host: str = "127.0.0.1", port: int = 0,
-              owner_pid: int | None = None, detach: bool = False,
-              token: str | None = None, owner_linger_s: float = 0.0) -> tuple[subprocess.Popen, str]:
+              owner_pid: int | None = None, token: str | None = None,
+              owner_linger_s: float = 0.0) -> tuple[subprocess.Popen, str]:
     """Start the GCS of the cluster whose session folder is ``session_dir``. Its token is ``token``,
     else the session's (a restarted GCS), else $JUNO_CLUSTER_TOKEN, else a new one; it is kept in
     the session folder and, by address, where local clients look (:func:`read_cluster_token`)."""
@@ -155,7 +164,7 @@ def start_gcs(session_dir: str, config: Config, *, host: str = "127.0.0.1", port
         if owner_linger_s > 0:
             cmd += ["--owner-linger-s", str(owner_linger_s)]
     proc, address = _start(cmd, log_path=os.path.join(session_dir, "logs", "gcs.log"), config=config,
-                           detach=detach, what="GCS", token=token)
+                           what="GCS", token=token, owner_pid=owner_pid)
     write_cluster_token(address, token)
     return proc, address
 
@@ -163,8 +172,7 @@ def start_gcs(session_dir: str, config: Config, *, host: str = "127.0.0.1", port
 def start_node(session_name: str, session_dir: str, gcs_address: str, config: Config, *,
                num_cpus: float | None = None, num_gpus: float | None = None, resources: dict | None = None,
                object_store_memory: int | None = None, owner_pid: int | None = None, head: bool = False,
-               detach: bool = False, token: str | None = None,
-               node_ip_address: str | None = None) -> tuple[subprocess.Popen, dict]:
+               token: str | None = None, node_ip_address: str | None = None) -> tuple[subprocess.Popen, dict]:
     """Start a node manager. Its token is ``token``, else the session's (a cluster started on this
     machine), else the one :func:`juno.auth.resolve_token` finds for ``gcs_address``. It listens on
     ipc sockets, or with ``node_ip_address`` not loopback, on TCP on that address (CURVE)."""
@@ -187,7 +195,7 @@ def start_node(session_name: str, session_dir: str, gcs_address: str, config: Co
         cmd += ["--node-ip-address", node_ip_address]
     try:
         proc, line = _start(cmd, log_path=os.path.join(session_dir, "logs", f"node-{node_id[:8]}.log"),
-                            config=config, detach=detach, what="node manager", token=token)
+                            config=config, what="node manager", token=token, owner_pid=owner_pid)
     except BaseException:
         # It may have created its store before failing: leave nothing in /dev/shm.
         shutil.rmtree(store_dir, ignore_errors=True)
@@ -197,7 +205,7 @@ def start_node(session_name: str, session_dir: str, gcs_address: str, config: Co
 
 def start_local_cluster(config: Config, *, num_cpus=None, num_gpus=None, resources=None,
                         object_store_memory=None, owner_pid: int | None = None, port: int = 0,
-                        host: str = "127.0.0.1", detach: bool = False, token: str | None = None,
+                        host: str = "127.0.0.1", token: str | None = None,
                         node_ip_address: str | None = None, owner_linger_s: float = 0.0) -> ClusterProcesses:
     """A GCS and a head node; the token is ``token``, else $JUNO_CLUSTER_TOKEN, else a new one.
     ``owner_linger_s``: the GCS outlives ``owner_pid`` that long, waiting to be claimed (a notebook
@@ -205,13 +213,13 @@ def start_local_cluster(config: Config, *, num_cpus=None, num_gpus=None, resourc
     name, session_dir = new_session()
     token = token or auth.token_for_new_cluster()
     gcs_proc, gcs_address = start_gcs(session_dir, config, host=host, port=port, owner_pid=owner_pid,
-                                      detach=detach, token=token, owner_linger_s=owner_linger_s)
+                                      token=token, owner_linger_s=owner_linger_s)
     cluster = ClusterProcesses(name, session_dir, gcs_address, [gcs_proc], token=token)
     node_owner = gcs_proc.pid if owner_linger_s > 0 else owner_pid
     try:
         node_proc, node = start_node(name, session_dir, gcs_address, config, num_cpus=num_cpus, num_gpus=num_gpus,
                                      resources=resources, object_store_memory=object_store_memory,
-                                     owner_pid=node_owner, head=True, detach=detach, token=token,
+                                     owner_pid=node_owner, head=True, token=token,
                                      node_ip_address=node_ip_address)
     except BaseException:
         stop_processes(cluster.procs, config.shutdown_grace_s)
@@ -221,6 +229,20 @@ def start_local_cluster(config: Config, *, num_cpus=None, num_gpus=None, resourc
     cluster.procs.append(node_proc)
     cluster.nodes.append(node)
     return cluster
+
+
+def forget_cluster(session_dir: str, gcs_address: str, token: str | None) -> None:
+    """What a cluster whose owner died leaves behind on this machine: its session folder (logs,
+    sockets, the token), its stored token, and the current-cluster record if it names it. Its
+    node managers remove their stores themselves (runtime/node/store_janitor.py)."""
+    shutil.rmtree(session_dir, ignore_errors=True)
+    forget_cluster_token(gcs_address, token)
+    recorded = read_current_cluster()
+    try:
+        if recorded and normalize_address(recorded) == normalize_address(gcs_address):
+            clear_current_cluster()
+    except ValueError:
+        pass
 
 
 def port_free(host: str, port: int) -> bool:

@@ -1,4 +1,5 @@
-"""Process helpers shared by every runtime process: parent death, readiness, liveness, stopping."""
+"""Process helpers shared by every runtime process: parent death (the parent-death signal and
+lifeline pipes), readiness, liveness, stopping."""
 from __future__ import annotations
 
 import ctypes
@@ -10,15 +11,71 @@ import time
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """Ask Linux to kill this process when its parent dies (no orphans)."""
-    if not sys.platform.startswith("linux"):
-        return
+def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> bool:
+    """Ask Linux to send ``sig`` to this process when the thread that started it exits (the
+    parent-death signal: a SIGKILLed parent included). False if ``parent_pid`` is gone already:
+    it died before the request was made, so the signal will never come (the caller exits).
+
+    The signal follows the parent *thread*: spawn from a thread that lives as long as the parent
+    (a node manager starts its workers from its main thread)."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    return os.getppid() == parent_pid  # reparented already: the parent died before we asked
+
+
+# The environment variable that names the read end of a lifeline pipe (below) in a child.
+LIFELINE_ENV = "JUNO_LIFELINE_FD"
+_lifeline: tuple[int, int] | None = None
+
+
+def owner_lifeline() -> int:
+    """The read end of this process's lifeline pipe, for children that must die with it.
+
+    This process holds the only write end (close-on-exec: no exec'd child inherits it) for its
+    whole life and never writes; the children hold the read end, which reads EOF the moment this
+    process dies, however it dies. One pipe serves every child (a GCS and its nodes alike)."""
+    global _lifeline
+    if _lifeline is None:
+        _lifeline = os.pipe()
+    return _lifeline[0]
+
+
+def take_lifeline() -> int | None:
+    """In a child: the lifeline fd its owner passed (:func:`owner_lifeline`), removed from the
+    environment so the processes it starts in turn don't inherit a stale number; None if none."""
+    value = os.environ.pop(LIFELINE_ENV, "")
+    if not value.isdigit():
+        return None
+    fd = int(value)
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+        os.set_blocking(fd, False)
+    except OSError:
+        return None  # not open: the owner passed none after all
+    return fd
+
+
+def watch_lifeline(loop, fd: int, on_owner_gone) -> None:
+    """Call ``on_owner_gone()`` in ``loop`` (a juno.transport.EventLoop) once the lifeline ``fd``
+    reads EOF: the owner died. If it died already (before this process got this far), the loop's
+    first poll says so: a pipe with no writer left polls as hung up."""
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:  # an owner never writes; ignore it
+            return
+        loop.remove_reader(fd)
+        os.close(fd)
+        on_owner_gone()
+
+    loop.add_reader(fd, readable)
 
 
 def pid_alive(pid: int) -> bool:

@@ -256,6 +256,10 @@ class EventLoop:
         self._extra_fds[fd] = callback
         self._poller.register(fd, zmq.POLLIN)
 
+    def remove_reader(self, fd: int) -> None:
+        if self._extra_fds.pop(fd, None) is not None:
+            self._poller.unregister(fd)
+
     def in_loop_thread(self) -> bool:
         return threading.current_thread() is self.thread
 
@@ -274,6 +278,7 @@ class EventLoop:
         calls = self._calls
         timers = self._timers
         wake_r = self._wake_r
+        extra_fds = self._extra_fds
         while self._running:
             timeout = -1
             if calls:
@@ -295,8 +300,9 @@ class EventLoop:
                     os.read(wake_r, 65536)
                 except BlockingIOError:
                     pass
-            for fd, cb in self._extra_fds.items():
-                if fd in events:
+            for fd in events:  # not the table itself: a callback may add or remove readers
+                cb = extra_fds.get(fd)
+                if cb is not None:
                     try:
                         cb()
                     except Exception:  # noqa: BLE001

@@ -20,7 +20,9 @@ import textwrap
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 import pytest
@@ -165,3 +167,15 @@ class Cli:
             for path in shm_dirs(session):
                 shutil.rmtree(path, ignore_errors=True)
             shutil.rmtree(session, ignore_errors=True)
+
+
+@contextmanager
+def fast_heartbeat_cli(tmp_path: Path, marker_env: str, death_timeout_s: float) -> Iterator[Cli]:
+    """A Cli whose clusters heartbeat every 0.1 s and declare a silent node dead after
+    ``death_timeout_s``, so a killed node is seen dead fast; cleaned up on exit."""
+    cli = Cli(tmp_path, marker_env=marker_env, extra_env={"JUNO_HEARTBEAT_INTERVAL_S": "0.1",
+                                                          "JUNO_NODE_DEATH_TIMEOUT_S": str(death_timeout_s)})
+    try:
+        yield cli
+    finally:
+        cli.cleanup()

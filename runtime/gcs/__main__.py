@@ -9,7 +9,7 @@ import sys
 from juno import auth
 from juno.config import Config
 from juno.gcs.server import GcsServer
-from juno.proc_util import report_ready
+from juno.proc_util import report_ready, take_lifeline
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,12 +31,13 @@ def main(argv: list[str] | None = None) -> int:
             os.environ[auth.TOKEN_ENV] = token
     gcs = GcsServer(bind=f"tcp://{args.host}:{args.port}", session_dir=args.session_dir,
                     config=Config.from_env(), owner_pid=args.owner_pid or None, owner_linger_s=args.owner_linger_s)
+    gcs.watch_owner(take_lifeline())
     report_ready(gcs.address)
     gcs.loop.run()
-    if gcs.abandoned:  # nobody claimed it in time: its node managers follow it; leave no folder behind
-        import shutil
+    if gcs.abandoned:  # its owner died (and nobody claimed it): leave nothing of the cluster behind
+        from juno.local_cluster import forget_cluster
 
-        shutil.rmtree(args.session_dir, ignore_errors=True)
+        forget_cluster(args.session_dir, gcs.address, os.environ.get(auth.TOKEN_ENV))
     return 0
 
 

@@ -21,7 +21,7 @@ from juno.gcs.placement_groups import PlacementGroupManager
 from juno.gcs.recovery import GcsPersistence, GcsRecovery
 from juno.gcs.storage import open_storage
 from juno.node.cluster_policy import FAIL, ClusterPolicy
-from juno.proc_util import pid_alive
+from juno.proc_util import pid_alive, watch_lifeline
 from juno.rpc import DEFER, Reply, RpcNode
 from juno.transport import EventLoop
 
@@ -38,7 +38,7 @@ class GcsServer(RpcNode):
         # gone for a restarted kernel to claim it (rpc_claim_cluster) before it stops.
         self.owner_linger_s = owner_linger_s
         self._owner_gone_at: float | None = None
-        self.abandoned = False
+        self.abandoned = False  # stopping because the owner died (and nobody claimed the cluster)
         self.loop = EventLoop(bind, name="juno-gcs", max_message_bytes=config.max_message_bytes)
         self.address = self.loop.address
         self.install_rpc(self.loop)
@@ -67,24 +67,38 @@ class GcsServer(RpcNode):
         self.loop.call_later(config.parent_check_interval_s, self._check_owner)
         self.loop.call_later(config.heartbeat_interval_s, self._check_heartbeats)
 
+    def watch_owner(self, lifeline_fd: int | None) -> None:
+        """Stop with the process that started this cluster: at once when its lifeline pipe reads
+        EOF (proc_util.owner_lifeline), else when the owner pid check (every
+        parent_check_interval_s) finds it gone: a process the owner forked keeps the pipe open."""
+        if lifeline_fd is not None:
+            watch_lifeline(self.loop, lifeline_fd, self._owner_gone)
+
     def _check_owner(self) -> None:
-        if self.owner_pid and not pid_alive(self.owner_pid):
-            now = time.monotonic()
-            if self._owner_gone_at is None and self.owner_linger_s > 0:
-                self._owner_gone_at = now
-                logger.info("the process that started this cluster (%s) is gone; waiting %g s for another "
-                            "to claim it", self.owner_pid, self.owner_linger_s)
-            if self._owner_gone_at is None or now - self._owner_gone_at >= self.owner_linger_s:
-                logger.warning("the process that started this cluster (%s) is gone; stopping", self.owner_pid)
-                self.abandoned = self._owner_gone_at is not None
-                self.loop.stop()
-                return
+        if self.owner_pid and not pid_alive(self.owner_pid) and self._owner_gone():
+            return
         for job_id, job in self.jobs.items():
             if job["is_dead"] or not job.get("pid") or job.get("remote_driver"):
                 continue
             if not pid_alive(job["pid"]):
                 self._finish_job(job_id)
         self.loop.call_later(self.config.parent_check_interval_s, self._check_owner)
+
+    def _owner_gone(self) -> bool:
+        """The owner died: stop (True), or for a kernel's cluster wait ``owner_linger_s`` for a
+        restarted kernel to claim it first (False until the time is up)."""
+        now = time.monotonic()
+        if self._owner_gone_at is None and self.owner_linger_s > 0:
+            self._owner_gone_at = now
+            logger.info("the process that started this cluster (%s) is gone; waiting %g s for another "
+                        "to claim it", self.owner_pid, self.owner_linger_s)
+        if self._owner_gone_at is not None and now - self._owner_gone_at < self.owner_linger_s:
+            return False
+        if not self.abandoned:
+            logger.warning("the process that started this cluster (%s) is gone; stopping", self.owner_pid)
+        self.abandoned = True  # python -m juno.gcs then removes what the owner would have
+        self.loop.stop()
+        return True
 
     def rpc_claim_cluster(self, reply: Reply, pid: int):
         """A restarted notebook kernel takes over the cluster its previous process started."""

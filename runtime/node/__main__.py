@@ -10,7 +10,7 @@ import sys
 from juno.config import Config
 from juno.node.gpu import detect_gpu_ids
 from juno.node.manager import NodeManager
-from juno.proc_util import report_ready
+from juno.proc_util import report_ready, take_lifeline
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                      resources=resources, gpu_ids=gpu_ids, config=Config.from_env(),
                      owner_pid=args.owner_pid or None, store_dir=args.store_dir,
                      object_store_memory=object_store_memory, is_head=args.head, node_ip=args.node_ip_address)
+    nm.watch_owner(take_lifeline())
     nm.start(lambda: report_ready(json.dumps(nm.node)))
     try:
         nm.loop.run()

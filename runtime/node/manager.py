@@ -24,8 +24,9 @@ from juno.node.memory_monitor import KIND_OOM, MemoryMonitor
 from juno.node.resources import NodeResources
 from juno.node.scheduler import LeaseRequest, LeaseScheduler
 from juno.node.spillback import Spillback
+from juno.node.store_janitor import StoreJanitor
 from juno.node.worker_pool import WorkerPool
-from juno.proc_util import pid_alive
+from juno.proc_util import pid_alive, watch_lifeline
 from juno.rpc import DEFER, Reply, RpcNode
 from juno.store.object_store import ObjectStore
 from juno.store.transfer import ObjectTransfer
@@ -66,8 +67,10 @@ class NodeManager(RpcNode):
         self.address = self.loop.address
         self.install_rpc(self.loop)
         self.resources = NodeResources(resources, gpu_ids)
-        self.store = ObjectStore(store_dir, object_store_memory,
-                                 spill_dir=os.path.join(session_dir, "spill", node_id[:12]),
+        spill_dir = os.path.join(session_dir, "spill", node_id[:12])
+        # Before the store exists: whoever kills this process, the janitor removes the store after it.
+        self.janitor = StoreJanitor([store_dir, spill_dir])
+        self.store = ObjectStore(store_dir, object_store_memory, spill_dir=spill_dir,
                                  spill_limit_bytes=config.object_spilling_limit_bytes)
         self.node = {
             "node_id": node_id, "address": self.address, "socket_dir": socket_dir, "store_dir": store_dir,
@@ -153,14 +156,29 @@ class NodeManager(RpcNode):
         """After the loop stopped: stop workers and remove the store."""
         self.pool.stop_all(self.config.shutdown_grace_s)
         self.store.close()
+        self.janitor.release()
         if self.owner_pid:
             # A private cluster: its driver may have died without unlinking its socket.
             shutil.rmtree(os.path.join(self.session_dir, "sock"), ignore_errors=True)
 
+    def watch_owner(self, lifeline_fd: int | None) -> None:
+        """Stop with the process that started this node: at once when its lifeline pipe reads EOF
+        (proc_util.owner_lifeline), else when the owner pid check (every parent_check_interval_s)
+        finds it gone (a kernel's cluster: the GCS; or a process the owner forked holds the pipe)."""
+        if lifeline_fd is not None:
+            watch_lifeline(self.loop, lifeline_fd, self._owner_gone_stop)
+
+    def _owner_gone_stop(self, what: str | None = None) -> None:
+        if not self._stopping:
+            logger.warning("%s is gone; stopping", what or f"the process that started this node ({self.owner_pid})")
+        self.shutdown()
+
     def _check_parents(self) -> None:
         if self.owner_pid and not pid_alive(self.owner_pid):
-            logger.warning("the process that started this node (%s) is gone; stopping", self.owner_pid)
-            self.shutdown()
+            self._owner_gone_stop()
+            return
+        if not os.path.isdir(self.session_dir):  # removed with its GCS when the cluster's owner died
+            self._owner_gone_stop(f"the cluster's session folder {self.session_dir}")
             return
         for address, pid in list(self.drivers.items()):
             if not pid_alive(pid):

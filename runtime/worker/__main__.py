@@ -14,7 +14,12 @@ from juno.worker.executor import TaskExecutor
 
 def main() -> int:
     info = json.loads(os.environ.pop("JUNO_WORKER_INFO"))
-    die_with_parent()
+    # A worker never outlives its node manager: the kernel kills it when the node manager dies,
+    # and if that happened already (while this process was starting), it stops here.
+    if not die_with_parent(info["node"]["pid"]):
+        print(f"juno worker {os.getpid()}: its node manager (pid {info['node']['pid']}) is gone; exiting",
+              file=sys.stderr)
+        return 1
     logging.basicConfig(level=logging.WARNING, stream=sys.__stderr__,
                         format="%(asctime)s %(levelname)s worker %(process)d %(name)s: %(message)s")
     config = Config.from_env()

@@ -66,3 +66,39 @@ def test_a_kernel_gone_for_good_leaves_a_cluster_that_stops_by_itself(_juno_leak
         kernel._kill()  # no juno.shutdown() in the kernel: it exits as a closed notebook's does
     assert _alive(gcs)  # the kernel is gone; its cluster waits to be claimed
     wait_for_condition(lambda: not _alive(gcs), timeout=20)  # 1 s linger, then it stops by itself
+
+
+def test_a_killed_kernel_leaves_nothing_once_its_cluster_stops(_juno_leak_guard):
+    """SIGKILL of the kernel: after the linger time, its cluster (GCS, node manager, workers,
+    dashboard), its node's store in /dev/shm and its session folder are all gone."""
+    import json
+    import os
+    import signal
+
+    import psutil
+
+    kernel = KernelHarness(env={"JUNO_KERNEL_CLUSTER_LINGER_S": "1"})
+    try:
+        out = kernel.run_ok(START + """
+import json, psutil
+from juno.core_worker import global_worker
+node = global_worker().node
+started = [p.pid for p in psutil.process_iter(["cmdline"]) if node["session_dir"] in (p.info["cmdline"] or [])]
+children = [c.pid for c in psutil.Process(node["pid"]).children(recursive=True)]
+print("cluster", json.dumps({"kernel": os.getpid(), "pids": started + children, "paths": [node["store_dir"],
+                                                                                          node["session_dir"]]}))
+""").stdout
+        cluster = json.loads(_value(out, "cluster"))
+        os.kill(cluster["kernel"], signal.SIGKILL)
+        wait_for_condition(lambda: not psutil.pid_exists(cluster["kernel"]) or not _alive(cluster["kernel"]),
+                           timeout=10)
+    finally:
+        kernel._stop.set()
+        kernel.kc.stop_channels()
+        kernel._kill()
+    assert len(cluster["pids"]) >= 3 and all(os.path.exists(p) for p in cluster["paths"])
+
+    def left():
+        return [pid for pid in cluster["pids"] if _alive(pid)] + [p for p in cluster["paths"] if os.path.exists(p)]
+
+    wait_for_condition(lambda: not left(), timeout=30)  # 1 s linger, then it stops by itself
