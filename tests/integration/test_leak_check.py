@@ -64,7 +64,7 @@ def run_inner(tmp_path: Path, body: str, env: dict) -> subprocess.Popen:
     as a run of its own (its own marker and temp folder); stdout and stderr together."""
     inner = tmp_path / "inner"
     inner.mkdir()
-    for name in ("conftest.py", "helpers.py", "leak_check.py", "cli_harness.py"):
+    for name in ("conftest.py", "helpers.py", "leak_check.py"):
         shutil.copy(TESTS / name, inner / name)
     (inner / "test_inner.py").write_text(textwrap.dedent(body))
     full_env = {k: v for k, v in os.environ.items() if k not in (leak_check.RUN_MARKER, "TMPDIR")}
