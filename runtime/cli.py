@@ -119,7 +119,8 @@ def _parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("stop", help="stop Juno processes on this machine",
                         description="Stop the node managers (and their workers) that `juno start` started on "
-                                    "this machine, and the GCS if this machine runs it; or only one cluster's "
+                                    "this machine with this temp folder ($TMPDIR), and the GCS if this machine "
+                                    "runs it; or only one cluster's "
                                     "processes with --address / --session-dir; or every Juno process of this "
                                     "user with --all (clusters of juno.init() too). Then remove what they left "
                                     "in /dev/shm and the session folders.")

@@ -1,5 +1,9 @@
 """``juno stop``: find the Juno processes of this machine by their command lines and stop them.
 
+A bare ``juno stop`` stops the clusters `juno start` started with this temp folder (their session
+folders are under TEMP_ROOT, which follows $TMPDIR), never one started with another: a test run
+or a second user session beside this one keeps its clusters.
+
 A GCS, node manager or worker is recognised by ``-m juno.gcs`` / ``-m juno.node`` /
 ``-m juno.worker`` / ``-m juno.dashboard`` on its command line, and its cluster by ``--session-dir`` (workers
 carry theirs in their environment). Stopping is SIGTERM, a grace period, then SIGKILL;
@@ -233,10 +237,12 @@ def _listening(address: str) -> bool:
         return False
 
 
-def started_by_juno_start(procs: list[JunoProcess]) -> list[JunoProcess]:
-    """The processes `juno start` started (a GCS or node manager with no owner pid: the private
-    clusters of juno.init() and cluster_utils have one) and the workers of those node managers."""
-    roots = [p for p in procs if p.role != "worker" and p.arg("--owner-pid") is None]
+def started_by_juno_start(procs: list[JunoProcess], temp_root: str) -> list[JunoProcess]:
+    """The processes `juno start` started with this temp folder (a GCS or node manager with no owner
+    pid, whose session folder is under ``temp_root``: the private clusters of juno.init() and
+    cluster_utils have an owner, and a cluster started with another $TMPDIR, such as a test run's,
+    is someone else's) and the workers of those node managers."""
+    roots = [p for p in juno_start_roots(procs) if _under(p.arg("--session-dir"), temp_root)]
     root_pids = {p.proc.pid for p in roots}
     root_sessions = {_norm(p.arg("--session-dir")) for p in roots}
     live_pids = {p.proc.pid for p in procs}
@@ -247,13 +253,22 @@ def started_by_juno_start(procs: list[JunoProcess]) -> list[JunoProcess]:
     return roots + workers
 
 
+def juno_start_roots(procs: list[JunoProcess]) -> list[JunoProcess]:
+    """The GCSes and node managers with no owner pid: what `juno start` started, with any temp folder."""
+    return [p for p in procs if p.role != "worker" and p.arg("--owner-pid") is None]
+
+
+def _under(path: str | None, root: str) -> bool:
+    return bool(path) and (_norm(path) + os.sep).startswith(_norm(root) + os.sep)
+
+
 def _stop_all(grace_s: float, force: bool, everything: bool = False) -> int:
-    targets = scan_processes()
-    if not everything:
-        targets = started_by_juno_start(targets)
+    everyone = scan_processes()
+    targets = everyone if everything else started_by_juno_start(everyone, local_cluster.TEMP_ROOT)
     killed_sessions = _session_dirs_of(targets)
+    others = set() if everything else _session_dirs_of(juno_start_roots(everyone)) - killed_sessions
     survivors = terminate(targets, grace_s, force)
-    local_cluster.clear_current_cluster()
+    _clear_current_if(None)  # the recorded cluster, if it was one of these (or is gone anyway)
     # Leftovers: folders of the clusters just stopped, and older ones nobody uses any more.
     in_use = _session_dirs_of(scan_processes())
     in_use_names = {os.path.basename(d) for d in in_use}
@@ -286,6 +301,10 @@ def _stop_all(grace_s: float, force: bool, everything: bool = False) -> int:
         print(f"Stopped {_summary([t for t in targets if t not in survivors])}.")
     else:
         print("No Juno processes were running.")
+    if others:
+        print(f"Left alone {len(others)} cluster(s) that `juno start` started with another temp folder "
+              f"(not under {local_cluster.TEMP_ROOT}: another $TMPDIR, a test run's); "
+              "`juno stop --address HOST:PORT` or `juno stop --all` stops them.")
     if n_stores or n_sessions:
         print(f"Removed {n_stores} shared-memory store folder(s) and {n_sessions} session folder(s).")
     return _report_survivors(survivors)

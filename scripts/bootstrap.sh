@@ -4,12 +4,19 @@
 #   bash scripts/bootstrap.sh
 #
 # Idempotent and cheap when nothing changed: the venv is created when missing (or
-# broken), and `pip install -c constraints.txt -e '.[test]'` runs only when
-# pyproject.toml, constraints.txt, the install spec or the repo location changed
-# since the last successful install. A hash of those is kept in a stamp file inside
-# .venv; it is written only after an install succeeded, so a failed run retries.
+# broken), and `pip install --upgrade --upgrade-strategy eager -c constraints.txt -e '.[test]'`
+# (the newest versions pyproject.toml and constraints.txt allow, today) runs only when
+#   - pyproject.toml, constraints.txt, the install spec or the repo location changed since
+#     the last successful install (a hash of those is kept in a stamp file inside .venv,
+#     written only after an install succeeded, so a failed run retries), or
+#   - CI=true: CI tests what a fresh install resolves today, never a cached environment, or
+#   - the last resolution is older than JUNO_BOOTSTRAP_REFRESH_HOURS (default 24), so a
+#     developer's venv follows new releases of the dependencies within a day too. Offline,
+#     that daily refresh only warns and keeps the venv as it is (for another day).
+# After each install it prints the versions of the key dependencies, and what changed, so a
+# failure log shows the drift. torch stays pinned by constraints.txt.
 #
-# Quiet on success; on failure it says what failed and prints the tail of the pip log.
+# Quiet otherwise; on failure it says what failed and prints the tail of the pip log.
 #
 # Then it builds the front end (the JupyterLab extension and the standalone dashboard
 # page, scripts/build_frontend.sh) when its sources changed, links the extension into
@@ -19,6 +26,8 @@
 #   PYTHON                   interpreter used to create the venv (default: python3, needs >= 3.10)
 #   JUNO_BOOTSTRAP_BROWSER   0: don't install chromium (the demo needs no browser)
 #   JUNO_BOOTSTRAP_FRONTEND  0: don't build the front end (the demo needs no Node.js)
+#   JUNO_BOOTSTRAP_REFRESH_HOURS  resolve the dependencies again when the last resolution is
+#                            older than this (default 24; 0: every run, as under CI=true)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -95,25 +104,83 @@ for name in ("pytest", "pytest_timeout"):
 EOF
 }
 
+# The versions of the dependencies whose drift has broken Juno before, one "name version" a line.
+key_versions() {
+    "$PY" - <<'EOF' 2>/dev/null || true
+from importlib import metadata
+for name in ("cloudpickle", "pyzmq", "numpy", "psutil", "tornado", "torch", "pyarrow", "pytest",
+             "ipykernel", "jupyter-client", "jupyter-server", "jupyterlab", "nbclient", "playwright"):
+    try:
+        print(name, metadata.version(name))
+    except metadata.PackageNotFoundError:
+        print(name, "-")
+EOF
+}
+
+# One line: each key dependency's version, with "(was X)" where the install changed it.
+report_versions() {
+    local before="$1" name version old parts=()
+    while read -r name version; do
+        [[ -n "$name" ]] || continue
+        old="$(awk -v n="$name" '$1 == n {print $2}' <<<"$before")"
+        if [[ -n "$old" && "$old" != "$version" ]]; then
+            parts+=("$name $version (was $old)")
+        else
+            parts+=("$name $version")
+        fi
+    done <<<"$(key_versions)"
+    local IFS=","
+    echo "bootstrap: resolved: ${parts[*]}" | sed 's/,/, /g' >&2
+}
+
+# Why the dependencies are resolved again now; nothing when they need not be.
+resolve_reason() {
+    local hours="${JUNO_BOOTSTRAP_REFRESH_HOURS:-24}"
+    [[ "$hours" =~ ^[0-9]+$ ]] || die "JUNO_BOOTSTRAP_REFRESH_HOURS must be a whole number of hours, got '$hours'"
+    if [[ "$want" != "$have" ]]; then
+        echo "pyproject.toml or constraints.txt changed"
+    elif ! install_looks_sane; then
+        echo "the install is incomplete"
+    elif [[ "${CI:-}" == "true" ]]; then
+        echo "CI resolves the newest allowed versions on every run"
+    elif [[ -z "$(find "$STAMP" -mmin "-$((hours * 60))" 2>/dev/null)" ]]; then
+        echo "the last resolution is more than $hours h old"
+    fi
+}
+
 want="$(wanted_stamp)"
 have="$(cat "$STAMP" 2>/dev/null || true)"
+reason="$(resolve_reason)"
 
-if [[ "$want" != "$have" ]] || ! install_looks_sane; then
-    echo "bootstrap: pip install -e '$INSTALL_SPEC' into .venv (log: $LOG) ..." >&2
-    rm -f "$STAMP"
+if [[ -n "$reason" ]]; then
+    echo "bootstrap: pip install --upgrade -e '$INSTALL_SPEC' into .venv ($reason; log: $LOG) ..." >&2
+    # Only the daily refresh of a working venv may fail softly (offline): the venv stays usable.
+    soft=0
+    if [[ "$want" == "$have" && "${CI:-}" != "true" ]] && install_looks_sane; then
+        soft=1
+    fi
+    before="$(key_versions)"
     # The extension's link (step 3) must not be followed by pip: it would remove the build
     # output when it uninstalls the old copy. Step 3 puts the link back.
     if [[ -L "$VENV/share/jupyter/labextensions/juno-jupyterlab" ]]; then
         rm -f "$VENV/share/jupyter/labextensions/juno-jupyterlab"
     fi
     if ! PIP_NO_INPUT=1 "$PY" -m pip install --disable-pip-version-check --no-input \
-            -c constraints.txt -e "$INSTALL_SPEC" >"$LOG" 2>&1; then
-        echo "bootstrap: ERROR: pip install -c constraints.txt -e '$INSTALL_SPEC' failed." >&2
-        echo "bootstrap: last 200 lines of $LOG:" >&2
-        tail -n 200 "$LOG" >&2
-        exit 1
-    fi
-    if ! install_looks_sane; then
+            --upgrade --upgrade-strategy eager -c constraints.txt -e "$INSTALL_SPEC" >"$LOG" 2>&1; then
+        if [[ "$soft" == 1 ]] && install_looks_sane; then
+            echo "bootstrap: warning: could not resolve the dependencies again (offline?); keeping" \
+                 "the venv as it is for another day. Last lines of $LOG:" >&2
+            tail -n 5 "$LOG" >&2
+            touch "$STAMP"
+        else
+            rm -f "$STAMP"
+            echo "bootstrap: ERROR: pip install --upgrade -c constraints.txt -e '$INSTALL_SPEC' failed." >&2
+            echo "bootstrap: last 200 lines of $LOG:" >&2
+            tail -n 200 "$LOG" >&2
+            exit 1
+        fi
+    elif ! install_looks_sane; then
+        rm -f "$STAMP"
         echo "bootstrap: ERROR: pip succeeded but juno (editable, from $ROOT/runtime)," \
              "pytest or pytest-timeout is not importable from .venv" >&2
         "$PY" - "$ROOT" <<'EOF' >&2 || true
@@ -123,8 +190,10 @@ for name in ("juno", "pytest", "pytest_timeout"):
     print(f"  {name}: {spec.origin if spec else 'NOT FOUND'}")
 EOF
         exit 1
+    else
+        echo "$want" >"$STAMP"
+        report_versions "$before"
     fi
-    echo "$want" >"$STAMP"
 fi
 
 # --- 3. the front end: the JupyterLab extension and the standalone dashboard page ---------

@@ -12,7 +12,10 @@ ask for it; see its docstring.
 
 After a test that used one of them, the test fails at teardown if processes it
 started (command line mentions "juno") are still alive 10 s after shutdown, or if
-new /dev/shm/juno-* entries are left behind.
+new /dev/shm/juno-* stores of its clusters are left behind. The check counts only what
+this run started (tests/leak_check.py), so it passes beside any other Juno cluster on the
+machine; for the same reason the run has a temp folder of its own ($TMPDIR, where
+juno.init(address="auto") looks for `juno start`'s cluster) and ignores $JUNO_ADDRESS.
 
 juno is imported lazily, inside fixtures, so this file (and tests/unit/, which needs
 no cluster) imports even while the runtime is broken.
@@ -20,25 +23,17 @@ no cluster) imports even while the runtime is broken.
 
 from __future__ import annotations
 
-import glob
-import os
 import sys
-import uuid
 import warnings
 
-import psutil
 import pytest
 
-from helpers import process_alive, wait_for_condition  # noqa: F401  (wait_for_condition: re-exported for tests)
+import leak_check
+from helpers import wait_for_condition  # noqa: F401  (re-exported for tests)
+from leak_check import LeakGuard as _LeakGuard
 
-SHM_GLOB = "/dev/shm/juno-*"
-LEAK_WAIT_S = 10
-
-# Every process started by this pytest run inherits this marker (unless the runtime
-# replaces its environment), which lets the leak check find processes that were
-# re-parented away from pytest when their parent died.
-_RUN_MARKER = "PYTEST_JUNO_RUN_ID"  # not JUNO_*: that prefix is runtime config
-os.environ.setdefault(_RUN_MARKER, uuid.uuid4().hex)
+# Before juno is imported: this run's clusters get a temp folder of their own.
+leak_check.start_session_log(leak_check.isolate_run())
 
 
 def _juno_if_imported():
@@ -54,115 +49,6 @@ def _juno_is_initialized() -> bool:
         return bool(is_init()) if callable(is_init) else False
     except Exception:  # a half-broken runtime: treat as initialized, shut it down
         return True
-
-
-# --------------------------------------------------------------------------------
-# Leftover process / shared-memory checks
-# --------------------------------------------------------------------------------
-
-def _key(proc: psutil.Process):
-    try:
-        return (proc.pid, proc.create_time())
-    except psutil.Error:
-        return None
-
-
-def _is_juno_process(proc: psutil.Process) -> bool:
-    try:
-        return "juno" in " ".join(proc.cmdline())
-    except psutil.Error:
-        return False
-
-
-def _describe(proc: psutil.Process) -> str:
-    try:
-        return f"pid {proc.pid} [{proc.status()}]: {' '.join(proc.cmdline())}"
-    except psutil.Error:
-        return f"pid {proc.pid}: <gone>"
-
-
-def _current_juno_processes() -> dict:
-    """juno processes that descend from pytest, or carry this run's marker."""
-    found = {}
-    me = psutil.Process()
-    try:
-        children = me.children(recursive=True)
-    except psutil.Error:
-        children = []
-    for proc in children:
-        if _is_juno_process(proc):
-            key = _key(proc)
-            if key is not None:
-                found[key] = proc
-    marker = os.environ[_RUN_MARKER]
-    for proc in psutil.process_iter():
-        if proc.pid == me.pid:
-            continue
-        try:
-            if proc.environ().get(_RUN_MARKER) != marker:
-                continue
-        except psutil.Error:
-            continue
-        if _is_juno_process(proc):
-            key = _key(proc)
-            if key is not None:
-                found.setdefault(key, proc)
-    return found
-
-
-class _LeakGuard:
-    """Snapshot before the test; after shutdown, wait for what the test started."""
-
-    def __init__(self) -> None:
-        self.procs_before = set(_current_juno_processes())
-        self.shm_before = set(glob.glob(SHM_GLOB))
-        self.seen: dict = {}
-
-    def note_processes(self) -> None:
-        """Remember the current process tree (called just before shutdown, while
-        workers are still children of pytest)."""
-        for key, proc in _current_juno_processes().items():
-            if key not in self.procs_before:
-                self.seen.setdefault(key, proc)
-
-    def leftover_processes(self) -> list:
-        self.note_processes()
-        return [p for p in self.seen.values() if process_alive(p)]
-
-    def leftover_shm(self) -> list:
-        return sorted(set(glob.glob(SHM_GLOB)) - self.shm_before)
-
-    def check(self) -> None:
-        problems = []
-        try:
-            wait_for_condition(lambda: not self.leftover_processes(), timeout=LEAK_WAIT_S)
-        except RuntimeError:
-            procs = self.leftover_processes()
-            if procs:
-                problems.append(
-                    f"{len(procs)} juno process(es) started by this test still alive "
-                    f"{LEAK_WAIT_S}s after shutdown:\n"
-                    + "\n".join("    " + _describe(p) for p in procs)
-                )
-                # Clean up (only processes this test started) so the next test
-                # is not blamed for them.
-                for proc in procs:
-                    try:
-                        proc.kill()
-                    except psutil.Error:
-                        pass
-                psutil.wait_procs(procs, timeout=5)
-        try:
-            wait_for_condition(lambda: not self.leftover_shm(), timeout=LEAK_WAIT_S)
-        except RuntimeError:
-            paths = self.leftover_shm()
-            if paths:
-                problems.append(
-                    "shared memory left behind in /dev/shm by this test:\n"
-                    + "\n".join("    " + p for p in paths)
-                )
-        if problems:
-            pytest.fail("leak check failed:\n" + "\n".join(problems), pytrace=False)
 
 
 @pytest.fixture
@@ -293,6 +179,7 @@ def _shutdown_juno_at_session_end():
             _juno_if_imported().shutdown()
         except Exception as exc:  # report, don't mask the session's result
             print(f"conftest: juno.shutdown() at session end failed: {exc!r}", file=sys.stderr)
+    leak_check.remove_run_tmpdir()
 
 
 # --------------------------------------------------------------------------------

@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
+import leak_check
 from cli_harness import CMD_TIMEOUT, Cli, free_port, shm_dirs
 from helpers import wait_for_condition
 
@@ -145,6 +148,28 @@ def test_stop_by_address_stops_only_that_cluster(cli):
 
     r = cli.run("stop", "--session-dir", session_b)
     assert r.returncode == 0 and "No Juno processes" in r.stdout, r.stdout + r.stderr
+
+
+def test_bare_stop_stops_only_the_clusters_started_with_its_temp_folder(cli):
+    """A bare `juno stop` run beside this test run with another $TMPDIR (a user's shell, a second
+    checkout) leaves the run's clusters and cluster file alone; with the run's temp folder it stops
+    them (this test's only: the run's tests go one at a time)."""
+    address = f"127.0.0.1:{free_port()}"
+    session = cli.start_head(address.rsplit(":", 1)[1])
+    elsewhere = tempfile.mkdtemp(prefix="juno-nb-", dir=leak_check.SYSTEM_TMPDIR)
+    try:
+        r = cli.run("stop", env=dict(cli.env, TMPDIR=elsewhere))
+    finally:
+        shutil.rmtree(elsewhere, ignore_errors=True)
+    assert r.returncode == 0, f"{r.stdout}\n{r.stderr}"
+    assert "No Juno processes were running." in r.stdout, r.stdout
+    assert "Left alone" in r.stdout and "juno stop --all" in r.stdout, r.stdout
+    assert len(cli.processes(session)) >= 2 and shm_dirs(session)
+    assert cli.cluster_file.read_text().strip() == address
+
+    r = cli.run("stop")
+    assert r.returncode == 0 and "Stopped 1 GCS, 1 node manager" in r.stdout, f"{r.stdout}\n{r.stderr}"
+    assert cli.processes() == [] and shm_dirs(session) == [] and not cli.cluster_file.exists()
 
 
 def test_block_stays_in_foreground_until_sigterm(cli):

@@ -138,12 +138,16 @@ class _Proc:
         return self._env
 
 
-def test_bare_stop_picks_what_juno_start_started_and_its_workers():
-    from juno.cli_stop import JunoProcess, started_by_juno_start
+def proc(pid, role, *args, ppid=1, session=None):
+    """A process as `juno stop` finds it: ``role`` started with ``args`` by parent ``ppid``."""
+    from juno.cli_stop import JunoProcess
 
-    def proc(pid, role, *args, ppid=1, session=None):
-        module = {"GCS": "juno.gcs", "node manager": "juno.node", "worker": "juno.worker"}[role]
-        return JunoProcess(_Proc(pid, session), role, ("python", "-m", module, *args), ppid)
+    module = {"GCS": "juno.gcs", "node manager": "juno.node", "worker": "juno.worker"}[role]
+    return JunoProcess(_Proc(pid, session), role, ("python", "-m", module, *args), ppid)
+
+
+def test_bare_stop_picks_what_juno_start_started_and_its_workers():
+    from juno.cli_stop import started_by_juno_start
 
     cli_gcs = proc(10, "GCS", "--session-dir", "/t/a")
     cli_node = proc(11, "node manager", "--session-dir", "/t/a")
@@ -157,5 +161,21 @@ def test_bare_stop_picks_what_juno_start_started_and_its_workers():
     added = proc(30, "node manager", "--session-dir", "/t/b")
     added_worker = proc(31, "worker", ppid=30)
     everything = [cli_gcs, cli_node, cli_worker, orphan, owned_gcs, owned_node, owned_worker, added, added_worker]
-    picked = started_by_juno_start(everything)
+    picked = started_by_juno_start(everything, "/t")
     assert {p.proc.pid for p in picked} == {10, 11, 12, 13, 30, 31}
+
+
+def test_bare_stop_leaves_alone_what_juno_start_started_with_another_temp_folder():
+    """A test run (or a second user session) with a $TMPDIR of its own keeps its clusters when
+    someone runs a bare `juno stop` beside it."""
+    from juno.cli_stop import started_by_juno_start
+
+    mine = [proc(10, "GCS", "--session-dir", "/tmp/juno-clusters/s1"),
+            proc(11, "node manager", "--session-dir", "/tmp/juno-clusters/s1"), proc(12, "worker", ppid=11)]
+    theirs = [proc(20, "GCS", "--session-dir", "/tmp/juno-run-x/juno-clusters/s2"),
+              proc(21, "node manager", "--session-dir", "/tmp/juno-run-x/juno-clusters/s2"),
+              proc(22, "worker", ppid=21),
+              proc(23, "worker", ppid=999, session="/tmp/juno-run-x/juno-clusters/s2"),  # orphaned
+              proc(24, "GCS", "--session-dir", "/tmp/juno-clusters-other/s3")]  # a look-alike prefix
+    picked = started_by_juno_start(mine + theirs, "/tmp/juno-clusters")
+    assert {p.proc.pid for p in picked} == {10, 11, 12}
