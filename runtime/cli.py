@@ -306,7 +306,7 @@ def _start_head(args: argparse.Namespace, host: str, resources: dict, config) ->
     print("To see the cluster:")
     print("    juno status")
     print("To stop it:")
-    print(f"    juno stop            (what `juno start` started on this machine; only this cluster: "
+    print(f"    juno stop            (what `juno start` started here with this $TMPDIR; only this cluster: "
           f"juno stop --address {address})")
     sys.stdout.flush()
     if not args.block:
