@@ -9,12 +9,12 @@ in the config) and names the captured values that make up the bulk.
 from __future__ import annotations
 
 import inspect
-import os
-import sys
 import warnings
 from typing import Any
 
 import cloudpickle
+
+from juno.task_events import user_frame
 
 _MIB = 1 << 20
 _NAMES_SHOWN = 3
@@ -36,17 +36,7 @@ def check_export_size(blob: bytes, obj: Any, kind: str, name: str, config) -> No
                          f"{config.function_size_error_bytes / _MIB:.1f} MiB).{culprits}{fix}")
     warnings.warn(f"{what} is very large ({size / _MIB:.1f} MiB; warned past function_size_warn_bytes="
                   f"{config.function_size_warn_bytes / _MIB:.1f} MiB).{culprits}{fix}", UserWarning,
-                  stacklevel=_user_stacklevel())
-
-
-def _user_stacklevel() -> int:
-    """The stacklevel of the first frame outside Juno: the warning points at the user's call
-    (and is shown once per call site, not once for all)."""
-    package = os.path.dirname(__file__)
-    frame, level = sys._getframe(2), 2  # level 1 is check_export_size, which warns
-    while frame is not None and frame.f_code.co_filename.startswith(package):
-        frame, level = frame.f_back, level + 1
-    return level
+                  stacklevel=user_frame(1)[1] + 1)  # the user's call: warned once per call site
 
 
 def _largest_captured(obj: Any) -> str:

@@ -324,15 +324,25 @@ def new_recorder(cw) -> TaskEventRecorder | None:
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def call_site(kind: str) -> str:
-    """Where user code created a ref: ``(put object) | file.py:12:func``, first frame outside juno."""
-    frame = sys._getframe(1)
+def user_frame(depth: int = 1):
+    """``(frame, level)``: the first frame at or above the caller's ``sys._getframe(depth)`` that
+    is user code, not juno's nor importlib's, and its depth as the caller counts it (so
+    ``warnings.warn(..., stacklevel=level + 1)`` in the caller points at it)."""
+    frame, level = sys._getframe(depth + 1), depth
     while frame is not None:
         filename = frame.f_code.co_filename
         if not filename.startswith(_PACKAGE_DIR) and "importlib" not in filename:
-            return f"({kind}) | {filename}:{frame.f_lineno}:{frame.f_code.co_name}"
-        frame = frame.f_back
-    return f"({kind}) | <unknown>"
+            return frame, level
+        frame, level = frame.f_back, level + 1
+    return None, level
+
+
+def call_site(kind: str) -> str:
+    """Where user code created a ref: ``(put object) | file.py:12:func``, first frame outside juno."""
+    frame, _ = user_frame()
+    if frame is None:
+        return f"({kind}) | <unknown>"
+    return f"({kind}) | {frame.f_code.co_filename}:{frame.f_lineno}:{frame.f_code.co_name}"
 
 
 def note_call_site(cw, object_ids: list, kind: str) -> None:
