@@ -139,11 +139,14 @@ class KernelHarness:
     # ---------------------------------------------------------------- cells
     def submit(self, code: str) -> CellResult:
         """Send an execute request; return its (still filling) CellResult at once."""
+        return self._register(self.kc.execute(code, allow_stdin=False))
+
+    def _register(self, msg_id: str) -> CellResult:
+        """Start collecting a request's iopub messages, taking over any that raced ahead of this call
+        (on a busy machine a quick request's whole busy/idle pair can arrive before it)."""
         with self._lock:
-            msg_id = self.kc.execute(code, allow_stdin=False)
             cell = CellResult(msg_id)
             self.cells[msg_id] = cell
-            # messages that raced ahead of the registration
             early = [m for m in self.unparented if m.get("parent_header", {}).get("msg_id") == msg_id]
             for m in early:
                 self.unparented.remove(m)
@@ -180,10 +183,7 @@ class KernelHarness:
 
     def eval(self, expr: str, timeout: float = DEFAULT_TIMEOUT_S) -> str | None:
         """The text/plain repr of ``expr`` evaluated in the kernel (via user_expressions)."""
-        msg_id = self.kc.execute("", silent=True, user_expressions={"v": expr})
-        cell = CellResult(msg_id)
-        with self._lock:
-            self.cells[msg_id] = cell
+        cell = self._register(self.kc.execute("", silent=True, user_expressions={"v": expr}))
         self.wait(cell, timeout)
         value = cell.reply["content"]["user_expressions"]["v"]
         if value["status"] != "ok":
