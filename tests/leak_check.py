@@ -42,6 +42,7 @@ NEIGHBOUR_ENV = ("JUNO_ADDRESS", "RAY_ADDRESS", "JUNO_CLUSTER_FILE", "JUNO_CLUST
 RUN_TMPDIR = "PYTEST_JUNO_RUN_TMPDIR"  # this run's temp folder (also its $TMPDIR)
 # The system temp folder this run was started with (tests that start an "unrelated" cluster use it).
 SYSTEM_TMPDIR = tempfile.gettempdir()
+RUN_OWNER_FILE = "pytest.owner"  # in the run's folder: the pid and start time of the pytest that made it
 
 
 def isolate_run() -> str:
@@ -54,10 +55,33 @@ def isolate_run() -> str:
     for name in NEIGHBOUR_ENV:
         os.environ.pop(name, None)
     os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", SYSTEM_TMPDIR)  # pytest's tmp_path stays where it was
+    remove_stale_run_tmpdirs()
     run_tmp = tempfile.mkdtemp(prefix="juno-run-", dir=SYSTEM_TMPDIR)  # short: ipc socket paths live here
+    with open(os.path.join(run_tmp, RUN_OWNER_FILE), "w") as f:
+        f.write(f"{os.getpid()} {psutil.Process().create_time()}\n")
     os.environ["TMPDIR"] = os.environ[RUN_TMPDIR] = run_tmp
     tempfile.tempdir = None  # gettempdir() reads $TMPDIR again
     return os.path.join(run_tmp, "juno-clusters")
+
+
+def _run_owner_alive(run_tmp: str) -> bool:
+    """Whether the pytest that made ``run_tmp`` still runs (its pid, with the same start time)."""
+    try:
+        with open(os.path.join(run_tmp, RUN_OWNER_FILE)) as f:
+            pid, started = f.read().split()
+        return abs(psutil.Process(int(pid)).create_time() - float(started)) < 1.0
+    except FileNotFoundError:
+        return True  # made a moment ago, its owner file not written yet: not ours to judge
+    except (OSError, ValueError, psutil.Error):
+        return False
+
+
+def remove_stale_run_tmpdirs(root: str = SYSTEM_TMPDIR) -> None:
+    """Remove the temp folders of earlier runs that were killed before their own clean-up (a CI
+    timeout, a ^C at the wrong moment); a folder whose run still goes on is left alone."""
+    for path in glob.glob(os.path.join(root, "juno-run-*")):
+        if os.path.isdir(path) and not _run_owner_alive(path):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def remove_run_tmpdir() -> None:

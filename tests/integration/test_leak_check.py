@@ -136,3 +136,34 @@ def test_a_store_and_a_process_left_behind_are_still_reported(tmp_path, _juno_le
     assert "leak check failed" in out, out
     assert "shared memory left behind" in out and leak.read_text() in out, out
     assert "juno-leak-check-orphan" in out, out
+
+
+def test_a_killed_runs_temp_folder_is_removed_by_the_next_run(tmp_path):
+    """A run killed before its clean-up (a CI timeout) leaves /tmp/juno-run-*; the next run's
+    isolate_run() removes it, but never the folder of a run still going on."""
+    import psutil
+
+    def run_folder(name: str, pid: int, started: float) -> Path:
+        folder = tmp_path / f"juno-run-{name}"
+        (folder / "juno-clusters").mkdir(parents=True)
+        (folder / leak_check.RUN_OWNER_FILE).write_text(f"{pid} {started}\n")
+        return folder
+
+    gone = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        gone_started = psutil.Process(gone.pid).create_time()
+    finally:
+        gone.kill()
+        gone.wait(10)
+    killed = run_folder("killed", gone.pid, gone_started)
+    running = run_folder("running", os.getpid(), psutil.Process().create_time())
+    reused = run_folder("reused", os.getpid(), psutil.Process().create_time() - 3600)  # pid taken since
+    being_made = tmp_path / "juno-run-new"  # mkdtemp'd a moment ago, its owner file not written yet
+    being_made.mkdir()
+    unrelated = tmp_path / "juno-nb-neighbour"
+    unrelated.mkdir()
+
+    leak_check.remove_stale_run_tmpdirs(str(tmp_path))
+
+    assert not killed.exists() and not reused.exists()
+    assert running.exists() and being_made.exists() and unrelated.exists()
