@@ -12,7 +12,7 @@ import pickle
 import sys
 import threading
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import cloudpickle
 
@@ -20,6 +20,10 @@ from juno import code_objects
 from juno.store import format as fmt
 
 _local = threading.local()
+
+# Set while this process has objects whose seal is still queued (runtime/store/client.py): called
+# before a ref leaves the process, since its receiver may pin the object at once.
+before_refs_leave: Callable[[], None] | None = None
 
 
 class SerializedObject:
