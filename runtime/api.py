@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import os
 import shutil
@@ -405,19 +406,20 @@ def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: flo
     cw = _auto_init()
     if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
         raise TypeError(f"wait() expected a list of ObjectRefs, got {type(object_refs).__name__}.")
-    for i, ref in enumerate(object_refs):
-        if not isinstance(ref, ObjectRef):
-            raise TypeError(f"wait() expected a list of ObjectRefs, but item {i} is a {type(ref).__name__}.")
+    if not all(map(isinstance, object_refs, itertools.repeat(ObjectRef))):  # C speed: a wait loop checks n^2/2 refs
+        i, ref = next((i, r) for i, r in enumerate(object_refs) if not isinstance(r, ObjectRef))
+        raise TypeError(f"wait() expected a list of ObjectRefs, but item {i} is a {type(ref).__name__}.")
     _check_timeout(timeout)
     if not object_refs:
         return [], []  # as in Ray, whatever num_returns says
-    if len({r.binary() for r in object_refs}) != len(object_refs):
+    ids = {r._id for r in object_refs}
+    if len(ids) != len(object_refs):
         raise ValueError("Wait requires a list of unique object refs.")
     if not isinstance(num_returns, int) or num_returns <= 0:
         raise ValueError(f"Invalid number of objects to return {num_returns!r}: it must be a positive integer.")
     if num_returns > len(object_refs):
         raise ValueError("num_returns cannot be greater than the number of objects provided to juno.wait.")
-    return cw.wait(list(object_refs), num_returns, timeout, fetch_local)
+    return cw.wait(list(object_refs), ids, num_returns, timeout, fetch_local)
 
 
 def _check_timeout(timeout: Any) -> None:

@@ -24,6 +24,7 @@ from juno.gcs.client import GcsClient
 from juno.lineage import ObjectRecovery
 from juno.memory_store import MemoryStore
 from juno.object_ref import ObjectRef
+from juno.object_wait import ReadyCounter, split_ready
 from juno.reference_counter import ReferenceCounter
 from juno.rpc import RpcNode
 from juno.store.client import StoreClient
@@ -382,10 +383,11 @@ class CoreWorker(RpcNode):
         return fut
 
     # ------------------------------------------------------------------ wait
-    def wait(self, refs: list[ObjectRef], num_returns: int, timeout: float | None,
+    def wait(self, refs: list[ObjectRef], ids: set[bytes], num_returns: int, timeout: float | None,
              fetch_local: bool) -> tuple[list[ObjectRef], list[ObjectRef]]:
+        """wait() of distinct ``refs``, ``ids`` the set of their ids."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        ready, not_ready = self._wait_ready(refs, num_returns, timeout, fetch_local)
+        ready, not_ready = self._wait_ready(refs, ids, num_returns, timeout)
         if fetch_local:
             ready, not_ready = self._fetch_to_this_node(ready, not_ready, deadline)
         return ready, not_ready
@@ -416,54 +418,45 @@ class CoreWorker(RpcNode):
         except exc.RayError:
             pass
 
-    def _wait_ready(self, refs: list[ObjectRef], num_returns: int, timeout: float | None,
-                    fetch_local: bool) -> tuple[list[ObjectRef], list[ObjectRef]]:
-        values = self.store._values
+    def _wait_ready(self, refs: list[ObjectRef], ids: set[bytes], num_returns: int,
+                    timeout: float | None) -> tuple[list[ObjectRef], list[ObjectRef]]:
+        """The first ``num_returns`` ready refs in input order, and the rest.
+
+        A wait() loop over n refs calls this n times, so each call scans the ids with set
+        operations at C speed and registers one watch for all refs, not one per ref.
+        """
         target = min(num_returns, len(refs))
-        ready_now = [r for r in refs if r._id in values]
-        if len(ready_now) >= target or timeout == 0:
-            # Fast path: enough are ready already; no callbacks to register or remove.
-            chosen = {r._id for r in ready_now[:num_returns]}
-            for r in refs:
-                if r._id not in chosen and r._owner != self.address:
-                    self._ensure_fetch(r)
-            return ready_now[:num_returns], [r for r in refs if r._id not in chosen]
-        event = threading.Event()
-        ready_ids: set[bytes] = set()
-        lock = threading.Lock()
+        ready = self.store.ready_among(ids)
+        if len(ready) < target and timeout != 0:
+            ready = self._block_until_ready(refs, ids, target, timeout)
+        else:
+            self._fetch_borrowed(refs, ids, ready)
+        return split_ready(refs, ready, num_returns)
 
-        def ready(object_id: bytes, _value: tuple) -> None:
-            with lock:
-                ready_ids.add(object_id)
-                if len(ready_ids) >= target:
-                    event.set()
+    def _block_until_ready(self, refs: list[ObjectRef], ids: set[bytes], target: int,
+                           timeout: float | None) -> set[bytes]:
+        counter = ReadyCounter()
+        ready = self.store.watch(ids, counter)
+        counter.expect(target - len(ready))
+        try:
+            self._fetch_borrowed(refs, ids, ready)
+            if not counter.event.is_set():
+                self._notify_blocked(True)
+                try:
+                    counter.event.wait(timeout)
+                finally:
+                    self._notify_blocked(False)
+        finally:
+            self.store.unwatch(counter)
+        return self.store.ready_among(ids)
 
-        pending = []
+    def _fetch_borrowed(self, refs: list[ObjectRef], ids: set[bytes], ready: set[bytes]) -> None:
+        """Ask the owners of the borrowed refs not ready here for their values (once each)."""
+        if self.refs.owns_all(ids):
+            return  # all ours: their values arrive without asking
         for r in refs:
-            oid = r.binary()
-            if oid in ready_ids:
-                continue
-            if not self.store.on_ready(oid, ready):
-                pending.append(oid)
+            if r._owner != self.address and r._id not in ready:
                 self._ensure_fetch(r)
-        if len(ready_ids) < target and timeout != 0:
-            self._notify_blocked(True)
-            try:
-                event.wait(timeout)
-            finally:
-                self._notify_blocked(False)
-        for oid in pending:
-            self.store.remove_waiter(oid, ready)
-        with lock:
-            done = set(ready_ids)
-        ready_list: list[ObjectRef] = []
-        not_ready: list[ObjectRef] = []
-        for r in refs:
-            if r.binary() in done and len(ready_list) < num_returns:
-                ready_list.append(r)
-            else:
-                not_ready.append(r)
-        return ready_list, not_ready
 
     # ------------------------------------------------------------------ freeing
     def _free_owned(self, object_id: bytes) -> None:

@@ -65,6 +65,8 @@ class ObjectRef:
                 pass
 
     def __reduce__(self):
+        if serialization.before_refs_leave is not None:
+            serialization.before_refs_leave()
         refs = serialization.recording_refs()
         if refs is not None:
             refs.append(self)

@@ -54,6 +54,10 @@ class ReferenceCounter:
     def owns(self, object_id: bytes) -> bool:
         return object_id in self._owned
 
+    def owns_all(self, object_ids: set[bytes]) -> bool:
+        """Whether this process owns every one of ``object_ids`` (one C-level pass, for wait())."""
+        return object_ids <= self._owned
+
     def note_borrowed(self, object_id: bytes, owner: str, claims: int = 0) -> None:
         """A ref owned elsewhere was deserialized here; ``claims`` in-transit holds it redeems."""
         if owner == self.my_address:

@@ -12,7 +12,7 @@ import pickle
 import sys
 import threading
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import cloudpickle
 
@@ -20,6 +20,10 @@ from juno import code_objects
 from juno.store import format as fmt
 
 _local = threading.local()
+
+# Set while this process has objects whose seal is still queued (runtime/store/client.py): called
+# before a ref leaves the process, since its receiver may pin the object at once.
+before_refs_leave: Callable[[], None] | None = None
 
 
 class SerializedObject:
@@ -97,6 +101,11 @@ def _dumps(value: Any, buffer_callback) -> bytes:
 def serialize(value: Any, *, error: bool = False, transit: bool = False) -> SerializedObject:
     """Pickle ``value``. ``transit``: it is a task result, whose refs the owner holds for the receiver."""
     buffers: list = []
+    if _plain_array(value):
+        # C pickle: the array's bytes go out of band all the same, and a numeric array holds
+        # no refs and no code, so cloudpickle's per-object Python hook has nothing to do.
+        data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        return SerializedObject(data, [b.raw() for b in buffers], [], fmt.FLAG_ERROR if error else 0)
     outer = getattr(_local, "refs", None)
     outer_transit = getattr(_local, "transit", False)
     refs: list = []
@@ -109,6 +118,12 @@ def serialize(value: Any, *, error: bool = False, transit: bool = False) -> Seri
         _local.transit = outer_transit
     views = [b.raw() for b in buffers]
     return SerializedObject(data, views, refs, fmt.FLAG_ERROR if error else 0)
+
+
+def _plain_array(value: Any) -> bool:
+    """A numpy array (not a subclass) whose items are numbers, not Python objects."""
+    np = sys.modules.get("numpy")
+    return np is not None and type(value) is np.ndarray and not value.dtype.hasobject
 
 
 def dumps_code(obj: Any) -> bytes:

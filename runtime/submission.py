@@ -57,6 +57,8 @@ def prepare_args(cw, args: tuple, kwargs: dict, name: str) -> tuple[tuple, list,
         value = ("s", args_id, cw.node_id)
     if dep_ids:
         cw.refs.add_submitted(dep_ids)
+        if serialization.before_refs_leave is not None:  # the task's worker may pin them at once
+            serialization.before_refs_leave()
     return value, deps, dep_ids
 
 

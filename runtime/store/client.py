@@ -13,6 +13,12 @@ node's answer. The unpins and deletes queued meanwhile ride in the same message.
 The last object a process wrote or read stays mapped and pinned for a moment
 (KEEP_WARM_S, or until it touches another object), so a get right after a put, or
 of the same object again, needs no message at all.
+
+The seal of a process's own put is queued too (first in the queue, so it reaches the
+node before any unpin or delete of the object): a put is then one message, the create.
+Only another process can be kept waiting by an unsealed object (its pin waits for the
+seal), and another process learns of an object only from a ref this process pickles or
+passes to a task: both send the queued seals first (``send_seals``).
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ import numpy as np
 from typing import TYPE_CHECKING
 
 from juno import exceptions as exc
+from juno import serialization
 from juno.store import format as fmt
 from juno.store.object_store import ARENA_FILE
 
@@ -49,7 +56,7 @@ class StoreClient:
         self._rw: memoryview | None = None   # the whole arena, for writing
         self._ro: mmap.mmap | None = None    # the whole arena, read-only, for zero-copy reads
         self._holders: weakref.WeakValueDictionary[bytes, np.ndarray] = weakref.WeakValueDictionary()
-        self._pending: dict[str, list[bytes]] = {"unpin_objects": [], "delete_objects": []}
+        self._pending: dict[str, list[bytes]] = _empty_queue()
         self._flush_scheduled = False
         self._queue_lock = threading.Lock()
         self._warm: np.ndarray | None = None  # the holder of the last object written or read
@@ -110,8 +117,8 @@ class StoreClient:
             finally:
                 os.close(fd)
         if location[0] == "arena" and owner is None:  # our own put: keep it pinned and mapped for a get
-            self.cw.notify_direct(self.cw.node_manager, "seal_object", object_id, [self.cw.address])
             self._map(object_id, location)
+            self._enqueue("seal_object", object_id)  # with the next message (see the module's docstring)
         else:
             self.cw.notify_direct(self.cw.node_manager, "seal_object", object_id)
 
@@ -234,27 +241,47 @@ class StoreClient:
     def _enqueue(self, method: str, object_id: bytes) -> None:
         with self._queue_lock:
             self._pending[method].append(object_id)
+            if method == "seal_object":
+                serialization.before_refs_leave = self.send_seals
             schedule = not self._flush_scheduled
             self._flush_scheduled = True
         if schedule:
             self._call(self.cw.loop.call_later, FLUSH_DELAY_S, self._flush)
+
+    def send_seals(self) -> None:
+        """Send what is queued now, seals first, if a seal is: a ref is about to leave this process
+        (pickled, or passed to a task), and whoever gets it may pin its object at once."""
+        if not self._pending["seal_object"]:
+            return
+        if self.cw.loop.in_loop_thread():
+            self._flush_now()
+            return
+        calls = self._take_pending(flushing=False)
+        if calls:
+            self.cw.notify_direct(self.cw.node_manager, "store_calls", [(op, tuple(rest)) for op, *rest in calls])
 
     def _flush(self) -> None:
         """IO thread: one message per kind for everything queued since the last flush."""
         for op, *args in self._take_pending():
             self.cw.notify(self.cw.node_manager, op, *args)
 
+    def _flush_now(self) -> None:
+        """IO thread, before its scheduled flush: send the queue now, leaving that flush scheduled."""
+        for op, *args in self._take_pending(flushing=False):
+            self.cw.notify(self.cw.node_manager, op, *args)
+
     def _take_pending(self, flushing: bool = True) -> list[tuple]:
-        """The messages for what is queued (unpins first), emptying the queue; ``flushing``: the
+        """The messages for what is queued (seals, unpins, deletes), emptying the queue; ``flushing``: the
         IO thread's scheduled flush (a caller that takes them on its way leaves that scheduled)."""
         with self._queue_lock:
             pending = self._pending
-            self._pending = {"unpin_objects": [], "delete_objects": []}
+            self._pending = _empty_queue()
+            serialization.before_refs_leave = None
             if flushing:
                 self._flush_scheduled = False
         if self.cw.shutting_down:
             return []
-        out = []
+        out = [("seal_object", object_id, [self.cw.address]) for object_id in pending["seal_object"]]
         if pending["unpin_objects"]:
             out.append(("unpin_objects", pending["unpin_objects"], self.cw.address))
         if pending["delete_objects"]:
@@ -267,6 +294,12 @@ class StoreClient:
             fn(*args)
         else:
             loop.call_soon(fn, *args)
+
+
+def _empty_queue() -> dict[str, list[bytes]]:
+    """Queued store messages by kind, in the order they are sent: seals before the unpins and
+    deletes that may name the same objects."""
+    return {"seal_object": [], "unpin_objects": [], "delete_objects": []}
 
 
 def _private_map(fd: int, size: int) -> mmap.mmap:
