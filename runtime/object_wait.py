@@ -11,26 +11,28 @@ import threading
 
 
 class ReadyCounter:
-    """A watch() callback for wait(): sets ``event`` once ``expect(n)``'s n more refs are stored."""
+    """A watch() callback for wait(): sets ``event`` once ``expect(n)``'s n more refs are stored.
+
+    Counts distinct ids: a value stored again (an object rebuilt from its lineage) is one ref."""
 
     __slots__ = ("event", "_lock", "_stored", "_needed")
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self._lock = threading.Lock()
-        self._stored = 0
+        self._stored: set[bytes] = set()
         self._needed: int | None = None  # unknown until watch() says how many were ready
 
     def expect(self, needed: int) -> None:
         with self._lock:
             self._needed = needed
-            if self._stored >= needed:
+            if len(self._stored) >= needed:
                 self.event.set()
 
-    def __call__(self, _object_id: bytes, _value: tuple) -> None:
+    def __call__(self, object_id: bytes, _value: tuple) -> None:
         with self._lock:
-            self._stored += 1
-            if self._needed is not None and self._stored >= self._needed:
+            self._stored.add(object_id)
+            if self._needed is not None and len(self._stored) >= self._needed:
                 self.event.set()
 
 

@@ -69,6 +69,12 @@ def test_ready_counter_sets_its_event_once_enough_arrive_whenever_it_learns_the_
     none_needed.expect(0)
     assert none_needed.event.is_set()
 
+    again = ReadyCounter()  # a value stored twice (rebuilt from its lineage) is still one ref
+    again.expect(2)
+    again(b"a", ())
+    again(b"a", ())
+    assert not again.event.is_set()
+
 
 def test_split_keeps_input_order_and_takes_the_first_ready_ones():
     r = refs(6)
