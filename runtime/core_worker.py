@@ -8,7 +8,6 @@ happens on one IO thread (``self.loop``); user threads hand it work with
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import contextvars
 import logging
 import os
@@ -504,25 +503,25 @@ class CoreWorker(RpcNode):
         """The outbox has entries, or borrowed refs were dropped: the IO thread flushes them."""
         self.loop.call_soon(self._flush_borrows)
 
-    @contextlib.contextmanager
-    def borrows_registered(self, except_owner: str):
-        """Around deserializing a task's arguments: count the refs in them together, and register
-        this process as their borrower with their owners before the task can reply (the submitter
-        may drop its own borrow as soon as the result arrives, and nothing orders that message
-        after ours); with the task's owner (the submitter) asynchronously, ahead of the reply."""
+    def defer_arg_borrows(self) -> tuple:
+        """Executor thread, before deserializing a task's arguments: count the refs in them
+        together, and hold the borrow registrations they make for ``register_arg_borrows``,
+        where no flush on another thread can take them. Returns what to pass to it."""
+        return self.refs.defer_borrow_updates(), object_ref.batch.open()
+
+    def register_arg_borrows(self, deferred: tuple, except_owner: str) -> None:
+        """After deserializing a task's arguments: register this process as a borrower of the refs
+        in them with their owners before the task can reply (the submitter may drop its own
+        borrow as soon as the result arrives, and nothing orders that message after ours); with
+        the task's owner (the submitter) asynchronously, ahead of the reply."""
         refs = self.refs
-        outer = refs.defer_borrow_updates()  # no flush on another thread takes them meanwhile
-        try:
-            with object_ref.counted_together(refs):
-                yield
-        finally:
-            if outer is not None:
-                refs.undefer_borrow_updates(outer)
-            else:
-                with refs.lock:
-                    refs.undefer_borrow_updates(outer)  # after the updates queued before
-                    updates = refs.take_borrow_updates(keep_owner=except_owner)
-                self._register_borrows_sync(updates)
+        outer, batch_outer = deferred
+        object_ref.batch.close(batch_outer, refs)
+        with refs.lock:
+            if not refs.undefer_borrow_updates(outer) or outer is not None:
+                return
+            updates = refs.take_borrow_updates(keep_owner=except_owner)  # with those queued before
+        self._register_borrows_sync(updates)
 
     def _register_borrows_sync(self, updates: dict) -> None:
         """Send borrow updates to their owners, waiting for each answer."""

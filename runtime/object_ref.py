@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import threading
 
 from juno import serialization
@@ -44,16 +43,6 @@ class RefBatch(threading.local):
 
 
 batch = RefBatch()
-
-
-@contextlib.contextmanager
-def counted_together(counter):
-    """``batch.open()``/``close()`` around a block."""
-    outer = batch.open()
-    try:
-        yield
-    finally:
-        batch.close(outer, counter)
 
 
 class ObjectRef:

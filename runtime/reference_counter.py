@@ -361,13 +361,14 @@ class ReferenceCounter:
         self._deferred.updates = {}
         return outer
 
-    def undefer_borrow_updates(self, outer: Updates | None) -> None:
-        """Queue this thread's updates since ``defer_borrow_updates`` after those queued already."""
+    def undefer_borrow_updates(self, outer: Updates | None) -> bool:
+        """Queue this thread's updates since ``defer_borrow_updates`` after those queued already;
+        whether there were any."""
         with self._lock:
             mine = self._deferred.updates
             self._deferred.updates = outer
             if not mine:
-                return
+                return False
             target = self._updates_for_thread()
             for owner, (object_ids, claims) in mine.items():
                 entry = target.get(owner)
@@ -376,6 +377,7 @@ class ReferenceCounter:
                 else:
                     entry[0].extend(object_ids)
                     entry[1].extend(claims)
+            return True
 
     # ---- introspection ----
     def local_count(self, object_id: bytes) -> int:

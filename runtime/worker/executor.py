@@ -344,9 +344,12 @@ class TaskExecutor:
 
     def resolve_args(self, spec: tuple) -> tuple[list, dict]:
         """Deserialize the arguments; refs nested in them make this worker a borrower, registered
-        with their owners before the task can reply (see CoreWorker.borrows_registered)."""
-        with self.cw.borrows_registered(spec[ts.OWNER]):
+        with their owners before the task can reply (see CoreWorker.register_arg_borrows)."""
+        deferred = self.cw.defer_arg_borrows()
+        try:
             return self._resolve_args(spec)
+        finally:
+            self.cw.register_arg_borrows(deferred, spec[ts.OWNER])
 
     def _resolve_args(self, spec: tuple) -> tuple[list, dict]:
         cw = self.cw
