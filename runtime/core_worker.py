@@ -500,7 +500,8 @@ class CoreWorker(RpcNode):
                 logger.debug("could not hold refs at %s", owner, exc_info=True)
 
     def _schedule_borrow_flush(self) -> None:
-        """The outbox has entries, or borrowed refs were dropped: the IO thread flushes them."""
+        """Borrow updates wait, or borrowed refs were dropped: the IO thread flushes them (never
+        at once, even on the IO thread: the counter calls this with its lock held, mid-update)."""
         self.loop.call_soon(self._flush_borrows)
 
     def defer_arg_borrows(self) -> tuple:
