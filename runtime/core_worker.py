@@ -17,7 +17,7 @@ import time
 from typing import Any, Callable
 
 from juno import exceptions as exc
-from juno import ids, serialization
+from juno import ids, object_ref, serialization
 from juno.actor_submitter import ActorSubmitter
 from juno.config import Config
 from juno.gcs.client import GcsClient
@@ -25,7 +25,7 @@ from juno.lineage import ObjectRecovery
 from juno.memory_store import MemoryStore
 from juno.object_ref import ObjectRef
 from juno.object_wait import ReadyCounter, split_ready
-from juno.reference_counter import ReferenceCounter
+from juno.reference_counter import UNBORROW, ReferenceCounter
 from juno.rpc import RpcNode
 from juno.store.client import StoreClient
 from juno.task_events import new_recorder, note_call_site
@@ -35,7 +35,6 @@ from juno.transport import EventLoop, listen_address
 logger = logging.getLogger(__name__)
 
 _global_worker: "CoreWorker | None" = None
-_borrow_tls = threading.local()  # .deferred: hold borrow registrations for register_borrows_sync
 
 MODE_DRIVER = "driver"
 MODE_WORKER = "worker"
@@ -48,6 +47,7 @@ def global_worker() -> "CoreWorker | None":
 def set_global_worker(worker: "CoreWorker | None") -> None:
     global _global_worker
     _global_worker = worker
+    object_ref.set_worker(worker)
 
 
 class TaskContext:
@@ -102,12 +102,7 @@ class CoreWorker(RpcNode):
         self.gcs = GcsClient(self, gcs_address, config.gcs_reconnect_timeout_s, session_dir)  # rides out restarts
         self.store = MemoryStore()
         self.shm = StoreClient(self, node["store_dir"])
-        self.refs = ReferenceCounter(self.address, self._free_owned, self._release_borrowed,
-                                     on_borrow=self._queue_borrow, on_unborrow=self._queue_unborrow)
-        self._borrow_lock = threading.Lock()
-        self._borrow_out: dict[str, list] = {}
-        self._unborrow_out: dict[str, list] = {}
-        self._borrow_flush_scheduled = False
+        self.refs = ReferenceCounter(self.address, self._free_owned, on_pending=self._schedule_borrow_flush)
         self._watched: set[str] = set()
         self._dead_processes: set[str] = set()
         self.ids = ids.IdGenerator()
@@ -269,16 +264,28 @@ class CoreWorker(RpcNode):
 
     def decode_value(self, object_id: bytes, value: tuple) -> tuple[Any, bool]:
         if value[0] == "v":
-            return serialization.deserialize_bytes(value[1])
+            if len(value[1]) <= _FEW_REFS_BYTES:
+                return serialization.deserialize_bytes(value[1])
+            return self._counted_together(serialization.deserialize_bytes, value[1])
         if value[0] == "s":
             try:
                 view = self.read_shared_object(object_id, value[1])
             except exc.ObjectLostError as e:
                 return e, True
-            return serialization.deserialize_view(view)
+            return self._counted_together(serialization.deserialize_view, view)
         if value[0] == "e":
             return value[1], True
         raise ValueError(f"unknown object value kind {value[0]!r}")
+
+    def _counted_together(self, deserialize: Callable, data: Any) -> tuple[Any, bool]:
+        """Deserialize a value that may hold many refs: they are counted (and registered with
+        their owners) together, in one pass and one message per owner (object_ref.RefBatch)."""
+        batch = object_ref.batch
+        outer = batch.open()
+        try:
+            return deserialize(data)
+        finally:
+            batch.close(outer, self.refs)
 
     def read_shared_object(self, object_id: bytes, node_id: str) -> memoryview:
         """The bytes of an object in a node's shared-memory store, pulled to this node first when
@@ -468,10 +475,6 @@ class CoreWorker(RpcNode):
         if value is not None and value[0] == "s":
             self.shm.delete(object_id, value[1])  # forwarded to the node holding it; copies go too
 
-    def _release_borrowed(self, object_id: bytes) -> None:
-        self.store.delete(object_id)
-        self._fetching.pop(object_id, None)
-
     # ------------------------------------------------------------------ borrowing protocol
     def hold_in_transit(self, refs: list[ObjectRef]) -> None:
         """Keep refs alive for a receiver that hasn't registered yet (sync for foreign owners)."""
@@ -489,75 +492,62 @@ class CoreWorker(RpcNode):
             except Exception:  # noqa: BLE001 - a dead owner: the receiver will see OwnerDiedError
                 logger.debug("could not hold refs at %s", owner, exc_info=True)
 
-    def _queue_borrow(self, owner: str, object_id: bytes, claims: int, first: bool) -> None:
-        with self._borrow_lock:
-            self._borrow_out.setdefault(owner, []).append((object_id, claims))
-            if self._borrow_flush_scheduled:
-                return
-        self._schedule_borrow_flush()
-
-    def _queue_unborrow(self, owner: str, object_id: bytes) -> None:
-        with self._borrow_lock:
-            self._unborrow_out.setdefault(owner, []).append(object_id)
-            if self._borrow_flush_scheduled:
-                return
-        self._schedule_borrow_flush()
-
     def _schedule_borrow_flush(self) -> None:
-        if getattr(_borrow_tls, "deferred", False):
-            return  # the executor flushes once the arguments are deserialized
-        with self._borrow_lock:
-            if self._borrow_flush_scheduled:
+        """Borrow updates wait, or borrowed refs were dropped: the IO thread flushes them (never
+        at once, even on the IO thread: the counter calls this with its lock held, mid-update)."""
+        self.loop.call_soon(self._flush_borrows)
+
+    def defer_arg_borrows(self) -> tuple:
+        """Executor thread, before deserializing a task's arguments: count the refs in them
+        together, and hold the borrow registrations they make for ``register_arg_borrows``,
+        where no flush on another thread can take them. Returns what to pass to it."""
+        return self.refs.defer_borrow_updates(), object_ref.batch.open()
+
+    def register_arg_borrows(self, deferred: tuple, except_owner: str) -> None:
+        """After deserializing a task's arguments: register this process as a borrower of the refs
+        in them with their owners before the task can reply (the submitter may drop its own
+        borrow as soon as the result arrives, and nothing orders that message after ours); with
+        the task's owner (the submitter) asynchronously, ahead of the reply."""
+        refs = self.refs
+        outer, batch_outer = deferred
+        object_ref.batch.close(batch_outer, refs)
+        with refs.lock:
+            if not refs.undefer_borrow_updates(outer) or outer is not None:
                 return
-            self._borrow_flush_scheduled = True
-        if self.loop.in_loop_thread():
-            self._flush_borrows()
-        else:
-            self.loop.call_soon(self._flush_borrows)
+            updates = refs.take_borrow_updates(keep_owner=except_owner)  # with those queued before
+        self._register_borrows_sync(updates)
 
-    def _take_borrow_batches(self, keep_owner: str | None = None) -> tuple[dict, dict]:
-        with self._borrow_lock:
-            self._borrow_flush_scheduled = False
-            if keep_owner is None:
-                adds, self._borrow_out = self._borrow_out, {}
-                removes, self._unborrow_out = self._unborrow_out, {}
-            else:
-                adds = {o: e for o, e in self._borrow_out.items() if o != keep_owner}
-                self._borrow_out = {o: e for o, e in self._borrow_out.items() if o == keep_owner}
-                removes = {}
-        return adds, removes
-
-    def _flush_borrows(self) -> None:
-        """IO thread: one message per owner for everything borrowed and released since last time."""
-        adds, removes = self._take_borrow_batches()
-        for owner, entries in adds.items():
-            self._watch(owner)
-            self.notify(owner, "add_borrowers", entries, self.address)
-        for owner, oids in removes.items():
-            self.notify(owner, "remove_borrowers", oids, self.address)
-
-    def register_borrows_sync(self, except_owner: str) -> None:
-        """Executor thread, after deserializing arguments: register with owners other than the
-        task's owner before the task can finish (the submitter may drop its own borrow as soon
-        as the result arrives, and nothing orders that message after ours). The rest go async."""
-        adds, _ = self._take_borrow_batches(keep_owner=except_owner)
-        for owner, entries in adds.items():
+    def _register_borrows_sync(self, updates: dict) -> None:
+        """Send borrow updates to their owners, waiting for each answer."""
+        for owner, (oids, claims) in updates.items():
             try:
-                self.call_sync(owner, "add_borrowers", entries, self.address,
+                self.call_sync(owner, "update_borrowers", oids, claims, self.address,
                                timeout=self.config.rpc_timeout_s, what="an owner")
             except Exception:  # noqa: BLE001 - a dead owner: get() will report it
                 logger.debug("could not register borrows with %s", owner, exc_info=True)
-        self._schedule_borrow_flush()
 
-    def rpc_add_borrowers(self, reply, entries: list, borrower: str):
-        self.refs.add_borrowers(entries, borrower)
-        if borrower != self.address:
+    def _flush_borrows(self) -> None:
+        """IO thread: one message per owner for everything borrowed and released since last time,
+        in order; and the cached values of released borrowed objects go."""
+        updates = self.refs.take_borrow_updates()  # applies the dropped refs first
+        with self.refs.lock:  # no new borrow of one of them (and get of its cached value) meanwhile
+            gone = self.refs.take_released()
+            if gone:
+                self.store.delete_many(gone)
+                fetching = self._fetching
+                for oid in gone:
+                    fetching.pop(oid, None)
+        for owner, (oids, claims) in updates.items():
+            if max(claims) != UNBORROW:
+                self._watch(owner)
+            self.notify(owner, "update_borrowers", oids, claims, self.address)
+
+    def rpc_update_borrowers(self, reply, object_ids: list, claims: list, borrower: str):
+        """A borrower's registrations and releases, in its order (ReferenceCounter.update_borrowers)."""
+        self.refs.update_borrowers(object_ids, claims, borrower)
+        if borrower != self.address and max(claims, default=UNBORROW) != UNBORROW:
             self._watch(borrower)
         return True
-
-    def rpc_remove_borrowers(self, reply, object_ids: list, borrower: str):
-        for object_id in object_ids:
-            self.refs.remove_borrower(object_id, borrower)
 
     def rpc_hold_in_transit(self, reply, object_ids: list):
         self.refs.add_in_transit(object_ids)
@@ -727,6 +717,8 @@ class CoreWorker(RpcNode):
                 self._generators.pop(task_id, None)
 
 
+# An inline value this small holds a few refs at most: counted one by one, without a batch's cost.
+_FEW_REFS_BYTES = 1024
 _NONE_VALUE = ("v", serialization.serialize(None).to_bytes())
 
 

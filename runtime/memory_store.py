@@ -79,6 +79,12 @@ class MemoryStore:
         with self._lock:
             return self._values.pop(object_id, None)
 
+    def delete_many(self, object_ids: list[bytes]) -> None:
+        with self._lock:
+            pop = self._values.pop
+            for object_id in object_ids:
+                pop(object_id, None)
+
     def __len__(self) -> int:
         return len(self._values)
 

@@ -3,14 +3,46 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import threading
 
 from juno import serialization
 
 
-def _worker():
-    from juno.core_worker import global_worker
+_cw = None  # this process's core worker (core_worker.set_global_worker keeps it): read per ref
 
-    return global_worker()
+
+def set_worker(worker) -> None:
+    global _cw
+    _cw = worker
+
+
+# ObjectRef._counted for a borrowed ref unpickled here: counted, and its drop is queued for the IO
+# thread (ReferenceCounter.remove_local_later), so a dropped list of refs is released in one pass.
+_LATER = 2
+
+
+class RefBatch(threading.local):
+    """The refs this thread unpickles between ``open`` and ``close``, counted together at
+    ``close``: one lock and one pass for a list of 10,000 refs (ReferenceCounter.add_borrowed_refs).
+    The refs wait in the batch, so none can be dropped before it is counted. The lists come with
+    the first ref: a value with none costs the opening and closing only."""
+
+    pending: tuple = None  # None: no batch; (): open, no ref yet; then (refs, their claims)
+
+    def open(self) -> tuple | None:
+        """Returns what to pass to ``close``."""
+        outer = self.pending
+        self.pending = ()
+        return outer
+
+    def close(self, outer: tuple | None, counter) -> None:
+        pending = self.pending
+        self.pending = outer
+        if pending:
+            counter.add_borrowed_refs(*pending)
+
+
+batch = RefBatch()
 
 
 class ObjectRef:
@@ -23,7 +55,7 @@ class ObjectRef:
         self._owner = owner
         self._counted = False
         if _count:
-            cw = _worker()
+            cw = _cw
             if cw is not None:
                 cw.refs.add_local(object_id, owner)
                 self._counted = True
@@ -56,11 +88,15 @@ class ObjectRef:
         return object_ref_html(self)
 
     def __del__(self):
-        if self._counted:
+        counted = self._counted
+        if counted:
             try:
-                cw = _worker()
+                cw = _cw
                 if cw is not None:
-                    cw.refs.remove_local(self._id)
+                    if counted is _LATER:
+                        cw.refs.remove_local_later(self._id)
+                    else:
+                        cw.refs.remove_local(self._id)
             except Exception:  # noqa: BLE001 - interpreter shutdown
                 pass
 
@@ -83,7 +119,7 @@ class ObjectRef:
     # futures
     def future(self) -> concurrent.futures.Future:
         """A concurrent.futures.Future that completes with the object's value."""
-        return _worker().value_future(self)
+        return _cw.value_future(self)
 
     def __await__(self):
         return asyncio.wrap_future(self.future()).__await__()
@@ -93,12 +129,28 @@ class ObjectRef:
 
 
 def _rebuild_ref(object_id: bytes, owner: str, claims: int = 0) -> ObjectRef:
-    """Unpickling a ref makes this process a borrower (and redeems its in-transit hold)."""
-    cw = _worker()
-    ref = ObjectRef(object_id, owner)
-    if cw is not None:
-        cw.refs.note_borrowed(object_id, owner, claims)
+    """Unpickling a ref makes this process a borrower (and redeems its in-transit hold).
+    Once per ref of a get, so it counts and borrows in one call (ObjectRef.__init__'s work)."""
+    ref = _new_ref(ObjectRef)
+    ref._id = object_id
+    ref._owner = owner
+    cw = _cw
+    if cw is None:
+        ref._counted = False
+        return ref
+    ref._counted = True if owner == cw.address else _LATER
+    pending = batch.pending
+    if pending is None:
+        cw.refs.add_borrowed_refs((ref,), (claims,))
+        return ref
+    if not pending:
+        pending = batch.pending = ([], [])
+    pending[0].append(ref)
+    pending[1].append(claims)
     return ref
+
+
+_new_ref = object.__new__
 
 
 class ObjectRefGenerator:

@@ -15,27 +15,45 @@ Actor handles are counted here too, under the actor's id (runtime/actor.py); the
 arguments of an actor's constructor count as submitted until the actor is dead.
 
 A borrower keeps its own local/submitted/captured counts for refs it holds and
-tells the owner when it starts and stops borrowing; those messages go out
-through the ``on_borrow``/``on_unborrow`` callbacks, which the core worker
-batches. Everything here is plain logic, unit-tested without processes.
+tells the owner when it starts and stops borrowing. Those messages queue here,
+per owner and in the order the counts changed, until the core worker takes
+them (``take_borrow_updates``): one message per owner for every ref a get
+deserialized or a dropped list released, however many. Hot paths work on whole
+batches under one lock: the refs one get unpickles (``add_borrowed_refs``), the
+borrowed refs dropped together (``remove_local_later``), an owner's updates
+from one borrower (``update_borrowers``). Everything here is plain logic,
+unit-tested without processes.
 """
 from __future__ import annotations
 
+import collections
 import threading
 from typing import Callable
 
 Callback = Callable[[bytes], None]
+UNBORROW = -1  # in a batch of borrow updates: the borrower stopped borrowing the object
+Updates = dict[str, tuple[list[bytes], list[int]]]  # owner -> (object ids, claims or UNBORROW)
+
+
+class _Deferred(threading.local):
+    updates: Updates | None = None  # this thread's borrow updates, between defer and undefer
 
 
 class ReferenceCounter:
-    def __init__(self, my_address: str, on_owned_freed: Callback, on_borrowed_released: Callback,
+    def __init__(self, my_address: str, on_owned_freed: Callback, on_borrowed_released: Callback | None = None,
                  on_borrow: Callable[[str, bytes, int, bool], None] | None = None,
-                 on_unborrow: Callable[[str, bytes], None] | None = None):
+                 on_unborrow: Callable[[str, bytes], None] | None = None,
+                 on_pending: Callable[[], None] | None = None):
+        """``on_pending``: borrow updates or dropped refs wait (called with the lock held, so it
+        must only schedule a call of ``apply_drops`` and ``take_borrow_updates``); without it,
+        dropped refs are applied at once. ``on_borrowed_released``, ``on_borrow`` and
+        ``on_unborrow`` also see each event as it happens (called with the lock held)."""
         self.my_address = my_address
         self._on_owned_freed = on_owned_freed
         self._on_borrowed_released = on_borrowed_released
-        self._on_borrow = on_borrow or (lambda owner, oid, claims, first: None)
-        self._on_unborrow = on_unborrow or (lambda owner, oid: None)
+        self._on_borrow = on_borrow
+        self._on_unborrow = on_unborrow
+        self._on_pending = on_pending
         self._local: dict[bytes, int] = {}
         self._submitted: dict[bytes, int] = {}
         self._owned: set[bytes] = set()
@@ -45,6 +63,20 @@ class ReferenceCounter:
         self._captured: dict[bytes, int] = {}
         self._contains: dict[bytes, list[bytes]] = {}  # owned outer object -> refs inside its value
         self._lock = threading.RLock()
+        # Borrower side, waiting for take_borrow_updates: updates per owner (a thread between
+        # defer_borrow_updates and undefer_borrow_updates keeps its own), and released objects.
+        self._updates: Updates = {}
+        self._deferred = _Deferred()
+        self._updates_pending = False
+        self._released: list[bytes] = []
+        # remove_local_later: dropped borrowed refs, applied in order by apply_drops.
+        self._drops: collections.deque[bytes] = collections.deque()
+        self._drops_pending = False
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held by every change of the counts: holding it keeps them (and the updates) still."""
+        return self._lock
 
     # ---- ownership and borrowing ----
     def add_owned(self, object_id: bytes) -> None:
@@ -60,49 +92,94 @@ class ReferenceCounter:
 
     def note_borrowed(self, object_id: bytes, owner: str, claims: int = 0) -> None:
         """A ref owned elsewhere was deserialized here; ``claims`` in-transit holds it redeems."""
+        with self._lock:
+            self._note_borrowed(object_id, owner, claims)
+
+    def add_borrowed_refs(self, refs: list, claims: list[int]) -> None:
+        """ObjectRefs unpickled together (by one get): for each, ``add_local`` and
+        ``note_borrowed`` with its claims, in one pass under one lock."""
+        me = self.my_address
+        with self._lock:
+            local, borrowed = self._local, self._borrowed
+            updates = owner = entry = None
+            for ref, n in zip(refs, claims):
+                object_id = ref._id
+                local[object_id] = local.get(object_id, 0) + 1
+                if object_id in borrowed and not n:
+                    continue  # the common case of a ref held already: nothing to tell
+                if ref._owner != owner:
+                    owner = ref._owner
+                    if updates is None:
+                        updates = self._updates_for_thread()
+                    entry = None if owner == me else self._entry(updates, owner)
+                if entry is None:
+                    self._note_borrowed(object_id, owner, n)
+                    continue
+                first = object_id not in borrowed
+                if first:
+                    borrowed[object_id] = owner
+                entry[0].append(object_id)
+                entry[1].append(n)
+                if self._on_borrow is not None:
+                    self._on_borrow(owner, object_id, n, first)
+
+    def _note_borrowed(self, object_id: bytes, owner: str, claims: int) -> None:
         if owner == self.my_address:
             if claims:
-                self.add_borrower(object_id, owner, claims)
+                self.update_borrowers([object_id], [claims], owner)
             return
-        with self._lock:
-            first = object_id not in self._borrowed
-            if first:
-                self._borrowed[object_id] = owner
+        first = object_id not in self._borrowed
+        if first:
+            self._borrowed[object_id] = owner
         if first or claims:
-            self._on_borrow(owner, object_id, claims, first)
+            entry = self._entry(self._updates_for_thread(), owner)
+            entry[0].append(object_id)
+            entry[1].append(claims)
+            if self._on_borrow is not None:
+                self._on_borrow(owner, object_id, claims, first)
 
     def owner_of(self, object_id: bytes) -> str | None:
         return self._borrowed.get(object_id)
 
     # ---- owner side: borrowers, in-transit holds ----
     def add_borrower(self, object_id: bytes, borrower: str, claims: int = 0) -> None:
-        with self._lock:
-            if object_id not in self._owned:
-                return  # already freed: the borrower's get will report it lost
-            if borrower != self.my_address:
-                self._borrowers.setdefault(object_id, set()).add(borrower)
-            if claims:
-                left = self._in_transit.get(object_id, 0) - claims
-                if left > 0:
-                    self._in_transit[object_id] = left
-                else:
-                    self._in_transit.pop(object_id, None)
-            self._maybe_release(object_id)
-
-    def add_borrowers(self, entries: list[tuple[bytes, int]], borrower: str) -> None:
-        with self._lock:
-            for object_id, claims in entries:
-                self.add_borrower(object_id, borrower, claims)
+        self.update_borrowers([object_id], [claims], borrower)
 
     def remove_borrower(self, object_id: bytes, borrower: str) -> None:
+        self.update_borrowers([object_id], [UNBORROW], borrower)
+
+    def update_borrowers(self, object_ids: list[bytes], claims: list[int], borrower: str) -> None:
+        """A borrower's registrations (``claims[i] >= 0``: it borrows ``object_ids[i]`` and redeems
+        that many in-transit holds) and releases (``UNBORROW``), applied in the order it made them."""
+        mine = borrower == self.my_address
+        owned, borrowers, in_transit = self._owned, self._borrowers, self._in_transit
         with self._lock:
-            borrowers = self._borrowers.get(object_id)
-            if borrowers is None:
-                return
-            borrowers.discard(borrower)
-            if not borrowers:
-                del self._borrowers[object_id]
-            self._maybe_release(object_id)
+            for object_id, n in zip(object_ids, claims):
+                if n == UNBORROW:
+                    held = borrowers.get(object_id)
+                    if held is None:
+                        continue
+                    held.discard(borrower)
+                    if not held:
+                        del borrowers[object_id]
+                        self._maybe_release(object_id)
+                    continue
+                if object_id not in owned:
+                    continue  # already freed: the borrower's get will report it lost
+                if not mine:
+                    held = borrowers.get(object_id)
+                    if held is None:
+                        borrowers[object_id] = {borrower}
+                    else:
+                        held.add(borrower)
+                if n:
+                    left = in_transit.get(object_id, 0) - n
+                    if left > 0:
+                        in_transit[object_id] = left
+                    else:
+                        in_transit.pop(object_id, None)
+                    if mine:
+                        self._maybe_release(object_id)
 
     def remove_process(self, address: str) -> list[bytes]:
         """A process died: forget it as a borrower. Returns the borrowed ids it owned."""
@@ -124,12 +201,51 @@ class ReferenceCounter:
 
     def remove_local(self, object_id: bytes) -> None:
         with self._lock:
-            n = self._local.get(object_id, 0) - 1
-            if n > 0:
-                self._local[object_id] = n
-                return
-            self._local.pop(object_id, None)
-            self._maybe_release(object_id)
+            self._remove_local(object_id)
+
+    def _remove_local(self, object_id: bytes) -> None:
+        local = self._local
+        n = local.get(object_id, 0) - 1
+        if n > 0:
+            local[object_id] = n
+            return
+        local.pop(object_id, None)
+        self._maybe_release(object_id)
+
+    def remove_local_later(self, object_id: bytes) -> None:
+        """``remove_local`` for a dropped ref to a borrowed object, applied by ``apply_drops``
+        (``on_pending`` schedules it): when a list of refs goes, its refs go in one pass under
+        one lock, not one lock each. A late decrement only delays the release message, which
+        goes out asynchronously anyway; increments are never queued, so a count is never low.
+        Lock-free: it runs in ObjectRef.__del__, on whatever thread drops the ref."""
+        self._drops.append(object_id)
+        if not self._drops_pending:
+            self._drops_pending = True
+            if self._on_pending is None:
+                self.apply_drops()
+            else:
+                self._on_pending()
+
+    def apply_drops(self) -> None:
+        """Apply the queued ``remove_local_later`` calls, in order (any thread)."""
+        self._drops_pending = False  # before draining: a drop queued after this schedules again
+        drops = self._drops
+        with self._lock:
+            local, borrowed, pop = self._local, self._borrowed, drops.popleft
+            gone = []  # borrowed objects no longer referenced (only decrements follow: they stay so)
+            while drops:
+                object_id = pop()
+                n = local.get(object_id, 0) - 1
+                if n > 0:
+                    local[object_id] = n
+                    continue
+                local.pop(object_id, None)
+                if object_id in borrowed and not self._referenced(object_id):
+                    gone.append(object_id)
+                else:
+                    self._maybe_release(object_id)
+            if gone:
+                self._release_borrowed(gone)
 
     def add_submitted(self, object_ids: list[bytes]) -> None:
         with self._lock:
@@ -168,13 +284,32 @@ class ReferenceCounter:
             return
         if object_id in self._owned:
             self._owned.discard(object_id)
-            self._release_contents(object_id)
+            if object_id in self._contains:
+                self._release_contents(object_id)
             self._on_owned_freed(object_id)
         elif object_id in self._borrowed:
-            owner = self._borrowed.pop(object_id)
-            self._release_contents(object_id)
-            self._on_borrowed_released(object_id)
-            self._on_unborrow(owner, object_id)
+            self._release_borrowed((object_id,))
+
+    def _release_borrowed(self, object_ids) -> None:
+        """Borrowed objects nothing here references any more: forget them, tell their owners."""
+        borrowed, contains = self._borrowed, self._contains
+        updates = owner = entry = None
+        for object_id in object_ids:
+            was = borrowed.pop(object_id)  # (each id once: only those in ``borrowed`` come here)
+            if object_id in contains:
+                self._release_contents(object_id)
+            if was != owner:
+                owner = was
+                if updates is None:
+                    updates = self._updates_for_thread()
+                entry = self._entry(updates, owner)
+            entry[0].append(object_id)
+            entry[1].append(UNBORROW)
+            if self._on_borrowed_released is not None:
+                self._on_borrowed_released(object_id)
+            if self._on_unborrow is not None:
+                self._on_unborrow(owner, object_id)
+        self._released.extend(object_ids)
 
     def _release_contents(self, outer: bytes) -> None:
         for oid in self._contains.pop(outer, ()):
@@ -184,6 +319,69 @@ class ReferenceCounter:
             else:
                 self._captured.pop(oid, None)
                 self._maybe_release(oid)
+
+    # ---- borrower side: the updates owed to owners ----
+    def _updates_for_thread(self) -> Updates:
+        deferred = self._deferred.updates
+        if deferred is not None:
+            return deferred
+        if not self._updates_pending and self._on_pending is not None:
+            self._updates_pending = True  # the caller appends one: a flush is due
+            self._on_pending()
+        return self._updates
+
+    @staticmethod
+    def _entry(updates: Updates, owner: str) -> tuple[list[bytes], list[int]]:
+        entry = updates.get(owner)
+        if entry is None:
+            entry = updates[owner] = ([], [])
+        return entry
+
+    def take_borrow_updates(self, keep_owner: str | None = None) -> Updates:
+        """The updates owed to each owner (``update_borrowers``'s arguments), in order, dropped
+        refs applied first; ``keep_owner``'s stay queued (the caller schedules their flush)."""
+        self.apply_drops()
+        with self._lock:
+            out, self._updates = self._updates, {}
+            kept = out.pop(keep_owner, None) if keep_owner is not None else None
+            self._updates_pending = False
+            if kept is not None:
+                self._updates_for_thread()[keep_owner] = kept  # and their flush is scheduled
+            return out
+
+    def take_released(self) -> list[bytes]:
+        """Borrowed objects this process stopped referencing since the last call and has not
+        borrowed again: their cached values can go (hold ``lock`` until they have)."""
+        with self._lock:
+            out, self._released = self._released, []
+            borrowed = self._borrowed
+            return [object_id for object_id in out if object_id not in borrowed]
+
+    def defer_borrow_updates(self) -> Updates | None:
+        """This thread's updates queue apart until ``undefer_borrow_updates``, where no flush on
+        another thread can take them (a task's arguments register before the task replies).
+        Returns what to pass to ``undefer_borrow_updates``."""
+        outer = self._deferred.updates
+        self._deferred.updates = {}
+        return outer
+
+    def undefer_borrow_updates(self, outer: Updates | None) -> bool:
+        """Queue this thread's updates since ``defer_borrow_updates`` after those queued already;
+        whether there were any."""
+        with self._lock:
+            mine = self._deferred.updates
+            self._deferred.updates = outer
+            if not mine:
+                return False
+            target = self._updates_for_thread()
+            for owner, (object_ids, claims) in mine.items():
+                entry = target.get(owner)
+                if entry is None:
+                    target[owner] = (object_ids, claims)
+                else:
+                    entry[0].extend(object_ids)
+                    entry[1].extend(claims)
+            return True
 
     # ---- introspection ----
     def local_count(self, object_id: bytes) -> int:
@@ -203,6 +401,7 @@ class ReferenceCounter:
         """Every object this process references or owns: id -> (local refs, refs held by pending
         tasks, owned, pinned (captured, borrowed by others or in transit), owner address
         if borrowed)."""
+        self.apply_drops()
         with self._lock:
             ids = set(self._local) | set(self._submitted) | self._owned | set(self._borrowed)
             return {oid: (self._local.get(oid, 0), self._submitted.get(oid, 0), oid in self._owned,

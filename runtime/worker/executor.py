@@ -25,7 +25,7 @@ from juno import ids, serialization
 from juno import task_spec as ts
 from juno.actor import EXITED_BY_CALL, TERMINATE_METHOD, TERMINATED_BY_CALL
 from juno.actor import ActorExit as _ExitActor
-from juno.core_worker import CoreWorker, TaskContext, _borrow_tls, current_task
+from juno.core_worker import CoreWorker, TaskContext, current_task
 from juno.object_ref import ObjectRef
 from juno.task_events import attempt_of
 from juno.worker.argument_gate import ArgumentGate
@@ -344,13 +344,12 @@ class TaskExecutor:
 
     def resolve_args(self, spec: tuple) -> tuple[list, dict]:
         """Deserialize the arguments; refs nested in them make this worker a borrower, registered
-        with their owners before the task can reply (see CoreWorker.register_borrows_sync)."""
-        _borrow_tls.deferred = True
+        with their owners before the task can reply (see CoreWorker.register_arg_borrows)."""
+        deferred = self.cw.defer_arg_borrows()
         try:
             return self._resolve_args(spec)
         finally:
-            _borrow_tls.deferred = False
-            self.cw.register_borrows_sync(spec[ts.OWNER])
+            self.cw.register_arg_borrows(deferred, spec[ts.OWNER])
 
     def _resolve_args(self, spec: tuple) -> tuple[list, dict]:
         cw = self.cw

@@ -227,3 +227,56 @@ def test_a_handle_given_to_an_actors_constructor_is_released_when_that_actor_die
     del keeper  # the keeper goes out of scope; its constructor's arguments go with it
     gc.collect()
     wait_for_condition(lambda: pid_gone(pid), timeout=30)
+
+
+# ------------------------------------------------------------------ many refs at once
+
+# A get of a list of refs registers all of them with their owner in one message, and a dropped
+# list releases them in one; a release followed by a new borrow must reach the owner in order.
+
+@juno.remote
+class ManyOwner:
+    def make(self, n):
+        self.refs = [juno.put(i) for i in range(n)]
+        return self.refs
+
+    def forget(self):
+        self.refs = None
+
+    def owned(self):
+        from juno.core_worker import global_worker
+
+        return global_worker().refs.num_owned()
+
+
+@juno.remote
+def sum_refs(refs):
+    return sum(juno.get(refs))
+
+
+def test_a_list_of_borrowed_refs_keeps_every_object_until_dropped(cluster):
+    owner = ManyOwner.remote()
+    refs = juno.get(owner.make.remote(2000))
+    juno.get(owner.forget.remote())  # from now on only the borrowers hold them
+    assert juno.get(owner.owned.remote()) == 2000
+    assert juno.get(sum_refs.remote(refs)) == sum(range(2000)), "passed on to a third process"
+    assert juno.get(refs[1999]) == 1999
+    del refs
+    gc.collect()
+    wait_for_condition(lambda: juno.get(owner.owned.remote()) == 0)
+
+
+def test_a_borrow_released_and_taken_again_stays_registered(cluster):
+    owner = ManyOwner.remote()
+    holder = owner.make.remote(500)
+    for _ in range(5):
+        refs = juno.get(holder)  # each get borrows, each del releases, queued behind the last
+        del refs
+    refs = juno.get(holder)
+    juno.get(owner.forget.remote())
+    gc.collect()
+    assert juno.get(owner.owned.remote()) == 500, "the driver's borrow is still registered"
+    assert sum(juno.get(refs, timeout=30)) == sum(range(500))
+    del refs
+    gc.collect()
+    wait_for_condition(lambda: juno.get(owner.owned.remote()) == 0)
