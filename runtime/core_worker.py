@@ -104,6 +104,7 @@ class CoreWorker(RpcNode):
         self.refs = ReferenceCounter(self.address, self._free_owned, self._release_borrowed,
                                      on_borrow=self._queue_borrow, on_unborrow=self._queue_unborrow)
         self._borrow_lock = threading.Lock()
+        self._borrow_flush_lock = threading.Lock()  # a flush's messages are sent before it returns
         self._borrow_out: dict[str, list] = {}
         self._unborrow_out: dict[str, list] = {}
         self._borrow_flush_scheduled = False
@@ -535,18 +536,23 @@ class CoreWorker(RpcNode):
         return adds, removes
 
     def _flush_borrows(self) -> None:
-        """IO thread: one message per owner for everything borrowed and released since last time."""
-        adds, removes = self._take_borrow_batches()
-        for owner, entries in adds.items():
-            self._watch(owner)
-            self.notify(owner, "add_borrowers", entries, self.address)
-        for owner, oids in removes.items():
-            self.notify(owner, "remove_borrowers", oids, self.address)
+        """One message per owner for everything borrowed and released since last time. Any
+        thread: what a flush takes is sent (on the connections every thread shares) before
+        another flush starts, so once a thread's flush returns, the borrows it queued are ahead
+        of what it sends next, even those an earlier flush on another thread took."""
+        with self._borrow_flush_lock:
+            adds, removes = self._take_borrow_batches()
+            for owner, entries in adds.items():
+                self._watch(owner)
+                self.notify_any_thread(owner, "add_borrowers", entries, self.address)
+            for owner, oids in removes.items():
+                self.notify_any_thread(owner, "remove_borrowers", oids, self.address)
 
     def register_borrows_sync(self, except_owner: str) -> None:
         """Executor thread, after deserializing arguments: register with owners other than the
         task's owner before the task can finish (the submitter may drop its own borrow as soon
-        as the result arrives, and nothing orders that message after ours). The rest go async."""
+        as the result arrives, and nothing orders that message after ours). The task's owner
+        gets its registrations on the connection the result then takes, ahead of it."""
         adds, _ = self._take_borrow_batches(keep_owner=except_owner)
         for owner, entries in adds.items():
             try:
@@ -554,7 +560,11 @@ class CoreWorker(RpcNode):
                                timeout=self.config.rpc_timeout_s, what="an owner")
             except Exception:  # noqa: BLE001 - a dead owner: get() will report it
                 logger.debug("could not register borrows with %s", owner, exc_info=True)
-        self._schedule_borrow_flush()
+        self._flush_borrows()  # also waits for a flush under way elsewhere, which may hold ours
+
+    def borrows_queued(self) -> bool:
+        """Whether borrow registrations wait to be sent (then register_borrows_sync has work)."""
+        return bool(self._borrow_out or self._unborrow_out)
 
     def rpc_add_borrowers(self, reply, entries: list, borrower: str):
         self.refs.add_borrowers(entries, borrower)

@@ -80,7 +80,7 @@ class TaskExecutor:
         h["exit_worker"] = lambda *a: self.main_queue.put(None)
         h["terminate_actor"] = self.on_terminate_actor
         signal.signal(signal.SIGINT, self._on_sigint)
-        install_output_capture(cw)
+        self.output = install_output_capture(cw)
 
     # ------------------------------------------------------------------ IO thread
     def on_push_task(self, spec: tuple, lease_info) -> None:
@@ -428,14 +428,14 @@ class TaskExecutor:
             for item in gen:
                 oid = ids.object_id(task_id, index + 1)
                 value = self.cw.encode_value(oid, serialization.serialize(item, transit=True), owner)
-                self.cw.loop.call_soon(self.cw.loop.send, owner, ("gen_item", task_id, index, value))
+                self.cw.send_any_thread(owner, ("gen_item", task_id, index, value))
                 index += 1
         except KeyboardInterrupt:  # cancelled: the error follows the items sent (index None)
             blob = serialization.serialize(exc.TaskCancelledError(task_id.hex()), error=True).to_bytes()
-            self.cw.loop.call_soon(self.cw.loop.send, owner, ("gen_item", task_id, None, ("v", blob)))
+            self.cw.send_any_thread(owner, ("gen_item", task_id, None, ("v", blob)))
         except Exception as e:  # noqa: BLE001
             blob = serialization.serialize(self._task_error(spec, e), error=True).to_bytes()
-            self.cw.loop.call_soon(self.cw.loop.send, owner, ("gen_item", task_id, index, ("v", blob)))
+            self.cw.send_any_thread(owner, ("gen_item", task_id, index, ("v", blob)))
         return [], False
 
     def _task_error(self, spec: tuple, e: BaseException) -> BaseException:
@@ -464,7 +464,7 @@ class TaskExecutor:
         blob = serialization.serialize(error, error=True).to_bytes()
         n = spec[ts.NUM_RETURNS]
         if n == ts.STREAMING:
-            self.cw.loop.call_soon(self.cw.loop.send, spec[ts.OWNER], ("gen_item", spec[ts.TASK_ID], None, ("v", blob)))
+            self.cw.send_any_thread(spec[ts.OWNER], ("gen_item", spec[ts.TASK_ID], None, ("v", blob)))
             return []
         return [("v", blob)] * n
 
@@ -500,11 +500,14 @@ class TaskExecutor:
 
     def _reply(self, spec: tuple, results: list, retryable: bool, exiting: bool = False,
                run: tuple | None = None) -> None:
+        """Send a task's result to its owner from the thread that has it (no hand-off to the IO
+        thread), behind what that thread sent before: the argument borrows registered with the
+        owner, the streamed items, and the lines the task printed."""
         if self._arg_pins:
             self._arg_pins.pop(spec[ts.TASK_ID], None)
-        self.cw.loop.call_soon(self.cw.loop.send, spec[ts.OWNER],
-                               ("task_result", spec[ts.TASK_ID], results, retryable, self.cw.worker_id, exiting,
-                                run))
+        self.output.flush()
+        self.cw.send_any_thread(spec[ts.OWNER], ("task_result", spec[ts.TASK_ID], results, retryable,
+                                                 self.cw.worker_id, exiting, run))
 
     # ------------------------------------------------------------------ actors
     def create_actor(self, spec: tuple, lease_info, options: dict) -> None:
@@ -587,8 +590,12 @@ class TaskExecutor:
             pool = self.actor_pools.get(group) or self.actor_pools["_default"]
             pool.submit(self._execute_threaded, spec)
         else:
-            fut = asyncio.run_coroutine_threadsafe(self._execute_async(spec, group), self.async_loop)
-            fut.add_done_callback(lambda f: f.exception())
+            self.async_loop.call_soon_threadsafe(self._start_async, spec, group)
+
+    def _start_async(self, spec: tuple, group: str) -> None:
+        """On the actor's event loop: run an async actor's call as a task of its own."""
+        task = self.async_loop.create_task(self._execute_async(spec, group))
+        task.add_done_callback(_retrieve_exception)
 
     def _execute_threaded(self, spec: tuple) -> None:
         if self._refused_after_exit(spec):  # queued in the pool before another call ran exit_actor()
@@ -621,7 +628,10 @@ class TaskExecutor:
                 self._run_started(task_id, attempt_of(spec[ts.EXTRA]))
             try:
                 method = self._callable(spec)
-                args, kwargs = await asyncio.get_running_loop().run_in_executor(None, self.resolve_args, spec)
+                if spec[ts.DEPS] or spec[ts.ARGS][0] != "v":
+                    args, kwargs = await asyncio.get_running_loop().run_in_executor(None, self.resolve_args, spec)
+                else:
+                    args, kwargs = await self._resolve_inline_args(spec)
                 if inspect.iscoroutinefunction(method):
                     task = asyncio.ensure_future(method(*args, **kwargs))
                     self.async_tasks[task_id] = task
@@ -658,6 +668,21 @@ class TaskExecutor:
             self._reply(spec, results, retryable)
 
 
+    async def _resolve_inline_args(self, spec: tuple) -> tuple[list, dict]:
+        """An async call's arguments when they all came with it: unpickled on the event loop (a
+        thread hand-off there and back costs more than that), and only borrows of refs owned by
+        others than the caller, which wait for their owners' answers, registered on a thread."""
+        _borrow_tls.deferred = True
+        try:
+            args, kwargs = self._resolve_args(spec)
+        finally:
+            _borrow_tls.deferred = False
+        if self.cw.borrows_queued():
+            await asyncio.get_running_loop().run_in_executor(None, self.cw.register_borrows_sync, spec[ts.OWNER])
+        else:
+            self.cw._flush_borrows()  # sends nothing of ours, but waits out a flush under way that may
+        return args, kwargs
+
     async def _stream_async(self, spec: tuple, agen) -> tuple[list, bool]:
         """Stream an async generator method's items as it yields them, driving it on the
         actor's own event loop (it shares state and asyncio objects with the other calls)."""
@@ -666,7 +691,7 @@ class TaskExecutor:
         try:
             async for item in agen:
                 value = self.cw.encode_value(ids.object_id(task_id, index + 1), serialization.serialize(item, transit=True), owner)
-                self.cw.loop.call_soon(self.cw.loop.send, owner, ("gen_item", task_id, index, value))
+                self.cw.send_any_thread(owner, ("gen_item", task_id, index, value))
                 index += 1
         except asyncio.CancelledError:  # cancelled: the error takes the next item's place
             error: BaseException = exc.TaskCancelledError(task_id.hex())
@@ -675,12 +700,17 @@ class TaskExecutor:
         else:
             return [], False
         blob = serialization.serialize(error, error=True).to_bytes()
-        self.cw.loop.call_soon(self.cw.loop.send, owner, ("gen_item", task_id, index, ("v", blob)))
+        self.cw.send_any_thread(owner, ("gen_item", task_id, index, ("v", blob)))
         return [], False
 
 
 async def _call_async(fn):
     return fn()
+
+
+def _retrieve_exception(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()  # _execute_async reports its errors to the caller; don't log them again
 
 
 def _terminate_call():
