@@ -317,7 +317,8 @@ class EventLoop:
                 timeout = max(0, int((timers[0][0] - time.monotonic()) * 1000) + 1)
             events = dict(poll(timeout))
             if router in events:
-                # Drain everything queued, bounded so timers and calls still run.
+                # Drain everything queued, bounded so timers and calls still run; asking the socket
+                # whether more is queued is cheaper than a receive that fails (zmq.Again).
                 for _ in range(1000):
                     try:
                         frames, payload = _recv_message(router)
@@ -325,6 +326,8 @@ class EventLoop:
                         break
                     self.sender = frames[0]
                     dispatch(frames[-1], payload)
+                    if not router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                        break
             if wake_r in events:
                 try:
                     os.read(wake_r, 65536)
