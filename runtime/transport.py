@@ -59,6 +59,8 @@ def decode(frame: bytes) -> tuple:
 # Frames larger than this are refused (ZMQ_MAXMSGSIZE: the sender is disconnected) unless the
 # process passes its config's max_message_bytes; Ray's gRPC limit is the same 512 MiB.
 DEFAULT_MAX_MESSAGE_BYTES = 512 << 20
+# Plain ints: zmq's flag enums make every `events & POLLIN` build an enum member.
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 # The reply_to of a request whose answer goes back over the connection it came in on.
 DIRECT_REPLY = "direct"
 _loop_ids = itertools.count(1)
@@ -326,7 +328,7 @@ class EventLoop:
                         break
                     self.sender = frames[0]
                     dispatch(frames[-1], payload)
-                    if not router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    if not router.getsockopt(_EVENTS) & _POLLIN:
                         break
             if wake_r in events:
                 try:

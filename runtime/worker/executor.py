@@ -162,14 +162,20 @@ class TaskExecutor:
         self.cancel_requested.add(task_id)
         if self.running_task == task_id and threading.main_thread().is_alive():
             signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-        task = self.async_tasks.get(task_id)
-        if task is not None and self.async_loop is not None:
-            self.async_loop.call_soon_threadsafe(task.cancel)
+        if task_id in self.async_tasks and self.async_loop is not None:
+            self.async_loop.call_soon_threadsafe(self._cancel_async, task_id)
         if recursive:
             for child in list(self._children_of.get(task_id, ())):
                 self.cw.tasks.cancel(child, force, recursive)
 
     _children_of: dict[bytes, list[bytes]] = {}
+
+    def _cancel_async(self, task_id: bytes) -> None:
+        """On the actor's event loop: cancel a call whose method is still being awaited (looked
+        up there, so a call that has finished meanwhile is left alone)."""
+        task = self.async_tasks.get(task_id)
+        if task is not None:
+            task.cancel()
 
     def on_terminate_actor(self, reason: str) -> None:
         """The GCS stops this actor gracefully (its handles are all gone)."""
@@ -633,9 +639,12 @@ class TaskExecutor:
                 else:
                     args, kwargs = await self._resolve_inline_args(spec)
                 if inspect.iscoroutinefunction(method):
-                    task = asyncio.ensure_future(method(*args, **kwargs))
-                    self.async_tasks[task_id] = task
-                    value = await task
+                    # Awaited in this task (no task of its own): cancelling this one cancels it.
+                    self.async_tasks[task_id] = asyncio.current_task()
+                    try:
+                        value = await method(*args, **kwargs)
+                    finally:
+                        self.async_tasks.pop(task_id, None)
                 elif inspect.isasyncgenfunction(method) and spec[ts.NUM_RETURNS] == ts.STREAMING:
                     task = asyncio.ensure_future(self._stream_async(spec, method(*args, **kwargs)))
                     self.async_tasks[task_id] = task
