@@ -292,7 +292,10 @@ class CoreWorker(RpcNode):
         missing = [i for i, v in enumerate(values) if v is None]
         if not missing:
             return values  # type: ignore[return-value]
-        event = threading.Event()
+        # A bare lock, held until the last value is here: its release wakes this thread in one
+        # step (an Event's Condition makes the woken thread take the setter's lock again).
+        done = threading.Lock()
+        done.acquire()
         remaining = [len({refs[i].binary() for i in missing})]
         lock = threading.Lock()
         seen: set[bytes] = set()
@@ -303,8 +306,8 @@ class CoreWorker(RpcNode):
                     return
                 seen.add(object_id)
                 remaining[0] -= 1
-                if remaining[0] <= 0:
-                    event.set()
+                if remaining[0] == 0:
+                    done.release()
 
         registered = []
         for i in missing:
@@ -314,10 +317,10 @@ class CoreWorker(RpcNode):
             registered.append(oid)
             if not store.on_ready(oid, ready):
                 self._ensure_fetch(refs[i])
-        if not event.is_set():
+        if done.locked():
             self._notify_blocked(True)
             try:
-                if not event.wait(timeout):
+                if not done.acquire(True, -1 if timeout is None else timeout):
                     for oid in registered:
                         store.remove_waiter(oid, ready)
                     raise exc.GetTimeoutError(
@@ -553,6 +556,8 @@ class CoreWorker(RpcNode):
         task's owner before the task can finish (the submitter may drop its own borrow as soon
         as the result arrives, and nothing orders that message after ours). The task's owner
         gets its registrations on the connection the result then takes, ahead of it."""
+        if not (self._borrow_out or self._unborrow_out or self._borrow_flush_lock.locked()):
+            return  # nothing queued, and no flush that took ours is still sending
         adds, _ = self._take_borrow_batches(keep_owner=except_owner)
         for owner, entries in adds.items():
             try:

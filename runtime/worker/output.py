@@ -42,6 +42,8 @@ class _Forwarder:
         """Send the lines collected so far. Any thread: the executor flushes before it sends a
         task's result, so that a driver has the lines a task printed before its result (the
         lock makes it wait for lines another thread took and is still sending)."""
+        if not (self.pending or self.flush_lock.locked()):
+            return  # no lines, and none another thread took is still being sent
         with self.flush_lock:
             with self.lock:
                 pending, self.pending = self.pending, {}
