@@ -178,13 +178,13 @@ class ActorSubmitter:
     def _submit(self, entry: TaskEntry, handoff: bool = False) -> None:
         """IO thread: send, queue or fail a call (``handoff``: one that submit handed over)."""
         with self._state_lock:
+            state = self._state(entry.actor_id)
+            if handoff:
+                state.handoffs -= 1
             self.cw.tasks.entries[entry.task_id] = entry
             ev = self.cw.task_events
             if ev is not None and entry.ev is None:
                 ev.created(entry)
-            state = self._state(entry.actor_id)
-            if handoff:
-                state.handoffs -= 1
             if state.state == ALIVE and not state.queue:
                 self._send(state, entry)
             elif state.state == DEAD:

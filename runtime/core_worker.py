@@ -320,7 +320,7 @@ class CoreWorker(RpcNode):
         if done.locked():
             self._notify_blocked(True)
             try:
-                if not done.acquire(True, -1 if timeout is None else timeout):
+                if not done.acquire(True, -1 if timeout is None else max(0.0, timeout)):
                     for oid in registered:
                         store.remove_waiter(oid, ready)
                     raise exc.GetTimeoutError(

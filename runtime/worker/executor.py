@@ -683,14 +683,14 @@ class TaskExecutor:
         others than the caller, which wait for their owners' answers, registered on a thread."""
         _borrow_tls.deferred = True
         try:
-            args, kwargs = self._resolve_args(spec)
-        finally:
+            return self._resolve_args(spec)
+        finally:  # also when unpickling failed: what it borrowed so far is registered, as resolve_args does
             _borrow_tls.deferred = False
-        if self.cw.borrows_queued():
-            await asyncio.get_running_loop().run_in_executor(None, self.cw.register_borrows_sync, spec[ts.OWNER])
-        else:
-            self.cw._flush_borrows()  # sends nothing of ours, but waits out a flush under way that may
-        return args, kwargs
+            if self.cw.borrows_queued():
+                await asyncio.get_running_loop().run_in_executor(None, self.cw.register_borrows_sync,
+                                                                 spec[ts.OWNER])
+            else:
+                self.cw._flush_borrows()  # nothing of ours queued: waits out a flush that took ours, if any
 
     async def _stream_async(self, spec: tuple, agen) -> tuple[list, bool]:
         """Stream an async generator method's items as it yields them, driving it on the
