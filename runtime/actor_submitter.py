@@ -4,6 +4,13 @@ The caller learns an actor's address from the GCS (one subscription per actor)
 and sends calls directly on one socket, which keeps them ordered. When the GCS
 reports a restart, calls in flight are resent where ``max_task_retries`` allows
 and failed with ActorDiedError otherwise; a dead actor fails everything queued.
+
+A call to an actor that is ALIVE, with nothing of this process queued for it, is sent
+by the calling thread itself, on the IO thread's connection to the actor
+(``EventLoop.send_threadsafe``): no hand-off to the IO thread on the way out. Any
+other call goes through the IO thread (``_submit``), and until it has been handled
+there (``handoffs``) later calls follow it, so calls leave in submission order. The
+actors' states are shared by the IO thread and the calling threads under ``_state_lock``.
 Runs on the IO thread, except ``submit`` and ``register_owned``.
 """
 from __future__ import annotations
@@ -32,7 +39,8 @@ class ActorCreation:
 
 
 class _ActorState:
-    __slots__ = ("actor_id", "state", "address", "queue", "in_flight", "death", "subscribed", "num_restarts")
+    __slots__ = ("actor_id", "state", "address", "queue", "in_flight", "death", "subscribed", "num_restarts",
+                 "handoffs")
 
     def __init__(self, actor_id: bytes):
         self.actor_id = actor_id
@@ -43,6 +51,7 @@ class _ActorState:
         self.death: str = ""
         self.subscribed = False
         self.num_restarts = 0
+        self.handoffs = 0  # calls handed to the IO thread's _submit and not handled there yet
 
 
 class ActorSubmitter:
@@ -52,6 +61,9 @@ class ActorSubmitter:
         self._limited: dict[bytes, set[bytes]] = {}  # actor_id -> unfinished calls (max_pending_calls)
         self._creation_args: dict[bytes, list[bytes]] = {}  # actor_id -> ids its constructor was given
         self._lock = threading.Lock()
+        # Held by whatever reads or changes the actors' states: the IO thread, and a calling
+        # thread sending a call itself. Reentrant: completing a call runs callbacks that may call.
+        self._state_lock = threading.RLock()
 
     # ------------------------------------------------------------------ lifetime
     def register_owned(self, actor_id: bytes, detached: bool, creation_args: list[bytes]) -> None:
@@ -63,8 +75,12 @@ class ActorSubmitter:
             self.cw.refs.add_owned(actor_id)
         if creation_args:
             self._creation_args[actor_id] = creation_args
-            self.cw.loop.call_soon(self._state, actor_id)
+            self.cw.loop.call_soon(self._follow, actor_id)
         self.cw.note_submit(ActorCreation(actor_id))
+
+    def _follow(self, actor_id: bytes) -> None:
+        with self._state_lock:
+            self._state(actor_id)
 
     def out_of_scope(self, actor_id: bytes) -> None:
         """No handle to an actor we own is left anywhere: not here, not in a borrower, a pending
@@ -102,8 +118,39 @@ class ActorSubmitter:
 
     # ------------------------------------------------------------------ submission
     def submit(self, entry: TaskEntry) -> None:
+        """Any thread: send the call now if the actor is ALIVE and nothing of ours is queued for
+        it, else hand it to the IO thread."""
         self.cw.note_submit(entry)
-        self.cw.loop.call_soon(self._submit, entry)
+        direct = not self.cw.loop.in_loop_thread()
+        with self._state_lock:
+            state = self.actors.get(entry.actor_id)
+            if state is None:  # the IO thread subscribes to it (_state) when it handles the call
+                state = self.actors[entry.actor_id] = _ActorState(entry.actor_id)
+            elif direct and state.state == ALIVE and not state.queue and not state.handoffs \
+                    and self._send_from_caller(state, entry):
+                return
+            state.handoffs += 1
+        self.cw.loop.call_soon(self._submit, entry, True)
+
+    def _send_from_caller(self, state: _ActorState, entry: TaskEntry) -> bool:
+        """Send a call from the calling thread (the state lock held); False if it cannot be."""
+        cw = self.cw
+        cw.tasks.entries[entry.task_id] = entry
+        ev = cw.task_events
+        if ev is not None:
+            ev.pushed_by_caller(entry)
+        entry.pushed = True
+        state.in_flight[entry.task_id] = entry
+        try:
+            sent = cw.loop.send_threadsafe(state.address, ("push_task", cw.tasks._inline_deps(entry), None))
+        except Exception:  # noqa: BLE001 - the IO thread meets the same error, where it always did
+            sent = False
+        if not sent:
+            del state.in_flight[entry.task_id]
+            entry.pushed = False
+            if entry.ev is not None:
+                entry.ev[2] = None
+        return sent
 
     def _state(self, actor_id: bytes) -> _ActorState:
         state = self.actors.get(actor_id)
@@ -119,26 +166,31 @@ class ActorSubmitter:
         if ok:
             self.on_actor_update(actor_id, info)
             return
-        state = self.actors.get(actor_id)  # the GCS stayed unreachable (GcsUnavailableError)
-        if state is not None and state.state != DEAD:
-            state.subscribed = False  # the next call asks again
-            error = info if isinstance(info, BaseException) else exc.RaySystemError(str(info))
-            for entry in list(state.queue):
-                self._fail(entry, error)
-            state.queue.clear()
+        with self._state_lock:
+            state = self.actors.get(actor_id)  # the GCS stayed unreachable (GcsUnavailableError)
+            if state is not None and state.state != DEAD:
+                state.subscribed = False  # the next call asks again
+                error = info if isinstance(info, BaseException) else exc.RaySystemError(str(info))
+                for entry in list(state.queue):
+                    self._fail(entry, error)
+                state.queue.clear()
 
-    def _submit(self, entry: TaskEntry) -> None:
-        self.cw.tasks.entries[entry.task_id] = entry
-        ev = self.cw.task_events
-        if ev is not None and entry.ev is None:
-            ev.created(entry)
-        state = self._state(entry.actor_id)
-        if state.state == ALIVE and not state.queue:
-            self._send(state, entry)
-        elif state.state == DEAD:
-            self._fail_dead(state, entry)
-        else:
-            state.queue.append(entry)
+    def _submit(self, entry: TaskEntry, handoff: bool = False) -> None:
+        """IO thread: send, queue or fail a call (``handoff``: one that submit handed over)."""
+        with self._state_lock:
+            state = self._state(entry.actor_id)
+            if handoff:
+                state.handoffs -= 1
+            self.cw.tasks.entries[entry.task_id] = entry
+            ev = self.cw.task_events
+            if ev is not None and entry.ev is None:
+                ev.created(entry)
+            if state.state == ALIVE and not state.queue:
+                self._send(state, entry)
+            elif state.state == DEAD:
+                self._fail_dead(state, entry)
+            else:
+                state.queue.append(entry)
 
     def _send(self, state: _ActorState, entry: TaskEntry) -> None:
         spec = self.cw.tasks._inline_deps(entry)
@@ -155,6 +207,10 @@ class ActorSubmitter:
     def on_actor_update(self, actor_id: bytes, info: dict | None) -> None:
         if info is None:
             return
+        with self._state_lock:
+            self._update(actor_id, info)
+
+    def _update(self, actor_id: bytes, info: dict) -> None:
         state = self._state(actor_id)
         new = info["state"]
         state.num_restarts = info.get("num_restarts", 0)
@@ -204,6 +260,10 @@ class ActorSubmitter:
 
     # ------------------------------------------------------------------ results
     def on_task_result(self, entry: TaskEntry, results: list, retryable: bool) -> None:
+        with self._state_lock:
+            self._on_result(entry, results, retryable)
+
+    def _on_result(self, entry: TaskEntry, results: list, retryable: bool) -> None:
         state = self.actors.get(entry.actor_id)
         if state is not None:
             state.in_flight.pop(entry.task_id, None)
@@ -218,15 +278,16 @@ class ActorSubmitter:
         self.cw.tasks.complete(entry, results)
 
     def cancel(self, entry: TaskEntry, force: bool) -> None:
-        state = self.actors.get(entry.actor_id)
-        entry.cancelled = True
-        if state is None:
-            return
-        if entry in state.queue:
-            state.queue.remove(entry)
-            self._fail(entry, exc.TaskCancelledError(entry.task_id.hex()))
-        elif entry.task_id in state.in_flight and state.address:
-            self.cw.loop.send(state.address, ("cancel_task", entry.task_id, False, False))
+        with self._state_lock:
+            state = self.actors.get(entry.actor_id)
+            entry.cancelled = True
+            if state is None:
+                return
+            if entry in state.queue:
+                state.queue.remove(entry)
+                self._fail(entry, exc.TaskCancelledError(entry.task_id.hex()))
+            elif entry.task_id in state.in_flight and state.address:
+                self.cw.loop.send(state.address, ("cancel_task", entry.task_id, False, False))
 
     def state_of(self, actor_id: bytes) -> Any:
         state = self.actors.get(actor_id)

@@ -103,6 +103,7 @@ class CoreWorker(RpcNode):
         self.store = MemoryStore()
         self.shm = StoreClient(self, node["store_dir"])
         self.refs = ReferenceCounter(self.address, self._free_owned, on_pending=self._schedule_borrow_flush)
+        self._borrow_flush_lock = threading.Lock()  # a flush's messages are sent before it returns
         self._watched: set[str] = set()
         self._dead_processes: set[str] = set()
         self.ids = ids.IdGenerator()
@@ -299,7 +300,10 @@ class CoreWorker(RpcNode):
         missing = [i for i, v in enumerate(values) if v is None]
         if not missing:
             return values  # type: ignore[return-value]
-        event = threading.Event()
+        # A bare lock, held until the last value is here: its release wakes this thread in one
+        # step (an Event's Condition makes the woken thread take the setter's lock again).
+        done = threading.Lock()
+        done.acquire()
         remaining = [len({refs[i].binary() for i in missing})]
         lock = threading.Lock()
         seen: set[bytes] = set()
@@ -310,8 +314,8 @@ class CoreWorker(RpcNode):
                     return
                 seen.add(object_id)
                 remaining[0] -= 1
-                if remaining[0] <= 0:
-                    event.set()
+                if remaining[0] == 0:
+                    done.release()
 
         registered = []
         for i in missing:
@@ -321,10 +325,10 @@ class CoreWorker(RpcNode):
             registered.append(oid)
             if not store.on_ready(oid, ready):
                 self._ensure_fetch(refs[i])
-        if not event.is_set():
+        if done.locked():
             self._notify_blocked(True)
             try:
-                if not event.wait(timeout):
+                if not done.acquire(True, -1 if timeout is None else max(0.0, timeout)):
                     for oid in registered:
                         store.remove_waiter(oid, ready)
                     raise exc.GetTimeoutError(
@@ -495,7 +499,7 @@ class CoreWorker(RpcNode):
     def _schedule_borrow_flush(self) -> None:
         """Borrow updates wait, or borrowed refs were dropped: the IO thread flushes them (never
         at once, even on the IO thread: the counter calls this with its lock held, mid-update)."""
-        self.loop.call_soon(self._flush_borrows)
+        self.loop.call_soon(self.flush_borrows)
 
     def defer_arg_borrows(self) -> tuple:
         """Executor thread, before deserializing a task's arguments: count the refs in them
@@ -503,44 +507,58 @@ class CoreWorker(RpcNode):
         where no flush on another thread can take them. Returns what to pass to it."""
         return self.refs.defer_borrow_updates(), object_ref.batch.open()
 
-    def register_arg_borrows(self, deferred: tuple, except_owner: str) -> None:
-        """After deserializing a task's arguments: register this process as a borrower of the refs
-        in them with their owners before the task can reply (the submitter may drop its own
-        borrow as soon as the result arrives, and nothing orders that message after ours); with
-        the task's owner (the submitter) asynchronously, ahead of the reply."""
+    def end_arg_borrows(self, deferred: tuple, except_owner: str) -> dict | None:
+        """After deserializing a task's arguments (``deferred``: from ``defer_arg_borrows``): None
+        when they borrowed nothing; else the registrations with owners other than the task's
+        owner, which must be sent and answered before the task can reply (the submitter may drop
+        its own borrow as soon as the result arrives, and nothing orders that message after ours:
+        ``register_borrows_sync``). The task's owner's stay queued: ``flush_borrows`` on the thread
+        that sends the result puts them ahead of it, on the same connection."""
         refs = self.refs
         outer, batch_outer = deferred
         object_ref.batch.close(batch_outer, refs)
         with refs.lock:
             if not refs.undefer_borrow_updates(outer) or outer is not None:
-                return
-            updates = refs.take_borrow_updates(keep_owner=except_owner)  # with those queued before
-        self._register_borrows_sync(updates)
+                return None
+            return refs.take_borrow_updates(keep_owner=except_owner)  # with those queued before
 
-    def _register_borrows_sync(self, updates: dict) -> None:
-        """Send borrow updates to their owners, waiting for each answer."""
+    def register_arg_borrows(self, deferred: tuple, except_owner: str) -> None:
+        """``end_arg_borrows``, then what it found sent: the executor thread, before the result."""
+        updates = self.end_arg_borrows(deferred, except_owner)
+        if updates is not None:
+            self.register_borrows_sync(updates)
+
+    def register_borrows_sync(self, updates: dict) -> None:
+        """Send borrow updates to their owners, waiting for each answer; then flush the rest (the
+        task's owner's) from this thread, which also waits out a flush under way elsewhere that
+        may hold ours."""
         for owner, (oids, claims) in updates.items():
             try:
                 self.call_sync(owner, "update_borrowers", oids, claims, self.address,
                                timeout=self.config.rpc_timeout_s, what="an owner")
             except Exception:  # noqa: BLE001 - a dead owner: get() will report it
                 logger.debug("could not register borrows with %s", owner, exc_info=True)
+        self.flush_borrows()
 
-    def _flush_borrows(self) -> None:
-        """IO thread: one message per owner for everything borrowed and released since last time,
-        in order; and the cached values of released borrowed objects go."""
-        updates = self.refs.take_borrow_updates()  # applies the dropped refs first
-        with self.refs.lock:  # no new borrow of one of them (and get of its cached value) meanwhile
-            gone = self.refs.take_released()
-            if gone:
-                self.store.delete_many(gone)
-                fetching = self._fetching
-                for oid in gone:
-                    fetching.pop(oid, None)
-        for owner, (oids, claims) in updates.items():
-            if max(claims) != UNBORROW:
-                self._watch(owner)
-            self.notify(owner, "update_borrowers", oids, claims, self.address)
+    def flush_borrows(self) -> None:
+        """One message per owner for everything borrowed and released since the last flush, in
+        order; and the cached values of released borrowed objects go. Any thread: what a flush
+        takes is sent (on the connections every thread shares) before another flush starts, so
+        once a thread's flush returns, the updates it queued are ahead of what it sends next,
+        even those an earlier flush on another thread took."""
+        with self._borrow_flush_lock:
+            updates = self.refs.take_borrow_updates()  # applies the dropped refs first
+            with self.refs.lock:  # no new borrow of one of them (and get of its cached value) meanwhile
+                gone = self.refs.take_released()
+                if gone:
+                    self.store.delete_many(gone)
+                    fetching = self._fetching
+                    for oid in gone:
+                        fetching.pop(oid, None)
+            for owner, (oids, claims) in updates.items():
+                if max(claims) != UNBORROW:
+                    self._watch(owner)
+                self.notify_any_thread(owner, "update_borrowers", oids, claims, self.address)
 
     def rpc_update_borrowers(self, reply, object_ids: list, claims: list, borrower: str):
         """A borrower's registrations and releases, in its order (ReferenceCounter.update_borrowers)."""

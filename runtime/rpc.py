@@ -196,3 +196,20 @@ class RpcNode:
     def notify(self, address: str, method: str, *args: Any) -> None:
         """Fire-and-forget request (no answer expected); loop thread only."""
         self.loop.send(address, ("rpc", 0, None, method, args))
+
+    def send_any_thread(self, address: str, msg: tuple) -> None:
+        """Send ``msg`` from any thread on the loop's connection to ``address`` (no hand-off to the
+        loop thread where it can be helped): in order with what this thread sent there before. A
+        message that cannot be sent is logged, as the loop logs a failed send."""
+        loop = self.loop
+        try:
+            if loop.in_loop_thread():
+                loop.send(address, msg)
+            elif not loop.send_threadsafe(address, msg):
+                loop.call_soon(loop.send, address, msg)
+        except Exception:  # noqa: BLE001 - e.g. too large: the loop thread would have logged it too
+            logger.exception("could not send %r to %s", msg[0], address)
+
+    def notify_any_thread(self, address: str, method: str, *args: Any) -> None:
+        """``notify`` from any thread, ordered as :meth:`send_any_thread` orders."""
+        self.send_any_thread(address, ("rpc", 0, None, method, args))

@@ -98,8 +98,15 @@ def _dumps(value: Any, buffer_callback) -> bytes:
     return f.getvalue()
 
 
+# Values that hold no refs, no buffers and no code: the C pickler writes them exactly as
+# cloudpickle's would, without building a Pickler (most results of small calls are these).
+_PLAIN_TYPES = frozenset({bytes, str, int, float, bool, type(None)})
+
+
 def serialize(value: Any, *, error: bool = False, transit: bool = False) -> SerializedObject:
     """Pickle ``value``. ``transit``: it is a task result, whose refs the owner holds for the receiver."""
+    if type(value) in _PLAIN_TYPES:
+        return SerializedObject(pickle.dumps(value, 5), [], [], fmt.FLAG_ERROR if error else 0)
     buffers: list = []
     if _plain_array(value):
         # C pickle: the array's bytes go out of band all the same, and a numeric array holds

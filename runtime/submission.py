@@ -22,6 +22,8 @@ def prepare_args(cw, args: tuple, kwargs: dict, name: str) -> tuple[tuple, list,
 
     Returns (args value, dep entries, ids of the objects the task keeps alive).
     """
+    if not args and not kwargs:
+        return _NO_ARGS, [], []
     deps: list = []
     dep_ids: list[bytes] = []
     if args:
@@ -60,6 +62,9 @@ def prepare_args(cw, args: tuple, kwargs: dict, name: str) -> tuple[tuple, list,
         if serialization.before_refs_leave is not None:  # the task's worker may pin them at once
             serialization.before_refs_leave()
     return value, deps, dep_ids
+
+
+_NO_ARGS = ("v", serialization.serialize(((), {})).to_bytes())  # a call without arguments: pickled once
 
 
 def _explain_args(args, kwargs, name: str) -> str:

@@ -134,6 +134,7 @@ class TaskEventRecorder:
         self.unreported: dict[bytes, Any] = {}  # unfinished entries never reported, oldest first
         self.changed: dict[bytes, Any] = {}  # entries reported as pending that changed since
         self.done: list[tuple] = []  # reports of attempts that ended
+        self.fresh: collections.deque = collections.deque()  # pushed_by_caller's, not filed yet
         self._infos: dict[tuple, tuple] = {}  # shared info tuples: (scheduling key, info) (see _snapshot)
         # executing side (any thread: deques are safe to append to and drain concurrently)
         self.runs: collections.deque = collections.deque()
@@ -150,6 +151,20 @@ class TaskEventRecorder:
         now = _now()
         entry.ev = [now, now, None, None, None, None, None, None, None, None]
         self.unreported[entry.task_id] = entry
+
+    def pushed_by_caller(self, entry) -> None:
+        """Any thread: an actor call sent by the thread that made it (created, ready and pushed at
+        once). The IO thread files it with the others (``_file_fresh``) before it next reports
+        or ends a task."""
+        now = _now()
+        entry.ev = [now, now, now, None, None, None, None, None, None, None]
+        self.fresh.append(entry)
+
+    def _file_fresh(self) -> None:
+        fresh, unreported = self.fresh, self.unreported
+        while fresh:
+            entry = fresh.popleft()
+            unreported[entry.task_id] = entry
 
     def waiting_for_args(self, entry) -> None:
         """Some arguments are results of tasks not finished yet (PENDING_ARGS_AVAIL)."""
@@ -187,6 +202,8 @@ class TaskEventRecorder:
         ev = entry.ev
         if ev is None:
             return
+        if self.fresh:
+            self._file_fresh()
         if ev[4] is None:
             ev[3] = _now()
             ev[4] = FINISHED
@@ -210,6 +227,8 @@ class TaskEventRecorder:
         ev = entry.ev
         if ev is None:
             return
+        if self.fresh:
+            self._file_fresh()
         ev[3] = _now()
         ev[4] = FAILED
         ev[5] = error_type
@@ -279,6 +298,8 @@ class TaskEventRecorder:
         """Send what changed. A task submitted less than one interval ago that has not finished
         waits for the next report (unless ``force``): most tasks are then reported once, done."""
         self._flush_soon = False
+        if self.fresh:
+            self._file_fresh()
         owner, self.done = self.done, []
         unreported = self.unreported
         if unreported:

@@ -13,6 +13,11 @@ calls, on every put and get of a large value) can skip the loop thread with a
 the answer comes back on it (``reply_to`` :data:`DIRECT_REPLY`), which saves two thread
 hand-offs per call.
 
+A thread that only sends (an actor call from the caller's thread, a result from the thread
+that computed it) can use the loop's own connection to the peer with
+:meth:`EventLoop.send_threadsafe`: every use of a peer socket holds the loop's send lock,
+so such a message is ordered with everything the loop and other threads send to that peer.
+
 TCP sockets speak CURVE with keys derived from the cluster token (runtime/auth.py,
 the one other module that imports zmq); ipc sockets rely on their folder's
 permissions. The receive path survives any frame: undecodable, wrongly shaped or
@@ -54,6 +59,8 @@ def decode(frame: bytes) -> tuple:
 # Frames larger than this are refused (ZMQ_MAXMSGSIZE: the sender is disconnected) unless the
 # process passes its config's max_message_bytes; Ray's gRPC limit is the same 512 MiB.
 DEFAULT_MAX_MESSAGE_BYTES = 512 << 20
+# Plain ints: zmq's flag enums make every `events & POLLIN` build an enum member.
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 # The reply_to of a request whose answer goes back over the connection it came in on.
 DIRECT_REPLY = "direct"
 _loop_ids = itertools.count(1)
@@ -107,6 +114,7 @@ class EventLoop:
             raise
         self.handlers: dict[str, Callable] = dict(handlers or {})
         self._peers: dict[str, zmq.Socket] = {}
+        self._send_lock = threading.Lock()  # held by every use of a peer socket (send_threadsafe)
         self._timers: list[tuple[float, int, Callable, tuple]] = []
         self._timer_seq = itertools.count()
         self._calls: collections.deque = collections.deque()
@@ -164,30 +172,53 @@ class EventLoop:
 
         self.add_reader(mon, drain)
 
-    # ---- sending (loop thread only) ----
+    # ---- sending (loop thread only, but send_threadsafe) ----
     def send(self, address: str, msg: tuple) -> None:
         frame = _dumps(msg, _HIGHEST)
         if len(frame) > self.max_message_bytes:
             raise _too_large(len(frame), self.max_message_bytes, msg)
-        sock = self._peers.get(address) or self._connect(address)
-        sock.send(frame, copy=False)
+        with self._send_lock:
+            sock = self._peers.get(address) or self._connect(address)
+            sock.send(frame, copy=False)
+
+    def send_threadsafe(self, address: str, msg: tuple) -> bool:
+        """``send`` from any thread, on the loop's connection to ``address``: ordered after what
+        was sent to it before (by any thread), with no hand-off to the loop thread. False (nothing
+        sent) when this thread may not open that connection: the loop is closed, or its new
+        connections are watched (``on_handshake``), which only the loop thread can set up."""
+        frame = _dumps(msg, _HIGHEST)
+        if len(frame) > self.max_message_bytes:
+            raise _too_large(len(frame), self.max_message_bytes, msg)
+        with self._send_lock:
+            if self._closed:
+                return False
+            sock = self._peers.get(address)
+            if sock is None:
+                if self.on_handshake is not None and address.startswith("tcp://"):
+                    return False
+                sock = self._connect(address)
+            sock.send(frame, copy=False)
+        return True
 
     def send_raw(self, address: str, frame: bytes) -> None:
-        sock = self._peers.get(address) or self._connect(address)
-        sock.send(frame, copy=False)
+        with self._send_lock:
+            sock = self._peers.get(address) or self._connect(address)
+            sock.send(frame, copy=False)
 
     def send_frames(self, address: str, msg: tuple, payload: list) -> None:
         """Send ``msg`` followed by ``payload`` (buffers: bytes, memoryviews of shared memory) as
         separate frames, without copying them; the handler gets ``(*msg[1:], frames)``, each frame
         a zmq.Frame whose ``.buffer`` is a memoryview. A buffer must stay unchanged until sent."""
-        sock = self._peers.get(address) or self._connect(address)
-        sock.send_multipart([_dumps(msg, _HIGHEST), *payload], copy=False)
+        with self._send_lock:
+            sock = self._peers.get(address) or self._connect(address)
+            sock.send_multipart([_dumps(msg, _HIGHEST), *payload], copy=False)
 
     def send_back(self, sender: bytes, msg: tuple) -> None:
         """Answer a :class:`DirectSocket` over the connection its request came in on (loop thread)."""
         self.router.send_multipart([sender, _dumps(msg, _HIGHEST)], copy=False)
 
     def _connect(self, address: str) -> zmq.Socket:
+        """A new peer socket (the send lock held)."""
         sock = self.new_dealer(address, linger_ms=1000, watch=True)
         self._peers[address] = sock
         return sock
@@ -217,9 +248,10 @@ class EventLoop:
 
     def disconnect(self, address: str) -> None:
         self._forget_monitor(address)
-        sock = self._peers.pop(address, None)
-        if sock is not None:
-            sock.close(linger=0)
+        with self._send_lock:
+            sock = self._peers.pop(address, None)
+            if sock is not None:
+                sock.close(linger=0)
 
     def _forget_monitor(self, key: str) -> None:
         entry = self._monitors.pop(key, None)
@@ -287,7 +319,8 @@ class EventLoop:
                 timeout = max(0, int((timers[0][0] - time.monotonic()) * 1000) + 1)
             events = dict(poll(timeout))
             if router in events:
-                # Drain everything queued, bounded so timers and calls still run.
+                # Drain everything queued, bounded so timers and calls still run; asking the socket
+                # whether more is queued is cheaper than a receive that fails (zmq.Again).
                 for _ in range(1000):
                     try:
                         frames, payload = _recv_message(router)
@@ -295,6 +328,8 @@ class EventLoop:
                         break
                     self.sender = frames[0]
                     dispatch(frames[-1], payload)
+                    if not router.getsockopt(_EVENTS) & _POLLIN:
+                        break
             if wake_r in events:
                 try:
                     os.read(wake_r, 65536)
@@ -370,12 +405,13 @@ class EventLoop:
     def _close_sockets(self) -> None:
         if self._closed:
             return
-        self._closed = True
         for key in list(self._monitors):
             self._forget_monitor(key)
-        for sock in self._peers.values():
-            sock.close(linger=100)
-        self._peers.clear()
+        with self._send_lock:
+            self._closed = True
+            for sock in self._peers.values():
+                sock.close(linger=100)
+            self._peers.clear()
         self.router.close(linger=0)
         if self._zap_domain is not None:
             auth.ZapAuthenticator.for_context(self.ctx).forget(self._zap_domain)

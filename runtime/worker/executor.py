@@ -80,7 +80,7 @@ class TaskExecutor:
         h["exit_worker"] = lambda *a: self.main_queue.put(None)
         h["terminate_actor"] = self.on_terminate_actor
         signal.signal(signal.SIGINT, self._on_sigint)
-        install_output_capture(cw)
+        self.output = install_output_capture(cw)
 
     # ------------------------------------------------------------------ IO thread
     def on_push_task(self, spec: tuple, lease_info) -> None:
@@ -162,14 +162,20 @@ class TaskExecutor:
         self.cancel_requested.add(task_id)
         if self.running_task == task_id and threading.main_thread().is_alive():
             signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-        task = self.async_tasks.get(task_id)
-        if task is not None and self.async_loop is not None:
-            self.async_loop.call_soon_threadsafe(task.cancel)
+        if task_id in self.async_tasks and self.async_loop is not None:
+            self.async_loop.call_soon_threadsafe(self._cancel_async, task_id)
         if recursive:
             for child in list(self._children_of.get(task_id, ())):
                 self.cw.tasks.cancel(child, force, recursive)
 
     _children_of: dict[bytes, list[bytes]] = {}
+
+    def _cancel_async(self, task_id: bytes) -> None:
+        """On the actor's event loop: cancel a call whose method is still being awaited (looked
+        up there, so a call that has finished meanwhile is left alone)."""
+        task = self.async_tasks.get(task_id)
+        if task is not None:
+            task.cancel()
 
     def on_terminate_actor(self, reason: str) -> None:
         """The GCS stops this actor gracefully (its handles are all gone)."""
@@ -427,14 +433,14 @@ class TaskExecutor:
             for item in gen:
                 oid = ids.object_id(task_id, index + 1)
                 value = self.cw.encode_value(oid, serialization.serialize(item, transit=True), owner)
-                self.cw.loop.call_soon(self.cw.loop.send, owner, ("gen_item", task_id, index, value))
+                self.cw.send_any_thread(owner, ("gen_item", task_id, index, value))
                 index += 1
         except KeyboardInterrupt:  # cancelled: the error follows the items sent (index None)
             blob = serialization.serialize(exc.TaskCancelledError(task_id.hex()), error=True).to_bytes()
-            self.cw.loop.call_soon(self.cw.loop.send, owner, ("gen_item", task_id, None, ("v", blob)))
+            self.cw.send_any_thread(owner, ("gen_item", task_id, None, ("v", blob)))
         except Exception as e:  # noqa: BLE001
             blob = serialization.serialize(self._task_error(spec, e), error=True).to_bytes()
-            self.cw.loop.call_soon(self.cw.loop.send, owner, ("gen_item", task_id, index, ("v", blob)))
+            self.cw.send_any_thread(owner, ("gen_item", task_id, index, ("v", blob)))
         return [], False
 
     def _task_error(self, spec: tuple, e: BaseException) -> BaseException:
@@ -463,7 +469,7 @@ class TaskExecutor:
         blob = serialization.serialize(error, error=True).to_bytes()
         n = spec[ts.NUM_RETURNS]
         if n == ts.STREAMING:
-            self.cw.loop.call_soon(self.cw.loop.send, spec[ts.OWNER], ("gen_item", spec[ts.TASK_ID], None, ("v", blob)))
+            self.cw.send_any_thread(spec[ts.OWNER], ("gen_item", spec[ts.TASK_ID], None, ("v", blob)))
             return []
         return [("v", blob)] * n
 
@@ -499,11 +505,14 @@ class TaskExecutor:
 
     def _reply(self, spec: tuple, results: list, retryable: bool, exiting: bool = False,
                run: tuple | None = None) -> None:
+        """Send a task's result to its owner from the thread that has it (no hand-off to the IO
+        thread), behind what that thread sent before: the argument borrows registered with the
+        owner, the streamed items, and the lines the task printed."""
         if self._arg_pins:
             self._arg_pins.pop(spec[ts.TASK_ID], None)
-        self.cw.loop.call_soon(self.cw.loop.send, spec[ts.OWNER],
-                               ("task_result", spec[ts.TASK_ID], results, retryable, self.cw.worker_id, exiting,
-                                run))
+        self.output.flush()
+        self.cw.send_any_thread(spec[ts.OWNER], ("task_result", spec[ts.TASK_ID], results, retryable,
+                                                 self.cw.worker_id, exiting, run))
 
     # ------------------------------------------------------------------ actors
     def create_actor(self, spec: tuple, lease_info, options: dict) -> None:
@@ -586,8 +595,12 @@ class TaskExecutor:
             pool = self.actor_pools.get(group) or self.actor_pools["_default"]
             pool.submit(self._execute_threaded, spec)
         else:
-            fut = asyncio.run_coroutine_threadsafe(self._execute_async(spec, group), self.async_loop)
-            fut.add_done_callback(lambda f: f.exception())
+            self.async_loop.call_soon_threadsafe(self._start_async, spec, group)
+
+    def _start_async(self, spec: tuple, group: str) -> None:
+        """On the actor's event loop: run an async actor's call as a task of its own."""
+        task = self.async_loop.create_task(self._execute_async(spec, group))
+        task.add_done_callback(_retrieve_exception)
 
     def _execute_threaded(self, spec: tuple) -> None:
         if self._refused_after_exit(spec):  # queued in the pool before another call ran exit_actor()
@@ -620,11 +633,17 @@ class TaskExecutor:
                 self._run_started(task_id, attempt_of(spec[ts.EXTRA]))
             try:
                 method = self._callable(spec)
-                args, kwargs = await asyncio.get_running_loop().run_in_executor(None, self.resolve_args, spec)
+                if spec[ts.DEPS] or spec[ts.ARGS][0] != "v":
+                    args, kwargs = await asyncio.get_running_loop().run_in_executor(None, self.resolve_args, spec)
+                else:
+                    args, kwargs = await self._resolve_inline_args(spec)
                 if inspect.iscoroutinefunction(method):
-                    task = asyncio.ensure_future(method(*args, **kwargs))
-                    self.async_tasks[task_id] = task
-                    value = await task
+                    # Awaited in this task (no task of its own): cancelling this one cancels it.
+                    self.async_tasks[task_id] = asyncio.current_task()
+                    try:
+                        value = await method(*args, **kwargs)
+                    finally:
+                        self.async_tasks.pop(task_id, None)
                 elif inspect.isasyncgenfunction(method) and spec[ts.NUM_RETURNS] == ts.STREAMING:
                     task = asyncio.ensure_future(self._stream_async(spec, method(*args, **kwargs)))
                     self.async_tasks[task_id] = task
@@ -657,6 +676,20 @@ class TaskExecutor:
             self._reply(spec, results, retryable)
 
 
+    async def _resolve_inline_args(self, spec: tuple) -> tuple[list, dict]:
+        """An async call's arguments when they all came with it: unpickled on the event loop (a
+        thread hand-off there and back costs more than that), and only borrows of refs owned by
+        others than the caller, which wait for their owners' answers, registered on a thread."""
+        deferred = self.cw.defer_arg_borrows()
+        try:
+            return self._resolve_args(spec)
+        finally:  # also when unpickling failed: what it borrowed so far is registered, as resolve_args does
+            updates = self.cw.end_arg_borrows(deferred, spec[ts.OWNER])
+            if updates:
+                await asyncio.get_running_loop().run_in_executor(None, self.cw.register_borrows_sync, updates)
+            elif updates is not None:
+                self.cw.flush_borrows()  # only the caller's: ahead of the result, on this thread
+
     async def _stream_async(self, spec: tuple, agen) -> tuple[list, bool]:
         """Stream an async generator method's items as it yields them, driving it on the
         actor's own event loop (it shares state and asyncio objects with the other calls)."""
@@ -665,7 +698,7 @@ class TaskExecutor:
         try:
             async for item in agen:
                 value = self.cw.encode_value(ids.object_id(task_id, index + 1), serialization.serialize(item, transit=True), owner)
-                self.cw.loop.call_soon(self.cw.loop.send, owner, ("gen_item", task_id, index, value))
+                self.cw.send_any_thread(owner, ("gen_item", task_id, index, value))
                 index += 1
         except asyncio.CancelledError:  # cancelled: the error takes the next item's place
             error: BaseException = exc.TaskCancelledError(task_id.hex())
@@ -674,12 +707,17 @@ class TaskExecutor:
         else:
             return [], False
         blob = serialization.serialize(error, error=True).to_bytes()
-        self.cw.loop.call_soon(self.cw.loop.send, owner, ("gen_item", task_id, index, ("v", blob)))
+        self.cw.send_any_thread(owner, ("gen_item", task_id, index, ("v", blob)))
         return [], False
 
 
 async def _call_async(fn):
     return fn()
+
+
+def _retrieve_exception(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()  # _execute_async reports its errors to the caller; don't log them again
 
 
 def _terminate_call():

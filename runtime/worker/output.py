@@ -23,6 +23,7 @@ class _Forwarder:
         self.cw = cw
         self.pending: dict[str, list] = {}
         self.lock = threading.Lock()
+        self.flush_lock = threading.Lock()  # held from taking the lines until they are sent
         self.scheduled = False
 
     def add(self, log_to: str, prefix: str, is_err: bool, line: str, task_id: bytes | None = None,
@@ -38,11 +39,17 @@ class _Forwarder:
         self.cw.loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        with self.lock:
-            pending, self.pending = self.pending, {}
-            self.scheduled = False
-        for address, entries in pending.items():
-            self.cw.loop.send(address, ("log", entries))
+        """Send the lines collected so far. Any thread: the executor flushes before it sends a
+        task's result, so that a driver has the lines a task printed before its result (the
+        lock makes it wait for lines another thread took and is still sending)."""
+        if not (self.pending or self.flush_lock.locked()):
+            return  # no lines, and none another thread took is still being sent
+        with self.flush_lock:
+            with self.lock:
+                pending, self.pending = self.pending, {}
+                self.scheduled = False
+            for address, entries in pending.items():
+                self.cw.send_any_thread(address, ("log", entries))
 
 
 class _TaggedStream(io.TextIOBase):
@@ -99,7 +106,8 @@ class _TaggedStream(io.TextIOBase):
             self._forwarder.add(ctx.log_to, prefix, self._is_err, line, ctx.root or ctx.task_id, ctx.actor_id)
 
 
-def install_output_capture(cw: CoreWorker) -> None:
+def install_output_capture(cw: CoreWorker) -> _Forwarder:
     forwarder = _Forwarder(cw)
     sys.stdout = _TaggedStream(forwarder, sys.__stdout__, False)
     sys.stderr = _TaggedStream(forwarder, sys.__stderr__, True)
+    return forwarder

@@ -93,3 +93,34 @@ def test_each_thread_has_its_own_connection(pair):
     for t in threads:
         t.join(timeout=30)
     assert results == {k: 100 * k + sum(range(100)) for k in range(4)}
+
+
+def test_sends_from_any_thread_share_the_loops_connection_in_order(pair):
+    # send_threadsafe: threads and the loop's own thread send on one connection to the peer, so
+    # each sender's messages arrive in its order, and nothing is lost (the first one of the
+    # threads opens the connection itself).
+    server, caller = pair
+    caller.loop.start_thread()
+    address = server.loop.address
+
+    def from_thread(t):
+        for i in range(200):
+            caller.notify_any_thread(address, "note", (t, i))
+
+    def from_loop():
+        for i in range(200):
+            caller.notify(address, "note", ("loop", i))
+
+    threads = [threading.Thread(target=from_thread, args=(t,)) for t in range(3)]
+    for th in threads:
+        th.start()
+    caller.loop.call_soon(from_loop)
+    for th in threads:
+        th.join(30)
+    assert caller.call_sync(address, "add", 0, 0, timeout=10) == 0
+    notes = [value for kind, *value in server.seen if kind == "note"]
+    for sender in (0, 1, 2, "loop"):
+        assert [i for (s, i), in notes if s == sender] == list(range(200))
+    assert list(caller.loop._peers) == [address], "one connection, shared"
+    caller.loop.stop()
+    caller.loop.join(timeout=5)
