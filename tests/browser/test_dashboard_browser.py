@@ -113,7 +113,9 @@ def test_sidebar_follows_work_and_kills_an_actor(lab_for_cluster):
         screenshot(page, "sidebar-busy.png")
         row = page.locator(f"[data-juno=actor-row][data-actor-id='{actor_id}']")
         row.wait_for(timeout=UI_TIMEOUT_MS)
-        assert "ALIVE" in row.locator("[data-juno=actor-state]").inner_text()
+        # The row can first appear from a poll made while the actor was still being created.
+        _eventually(lambda: "ALIVE" in row.locator("[data-juno=actor-state]").inner_text(), timeout=30,
+                    message="the actor's row never showed it ALIVE")
         page.locator("[data-juno=throughput-chart]").first.wait_for(timeout=UI_TIMEOUT_MS)
 
         # Its log, from the actor's row: what it printed.
