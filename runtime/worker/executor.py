@@ -409,7 +409,7 @@ class TaskExecutor:
         for i, v in enumerate(values):
             oid = ids.object_id(task_id, i + 1)
             try:
-                serialized = serialization.serialize(v, transit=True)
+                serialized = serialization.serialize(v)
             except Exception as e:  # noqa: BLE001
                 raise TypeError(serialization.describe_unpicklable(v, f"return value {i} of {spec[ts.NAME]}")
                                 or str(e)) from e
@@ -426,7 +426,7 @@ class TaskExecutor:
                 gen = _drain_async_gen(gen)
             for item in gen:
                 oid = ids.object_id(task_id, index + 1)
-                value = self.cw.encode_value(oid, serialization.serialize(item, transit=True), owner)
+                value = self.cw.encode_value(oid, serialization.serialize(item), owner)
                 self.cw.loop.call_soon(self.cw.loop.send, owner, ("gen_item", task_id, index, value))
                 index += 1
         except KeyboardInterrupt:  # cancelled: the error follows the items sent (index None)
@@ -664,7 +664,7 @@ class TaskExecutor:
         index = 0
         try:
             async for item in agen:
-                value = self.cw.encode_value(ids.object_id(task_id, index + 1), serialization.serialize(item, transit=True), owner)
+                value = self.cw.encode_value(ids.object_id(task_id, index + 1), serialization.serialize(item), owner)
                 self.cw.loop.call_soon(self.cw.loop.send, owner, ("gen_item", task_id, index, value))
                 index += 1
         except asyncio.CancelledError:  # cancelled: the error takes the next item's place
