@@ -317,12 +317,10 @@ class ActorHandle:
         if owner is None:
             return _rebuild_handle, (self._actor_id, self._meta)
         # Counted like an ObjectRef inside the value: by a task that takes it until the task is
-        # done, by a stored object while it lives, in transit for a task result.
+        # done, by a stored object while it lives, by the object a task result makes while it lives.
         refs = serialization.recording_refs()
         if refs is not None:
             refs.append(ObjectRef(self._actor_id, owner, _count=False))
-        if serialization.in_transit():
-            return _rebuild_handle, (self._actor_id, self._meta, owner, 1)
         return _rebuild_handle, (self._actor_id, self._meta, owner)
 
     def __del__(self):
@@ -337,7 +335,7 @@ class ActorHandle:
                 pass
 
 
-def _rebuild_handle(actor_id: bytes, meta: dict, owner: str | None = None, claims: int = 0) -> ActorHandle:
+def _rebuild_handle(actor_id: bytes, meta: dict, owner: str | None = None) -> ActorHandle:
     """Unpickling a counted handle makes this process a borrower of the actor, as for a ref."""
     handle = ActorHandle(actor_id, meta, owner)
     if owner is not None:
@@ -345,7 +343,7 @@ def _rebuild_handle(actor_id: bytes, meta: dict, owner: str | None = None, claim
 
         cw = global_worker()
         if cw is not None:
-            cw.refs.note_borrowed(actor_id, owner, claims)
+            cw.refs.note_borrowed(actor_id, owner)
     return handle
 
 

@@ -238,15 +238,31 @@ class CoreWorker(RpcNode):
     def encode_value(self, object_id: bytes, serialized: serialization.SerializedObject, owner: str) -> tuple:
         """The wire value for an object ``owner`` owns (task results).
 
-        Refs inside it are held in transit until the receiver registers as their
-        borrower: here for refs we own, at their owner for refs we borrowed.
+        Refs inside it are held in transit until the owner registers as their borrower
+        (``take_contents``): here for refs we own, at their owner for refs we borrowed. They
+        travel beside the value, as a third item ``(object ids, owners)``, so that the owner
+        knows them without reading the value.
         """
-        if serialized.contained_refs:
-            self.hold_in_transit(serialized.contained_refs)
+        refs = serialized.contained_refs
         if serialized.total_bytes <= self.config.max_inline_object_bytes:
-            return ("v", serialized.to_bytes())
-        self.shm.write(object_id, serialized.flags, serialized.data, serialized.buffers, owner)
-        return ("s", self.node_id)
+            value = ("v", serialized.to_bytes())
+        else:
+            self.shm.write(object_id, serialized.flags, serialized.data, serialized.buffers, owner)
+            value = ("s", self.node_id)
+        if not refs:
+            return value
+        self.hold_in_transit(refs)
+        return value + (([r._id for r in refs], [r._owner for r in refs]),)
+
+    def take_contents(self, object_id: bytes, value: tuple, keep: bool = True) -> tuple:
+        """A task result ``value`` for ``object_id`` arrived here, its owner: the refs traveling
+        beside it are kept while the object lives (and their in-transit holds redeemed once:
+        reading the value borrows nothing more); released at once if not ``keep`` (a value
+        discarded). Returns the value without them."""
+        if len(value) <= 2:
+            return value
+        self.refs.adopt_contents(object_id, *value[2], keep)
+        return value[:2]
 
     # ------------------------------------------------------------------ get
     def get_objects(self, refs: list[ObjectRef], timeout: float | None) -> list[Any]:
@@ -711,10 +727,12 @@ class CoreWorker(RpcNode):
         state = self.generator_state(task_id)
         oid = ids.object_id(task_id, index + 1)
         if state.released:
+            self.take_contents(oid, value, keep=False)
             if value[0] == "s":
                 self.shm.delete(oid, value[1])
             return
         self.refs.add_owned(oid)
+        value = self.take_contents(oid, value)
         self.store.put(oid, value)
         with state.cond:
             state.count = max(state.count, index + 1)

@@ -27,19 +27,19 @@ class RefBatch(threading.local):
     The refs wait in the batch, so none can be dropped before it is counted. The lists come with
     the first ref: a value with none costs the opening and closing only."""
 
-    pending: tuple = None  # None: no batch; (): open, no ref yet; then (refs, their claims)
+    pending: list = None  # None: no batch; (): open, no ref yet; then the refs
 
-    def open(self) -> tuple | None:
+    def open(self) -> list | None:
         """Returns what to pass to ``close``."""
         outer = self.pending
         self.pending = ()
         return outer
 
-    def close(self, outer: tuple | None, counter) -> None:
+    def close(self, outer: list | None, counter) -> None:
         pending = self.pending
         self.pending = outer
         if pending:
-            counter.add_borrowed_refs(*pending)
+            counter.add_borrowed_refs(pending)
 
 
 batch = RefBatch()
@@ -106,8 +106,6 @@ class ObjectRef:
         refs = serialization.recording_refs()
         if refs is not None:
             refs.append(self)
-        if serialization.in_transit():
-            return _rebuild_ref, (self._id, self._owner, 1)
         return _rebuild_ref, (self._id, self._owner)
 
     def __copy__(self):
@@ -128,9 +126,10 @@ class ObjectRef:
         return asyncio.wrap_future(self.future())
 
 
-def _rebuild_ref(object_id: bytes, owner: str, claims: int = 0) -> ObjectRef:
-    """Unpickling a ref makes this process a borrower (and redeems its in-transit hold).
-    Once per ref of a get, so it counts and borrows in one call (ObjectRef.__init__'s work)."""
+def _rebuild_ref(object_id: bytes, owner: str) -> ObjectRef:
+    """Unpickling a ref makes this process a borrower (a ref inside a task result was borrowed
+    already, when the result arrived: CoreWorker.take_contents). Once per ref of a get, so it
+    counts and borrows in one call (ObjectRef.__init__'s work)."""
     ref = _new_ref(ObjectRef)
     ref._id = object_id
     ref._owner = owner
@@ -141,12 +140,11 @@ def _rebuild_ref(object_id: bytes, owner: str, claims: int = 0) -> ObjectRef:
     ref._counted = True if owner == cw.address else _LATER
     pending = batch.pending
     if pending is None:
-        cw.refs.add_borrowed_refs((ref,), (claims,))
+        cw.refs.add_borrowed_refs((ref,))
         return ref
     if not pending:
-        pending = batch.pending = ([], [])
-    pending[0].append(ref)
-    pending[1].append(claims)
+        pending = batch.pending = []
+    pending.append(ref)
     return ref
 
 

@@ -7,8 +7,9 @@ it) frees it when nothing can reach it any more:
 * submitted: tasks the owner submitted that still need it (as an argument, or
   nested inside one);
 * borrowers: other processes that deserialized a ref to it and still hold one;
-* in transit: refs serialized into a task result on their way to a process that
-  has not registered as a borrower yet;
+* in transit: refs serialized into a task result on their way to the result's
+  owner, which has not registered as a borrower yet (it does when the result
+  arrives, before anyone reads it: ``adopt_contents``);
 * captured: live objects this process owns whose value contains a ref to it.
 
 Actor handles are counted here too, under the actor's id (runtime/actor.py); the
@@ -27,6 +28,7 @@ unit-tested without processes.
 from __future__ import annotations
 
 import collections
+import itertools
 import threading
 from typing import Callable
 
@@ -95,10 +97,12 @@ class ReferenceCounter:
         with self._lock:
             self._note_borrowed(object_id, owner, claims)
 
-    def add_borrowed_refs(self, refs: list, claims: list[int]) -> None:
+    def add_borrowed_refs(self, refs: list, claims: list[int] | None = None) -> None:
         """ObjectRefs unpickled together (by one get): for each, ``add_local`` and
-        ``note_borrowed`` with its claims, in one pass under one lock."""
+        ``note_borrowed`` with its claims (none by default), in one pass under one lock."""
         me = self.my_address
+        if claims is None:
+            claims = itertools.repeat(0)
         with self._lock:
             local, borrowed = self._local, self._borrowed
             updates = owner = entry = None
@@ -263,11 +267,32 @@ class ReferenceCounter:
                     self._maybe_release(oid)
 
     def add_captured(self, outer: bytes, inner: list[bytes]) -> None:
-        """``outer``'s value holds refs ``inner``: they live at least as long as it does."""
+        """``outer``'s value holds refs ``inner``: they live at least as long as it does. A value
+        stored again (a task re-run) replaces the refs of the one before, which are released."""
         with self._lock:
-            self._contains[outer] = list(inner)
+            captured = self._captured
             for oid in inner:
-                self._captured[oid] = self._captured.get(oid, 0) + 1
+                captured[oid] = captured.get(oid, 0) + 1
+            if outer in self._contains:
+                self._release_contents(outer)
+            self._contains[outer] = list(inner)
+
+    def adopt_contents(self, outer: bytes, object_ids: list[bytes], owners: list[str], keep: bool = True) -> None:
+        """A task result for ``outer`` arrived holding refs ``object_ids`` (owned by ``owners``),
+        each held in transit for this process by its owner: redeem each hold once, however often
+        (if ever) the value is read, and keep the refs while ``outer`` lives; this process
+        borrows those owned elsewhere. For an ``outer`` no longer referenced, the refs not held
+        otherwise are released at once (their owners hear it in the same message), as they are
+        when not ``keep`` (a value discarded)."""
+        with self._lock:
+            keep = keep and outer in self._owned
+            if keep:  # counted before the holds go, so none of our own is freed in between
+                self.add_captured(outer, object_ids)
+            for object_id, owner in zip(object_ids, owners):
+                self._note_borrowed(object_id, owner, 1)
+            if not keep:
+                for object_id in object_ids:
+                    self._maybe_release(object_id)
 
     def release_if_unreferenced(self, object_id: bytes) -> None:
         """Free an owned object nobody ever took a ref to (e.g. an unread generator item)."""

@@ -47,11 +47,6 @@ def recording_refs() -> list | None:
     return getattr(_local, "refs", None)
 
 
-def in_transit() -> bool:
-    """Whether refs serialized now travel with an in-transit hold the receiver redeems."""
-    return getattr(_local, "transit", False)
-
-
 class _Pickler(cloudpickle.Pickler):
     """cloudpickle, plus zero-copy torch CPU tensors (torch's own pickling copies their storage),
     and code objects that keep their file name (see code_objects)."""
@@ -103,8 +98,8 @@ def _dumps(value: Any, buffer_callback) -> bytes:
 _PLAIN_TYPES = frozenset({bytes, str, int, float, bool, type(None)})
 
 
-def serialize(value: Any, *, error: bool = False, transit: bool = False) -> SerializedObject:
-    """Pickle ``value``. ``transit``: it is a task result, whose refs the owner holds for the receiver."""
+def serialize(value: Any, *, error: bool = False) -> SerializedObject:
+    """Pickle ``value``, recording the refs in it (``contained_refs``)."""
     if type(value) in _PLAIN_TYPES:
         return SerializedObject(pickle.dumps(value, 5), [], [], fmt.FLAG_ERROR if error else 0)
     buffers: list = []
@@ -114,15 +109,12 @@ def serialize(value: Any, *, error: bool = False, transit: bool = False) -> Seri
         data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
         return SerializedObject(data, [b.raw() for b in buffers], [], fmt.FLAG_ERROR if error else 0)
     outer = getattr(_local, "refs", None)
-    outer_transit = getattr(_local, "transit", False)
     refs: list = []
     _local.refs = refs
-    _local.transit = transit
     try:
         data = _dumps(value, buffers.append)
     finally:
         _local.refs = outer
-        _local.transit = outer_transit
     views = [b.raw() for b in buffers]
     return SerializedObject(data, views, refs, fmt.FLAG_ERROR if error else 0)
 

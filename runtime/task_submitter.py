@@ -358,6 +358,7 @@ class TaskSubmitter:
         if self.ev is not None:
             self.ev.finished(entry, results)
         self.entries.pop(entry.task_id, None)
+        results = [cw.take_contents(oid, value) for oid, value in zip(entry.return_ids, results)]
         for oid, value in zip(entry.return_ids, results):
             if cw.refs.owns(oid):
                 cw.store.put(oid, value)
@@ -379,10 +380,14 @@ class TaskSubmitter:
         self.complete(entry, [("v", blob)] * len(entry.return_ids))
 
     def _discard_results(self, task_id: bytes, results: list) -> None:
+        """Results of a task no longer tracked: their objects and the refs inside them go."""
+        from juno import ids
         for i, value in enumerate(results):
-            if value and value[0] == "s":
-                from juno import ids
-                self.cw.shm.delete(ids.object_id(task_id, i + 1), value[1])
+            if value:
+                oid = ids.object_id(task_id, i + 1)
+                self.cw.take_contents(oid, value, keep=False)
+                if value[0] == "s":
+                    self.cw.shm.delete(oid, value[1])
 
     # ------------------------------------------------------------------ failures
     def on_worker_died(self, lease_id: Any, worker_id: bytes, reason: str, kind: str | None = None) -> None:

@@ -415,7 +415,7 @@ class TaskExecutor:
         for i, v in enumerate(values):
             oid = ids.object_id(task_id, i + 1)
             try:
-                serialized = serialization.serialize(v, transit=True)
+                serialized = serialization.serialize(v)
             except Exception as e:  # noqa: BLE001
                 raise TypeError(serialization.describe_unpicklable(v, f"return value {i} of {spec[ts.NAME]}")
                                 or str(e)) from e
@@ -432,7 +432,7 @@ class TaskExecutor:
                 gen = _drain_async_gen(gen)
             for item in gen:
                 oid = ids.object_id(task_id, index + 1)
-                value = self.cw.encode_value(oid, serialization.serialize(item, transit=True), owner)
+                value = self.cw.encode_value(oid, serialization.serialize(item), owner)
                 self.cw.send_any_thread(owner, ("gen_item", task_id, index, value))
                 index += 1
         except KeyboardInterrupt:  # cancelled: the error follows the items sent (index None)
@@ -697,7 +697,7 @@ class TaskExecutor:
         index = 0
         try:
             async for item in agen:
-                value = self.cw.encode_value(ids.object_id(task_id, index + 1), serialization.serialize(item, transit=True), owner)
+                value = self.cw.encode_value(ids.object_id(task_id, index + 1), serialization.serialize(item), owner)
                 self.cw.send_any_thread(owner, ("gen_item", task_id, index, value))
                 index += 1
         except asyncio.CancelledError:  # cancelled: the error takes the next item's place

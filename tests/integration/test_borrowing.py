@@ -277,6 +277,103 @@ def test_a_borrow_released_and_taken_again_stays_registered(cluster):
     gc.collect()
     assert juno.get(owner.owned.remote()) == 500, "the driver's borrow is still registered"
     assert sum(juno.get(refs, timeout=30)) == sum(range(500))
-    del refs
+    del refs, holder  # the result holds the refs inside it too (as in Ray): both must go
     gc.collect()
     wait_for_condition(lambda: juno.get(owner.owned.remote()) == 0)
+
+
+# ------------------------------------------------------------------ refs inside task results
+
+# As in Ray, the owner of a task's result borrows the refs inside it for as long as the result
+# lives: a get of the result may be dropped and made again, and a result never read leaks nothing.
+
+@juno.remote
+class LooseOwner:
+    """Puts objects and hands them out without keeping refs to them."""
+
+    def make(self, n):
+        return [juno.put(i) for i in range(n)]
+
+    def stream(self, n):
+        for i in range(n):
+            yield [juno.put(i)]
+
+    def owned(self):
+        from juno.core_worker import global_worker
+
+        return global_worker().refs.num_owned()
+
+
+def test_refs_inside_a_result_live_as_long_as_the_result(cluster):
+    owner = LooseOwner.remote()
+    result = owner.make.remote(100)
+    for _ in range(3):  # each get's refs are dropped before the next get
+        refs = juno.get(result)
+        assert juno.get(refs, timeout=30) == list(range(100))
+        del refs
+        gc.collect()
+    assert juno.get(owner.owned.remote()) == 100
+    del result
+    wait_for_condition(lambda: juno.get(owner.owned.remote()) == 0)
+
+
+def test_big_objects_inside_a_task_result_are_freed_with_the_result(cluster):
+    result = make_refs.remote(2)
+    del juno.get(result)[:]
+    gc.collect()
+    assert [float(juno.get(r)[0]) for r in juno.get(result)] == [0.0, 1.0]
+    del result
+    wait_for_condition(store_empty)
+
+
+def test_a_result_never_read_does_not_keep_the_refs_inside_it(cluster):
+    owner = LooseOwner.remote()
+    result = owner.make.remote(50)
+    juno.wait([result], timeout=30)
+    del result
+    wait_for_condition(lambda: juno.get(owner.owned.remote()) == 0)
+    owner.make.remote(50)  # dropped before its result can arrive
+    wait_for_condition(lambda: juno.get(owner.owned.remote()) == 0)
+
+
+def test_refs_inside_generator_items_live_as_long_as_the_items(cluster):
+    owner = LooseOwner.remote()
+    items = list(owner.stream.remote(3))
+    for item in items:
+        inner = juno.get(item)
+        del inner
+    gc.collect()
+    assert [juno.get(juno.get(item)[0], timeout=30) for item in items] == [0, 1, 2]
+    assert juno.get(owner.owned.remote()) == 3
+    del items, item
+    wait_for_condition(lambda: juno.get(owner.owned.remote()) == 0)
+    gen = make_refs_stream.remote(2)
+    first = next(gen)
+    del juno.get(first)[:]
+    gc.collect()
+    assert float(juno.get(juno.get(first)[0])[0]) == 0.0
+    del gen, first
+    wait_for_condition(store_empty)
+
+
+@juno.remote
+def make_refs_stream(n):
+    for i in range(n):
+        yield [juno.put(np.full(BIG, i, dtype=np.float64))]
+
+
+@juno.remote
+def pass_back(refs):
+    return refs
+
+
+def test_the_callers_own_refs_returned_inside_a_result_live_as_long_as_it(cluster):
+    mine = juno.put(np.full(BIG, 5.0))
+    result = pass_back.remote([mine])
+    del mine
+    gc.collect()
+    for _ in range(2):
+        assert float(juno.get(juno.get(result)[0])[0]) == 5.0
+        gc.collect()
+    del result
+    wait_for_condition(store_empty)

@@ -1,5 +1,6 @@
 """Owner-side reference counting, without processes."""
-from juno.reference_counter import ReferenceCounter
+from juno.object_ref import ObjectRef
+from juno.reference_counter import UNBORROW, ReferenceCounter
 
 ME = "ipc:///me"
 
@@ -121,3 +122,50 @@ def test_late_registration_for_a_freed_object_is_ignored():
     rc, freed, *_ = make_with_messages()
     rc.add_borrower(b"never-owned", "ipc:///b")
     assert rc.borrowers_of(b"never-owned") == set() and freed == []
+
+
+# ---- refs inside a task result: the result's owner borrows them while the result lives
+
+OTHER = "ipc:///worker"
+
+
+def result_with_refs(rc, outer=b"out"):
+    rc.add_owned(outer)
+    rc.add_local(outer, ME)
+    rc.add_owned(b"mine")
+    rc.add_in_transit([b"mine"])  # a ref this process passed to the task, returned in the result
+    rc.adopt_contents(outer, [b"theirs", b"mine"], [OTHER, ME])
+
+
+def test_a_result_borrows_its_refs_once_and_reads_of_it_borrow_nothing_more():
+    rc, freed, released, borrows, unborrows = make_with_messages()
+    result_with_refs(rc)
+    assert borrows == [(OTHER, b"theirs", 1, True)] and rc.owns(b"mine")
+    for _ in range(2):  # each get of the result unpickles the refs again, and drops them
+        refs = [ObjectRef(b"theirs", OTHER, _count=False), ObjectRef(b"mine", ME, _count=False)]
+        rc.add_borrowed_refs(refs)
+        rc.remove_local_later(b"theirs")
+        rc.remove_local(b"mine")
+    assert borrows == [(OTHER, b"theirs", 1, True)] and unborrows == [] and freed == []
+    rc.remove_local(b"out")  # the result goes: so do the refs inside it
+    assert sorted(freed) == [b"mine", b"out"] and unborrows == [(OTHER, b"theirs")]
+
+
+def test_a_result_stored_again_replaces_the_refs_of_the_one_before():
+    rc, freed, _, borrows, unborrows = make_with_messages()
+    result_with_refs(rc)
+    rc.adopt_contents(b"out", [b"rebuilt"], [OTHER])  # a re-run made other objects
+    assert unborrows == [(OTHER, b"theirs")] and freed == [b"mine"]
+    rc.remove_local(b"out")
+    assert unborrows == [(OTHER, b"theirs"), (OTHER, b"rebuilt")]
+
+
+def test_a_result_nobody_holds_any_more_redeems_and_releases_its_refs_at_once():
+    rc, freed, _, borrows, unborrows = make_with_messages()
+    rc.add_owned(b"mine")
+    rc.add_in_transit([b"mine"])
+    rc.adopt_contents(b"gone", [b"theirs", b"mine"], [OTHER, ME])
+    assert borrows == [(OTHER, b"theirs", 1, True)] and unborrows == [(OTHER, b"theirs")]
+    assert freed == [b"mine"]
+    updates = rc.take_borrow_updates()
+    assert updates == {OTHER: ([b"theirs", b"theirs"], [1, UNBORROW])}, "the hold is redeemed, then let go"
