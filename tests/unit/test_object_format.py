@@ -50,3 +50,23 @@ def test_pickle_protocol_5_is_used():
     s = serialization.serialize([1, 2, 3])
     assert s.data[:2] == b"\x80\x05"
     assert pickle.loads(s.data) == [1, 2, 3]
+
+
+def test_a_large_buffer_starts_at_its_sources_page_offset_and_reads_back():
+    """A copy whose destination sits just past its source modulo 4096 runs at a third of the
+    speed on some CPUs: a large buffer is laid out at its source's page offset (rounded down to
+    64 bytes); small ones stay packed, every buffer 64-byte aligned, and the bytes round-trip."""
+    backing = np.zeros(3 << 20, dtype=np.uint8)
+    for shift in (0, 16, 64, 200, 4000):
+        big = backing[shift: shift + (2 << 20)]
+        big[:] = np.arange(big.nbytes, dtype=np.uint64).astype(np.uint8)
+        small = memoryview(b"s" * 1000)
+        pieces, total = fmt.to_iovecs(0, b"pickle", [small, memoryview(big)])
+        blob = b"".join(bytes(p) for p in pieces)
+        assert len(blob) == total
+        flags, data, (got_small, got_big) = fmt.unpack(memoryview(blob))
+        assert bytes(data) == b"pickle" and bytes(got_small) == b"s" * 1000
+        assert np.array_equal(np.frombuffer(got_big, dtype=np.uint8), big)
+        _, offsets, _ = fmt.layout(len(b"pickle"), [1000, big.nbytes], fmt.source_page_offsets([small, memoryview(big)]))
+        assert offsets[0] % fmt.ALIGN == 0 and offsets[0] < fmt.PAGE  # small: packed after the pickle
+        assert offsets[1] % fmt.PAGE == big.ctypes.data % fmt.PAGE // fmt.ALIGN * fmt.ALIGN
