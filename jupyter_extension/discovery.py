@@ -2,7 +2,7 @@
 
 In order: the address the user set (``PUT /juno/api/connection``); for a request
 naming a kernel (``?kernel_id=``), the cluster that kernel started or attached to
-(its record, runtime/kernel_cluster.py) or the JUNO_ADDRESS of its environment;
+(its record, runtime/cluster/kernel_cluster.py) or the JUNO_ADDRESS of its environment;
 JUNO_ADDRESS in the server's environment; the cluster of any other live kernel of
 this server; the cluster ``juno start --head`` recorded on this machine.
 
@@ -92,7 +92,7 @@ class Discovery:
             for other in self.kernel_ids():
                 if other != kernel_id:
                     yield entry(self.kernel_address(other), "kernel", other)
-            from juno import local_cluster
+            from juno.cluster import local_cluster
 
             yield entry(local_cluster.read_current_cluster(), "juno start")
 
@@ -109,8 +109,8 @@ class Discovery:
 
     def kernel_address(self, kernel_id: str) -> str | None:
         """The cluster of one kernel: its live record, else JUNO_ADDRESS in its environment."""
-        from juno import kernel_cluster
-        from juno.proc_util import pid_alive
+        from juno.cluster import kernel_cluster
+        from juno.cluster.processes import pid_alive
 
         for key in self.record_keys(kernel_id):
             record = kernel_cluster.read(key)

@@ -21,7 +21,7 @@ _disabled = False
 
 def cancel_cell_work(msg_id: str) -> int:
     """Cancel the unfinished tasks and actor calls launched by the cell ``msg_id``; how many."""
-    from juno.core_worker import global_worker
+    from juno.owner.core_worker import global_worker
 
     r = output.router()
     cw = global_worker()
@@ -76,7 +76,7 @@ def install(ip: Any) -> None:
     if getattr(ip, "kernel", None) is None:
         return  # plain IPython: Ctrl-C already interrupts the local wait; nothing to route
     _register(ip)
-    from juno.core_worker import global_worker
+    from juno.owner.core_worker import global_worker
 
     cw = global_worker()
     if cw is not None:

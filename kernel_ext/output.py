@@ -257,7 +257,7 @@ def install(ip: Any) -> None:
     if r is None:
         return
     r.routing = True
-    from juno.core_worker import global_worker
+    from juno.owner.core_worker import global_worker
 
     cw = global_worker()
     if cw is not None:

@@ -6,16 +6,17 @@ import inspect
 import weakref
 
 from juno import exceptions as exc
-from juno import ids, serialization
-from juno import options as opt
-from juno import task_spec as ts
-from juno.call_signature import CallSignature, parameters_of, signature_of
-from juno.export_size import check_export_size
+from juno import ids
+from juno.owner import serialization
+from juno.owner import options as opt
+from juno.owner import task_spec as ts
+from juno.owner.call_signature import CallSignature, parameters_of, signature_of
+from juno.owner.export_size import check_export_size
 from juno.job_config import default_actor_lifetime
 from juno.node.resources import normalize_request
 from juno.object_ref import ObjectRef, ObjectRefGenerator
-from juno.submission import export_code, pickle_retry_exceptions, prepare_args, return_refs
-from juno.task_spec import TaskEntry
+from juno.owner.call_builder import export_code, pickle_retry_exceptions, prepare_args, return_refs
+from juno.owner.task_spec import TaskEntry
 
 
 EXITED_BY_CALL = "The actor exited intentionally by calling exit_actor()."
@@ -33,7 +34,7 @@ class ActorExit(BaseException):
 
 def exit_actor() -> None:
     """End the current actor gracefully: it will not be restarted."""
-    from juno.core_worker import current_task
+    from juno.owner.core_worker import current_task
 
     ctx = current_task.get()
     if ctx is None or ctx.actor_id is None:
@@ -258,9 +259,9 @@ class ActorHandle:
     """A reference to an actor; call its methods with ``handle.method.remote(...)``.
 
     The process that created a non-detached actor owns it and counts its handles as references
-    to the actor's id (runtime/reference_counter.py), borrowers included: handles passed to
+    to the actor's id (runtime/owner/reference_counter.py), borrowers included: handles passed to
     tasks and actors, stored in objects, and held by calls not finished. When none is left,
-    the actor stops (runtime/actor_submitter.py). ``owner`` is None for handles that are not
+    the actor stops (runtime/owner/actor_submitter.py). ``owner`` is None for handles that are not
     counted: a detached actor's, or one found by name in a process that doesn't own it.
     """
 
@@ -270,7 +271,7 @@ class ActorHandle:
         self._owner = owner
         self._counted = False
         if _count:
-            from juno.core_worker import global_worker
+            from juno.owner.core_worker import global_worker
 
             cw = global_worker()
             if cw is not None:
@@ -326,7 +327,7 @@ class ActorHandle:
     def __del__(self):
         if self._counted:
             try:
-                from juno.core_worker import global_worker
+                from juno.owner.core_worker import global_worker
 
                 cw = global_worker()
                 if cw is not None:
@@ -339,7 +340,7 @@ def _rebuild_handle(actor_id: bytes, meta: dict, owner: str | None = None) -> Ac
     """Unpickling a counted handle makes this process a borrower of the actor, as for a ref."""
     handle = ActorHandle(actor_id, meta, owner)
     if owner is not None:
-        from juno.core_worker import global_worker
+        from juno.owner.core_worker import global_worker
 
         cw = global_worker()
         if cw is not None:

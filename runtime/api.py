@@ -14,17 +14,17 @@ from typing import Any, Sequence
 
 from juno import exceptions as exc
 from juno import ids
-from juno import options as opt
-from juno.auth import resolve_token
-from juno import kernel_cluster
+from juno.owner import options as opt
+from juno.comm.auth import resolve_token
+from juno.cluster import kernel_cluster
 from juno.config import Config
 from juno.dashboard import launch as dashboard
 from juno.job_config import JobConfig, job_runtime_env, public_runtime_env
-from juno.core_worker import MODE_DRIVER, CoreWorker, global_worker, set_global_worker
-from juno.local_cluster import (ClusterProcesses, forget_cluster_token, normalize_address, read_current_cluster,
+from juno.owner.core_worker import MODE_DRIVER, CoreWorker, global_worker, set_global_worker
+from juno.cluster.local_cluster import (ClusterProcesses, forget_cluster_token, normalize_address, read_current_cluster,
                                 start_local_cluster, stop_processes)
 from juno.object_ref import ObjectRef, ObjectRefGenerator
-from juno.proc_util import pid_alive
+from juno.cluster.processes import pid_alive
 
 logger = logging.getLogger("juno")
 
@@ -111,7 +111,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
         if address is None:
             address = os.environ.get("JUNO_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
         cluster: ClusterProcesses | None = None
-        # In a notebook kernel, the local cluster outlives a kernel restart (runtime/kernel_cluster.py).
+        # In a notebook kernel, the local cluster outlives a kernel restart (runtime/cluster/kernel_cluster.py).
         kernel = kernel_cluster.kernel_key() if address is None and config.kernel_cluster_linger_s > 0 else None
         reattached = _reattach(kernel, config) if kernel else None
         if reattached is not None:
@@ -234,8 +234,8 @@ def _reattach(kernel: str, config: Config) -> tuple[str, dict, str | None, dict]
 
 def _find_local_node(gcs_address: str, config: Config, token: str | None, token_source: str) -> dict:
     """Ask the GCS for the nodes and pick one on this machine (the head first); a GCS that
-    refuses the token fails this at once (juno.auth.ClusterAuthError)."""
-    from juno.cluster_probe import find_local_node
+    refuses the token fails this at once (juno.comm.auth.ClusterAuthError)."""
+    from juno.cluster.probe import find_local_node
 
     return find_local_node(gcs_address, timeout=min(10.0, config.rpc_timeout_s), token=token,
                            token_source=token_source)
@@ -304,7 +304,7 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
 def _detach_from_cluster(cw: CoreWorker) -> None:
     """Leaving a cluster we don't own: end our job, free what we own there."""
     for oid in cw.refs.owned_ids():
-        value = cw.store.get(oid)
+        value = cw.owned.get(oid)
         if value is not None and value[0] == "s":
             cw.shm.delete(oid, value[1])
     for method, args, target in (("job_finished", (cw.job_id,), cw.gcs_address),
@@ -472,7 +472,7 @@ def get_actor(name: str, namespace: str | None = None):
 # ---------------------------------------------------------------------------- cluster information
 def nodes() -> list[dict]:
     """Every node the cluster has seen, in Ray's shape (dead ones: Alive False, DeathReasonMessage)."""
-    from juno.cluster_status import ray_node_entry
+    from juno.observability.cluster_status import ray_node_entry
 
     return [ray_node_entry(n) for n in _require().gcs_call("get_nodes")]
 

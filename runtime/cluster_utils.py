@@ -27,9 +27,9 @@ import subprocess
 import time
 from typing import Any
 
-from juno.cluster_probe import GcsProbe
+from juno.cluster.probe import GcsProbe
 from juno.config import Config
-from juno.local_cluster import (forget_cluster_token, new_session, read_session_token, start_gcs, start_node,
+from juno.cluster.local_cluster import (forget_cluster_token, new_session, read_session_token, start_gcs, start_node,
                                 stop_processes)
 
 _NODE_ARGS = {"num_cpus", "num_gpus", "resources", "object_store_memory"}

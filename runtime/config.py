@@ -41,7 +41,7 @@ class Config:
     # silent for node_death_timeout_s is declared dead, and its work is retried elsewhere.
     heartbeat_interval_s: float = 0.5
     node_death_timeout_s: float = 5.0
-    # Lineage reconstruction (runtime/lineage.py): an owner keeps the specs of finished tasks whose
+    # Lineage reconstruction (runtime/owner/object_recovery.py): an owner keeps the specs of finished tasks whose
     # results live in a node's store (to re-run them if that node dies) up to this many bytes;
     # beyond it the oldest are dropped, and their objects cannot be rebuilt.
     lineage_max_bytes: int = 256 << 20
@@ -62,14 +62,14 @@ class Config:
     placement_group_wait_poll_s: float = 5.0
     # Where the GCS keeps its tables (runtime/gcs/storage.py): "sqlite" (survives a GCS restart) or "memory".
     gcs_storage: str = "sqlite"
-    # Security (runtime/auth.py, transport.py): a frame larger than this is refused (the peer that
+    # Security (runtime/comm/auth.py, runtime/comm/transport.py): a frame larger than this is refused (the peer that
     # sent it is disconnected; a sender gets MessageTooLargeError first). Ray's gRPC limit is the same.
     max_message_bytes: int = 512 << 20
     # Drivers and workers ride out a GCS restart: a GCS request unanswered this long (the GCS is down
     # and was not restarted in time) fails with GcsUnavailableError (runtime/gcs/client.py).
     gcs_reconnect_timeout_s: float = 60.0
     # A notebook kernel's local cluster waits this long after the kernel is gone for a restarted
-    # kernel to attach again (runtime/kernel_cluster.py) before it stops; 0: it stops at once.
+    # kernel to attach again (runtime/cluster/kernel_cluster.py) before it stops; 0: it stops at once.
     kernel_cluster_linger_s: float = 60.0
     # How often a process checks that the process it belongs to is still alive.
     parent_check_interval_s: float = 0.5
@@ -96,7 +96,7 @@ class Config:
     # The node's memory limit in bytes (0: the cgroup limit, else the machine's memory). When set,
     # usage counts the node's own processes only, so tests can force the threshold.
     node_memory_limit_bytes: int = 0
-    # Observability (runtime/task_events.py, runtime/gcs/events.py, juno.util.state).
+    # Observability (runtime/observability/task_events.py, runtime/gcs/events.py, juno.util.state).
     # Task state transitions are reported to the GCS; off saves a little per task.
     enable_task_events: bool = True
     # Task attempts the GCS keeps; the oldest are dropped first (and counted).

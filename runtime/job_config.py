@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from juno import options as opt
+from juno.owner import options as opt
 
 LIFETIMES = ("detached", "non_detached")
 # The job's runtime_env carries its code search path to the worker pool (runtime/node/worker_pool.py),

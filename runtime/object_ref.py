@@ -5,7 +5,7 @@ import asyncio
 import concurrent.futures
 import threading
 
-from juno import serialization
+from juno.owner import serialization
 
 
 _cw = None  # this process's core worker (core_worker.set_global_worker keeps it): read per ref

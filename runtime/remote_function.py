@@ -5,14 +5,14 @@ import functools
 import inspect
 from typing import Any
 
-from juno import options as opt
-from juno import task_spec as ts
-from juno.call_signature import signature_of
-from juno.export_size import check_export_size
+from juno.owner import options as opt
+from juno.owner import task_spec as ts
+from juno.owner.call_signature import signature_of
+from juno.owner.export_size import check_export_size
 from juno.node.resources import normalize_request
 from juno.object_ref import ObjectRefGenerator
-from juno.submission import export_code, pickle_retry_exceptions, prepare_args, return_refs
-from juno.task_spec import TaskEntry
+from juno.owner.call_builder import export_code, pickle_retry_exceptions, prepare_args, return_refs
+from juno.owner.task_spec import TaskEntry
 from juno.util.placement_group import apply_placement_group, strategy_from_options
 
 

@@ -20,8 +20,8 @@ _ACTIVE_ACTOR_STATES = ("ALIVE", "PENDING_CREATION", "RESTARTING")
 def cluster_snapshot(cw: Any = None) -> dict:
     """What the widget shows, gathered now from the GCS (nodes with their heartbeat figures,
     actors) and each live node's manager (its running tasks)."""
-    from juno.cluster_status import node_usage
-    from juno.core_worker import global_worker
+    from juno.observability.cluster_status import node_usage
+    from juno.owner.core_worker import global_worker
 
     cw = cw or global_worker()
     if cw is None:
@@ -143,7 +143,7 @@ class ClusterWidget:
         return render_cluster_html(self.snapshot, self.title)
 
     def _tick(self) -> bool:
-        from juno.core_worker import global_worker
+        from juno.owner.core_worker import global_worker
 
         if global_worker() is None:  # juno.shutdown(): show that, then stop
             self.snapshot = {"connected": False}

@@ -178,7 +178,7 @@ class Progress:
     def add(self, refs: Any, *, last: bool = False) -> None:
         """Track more futures (e.g. ones submitted later in a ``juno.wait`` loop). Without a ``total``,
         the display is complete only once ``last=True`` says no more will come (or ``close()``)."""
-        from juno.core_worker import global_worker
+        from juno.owner.core_worker import global_worker
         from juno.object_ref import ObjectRef
 
         refs = [refs] if isinstance(refs, ObjectRef) else list(refs)
@@ -210,12 +210,12 @@ class Progress:
             self.state.submitted += 1
             self._pending[oid] = (ref, ready)
             self._changed = True
-        if not cw.store.on_ready(oid, ready):
+        if not cw.owned.on_ready(oid, ready):
             cw._ensure_fetch(ref)
 
     def __iter__(self) -> Iterator:
         """Pass the source's items through, tracking each ObjectRef (others count as done when yielded)."""
-        from juno.core_worker import global_worker
+        from juno.owner.core_worker import global_worker
         from juno.object_ref import ObjectRef
 
         if self._iterable is None:
@@ -275,7 +275,7 @@ class Progress:
             complete = self.state.complete
         if complete or self._closed:
             return False
-        from juno.core_worker import global_worker
+        from juno.owner.core_worker import global_worker
 
         if global_worker() is None:  # juno.shutdown(): the pending futures will never finish here
             self._emit(final=True)
@@ -310,7 +310,7 @@ class Progress:
 
     def close(self) -> None:
         """Stop tracking and updating; the display keeps its last state."""
-        from juno.core_worker import global_worker
+        from juno.owner.core_worker import global_worker
 
         if self._closed:
             return
@@ -321,7 +321,7 @@ class Progress:
             pending, self._pending = self._pending, {}
         if cw is not None:
             for oid, (_, cb) in pending.items():
-                cw.store.remove_waiter(oid, cb)
+                cw.owned.remove_waiter(oid, cb)
         if not self._finished.is_set():
             self._emit(final=True)
 

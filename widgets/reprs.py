@@ -20,12 +20,12 @@ def _box(body: str, color: str = "#4c8bf5") -> str:
 
 def object_ref_status(ref: Any) -> str:
     """``ready``, ``pending`` (owned here, not computed yet) or ``not fetched`` (borrowed, not local)."""
-    from juno.core_worker import global_worker
+    from juno.owner.core_worker import global_worker
 
     cw = global_worker()
     if cw is None:
         return "unknown (not connected)"
-    if cw.store.contains(ref.binary()):
+    if cw.owned.contains(ref.binary()):
         return "ready"
     return "pending" if ref.owner_address == cw.address else "not fetched"
 
@@ -40,7 +40,7 @@ def object_ref_html(ref: Any) -> str:
 
 def actor_state(handle: Any) -> str:
     """The actor's state as this process last heard it (no request is sent)."""
-    from juno.core_worker import global_worker
+    from juno.owner.core_worker import global_worker
 
     cw = global_worker()
     if cw is None:

@@ -102,7 +102,7 @@ def bind(host: str, port: int | None, fallback: bool) -> tuple[list[socket.socke
 def public_url(host: str, port: int, gcs_address: str) -> str:
     """The URL others use: the listening address, or for 0.0.0.0 this machine's address toward the GCS."""
     if ipaddress.ip_address(host).is_unspecified:
-        from juno.cluster_probe import local_ip_toward
+        from juno.cluster.probe import local_ip_toward
 
         host = local_ip_toward(gcs_address)
     return f"http://{host}:{port}"
@@ -120,7 +120,7 @@ class Watchdog:
 
     def gone(self) -> str | None:
         """Why the cluster is gone, or None while it lives (blocking: run off the IOLoop)."""
-        from juno.proc_util import pid_alive
+        from juno.cluster.processes import pid_alive
 
         if self.gcs_pid is not None and not pid_alive(self.gcs_pid):
             return f"the GCS (pid {self.gcs_pid}) exited"
@@ -141,8 +141,9 @@ class Watchdog:
 
 def serve(args: argparse.Namespace, *, announce=print) -> int:
     """Run the dashboard until the cluster is gone or a signal comes; DashboardError if it cannot start."""
-    from juno import auth, local_cluster
-    from juno.cluster_probe import GcsProbe
+    from juno.comm import auth
+    from juno.cluster import local_cluster
+    from juno.cluster.probe import GcsProbe
     from juno.dashboard.http_api import ServiceRegistry
 
     host = check_host(args.host)
@@ -196,7 +197,7 @@ async def _serve_until_gone(gcs_address: str, token: str, registry, socks, watch
     import tornado.httpserver
 
     from juno.dashboard.server import make_app
-    from juno.proc_util import report_ready
+    from juno.cluster.processes import report_ready
 
     loop = asyncio.get_running_loop()
     reasons: list[str] = []
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     except DashboardError as e:
         print(f"juno dashboard: error: {e}", file=sys.stderr, flush=True)
         return 2
-    except ConnectionError as e:  # juno.auth.ClusterAuthError: no token, or the wrong one
+    except ConnectionError as e:  # juno.comm.auth.ClusterAuthError: no token, or the wrong one
         print(f"juno dashboard: error: {e}", file=sys.stderr, flush=True)
         return 2
 

@@ -16,7 +16,7 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from juno.local_cluster import port_free, read_ready_line, spawn_process, stop_processes
+from juno.cluster.local_cluster import port_free, read_ready_line, spawn_process, stop_processes
 
 logger = logging.getLogger("juno")
 

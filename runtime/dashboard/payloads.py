@@ -10,9 +10,9 @@ import re
 import time
 from typing import Any, Iterable
 
-from juno import state_schema as schema
-from juno import task_events as te
-from juno.cluster_status import cluster_usage, node_usage, resource_names
+from juno.observability import state_schema as schema
+from juno.observability import task_events as te
+from juno.observability.cluster_status import cluster_usage, node_usage, resource_names
 from juno.gcs.node_table import empty_store_usage
 
 STORE_KEYS = ("used", "total", "spilled", "num_objects")

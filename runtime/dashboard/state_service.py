@@ -1,7 +1,7 @@
 """One cluster's state for the dashboard: the JSON payloads of its state API.
 
 A :class:`StateService` holds ONE private probe connection to the cluster's GCS
-(runtime/cluster_probe.py) for its whole life, never a connected driver's core worker:
+(runtime/cluster/probe.py) for its whole life, never a connected driver's core worker:
 the dashboard runs inside servers (standalone, Jupyter) where a driver may or may not
 exist, and its calls must not queue behind that driver's work. Calls are blocking and
 thread-safe (the HTTP layer runs them in a thread pool); the payload shapes are built
@@ -16,13 +16,13 @@ import time
 from typing import Any
 
 import juno
-from juno import auth
-from juno import state_schema as schema
-from juno import task_events as te
+from juno.comm import auth
+from juno.observability import state_schema as schema
+from juno.observability import task_events as te
 from juno.dashboard import payloads
 from juno.dashboard.payloads import HEX as _HEX, MAX_LOG_LINES, MIN_ID_PREFIX
-from juno.state_client import StateClient, resolve_gcs_address
-from juno.state_schema import StateApiException
+from juno.observability.state_client import StateClient, resolve_gcs_address
+from juno.observability.state_schema import StateApiException
 
 MAX_LOG_BYTES = 4 << 20
 _NO_ANSWER = object()  # a node that did not answer in time (None: it has no such log)
@@ -57,7 +57,7 @@ class StateService:
 
     def __init__(self, address: str | None, timeout: float = 10.0, token: str | None = None):
         if address is None:  # this process's own cluster when it is a driver (still through a private probe)
-            from juno.core_worker import global_worker
+            from juno.owner.core_worker import global_worker
 
             cw = global_worker()
             address = cw.gcs_address if cw is not None else None
@@ -79,7 +79,7 @@ class StateService:
             if self._closed:
                 raise Unreachable(f"The state service of {self.address} was closed.")
             if self._probe is None:
-                from juno.cluster_probe import GcsProbe
+                from juno.cluster.probe import GcsProbe
 
                 self._probe = GcsProbe(self._gcs, self._token) if self._token else GcsProbe(self._gcs)
             if self._probe.refused is not None:

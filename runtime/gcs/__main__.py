@@ -6,10 +6,10 @@ import logging
 import os
 import sys
 
-from juno import auth
+from juno.comm import auth
 from juno.config import Config
 from juno.gcs.server import GcsServer
-from juno.proc_util import report_ready, take_lifeline
+from juno.cluster.processes import report_ready, take_lifeline
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s gcs %(name)s: %(message)s")
     if not os.environ.get(auth.TOKEN_ENV):
         # Restarted by hand (runtime/gcs/recovery.py): the session folder keeps the cluster's token.
-        from juno.local_cluster import read_session_token
+        from juno.cluster.local_cluster import read_session_token
 
         token = read_session_token(args.session_dir)
         if token:
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     report_ready(gcs.address)
     gcs.loop.run()
     if gcs.abandoned:  # its owner died (and nobody claimed it): leave nothing of the cluster behind
-        from juno.local_cluster import forget_cluster
+        from juno.cluster.local_cluster import forget_cluster
 
         forget_cluster(args.session_dir, gcs.address, os.environ.get(auth.TOKEN_ENV))
     return 0

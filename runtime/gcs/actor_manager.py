@@ -9,7 +9,7 @@ import itertools
 import logging
 from typing import Any
 
-from juno import serialization
+from juno.owner import serialization
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import logging
 import time
 from typing import Any, Callable
 
-from juno.rpc import future_callback
+from juno.comm.rpc import future_callback
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class _Call:
 
 
 class GcsClient:
-    """The GCS as seen from one process (its :class:`juno.rpc.RpcNode`)."""
+    """The GCS as seen from one process (its :class:`juno.comm.rpc.RpcNode`)."""
 
     def __init__(self, rpc, address: str, reconnect_timeout_s: float, session_dir: str | None = None):
         self.rpc = rpc

@@ -2,7 +2,7 @@
 
 :class:`TaskEventStore` merges the pieces processes report about a task attempt
 (the owner's transitions, the executing worker's run and error; see
-runtime/task_events.py for the layout) into one record per (task id, attempt).
+runtime/observability/task_events.py for the layout) into one record per (task id, attempt).
 It keeps at most ``max_tasks`` records: the oldest attempt is dropped first and
 counted, per job too, so the state API can say what it no longer has.
 
@@ -19,8 +19,8 @@ import pickle
 import time
 from typing import Any, Iterable
 
-from juno import task_events as te
-from juno import task_spec as ts
+from juno.observability import task_events as te
+from juno.owner import task_spec as ts
 from juno.gcs.task_summary import TaskSummary
 
 

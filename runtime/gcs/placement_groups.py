@@ -1,10 +1,10 @@
 """The GCS's placement-group table: creation, two-phase reservation, removal, rescheduling.
 
-A group's bundles are placed by ``bundle_placement.place_bundles`` on the live nodes
+A group's bundles are placed by ``placement_group_scheduling.place_bundles`` on the live nodes
 of the node table, then reserved atomically with two-phase commit: every chosen node
 is asked to ``prepare`` its bundles (take them out of its free pool, all or nothing),
 and only when all agreed to ``commit`` them (the node gains the bundle resources that
-work in the group asks for; see ``juno.bundle_resources``). If any node refuses or
+work in the group asks for; see ``juno.gcs.placement_group_resources``). If any node refuses or
 does not answer, every node that prepared is told to ``cancel`` and the group waits
 for the cluster to change. One group is reserved at a time, in creation order; a
 group that does not fit now does not hold up the others.
@@ -23,10 +23,10 @@ import logging
 import time
 from typing import Any
 
-from juno.bundle_resources import validate_bundles, validate_strategy
+from juno.gcs.placement_group_resources import validate_bundles, validate_strategy
 from juno.gcs.actor_manager import DEAD
-from juno.gcs.bundle_placement import NodeRoom, place_bundles
-from juno.rpc import DEFER, Reply
+from juno.gcs.placement_group_scheduling import NodeRoom, place_bundles
+from juno.comm.rpc import DEFER, Reply
 
 logger = logging.getLogger(__name__)
 

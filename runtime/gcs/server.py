@@ -21,9 +21,9 @@ from juno.gcs.placement_groups import PlacementGroupManager
 from juno.gcs.recovery import GcsPersistence, GcsRecovery
 from juno.gcs.storage import open_storage
 from juno.node.cluster_policy import FAIL, ClusterPolicy
-from juno.proc_util import pid_alive, watch_lifeline
-from juno.rpc import DEFER, Reply, RpcNode
-from juno.transport import EventLoop
+from juno.cluster.processes import pid_alive, watch_lifeline
+from juno.comm.rpc import DEFER, Reply, RpcNode
+from juno.comm.transport import EventLoop
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class GcsServer(RpcNode):
         self.config = config
         self.session_dir = session_dir
         self.owner_pid = owner_pid
-        # A notebook kernel's cluster (runtime/kernel_cluster.py) waits this long after its owner is
+        # A notebook kernel's cluster (runtime/cluster/kernel_cluster.py) waits this long after its owner is
         # gone for a restarted kernel to claim it (rpc_claim_cluster) before it stops.
         self.owner_linger_s = owner_linger_s
         self._owner_gone_at: float | None = None
@@ -69,7 +69,7 @@ class GcsServer(RpcNode):
 
     def watch_owner(self, lifeline_fd: int | None) -> None:
         """Stop with the process that started this cluster: at once when its lifeline pipe reads
-        EOF (proc_util.owner_lifeline), else when the owner pid check (every
+        EOF (processes.owner_lifeline), else when the owner pid check (every
         parent_check_interval_s) finds it gone: a process the owner forked keeps the pipe open."""
         if lifeline_fd is not None:
             watch_lifeline(self.loop, lifeline_fd, self._owner_gone)

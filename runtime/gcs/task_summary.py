@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from juno import task_events as te
-from juno.state_schema import task_state_of
+from juno.observability import task_events as te
+from juno.observability.state_schema import task_state_of
 
 RUNNING = "RUNNING"
 

@@ -10,7 +10,7 @@ import sys
 from juno.config import Config
 from juno.node.gpu import detect_gpu_ids
 from juno.node.manager import NodeManager
-from juno.proc_util import report_ready, take_lifeline
+from juno.cluster.processes import report_ready, take_lifeline
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,7 @@ import time
 from typing import Any
 
 from juno import exceptions as exc
-from juno.bundle_resources import fits_bundle as fits  # every requested quantity is free
+from juno.gcs.placement_group_resources import fits_bundle as fits  # every requested quantity is free
 
 DEFAULT = "DEFAULT"
 SPREAD = "SPREAD"

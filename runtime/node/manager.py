@@ -18,7 +18,8 @@ from typing import Any
 
 from juno.config import Config
 from juno.gcs.node_table import MAX_DEMAND_REPORTED, UNKNOWN_NODE
-from juno.node import bundles, introspection, log_tail
+from juno.node import introspection, log_tail
+from juno.node import placement_group_bundles as bundles
 from juno.node.death_relay import DeathRelay
 from juno.node.memory_monitor import KIND_OOM, MemoryMonitor
 from juno.node.resources import NodeResources
@@ -26,11 +27,11 @@ from juno.node.scheduler import LeaseRequest, LeaseScheduler
 from juno.node.spillback import Spillback
 from juno.node.store_janitor import StoreJanitor
 from juno.node.worker_pool import WorkerPool
-from juno.proc_util import pid_alive, watch_lifeline
-from juno.rpc import DEFER, Reply, RpcNode
+from juno.cluster.processes import pid_alive, watch_lifeline
+from juno.comm.rpc import DEFER, Reply, RpcNode
 from juno.store.object_store import ObjectStore
 from juno.store.transfer import ObjectTransfer
-from juno.transport import EventLoop, listen_address
+from juno.comm.transport import EventLoop, listen_address
 
 logger = logging.getLogger(__name__)
 _BATCHED_STORE_CALLS = frozenset({"unpin_objects", "delete_objects", "create_object", "pin_object", "seal_object"})
@@ -82,7 +83,7 @@ class NodeManager(RpcNode):
                                config_env=config.to_env(), log_dir=self.log_dir)
         self.scheduler = LeaseScheduler(self.resources, node_id)
         self.spillback = Spillback(self)  # cross-node placement of lease requests
-        self.bundles = bundles.BundleTable(self.resources)  # placement-group bundles (runtime/node/bundles.py)
+        self.bundles = bundles.BundleTable(self.resources)  # placement-group bundles (runtime/node/placement_group_bundles.py)
         self.leases: dict[int, Lease] = {}
         # Unique across nodes: an owner keys the leases it holds on every node by these ids.
         self._lease_ids = itertools.count(int.from_bytes(os.urandom(6), "little") << 16)
@@ -163,7 +164,7 @@ class NodeManager(RpcNode):
 
     def watch_owner(self, lifeline_fd: int | None) -> None:
         """Stop with the process that started this node: at once when its lifeline pipe reads EOF
-        (proc_util.owner_lifeline), else when the owner pid check (every parent_check_interval_s)
+        (processes.owner_lifeline), else when the owner pid check (every parent_check_interval_s)
         finds it gone (a kernel's cluster: the GCS; or a process the owner forked holds the pipe)."""
         if lifeline_fd is not None:
             watch_lifeline(self.loop, lifeline_fd, self._owner_gone_stop)

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from juno.bundle_resources import parse_name as parse_bundle_resource
+from juno.gcs.placement_group_resources import parse_name as parse_bundle_resource
 
 __all__ = [
     "UNITS_PER_WHOLE",
@@ -331,7 +331,7 @@ class NodeResources:
         have = {k: from_units(u) for k, u in short.items()}
         return f"requires {asked} but this node has {have}"
 
-    # --- placement-group bundles (runtime/node/bundles.py) -----------------------
+    # --- placement-group bundles (runtime/node/placement_group_bundles.py) -----------------------
     def add_total(self, extra: Mapping[str, float]) -> None:
         """Grow the node's totals and free pool by ``extra`` (a committed bundle's resources)."""
         rs = _validate_request(extra)

@@ -32,12 +32,12 @@ import numpy as np
 from typing import TYPE_CHECKING
 
 from juno import exceptions as exc
-from juno import serialization
+from juno.owner import serialization
 from juno.store import format as fmt
 from juno.store.object_store import ARENA_FILE
 
 if TYPE_CHECKING:
-    from juno.core_worker import CoreWorker
+    from juno.owner.core_worker import CoreWorker
 
 # How long the last object written or read stays pinned after its last view is gone.
 KEEP_WARM_S = 0.2

@@ -32,9 +32,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from juno import exceptions as exc
-from juno.rpc import DEFER, Reply
+from juno.comm.rpc import DEFER, Reply
 from juno.store.object_store import ARENA_FILE
-from juno.transport import DEFAULT_MAX_MESSAGE_BYTES
+from juno.comm.transport import DEFAULT_MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
     from juno.node.manager import NodeManager

@@ -5,16 +5,16 @@
     f.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, 0)).remote()
 
 The GCS reserves every bundle or none (runtime/gcs/placement_groups.py); work placed in
-the group asks for the bundle resources its nodes gained (runtime/bundle_resources.py),
+the group asks for the bundle resources its nodes gained (runtime/gcs/placement_group_resources.py),
 so it runs where its bundle is and within the bundle's resources.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from juno import bundle_resources as br
+from juno.gcs import placement_group_resources as br
 from juno import exceptions as exc
-from juno import serialization
+from juno.owner import serialization
 
 __all__ = [
     "PlacementGroup", "PlacementGroupID", "placement_group", "remove_placement_group", "get_placement_group",
@@ -130,7 +130,7 @@ def _poll_ready(cw, pg: PlacementGroup, object_id: bytes) -> None:
 
     def done(ok: bool, value: Any) -> None:
         if ok and value[0] == "CREATED":
-            cw.store.put(object_id, ("v", serialization.serialize(pg).to_bytes()))
+            cw.owned.put(object_id, ("v", serialization.serialize(pg).to_bytes()))
         elif ok and value[0] == "REMOVED":
             _fail(cw, object_id, f"Placement group {pg.id.hex()} was removed before it was ready: {value[1]}.")
         elif not ok and isinstance(value, ValueError):
@@ -145,7 +145,7 @@ def _poll_ready(cw, pg: PlacementGroup, object_id: bytes) -> None:
 
 def _fail(cw, object_id: bytes, text: str) -> None:
     error = exc.TaskUnschedulableError(text)
-    cw.store.put(object_id, ("v", serialization.serialize(error, error=True).to_bytes()))
+    cw.owned.put(object_id, ("v", serialization.serialize(error, error=True).to_bytes()))
 
 
 def placement_group(bundles: list[dict], strategy: str = "PACK", name: str = "", lifetime: str | None = None,
@@ -214,7 +214,7 @@ def placement_group_table(placement_group: PlacementGroup | None = None) -> dict
 
 def get_current_placement_group() -> PlacementGroup | None:
     """The group the calling task or actor runs in; None in a driver or outside any group."""
-    from juno.core_worker import current_task, global_worker
+    from juno.owner.core_worker import current_task, global_worker
 
     cw = global_worker()
     ctx = current_task.get() or (cw.default_context if cw is not None else None)
@@ -226,7 +226,7 @@ def get_current_placement_group() -> PlacementGroup | None:
 
 def state_row(row: dict) -> dict:
     """A table row as the state API shows it (Ray's ``PlacementGroupState`` columns)."""
-    from juno.state_schema import job_hex
+    from juno.observability.state_schema import job_hex
 
     nodes = row.get("bundles_to_node_id") or {}
     return {

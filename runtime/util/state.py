@@ -23,10 +23,10 @@ import json
 import warnings
 from typing import Any, Callable
 
-from juno import state_schema as schema
-from juno import task_events as te
-from juno.state_client import StateClient
-from juno.state_schema import (ActorState, JobState, NodeState, ObjectState, PlacementGroupState,
+from juno.observability import state_schema as schema
+from juno.observability import task_events as te
+from juno.observability.state_client import StateClient
+from juno.observability.state_schema import (ActorState, JobState, NodeState, ObjectState, PlacementGroupState,
                                RayStateApiException, StateApiException, TaskState, WorkerState)
 
 DEFAULT_LIMIT = schema.DEFAULT_LIMIT

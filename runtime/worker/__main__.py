@@ -7,8 +7,8 @@ import os
 import sys
 
 from juno.config import Config
-from juno.core_worker import MODE_WORKER, CoreWorker, set_global_worker
-from juno.proc_util import die_with_parent
+from juno.owner.core_worker import MODE_WORKER, CoreWorker, set_global_worker
+from juno.cluster.processes import die_with_parent
 from juno.worker.executor import TaskExecutor
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import collections
 from typing import Any, Callable
 
-from juno import task_spec as ts
+from juno.owner import task_spec as ts
 
 
 class _Held:

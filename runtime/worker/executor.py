@@ -21,13 +21,14 @@ from typing import Any
 import cloudpickle
 
 from juno import exceptions as exc
-from juno import ids, serialization
-from juno import task_spec as ts
+from juno import ids
+from juno.owner import serialization
+from juno.owner import task_spec as ts
 from juno.actor import EXITED_BY_CALL, TERMINATE_METHOD, TERMINATED_BY_CALL
 from juno.actor import ActorExit as _ExitActor
-from juno.core_worker import CoreWorker, TaskContext, current_task
+from juno.owner.core_worker import CoreWorker, TaskContext, current_task
 from juno.object_ref import ObjectRef
-from juno.task_events import attempt_of
+from juno.observability.task_events import attempt_of
 from juno.worker.argument_gate import ArgumentGate
 from juno.worker.output import install_output_capture
 
@@ -65,7 +66,7 @@ class TaskExecutor:
         # Actor calls wait for their ObjectRef arguments here, not on the actor's thread.
         self.argument_gate = ArgumentGate(self._wait_for_args, self._queue_actor_call)
         self._arg_pins: dict[bytes, list] = {}  # task id -> refs keeping its fetched arguments local
-        # Task events (runtime/task_events.py): run start/end of what this worker executes.
+        # Task events (runtime/observability/task_events.py): run start/end of what this worker executes.
         self.ev = cw.task_events
         self._run_start = 0.0
         self._run_attempt = 0
@@ -121,7 +122,7 @@ class TaskExecutor:
                 done(refs)
 
         for ref in refs:
-            if not cw.store.on_ready(ref._id, ready):
+            if not cw.owned.on_ready(ref._id, ready):
                 cw._ensure_fetch(ref)
 
     def _take_queued(self, pick) -> list[tuple]:

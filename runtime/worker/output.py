@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 
-from juno.core_worker import CoreWorker, current_task
+from juno.owner.core_worker import CoreWorker, current_task
 
 
 class _Forwarder:

@@ -150,8 +150,8 @@ def test_standalone_page_shows_the_same_cluster(tmp_path, shutdown_only):
     """The head's dashboard port serves the page to a browser outside Jupyter; the token
     in the first address logs the browser in."""
     import juno
-    from juno import auth
-    from juno.local_cluster import normalize_address
+    from juno.comm import auth
+    from juno.cluster.local_cluster import normalize_address
 
     ctx = juno.init(num_cpus=1)
     assert ctx.dashboard_url, "juno.init() started no dashboard"

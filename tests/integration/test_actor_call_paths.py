@@ -1,5 +1,5 @@
 """Actor calls sent by the calling thread and results sent by the thread that ran them
-(runtime/actor_submitter.py, EventLoop.send_threadsafe): per-caller order across threads
+(runtime/owner/actor_submitter.py, EventLoop.send_threadsafe): per-caller order across threads
 and restarts, and what must reach the caller before a result (printed lines, borrows)."""
 from __future__ import annotations
 

@@ -244,7 +244,7 @@ class ManyOwner:
         self.refs = None
 
     def owned(self):
-        from juno.core_worker import global_worker
+        from juno.owner.core_worker import global_worker
 
         return global_worker().refs.num_owned()
 
@@ -299,7 +299,7 @@ class LooseOwner:
             yield [juno.put(i)]
 
     def owned(self):
-        from juno.core_worker import global_worker
+        from juno.owner.core_worker import global_worker
 
         return global_worker().refs.num_owned()
 

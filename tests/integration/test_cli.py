@@ -229,7 +229,7 @@ def test_status_without_a_cluster_exits_1(cli):
 
 def test_version_help_and_console_script(cli):
     from juno import __version__
-    from juno.cli import main
+    from juno.cli.commands import main
 
     r = cli.run("--version")
     assert r.returncode == 0 and r.stdout.strip() == f"juno {__version__}"

@@ -75,7 +75,7 @@ def test_add_nodes_connect_run_tasks_and_shutdown_leaves_nothing(make_cluster):
     assert processes_of(cluster)
 
     session = cluster.session_dir
-    from juno.local_cluster import token_path
+    from juno.cluster.local_cluster import token_path
 
     token_file = token_path(cluster.gcs_address)
     assert os.path.exists(token_file)

@@ -29,11 +29,12 @@ import zmq
 
 import juno
 from helpers import wait_for_condition
-from juno import auth, local_cluster
-from juno.cluster_probe import GcsProbe
+from juno.comm import auth
+from juno.cluster import local_cluster
+from juno.cluster.probe import GcsProbe
 from juno.cluster_utils import Cluster
-from juno.rpc import RpcNode
-from juno.transport import EventLoop
+from juno.comm.rpc import RpcNode
+from juno.comm.transport import EventLoop
 
 
 def gcs_log(cluster: Cluster) -> str:
@@ -333,7 +334,7 @@ def test_cli_listens_beyond_loopback_only_on_this_machines_addresses(_juno_leak_
         # A driver with only the token in its environment (nothing stored where it looks).
         driver_env = dict(env, JUNO_CLUSTER_TOKEN=token, JUNO_CLUSTER_FILE=str(tmp_path / "none" / "f"))
         code = ("import json, juno\n"
-                "from juno.core_worker import global_worker\n"
+                "from juno.owner.core_worker import global_worker\n"
                 f"juno.init(address={address!r})\n"
                 "where = juno.remote(lambda x: (x * 2, global_worker().address))\n"
                 "nodes = juno.nodes()\n"

@@ -16,8 +16,8 @@ import pytest
 from helpers import multi_node_cluster, wait_for_condition, wait_for_file
 
 import juno
-from juno import auth
-from juno.core_worker import global_worker
+from juno.comm import auth
+from juno.owner.core_worker import global_worker
 from juno.dashboard.event_hub import EventHub
 from juno.dashboard.state_service import BadRequest, NotFound, StateService, Unreachable
 from juno.util.placement_group import placement_group, remove_placement_group

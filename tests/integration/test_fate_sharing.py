@@ -28,7 +28,7 @@ GONE_S = 20  # "a few seconds", with room for a busy machine
 # its node's store and the session folder.
 CLUSTER_INFO = """
     import json, os, psutil, juno
-    from juno.core_worker import global_worker
+    from juno.owner.core_worker import global_worker
 
     def cluster_info():
         cw = global_worker()
@@ -202,7 +202,7 @@ def test_a_killed_node_manager_takes_its_workers_and_store_along(two_nodes):
 
 def test_a_killed_worker_is_replaced_and_its_task_retried(shutdown_only, tmp_path):
     import juno
-    from juno.core_worker import global_worker
+    from juno.owner.core_worker import global_worker
 
     juno.init(num_cpus=1)
     gate = str(tmp_path / "gate")

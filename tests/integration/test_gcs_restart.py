@@ -155,7 +155,7 @@ def test_gcs_calls_fail_clearly_when_the_gcs_stays_down(two_nodes):
     """A GCS request waits gcs_reconnect_timeout_s for the GCS to come back, then fails
     saying what to do; once the GCS is back, requests work again."""
     import juno
-    from juno.core_worker import global_worker
+    from juno.owner.core_worker import global_worker
     from juno.gcs.client import GcsUnavailableError
 
     cluster = two_nodes

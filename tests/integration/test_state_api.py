@@ -15,7 +15,7 @@ import pytest
 from helpers import wait_for_condition, wait_for_file
 
 import juno
-from juno.core_worker import global_worker
+from juno.owner.core_worker import global_worker
 from juno.util import state
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

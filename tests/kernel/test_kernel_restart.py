@@ -1,4 +1,4 @@
-"""A notebook kernel's local cluster outlives a kernel restart (runtime/kernel_cluster.py):
+"""A notebook kernel's local cluster outlives a kernel restart (runtime/cluster/kernel_cluster.py):
 the restarted kernel's juno.init() attaches to it; juno.shutdown() stops it; a kernel gone
 for good leaves a cluster that stops by itself after kernel_cluster_linger_s."""
 from __future__ import annotations
@@ -21,7 +21,7 @@ class Keeper:
 keeper = Keeper.options(name="keeper", lifetime="detached").remote()
 print("added", juno.get(keeper.add.remote("before restart")))
 print("address", ctx.address)
-print("gcs_pid", juno.core_worker.global_worker().gcs_call("cluster_info")["pid"])
+print("gcs_pid", juno.owner.core_worker.global_worker().gcs_call("cluster_info")["pid"])
 """
 
 
@@ -81,7 +81,7 @@ def test_a_killed_kernel_leaves_nothing_once_its_cluster_stops(_juno_leak_guard)
     try:
         out = kernel.run_ok(START + """
 import json, psutil
-from juno.core_worker import global_worker
+from juno.owner.core_worker import global_worker
 node = global_worker().node
 started = [p.pid for p in psutil.process_iter(["cmdline"]) if node["session_dir"] in (p.info["cmdline"] or [])]
 children = [c.pid for c in psutil.Process(node["pid"]).children(recursive=True)]

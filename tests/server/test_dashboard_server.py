@@ -74,7 +74,7 @@ def error_of(status_body: tuple) -> str:
 def dash(cluster):
     """(context, token) of the module's cluster once its dashboard answers."""
     import juno
-    from juno import auth
+    from juno.comm import auth
 
     ctx = juno.init(ignore_reinit_error=True)
     token = auth.resolve_token(ctx["gcs_address"])[0]

@@ -1,7 +1,7 @@
 """ArgumentGate: an actor call waits for its ObjectRef arguments without holding other callers."""
 from __future__ import annotations
 
-from juno import task_spec as ts
+from juno.owner import task_spec as ts
 from juno.worker.argument_gate import ArgumentGate
 
 

@@ -1,7 +1,7 @@
 """serialize()'s shortcut for plain numeric numpy arrays gives what the general path gives."""
 import numpy as np
 
-from juno import serialization
+from juno.owner import serialization
 from juno.object_ref import ObjectRef
 
 

@@ -1,9 +1,9 @@
-"""Borrow bookkeeping in batches (runtime/reference_counter.py): the refs one get unpickles,
+"""Borrow bookkeeping in batches (runtime/owner/reference_counter.py): the refs one get unpickles,
 the borrowed refs dropped together, one borrower's updates at its owner; all without processes."""
 import threading
 
 from juno.object_ref import ObjectRef
-from juno.reference_counter import UNBORROW, ReferenceCounter
+from juno.owner.reference_counter import UNBORROW, ReferenceCounter
 
 ME, OWNER, OTHER = "ipc:///me", "ipc:///owner", "ipc:///other"
 

@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 
-from juno.call_signature import CallSignature, parameters_of, signature_of
+from juno.owner.call_signature import CallSignature, parameters_of, signature_of
 
 
 def plain(a, b=1):

@@ -1,8 +1,8 @@
-"""What `juno status` and `juno.nodes()` make of the GCS's tables (runtime/cluster_status.py)."""
+"""What `juno status` and `juno.nodes()` make of the GCS's tables (runtime/observability/cluster_status.py)."""
 import json
 
 from juno.gcs.node_table import MAX_DEMAND_REPORTED
-from juno.cluster_status import (DEATH_EXPECTED, DEATH_UNEXPECTED, cluster_usage, format_shape,
+from juno.observability.cluster_status import (DEATH_EXPECTED, DEATH_UNEXPECTED, cluster_usage, format_shape,
                                  group_demand, node_usage, normalize_placement_groups, placement_group_demand,
                                  ray_node_entry, render_status, resource_names)
 
@@ -140,14 +140,14 @@ class _Proc:
 
 def proc(pid, role, *args, ppid=1, session=None):
     """A process as `juno stop` finds it: ``role`` started with ``args`` by parent ``ppid``."""
-    from juno.cli_stop import JunoProcess
+    from juno.cli.stop import JunoProcess
 
     module = {"GCS": "juno.gcs", "node manager": "juno.node", "worker": "juno.worker"}[role]
     return JunoProcess(_Proc(pid, session), role, ("python", "-m", module, *args), ppid)
 
 
 def test_bare_stop_picks_what_juno_start_started_and_its_workers():
-    from juno.cli_stop import started_by_juno_start
+    from juno.cli.stop import started_by_juno_start
 
     cli_gcs = proc(10, "GCS", "--session-dir", "/t/a")
     cli_node = proc(11, "node manager", "--session-dir", "/t/a")
@@ -168,7 +168,7 @@ def test_bare_stop_picks_what_juno_start_started_and_its_workers():
 def test_bare_stop_leaves_alone_what_juno_start_started_with_another_temp_folder():
     """A test run (or a second user session) with a $TMPDIR of its own keeps its clusters when
     someone runs a bare `juno stop` beside it."""
-    from juno.cli_stop import started_by_juno_start
+    from juno.cli.stop import started_by_juno_start
 
     mine = [proc(10, "GCS", "--session-dir", "/tmp/juno-clusters/s1"),
             proc(11, "node manager", "--session-dir", "/tmp/juno-clusters/s1"), proc(12, "worker", ppid=11)]

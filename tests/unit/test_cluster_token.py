@@ -11,8 +11,9 @@ import stat
 import pytest
 import zmq
 
-from juno import auth, local_cluster
-from juno.cluster_access import AddressError, check_listen_ip, network_warning
+from juno.comm import auth
+from juno.cluster import local_cluster
+from juno.cluster.access import AddressError, check_listen_ip, network_warning
 
 TOKEN = "t" * 20 + "A1-_"
 
@@ -92,7 +93,7 @@ def test_zap_admits_only_the_tokens_client_key(caplog):
         def ask(domain: bytes, mechanism: bytes, key: bytes) -> bytes:
             return zap.answer([b"1.0", b"7", domain, b"10.1.2.3", b"", mechanism, key])[2]
 
-        with caplog.at_level(logging.WARNING, logger="juno.auth"):
+        with caplog.at_level(logging.WARNING, logger="juno.comm.auth"):
             assert ask(b"gcs-1", b"CURVE", keys.client_public_raw) == b"200"
             assert ask(b"gcs-1", b"CURVE", auth.CurveKeys(TOKEN + "x").client_public_raw) == b"400"
             assert ask(b"gcs-1", b"NULL", b"") == b"400"
@@ -110,14 +111,14 @@ def test_zap_admits_only_the_tokens_client_key(caplog):
 
 def test_refusals_are_logged_once_per_interval_with_a_count(caplog):
     log = auth.RefusalLog(interval_s=60)
-    with caplog.at_level(logging.WARNING, logger="juno.auth"):
+    with caplog.at_level(logging.WARNING, logger="juno.comm.auth"):
         for port in range(50000, 50020):  # a client retrying from new ports
             log.log("juno-gcs", f"10.0.0.9:{port}", "wrong token")
         log.log("juno-gcs", "10.0.0.10:1", "wrong token")
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2 and "10.0.0.9:50000" in lines[0] and "10.0.0.10:1" in lines[1]
     log.interval_s = 0
-    with caplog.at_level(logging.WARNING, logger="juno.auth"):
+    with caplog.at_level(logging.WARNING, logger="juno.comm.auth"):
         log.log("juno-gcs", "10.0.0.9:1", "wrong token")
     assert "19 more refusals like it" in caplog.records[-1].getMessage()
 
@@ -128,7 +129,7 @@ def test_listener_monitor_names_the_peer_of_a_failed_handshake(caplog):
     accepted, _ = server.accept()
     try:
         monitor = auth.ListenerMonitor("juno-gcs", auth.RefusalLog())
-        with caplog.at_level(logging.WARNING, logger="juno.auth"):
+        with caplog.at_level(logging.WARNING, logger="juno.comm.auth"):
             monitor.on_event(zmq.EVENT_ACCEPTED, accepted.fileno())
             monitor.on_event(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC)
             monitor.on_event(zmq.EVENT_DISCONNECTED, accepted.fileno())

@@ -1,4 +1,4 @@
-"""Code pickled by value keeps its file name, lines and source (runtime/code_objects.py).
+"""Code pickled by value keeps its file name, lines and source (runtime/owner/code_pickling.py).
 
 Functions here are compiled from source text, as a notebook cell's or a script's are, so that
 cloudpickle pickles them by value; the ``linecache`` entry a kernel registers for a cell is
@@ -21,8 +21,8 @@ except ModuleNotFoundError:  # packaging comes with pip otherwise
     from pip._vendor.packaging.requirements import Requirement
     from pip._vendor.packaging.version import Version
 
-from juno import serialization
-from juno.code_objects import register_source
+from juno.owner import serialization
+from juno.owner.code_pickling import register_source
 from juno.exceptions import format_remote_traceback
 
 SOURCE = '''\

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from juno.rpc import DEFER, RpcNode
-from juno.transport import EventLoop
+from juno.comm.rpc import DEFER, RpcNode
+from juno.comm.transport import EventLoop
 
 
 class Server(RpcNode):

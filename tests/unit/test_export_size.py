@@ -7,8 +7,8 @@ import warnings
 import pytest
 
 from juno.config import Config
-from juno.export_size import check_export_size
-from juno.submission import export_code
+from juno.owner.export_size import check_export_size
+from juno.owner.call_builder import export_code
 
 SMALL = Config(function_size_warn_bytes=10_000, function_size_error_bytes=100_000)
 MB = 1 << 20

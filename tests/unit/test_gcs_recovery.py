@@ -9,7 +9,7 @@ import time
 import pytest
 
 from helpers import wait_for_condition
-from juno import task_spec as ts
+from juno.owner import task_spec as ts
 from juno.config import Config
 from juno.gcs.client import GcsClient, GcsUnavailableError
 from juno.gcs.actor_manager import ALIVE, DEAD, PENDING, RESTARTING, ActorRecord
@@ -17,8 +17,8 @@ from juno.gcs.node_table import UNKNOWN_NODE, NodeTable
 from juno.gcs.recovery import (AWAIT_CREATION, CANCEL_AND_PLACE, KEEP, PLACE, GcsPersistence, load_tables,
                                named_actors, plan_actor, reconcile_node)
 from juno.gcs.storage import MemoryStorage, SqliteStorage
-from juno.rpc import DEFER, Reply, RpcNode
-from juno.transport import EventLoop
+from juno.comm.rpc import DEFER, Reply, RpcNode
+from juno.comm.transport import EventLoop
 
 
 def actor(aid: bytes, state: str = ALIVE, name: str | None = None, node: str | None = "n1",

@@ -1,11 +1,11 @@
-"""Lineage bookkeeping (runtime/lineage.py) and the GCS's process directory
+"""Lineage bookkeeping (runtime/owner/object_recovery.py) and the GCS's process directory
 (runtime/gcs/process_directory.py): pure logic, no processes."""
 from __future__ import annotations
 
 from juno import ids
-from juno import task_spec as ts
+from juno.owner import task_spec as ts
 from juno.gcs.process_directory import ProcessDirectory
-from juno.lineage import KIND_ACTOR, LineageTable, is_put_object
+from juno.owner.object_recovery import KIND_ACTOR, LineageTable, is_put_object
 
 
 def _spec(task_id: bytes, args_bytes: int = 10) -> tuple:

@@ -3,7 +3,7 @@ machine, else a private folder of the same name here (a node on another machine)
 import os
 import stat
 
-from juno import local_cluster
+from juno.cluster import local_cluster
 
 
 def test_a_node_on_the_head_machine_uses_the_cluster_session_folder(tmp_path):

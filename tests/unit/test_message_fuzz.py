@@ -11,8 +11,8 @@ import warnings
 
 import pytest
 
-from juno.rpc import RpcNode
-from juno.transport import EventLoop, MessageTooLargeError
+from juno.comm.rpc import RpcNode
+from juno.comm.transport import EventLoop, MessageTooLargeError
 
 
 class Exits:

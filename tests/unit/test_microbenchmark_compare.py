@@ -1,4 +1,4 @@
-"""The same-run comparison's supervisor (runtime/microbenchmark_compare.py): it parses Ray's result
+"""The same-run comparison's supervisor (runtime/cli/microbenchmark_compare.py): it parses Ray's result
 lines, gives each row its own timeout, and reports rows a side could not run as missing instead of
 failing the run. The sides here are small python programs standing in for Juno's and Ray's."""
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import sys
 import textwrap
 
-from juno.bench_timing import parse_result
-from juno.microbenchmark import ROWS
-from juno.microbenchmark_compare import run_side
+from juno.cli.bench_timing import parse_result
+from juno.cli.microbenchmark import ROWS
+from juno.cli.microbenchmark_compare import run_side
 
 
 def fake_side(tmp_path, body: str) -> list[str]:

@@ -4,7 +4,7 @@ import pickle
 import numpy as np
 import pytest
 
-from juno import serialization
+from juno.owner import serialization
 from juno.store import format as fmt
 
 

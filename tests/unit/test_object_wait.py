@@ -2,9 +2,9 @@
 and the split of refs into ready and not ready in input order."""
 import threading
 
-from juno.memory_store import MemoryStore
+from juno.owner.owned_values import OwnedValues
 from juno.object_ref import ObjectRef
-from juno.object_wait import ReadyCounter, split_ready
+from juno.owner.object_wait import ReadyCounter, split_ready
 
 
 def refs(n):
@@ -12,7 +12,7 @@ def refs(n):
 
 
 def test_watch_returns_the_stored_ids_and_calls_back_each_later_one_once():
-    store = MemoryStore()
+    store = OwnedValues()
     store.put(b"a", ("v", b"1"))
     seen = []
     ready = store.watch({b"a", b"b", b"c"}, lambda oid, value: seen.append((oid, value)))
@@ -24,7 +24,7 @@ def test_watch_returns_the_stored_ids_and_calls_back_each_later_one_once():
 
 
 def test_unwatch_stops_the_callbacks_and_keeps_the_other_watches():
-    store = MemoryStore()
+    store = OwnedValues()
     first, second = [], []
     cb1, cb2 = (lambda oid, _v: first.append(oid)), (lambda oid, _v: second.append(oid))
     store.watch({b"a", b"b"}, cb1)
@@ -40,7 +40,7 @@ def test_unwatch_stops_the_callbacks_and_keeps_the_other_watches():
 def test_watch_and_concurrent_puts_count_each_id_exactly_once():
     """Each id is either reported ready by watch() or called back, never both nor neither."""
     for _ in range(20):
-        store = MemoryStore()
+        store = OwnedValues()
         ids = [bytes([i % 256, i // 256]) for i in range(2000)]
         called = []
         writer = threading.Thread(target=lambda: [store.put(oid, ("v", b"")) for oid in ids])

@@ -1,4 +1,4 @@
-"""Behaviour of juno.options: what users may pass to @remote and .options()."""
+"""Behaviour of juno.owner.options: what users may pass to @remote and .options()."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from juno.options import (
+from juno.owner.options import (
     ACTOR_DEFAULTS, ACTOR_METHOD_OPTION_NAMES, ACTOR_OPTION_NAMES, TASK_DEFAULTS,
     TASK_OPTION_NAMES, default_max_concurrency, merge_runtime_envs, resolve_actor_cpus,
     validate_actor_method_options, validate_actor_options, validate_runtime_env,

@@ -1,13 +1,13 @@
 """Placement groups without processes: bundle resource names, validation, where bundles go
-(runtime/gcs/bundle_placement.py) and a node's reservations (runtime/node/bundles.py)."""
+(runtime/gcs/placement_group_scheduling.py) and a node's reservations (runtime/node/placement_group_bundles.py)."""
 from __future__ import annotations
 
 import pytest
 
-from juno import bundle_resources as br
-from juno.gcs.bundle_placement import NodeRoom, place_bundles
+from juno.gcs import placement_group_resources as br
+from juno.gcs.placement_group_scheduling import NodeRoom, place_bundles
 from juno.gcs.placement_groups import GroupRecord
-from juno.node.bundles import BundleTable
+from juno.node.placement_group_bundles import BundleTable
 from juno.node.resources import NodeResources
 
 PG = "ab" * 16

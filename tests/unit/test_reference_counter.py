@@ -1,6 +1,6 @@
 """Owner-side reference counting, without processes."""
 from juno.object_ref import ObjectRef
-from juno.reference_counter import UNBORROW, ReferenceCounter
+from juno.owner.reference_counter import UNBORROW, ReferenceCounter
 
 ME = "ipc:///me"
 

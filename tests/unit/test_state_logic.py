@@ -11,12 +11,12 @@ import warnings
 import pytest
 
 from juno import exceptions as exc
-from juno import state_schema as schema
-from juno import task_events as te
-from juno import task_spec as ts
+from juno.observability import state_schema as schema
+from juno.observability import task_events as te
+from juno.owner import task_spec as ts
 from juno.config import Config
 from juno.gcs.events import BoundedLog, GcsEvents, TaskEventStore
-from juno.task_spec import TaskEntry
+from juno.owner.task_spec import TaskEntry
 
 HEADER = ("node-1", b"w" * 16, 4242)
 
@@ -266,7 +266,7 @@ def test_recorder_marks_error_results_failed_and_retries_as_new_attempts():
 
 
 def test_recorder_reads_the_error_a_failed_result_holds():
-    from juno import serialization
+    from juno.owner import serialization
 
     cw = _CoreWorker()
     rec = te.TaskEventRecorder(cw)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import random
 import time
 
-from juno import task_events as te
+from juno.observability import task_events as te
 from juno.gcs import task_summary as ts_mod
 from juno.gcs.events import TaskEventStore
-from juno.state_schema import task_state_of
+from juno.observability.state_schema import task_state_of
 
 HEADER = (None, None, None)
 

@@ -102,7 +102,7 @@ def test_progress_state_unknown_total_until_exhausted():
 
 
 def test_value_failed_reads_the_header_only():
-    from juno import serialization
+    from juno.owner import serialization
 
     ok = serialization.serialize(41).to_bytes()
     bad = serialization.serialize(ValueError("x"), error=True).to_bytes()

@@ -1,0 +1,1 @@
+"""The ``juno`` command: its subcommands (start, stop, status, the state API, the dashboard) and the microbenchmark."""

@@ -1,0 +1,1 @@
+"""How processes talk: the ZeroMQ transport (the only module that imports zmq), rpc, the cluster token."""
