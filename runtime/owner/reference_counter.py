@@ -42,19 +42,13 @@ class _Deferred(threading.local):
 
 
 class ReferenceCounter:
-    def __init__(self, my_address: str, on_owned_freed: Callback, on_borrowed_released: Callback | None = None,
-                 on_borrow: Callable[[str, bytes, int, bool], None] | None = None,
-                 on_unborrow: Callable[[str, bytes], None] | None = None,
-                 on_pending: Callable[[], None] | None = None):
+    def __init__(self, my_address: str, on_owned_freed: Callback, on_pending: Callable[[], None] | None = None):
         """``on_pending``: borrow updates or dropped refs wait (called with the lock held, so it
         must only schedule a call of ``apply_drops`` and ``take_borrow_updates``); without it,
-        dropped refs are applied at once. ``on_borrowed_released``, ``on_borrow`` and
-        ``on_unborrow`` also see each event as it happens (called with the lock held)."""
+        dropped refs are applied at once. What a borrower owes its owners is read with
+        ``take_borrow_updates``, and the borrowed values it may drop with ``take_released``."""
         self.my_address = my_address
         self._on_owned_freed = on_owned_freed
-        self._on_borrowed_released = on_borrowed_released
-        self._on_borrow = on_borrow
-        self._on_unborrow = on_unborrow
         self._on_pending = on_pending
         self._local: dict[bytes, int] = {}
         self._submitted: dict[bytes, int] = {}
@@ -119,13 +113,10 @@ class ReferenceCounter:
                 if entry is None:
                     self._note_borrowed(object_id, owner, n)
                     continue
-                first = object_id not in borrowed
-                if first:
+                if object_id not in borrowed:
                     borrowed[object_id] = owner
                 entry[0].append(object_id)
                 entry[1].append(n)
-                if self._on_borrow is not None:
-                    self._on_borrow(owner, object_id, n, first)
 
     def _note_borrowed(self, object_id: bytes, owner: str, claims: int) -> None:
         if owner == self.my_address:
@@ -139,8 +130,6 @@ class ReferenceCounter:
             entry = self._entry(self._updates_for_thread(), owner)
             entry[0].append(object_id)
             entry[1].append(claims)
-            if self._on_borrow is not None:
-                self._on_borrow(owner, object_id, claims, first)
 
     def owner_of(self, object_id: bytes) -> str | None:
         return self._borrowed.get(object_id)
@@ -330,10 +319,6 @@ class ReferenceCounter:
                 entry = self._entry(updates, owner)
             entry[0].append(object_id)
             entry[1].append(UNBORROW)
-            if self._on_borrowed_released is not None:
-                self._on_borrowed_released(object_id)
-            if self._on_unborrow is not None:
-                self._on_unborrow(owner, object_id)
         self._released.extend(object_ids)
 
     def _release_contents(self, outer: bytes) -> None:

@@ -109,12 +109,11 @@ def test_deferred_updates_wait_for_their_thread_and_queue_after_earlier_ones():
 
 
 def test_without_a_scheduler_drops_apply_at_once():
-    released = []
-    rc = ReferenceCounter(ME, lambda oid: None, released.append)
+    rc = ReferenceCounter(ME, lambda oid: None)
     rc.note_borrowed(b"a", OWNER)
     rc.add_local(b"a", OWNER)
     rc.remove_local_later(b"a")
-    assert released == [b"a"]
+    assert rc.take_released() == [b"a"]
 
 
 class _Worker:

@@ -6,12 +6,19 @@ ME = "ipc:///me"
 
 
 def make():
-    freed, released = [], []
-    return ReferenceCounter(ME, freed.append, released.append), freed, released
+    freed = []
+    rc = ReferenceCounter(ME, freed.append)
+    return rc, freed
+
+
+def sent(rc) -> list[tuple]:
+    """What the borrower tells its owners now, as (owner, object id, claims or UNBORROW)."""
+    return [(owner, oid, claim) for owner, (oids, claims) in rc.take_borrow_updates().items()
+            for oid, claim in zip(oids, claims)]
 
 
 def test_owned_object_is_freed_when_the_last_local_ref_goes():
-    rc, freed, _ = make()
+    rc, freed = make()
     rc.add_owned(b"a")
     rc.add_local(b"a", ME)
     rc.add_local(b"a", ME)
@@ -23,7 +30,7 @@ def test_owned_object_is_freed_when_the_last_local_ref_goes():
 
 
 def test_pending_task_keeps_its_argument_alive():
-    rc, freed, _ = make()
+    rc, freed = make()
     rc.add_owned(b"a")
     rc.add_local(b"a", ME)
     rc.add_submitted([b"a"])
@@ -34,31 +41,23 @@ def test_pending_task_keeps_its_argument_alive():
 
 
 def test_borrowed_copy_is_released_not_freed():
-    rc, freed, released = make()
+    rc, freed = make()
     rc.note_borrowed(b"b", "ipc:///other")
     rc.add_local(b"b", "ipc:///other")
     rc.remove_local(b"b")
-    assert freed == [] and released == [b"b"]
+    assert freed == [] and rc.take_released() == [b"b"]
 
 
 def test_unknown_ids_are_ignored():
-    rc, freed, released = make()
+    rc, freed = make()
     rc.add_local(b"z", ME)
     rc.remove_local(b"z")
     rc.remove_submitted([b"z"])
-    assert freed == [] and released == []
-
-
-def make_with_messages():
-    freed, released, borrows, unborrows = [], [], [], []
-    rc = ReferenceCounter(ME, freed.append, released.append,
-                          on_borrow=lambda owner, oid, claims, first: borrows.append((owner, oid, claims, first)),
-                          on_unborrow=lambda owner, oid: unborrows.append((owner, oid)))
-    return rc, freed, released, borrows, unborrows
+    assert freed == [] and rc.take_released() == [] and sent(rc) == []
 
 
 def test_borrowers_keep_an_owned_object_alive():
-    rc, freed, *_ = make_with_messages()
+    rc, freed = make()
     rc.add_owned(b"a")
     rc.add_local(b"a", ME)
     rc.add_borrower(b"a", "ipc:///b1")
@@ -71,7 +70,7 @@ def test_borrowers_keep_an_owned_object_alive():
 
 
 def test_in_transit_hold_lasts_until_the_receiver_claims_it():
-    rc, freed, *_ = make_with_messages()
+    rc, freed = make()
     rc.add_owned(b"a")
     rc.add_local(b"a", ME)
     rc.add_in_transit([b"a"])          # serialized into a task result
@@ -84,7 +83,7 @@ def test_in_transit_hold_lasts_until_the_receiver_claims_it():
 
 
 def test_a_value_keeps_the_refs_inside_it_alive():
-    rc, freed, *_ = make_with_messages()
+    rc, freed = make()
     for oid in (b"in", b"out"):
         rc.add_owned(oid)
         rc.add_local(oid, ME)
@@ -96,21 +95,21 @@ def test_a_value_keeps_the_refs_inside_it_alive():
 
 
 def test_borrower_registers_once_and_unregisters_when_done():
-    rc, _, released, borrows, unborrows = make_with_messages()
+    rc, _ = make()
     owner = "ipc:///owner"
     rc.add_local(b"x", owner)
     rc.note_borrowed(b"x", owner)
     rc.add_local(b"x", owner)
     rc.note_borrowed(b"x", owner)            # a second copy: no new registration
     rc.note_borrowed(b"x", owner, claims=1)  # but an in-transit claim is passed on
-    assert borrows == [(owner, b"x", 0, True), (owner, b"x", 1, False)]
+    assert sent(rc) == [(owner, b"x", 0), (owner, b"x", 1)]
     rc.remove_local(b"x")
     rc.remove_local(b"x")
-    assert released == [b"x"] and unborrows == [(owner, b"x")]
+    assert rc.take_released() == [b"x"] and sent(rc) == [(owner, b"x", UNBORROW)]
 
 
 def test_a_dead_borrower_stops_counting_and_a_dead_owner_is_reported():
-    rc, freed, *_ = make_with_messages()
+    rc, freed = make()
     rc.add_owned(b"a")
     rc.add_borrower(b"a", "ipc:///gone")
     rc.note_borrowed(b"theirs", "ipc:///gone")
@@ -119,7 +118,7 @@ def test_a_dead_borrower_stops_counting_and_a_dead_owner_is_reported():
 
 
 def test_late_registration_for_a_freed_object_is_ignored():
-    rc, freed, *_ = make_with_messages()
+    rc, freed = make()
     rc.add_borrower(b"never-owned", "ipc:///b")
     assert rc.borrowers_of(b"never-owned") == set() and freed == []
 
@@ -138,34 +137,34 @@ def result_with_refs(rc, outer=b"out"):
 
 
 def test_a_result_borrows_its_refs_once_and_reads_of_it_borrow_nothing_more():
-    rc, freed, released, borrows, unborrows = make_with_messages()
+    rc, freed = make()
     result_with_refs(rc)
-    assert borrows == [(OTHER, b"theirs", 1, True)] and rc.owns(b"mine")
+    assert sent(rc) == [(OTHER, b"theirs", 1)] and rc.owns(b"mine")
     for _ in range(2):  # each get of the result unpickles the refs again, and drops them
         refs = [ObjectRef(b"theirs", OTHER, _count=False), ObjectRef(b"mine", ME, _count=False)]
         rc.add_borrowed_refs(refs)
         rc.remove_local_later(b"theirs")
         rc.remove_local(b"mine")
-    assert borrows == [(OTHER, b"theirs", 1, True)] and unborrows == [] and freed == []
+    assert sent(rc) == [] and freed == []
     rc.remove_local(b"out")  # the result goes: so do the refs inside it
-    assert sorted(freed) == [b"mine", b"out"] and unborrows == [(OTHER, b"theirs")]
+    assert sorted(freed) == [b"mine", b"out"] and sent(rc) == [(OTHER, b"theirs", UNBORROW)]
 
 
 def test_a_result_stored_again_replaces_the_refs_of_the_one_before():
-    rc, freed, _, borrows, unborrows = make_with_messages()
+    rc, freed = make()
     result_with_refs(rc)
+    assert sent(rc) == [(OTHER, b"theirs", 1)]
     rc.adopt_contents(b"out", [b"rebuilt"], [OTHER])  # a re-run made other objects
-    assert unborrows == [(OTHER, b"theirs")] and freed == [b"mine"]
+    assert sent(rc) == [(OTHER, b"theirs", UNBORROW), (OTHER, b"rebuilt", 1)] and freed == [b"mine"]
     rc.remove_local(b"out")
-    assert unborrows == [(OTHER, b"theirs"), (OTHER, b"rebuilt")]
+    assert sent(rc) == [(OTHER, b"rebuilt", UNBORROW)]
 
 
 def test_a_result_nobody_holds_any_more_redeems_and_releases_its_refs_at_once():
-    rc, freed, _, borrows, unborrows = make_with_messages()
+    rc, freed = make()
     rc.add_owned(b"mine")
     rc.add_in_transit([b"mine"])
     rc.adopt_contents(b"gone", [b"theirs", b"mine"], [OTHER, ME])
-    assert borrows == [(OTHER, b"theirs", 1, True)] and unborrows == [(OTHER, b"theirs")]
     assert freed == [b"mine"]
     updates = rc.take_borrow_updates()
     assert updates == {OTHER: ([b"theirs", b"theirs"], [1, UNBORROW])}, "the hold is redeemed, then let go"
