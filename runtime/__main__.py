@@ -1,7 +1,7 @@
 """``python -m juno ...``: the same as the ``juno`` command."""
 import sys
 
-from juno.cli.commands import main
+from juno.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

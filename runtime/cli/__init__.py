@@ -1,1 +1,4 @@
 """The ``juno`` command: its subcommands (start, stop, status, the state API, the dashboard) and the microbenchmark."""
+from juno.cli.commands import main
+
+__all__ = ["main"]
