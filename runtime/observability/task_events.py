@@ -342,7 +342,7 @@ def new_recorder(cw) -> TaskEventRecorder | None:
 
 
 # ---------------------------------------------------------------------------- call sites
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # runtime/, the juno package
 
 
 def user_frame(depth: int = 1):
