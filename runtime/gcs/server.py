@@ -124,7 +124,7 @@ class GcsServer(RpcNode):
         for actor_id in pending:
             record = self.actors.actors.get(actor_id)
             if record is not None:
-                self.actors._schedule(record)
+                self.actors.schedule(record)
         return True
 
     def rpc_report_resources(self, reply: Reply, node_id: str, available: dict, ts: float):
