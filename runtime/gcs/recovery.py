@@ -31,7 +31,6 @@ but the node no longer hosts died meanwhile (it restarts or dies per its
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -208,13 +207,12 @@ class GcsRecovery:
         # Ids this incarnation hands out must not collide with the previous one's, whose
         # answers may still arrive: request ids and lease request ids restart above them.
         start = time.time_ns() // 1000
-        gcs._requests._ids = itertools.count(start)
+        gcs.continue_ids(start, max(tables.jobs, default=0) + 1)
         for node in tables.nodes.values():
             gcs.node_table.restore(node)
             if node.get("alive"):
                 self.unconfirmed.add(node["node_id"])
         gcs.jobs.update(tables.jobs)
-        gcs._job_ids = itertools.count(max(tables.jobs, default=0) + 1)
         gcs.kv.update(tables.kv)
         plans: dict[str, int] = {}
         for record in tables.actors:
