@@ -538,6 +538,10 @@ class RequestTracker:
         self._pending[rid] = callback
         return rid
 
+    def start_ids_at(self, start: int) -> None:
+        """Hand out ids from ``start`` on (a restarted GCS: past those its previous incarnation used)."""
+        self._ids = itertools.count(start)
+
     def resolve(self, rid: int, value: Any) -> None:
         cb = self._pending.pop(rid, None)
         if cb is not None:

@@ -67,4 +67,4 @@ class FailureRelay:
         for job_id, job in list(self.gcs.jobs.items()):
             if job.get("driver_address") == address and not job["is_dead"]:
                 logger.info("job %s ended: its driver %s is gone", job_id, address)
-                self.gcs._finish_job(job_id)
+                self.gcs.finish_job(job_id)

@@ -192,7 +192,7 @@ class PlacementGroupManager:
 
     # ------------------------------------------------------------------ hooks from the GCS
     def hold_actor(self, record) -> bool:
-        """ActorManager._schedule asks: True if the actor must wait (its group is not CREATED),
+        """ActorManager asks before placing an actor: True if the actor must wait (its group is not CREATED),
         or was failed (its group was removed). Its resources name the group."""
         pg_hex = (record.info or {}).get("placement_group")
         if not pg_hex:
@@ -200,7 +200,7 @@ class PlacementGroupManager:
         rec = self.groups.get(bytes.fromhex(pg_hex))
         if rec is None or rec.state == REMOVED:
             why = rec.removal_reason if rec is not None else "it does not exist"
-            self.gcs.actors._mark_dead(record, f"its placement group {pg_hex} was removed ({why}), so the actor "
+            self.gcs.actors.mark_dead(record, f"its placement group {pg_hex} was removed ({why}), so the actor "
                                                "can not be scheduled")
             return True
         if rec.state == CREATED:
@@ -214,7 +214,7 @@ class PlacementGroupManager:
         for actor_id in self.held_actors.pop(rec.hex, []):
             record = self.gcs.actors.actors.get(actor_id)
             if record is not None and record.state != DEAD:
-                self.gcs.actors._schedule(record)
+                self.gcs.actors.schedule(record)
 
     def on_job_finished(self, job_id: Any) -> None:
         for rec in list(self.groups.values()):
@@ -272,7 +272,7 @@ class PlacementGroupManager:
         for actor_id in self.held_actors.pop(rec.hex, []):
             record = actors.actors.get(actor_id)
             if record is not None and record.state != DEAD:
-                actors._mark_dead(record, f"its placement group was removed ({reason})")
+                actors.mark_dead(record, f"its placement group was removed ({reason})")
         for record in list(actors.actors.values()):
             if (record.info or {}).get("placement_group") == rec.hex and record.state != DEAD:
                 actors.kill(record.actor_id, True, f"its placement group was removed ({reason})")

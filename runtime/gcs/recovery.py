@@ -31,12 +31,11 @@ but the node no longer hosts died meanwhile (it restarts or dies per its
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from dataclasses import dataclass, field
 
-from juno.gcs.actor_manager import ALIVE, DEAD, PENDING, ActorRecord
+from juno.gcs.actor_lifecycle import ALIVE, DEAD, PENDING, ActorRecord
 
 logger = logging.getLogger(__name__)
 
@@ -208,19 +207,15 @@ class GcsRecovery:
         # Ids this incarnation hands out must not collide with the previous one's, whose
         # answers may still arrive: request ids and lease request ids restart above them.
         start = time.time_ns() // 1000
-        gcs._requests._ids = itertools.count(start)
-        gcs.actors._rids = itertools.count(start)
+        gcs.continue_ids(start, max(tables.jobs, default=0) + 1)
         for node in tables.nodes.values():
             gcs.node_table.restore(node)
             if node.get("alive"):
                 self.unconfirmed.add(node["node_id"])
         gcs.jobs.update(tables.jobs)
-        gcs._job_ids = itertools.count(max(tables.jobs, default=0) + 1)
         gcs.kv.update(tables.kv)
-        manager = gcs.actors
         plans: dict[str, int] = {}
         for record in tables.actors:
-            manager.actors[record.actor_id] = record
             plan = plan_actor(record)
             plans[plan] = plans.get(plan, 0) + 1
             if plan == CANCEL_AND_PLACE:
@@ -231,7 +226,7 @@ class GcsRecovery:
                 # Whatever worker it had is not creating it: its death must not count again.
                 record.worker_id = record.node_id = record.node_manager = None
                 self.held.append(record.actor_id)
-        manager.named.update(named_actors(tables.actors))
+        gcs.actors.restore(tables.actors, named_actors(tables.actors), start)
         logger.warning("recovered from %s: %d nodes (%d to confirm), %d jobs, %d kv entries, %d actors %s",
                        getattr(gcs.storage, "path", "storage"), len(tables.nodes), len(self.unconfirmed),
                        len(tables.jobs), len(tables.kv), len(tables.actors), plans)
@@ -266,7 +261,7 @@ class GcsRecovery:
             record = self.gcs.actors.actors.get(actor_id)
             if record is not None and record.state != DEAD and record.pending_request is None \
                     and record.state != ALIVE:
-                self.gcs.actors._schedule(record)
+                self.gcs.actors.schedule(record)
 
     # ------------------------------------------------------------------ nodes checking in
     def node_registered(self, node_id: str, hosted: dict | None) -> None:

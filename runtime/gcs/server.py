@@ -81,7 +81,7 @@ class GcsServer(RpcNode):
             if job["is_dead"] or not job.get("pid") or job.get("remote_driver"):
                 continue
             if not pid_alive(job["pid"]):
-                self._finish_job(job_id)
+                self.finish_job(job_id)
         self.loop.call_later(self.config.parent_check_interval_s, self._check_owner)
 
     def _owner_gone(self) -> bool:
@@ -124,7 +124,7 @@ class GcsServer(RpcNode):
         for actor_id in pending:
             record = self.actors.actors.get(actor_id)
             if record is not None:
-                self.actors._schedule(record)
+                self.actors.schedule(record)
         return True
 
     def rpc_report_resources(self, reply: Reply, node_id: str, available: dict, ts: float):
@@ -198,10 +198,11 @@ class GcsServer(RpcNode):
         return job_id
 
     def rpc_job_finished(self, reply: Reply, job_id: int):
-        self._finish_job(job_id)
+        self.finish_job(job_id)
         return True
 
-    def _finish_job(self, job_id: int) -> None:
+    def finish_job(self, job_id: int) -> None:
+        """The job's driver finished or is gone: its non-detached actors and placement groups go too."""
         job = self.jobs.get(job_id)
         if job is None or job["is_dead"]:
             return
@@ -210,6 +211,12 @@ class GcsServer(RpcNode):
         self.persist.job(job)
         self.actors.on_job_finished(job_id)
         self.placement_groups.on_job_finished(job_id)
+
+    def continue_ids(self, request_id: int, job_id: int) -> None:
+        """A restarted GCS hands out request and job ids from these on, past its previous
+        incarnation's (runtime/gcs/recovery.py)."""
+        self._requests.start_ids_at(request_id)
+        self._job_ids = itertools.count(job_id)
 
     def rpc_get_jobs(self, reply: Reply):
         return list(self.jobs.values())

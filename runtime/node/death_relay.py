@@ -52,7 +52,7 @@ class DeathRelay:
             self._checked.discard(address)
             if address in recent:
                 continue  # died here: handled when it did
-            nm._owner_gone(address, local=False)
+            nm.owner_gone(address, local=False)
 
     def on_node_died(self, node_id: str, node_address: str, reason: str, addresses: list) -> None:
         nm = self.nm

@@ -183,7 +183,7 @@ class NodeManager(RpcNode):
             return
         for address, pid in list(self.drivers.items()):
             if not pid_alive(pid):
-                self._owner_gone(address)
+                self.owner_gone(address)
         self.loop.call_later(self.config.parent_check_interval_s, self._check_parents)
 
     # ------------------------------------------------------------------ registration
@@ -192,7 +192,7 @@ class NodeManager(RpcNode):
         if worker is None:
             return False
         self.deaths.process_started(address, "worker")
-        self._schedule()
+        self.schedule()
         return True
 
     def rpc_register_driver(self, reply: Reply, address: str, pid: int, job_id: int,
@@ -212,11 +212,11 @@ class NodeManager(RpcNode):
         return log_tail.read_log(self, key, tail_lines, max_bytes)
 
     def rpc_unregister_driver(self, reply: Reply, address: str):
-        self._owner_gone(address)
+        self.owner_gone(address)
         return True
 
     def rpc_get_resources(self, reply: Reply):
-        return {"total": self.resources.total, "available": self._available(),
+        return {"total": self.resources.total, "available": self.available_resources(),
                 "object_store": {**self.store.stats(), **self.transfer.stats()}}
 
     # ------------------------------------------------------------------ object store
@@ -298,7 +298,7 @@ class NodeManager(RpcNode):
                 and not self.spillback.place(req):
             return DEFER
         self.scheduler.add(req)
-        self._schedule()
+        self.schedule()
         return DEFER
 
     def rpc_cancel_lease_request(self, reply: Reply, owner: str, rid: int):
@@ -315,10 +315,10 @@ class NodeManager(RpcNode):
         worker = self.pool.workers.get(lease.worker_id)
         if worker is not None:
             self.pool.push_idle(worker)
-        self._schedule()
+        self.schedule()
         return None
 
-    def _schedule(self) -> None:
+    def schedule(self) -> None:
         """Carry out the scheduler's decisions: bind workers, warn, fail, start workers."""
         if not self.scheduler.requests:
             return
@@ -353,21 +353,21 @@ class NodeManager(RpcNode):
             except OSError as e:
                 logger.error("could not start a worker: %s", e)
         if decisions.grants:
-            self._report_resources_soon()
+            self.report_resources_soon()
 
     # ------------------------------------------------------------------ blocked workers
     def rpc_worker_blocked(self, reply: Reply, worker_id: bytes):
         lease = self._lease_of(worker_id)
         if lease is not None:
             self.resources.release_cpus(lease.allocation)
-            self._schedule()
-            self._report_resources_soon()
+            self.schedule()
+            self.report_resources_soon()
 
     def rpc_worker_unblocked(self, reply: Reply, worker_id: bytes):
         lease = self._lease_of(worker_id)
         if lease is not None:
             self.resources.reacquire_cpus(lease.allocation)
-            self._report_resources_soon()
+            self.report_resources_soon()
 
     def _lease_of(self, worker_id: bytes) -> Lease | None:
         worker = self.pool.workers.get(worker_id)
@@ -402,13 +402,13 @@ class NodeManager(RpcNode):
                     self.loop.send(lease.owner, ("lease_worker_died", lease.lease_id, worker.worker_id, reason,
                                                  worker.kill_kind))
             if worker.address:
-                self._owner_gone(worker.address)
+                self.owner_gone(worker.address)
                 self.loop.disconnect(worker.address)
-            self._report_resources_soon()
+            self.report_resources_soon()
         if not self._stopping:
-            self._schedule()
+            self.schedule()
 
-    def _owner_gone(self, address: str, local: bool = True) -> None:
+    def owner_gone(self, address: str, local: bool = True) -> None:
         """A driver or worker that held leases is gone: reclaim what it held. ``local``: it ran
         on this node (the GCS relays its death to the other nodes), else another node's did."""
         if self.drivers.pop(address, None) is not None and address in self.driver_info:
@@ -467,10 +467,12 @@ class NodeManager(RpcNode):
         self.loop.call_later(1.0, self._reap_idle)
 
     # ------------------------------------------------------------------ resource reports
-    def _available(self) -> dict:
+    def available_resources(self) -> dict:
+        """What this node can grant now (resources with some left), as the GCS and spillback see it."""
         return {k: v for k, v in self.resources.available.items() if v > 0}
 
-    def _report_resources_soon(self) -> None:
+    def report_resources_soon(self) -> None:
+        """Tell the GCS this node's availability within resource_report_interval_s (once per interval)."""
         if self._report_scheduled:
             return
         self._report_scheduled = True
@@ -490,7 +492,7 @@ class NodeManager(RpcNode):
                  "num_objects": len(store.entries)}
         sent = None if usage == self._store_usage_sent else usage  # the GCS keeps the last one it got
         self._store_usage_sent = usage
-        self.call(self.gcs_address, "node_heartbeat", self.node_id, self._available(), demand,
+        self.call(self.gcs_address, "node_heartbeat", self.node_id, self.available_resources(), demand,
                   self.cluster_view_version, sent, callback=self._on_heartbeat_reply,
                   timeout=max(1.0, self.config.node_death_timeout_s))
 
@@ -520,7 +522,7 @@ class NodeManager(RpcNode):
                 self.shutdown()
 
         # After a GCS restart: what this node hosts, so the GCS settles its tables (runtime/gcs/recovery.py).
-        info = dict(self.node, available=self._available(), hosted_actors={
+        info = dict(self.node, available=self.available_resources(), hosted_actors={
             lease.actor_id: lease.worker_id for lease in self.leases.values() if lease.actor_id is not None})
         for address in self.drivers:  # the GCS's process directory starts empty after a restart
             self.deaths.process_started(address, "driver")
@@ -531,4 +533,4 @@ class NodeManager(RpcNode):
 
     def _report_resources(self) -> None:
         self._report_scheduled = False
-        self.notify(self.gcs_address, "report_resources", self.node_id, self._available(), time.time())
+        self.notify(self.gcs_address, "report_resources", self.node_id, self.available_resources(), time.time())

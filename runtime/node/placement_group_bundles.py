@@ -134,9 +134,9 @@ def handle(nm, op: str, pg_hex: str, arg: Any) -> tuple:
         raise ValueError(f"unknown bundle operation {op!r}")
     nm.node["resources"] = nm.resources.total
     nm.node["bundles"] = table.summary()
-    nm._schedule()
-    nm._report_resources_soon()
-    return (ok, nm.resources.total, nm._available(), why)
+    nm.schedule()
+    nm.report_resources_soon()
+    return (ok, nm.resources.total, nm.available_resources(), why)
 
 
 def _kill_users(nm, pg_hex: str, indices: list[int] | None, reason: str) -> None:

@@ -31,7 +31,7 @@ class Spillback:
         nm = self.nm
         nodes = dict(nm.cluster_view)
         nodes[nm.node_id] = {"node_id": nm.node_id, "address": nm.address, "resources": nm.resources.total,
-                             "available": nm._available()}
+                             "available": nm.available_resources()}
         return nodes
 
     def place(self, req: LeaseRequest, refreshed: bool = False) -> bool:
@@ -93,6 +93,6 @@ class Spillback:
                     nm.cluster_view, nm.cluster_view_version = view, version
             if self.place(req, refreshed=True):
                 nm.scheduler.add(req)
-                nm._schedule()
+                nm.schedule()
 
         nm.call(nm.gcs_address, "get_cluster_view", callback=done, timeout=nm.config.rpc_timeout_s)
