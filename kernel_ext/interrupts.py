@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from juno.kernel_ext import output
+from juno.util import notebook
 
 _installed_on: Any = None  # the shell whose post_run_cell event we registered with
 _disabled = False
@@ -21,20 +22,11 @@ _disabled = False
 
 def cancel_cell_work(msg_id: str) -> int:
     """Cancel the unfinished tasks and actor calls launched by the cell ``msg_id``; how many."""
-    from juno.owner.core_worker import global_worker
-
     r = output.router()
-    cw = global_worker()
-    if r is None or cw is None:
+    if r is None:
         return 0
-    cancelled = 0
     # newest first: queued work is dropped before the running work it waits behind is interrupted
-    for task_id in reversed(r.tasks_of_cell(msg_id)):
-        if task_id not in cw.tasks.entries:
-            continue  # finished already
-        cw.loop.call_soon(cw.tasks.cancel, task_id, False, True)
-        cancelled += 1
-    return cancelled
+    return notebook.cancel_unfinished(list(reversed(r.tasks_of_cell(msg_id))))
 
 
 def _on_post_run_cell(result: Any) -> None:
@@ -76,9 +68,7 @@ def install(ip: Any) -> None:
     if getattr(ip, "kernel", None) is None:
         return  # plain IPython: Ctrl-C already interrupts the local wait; nothing to route
     _register(ip)
-    from juno.owner.core_worker import global_worker
-
-    cw = global_worker()
+    cw = notebook.connection()
     if cw is not None:
         output.track(cw)
 

@@ -349,9 +349,9 @@ class JunoMagics(Magics):
 
     def _juno_dashboard(self, _rest: str):
         import juno
-        from juno.api import _state
+        from juno.util.notebook import current_context
 
-        context = _state.get("context") if juno.is_initialized() else None
+        context = current_context() if juno.is_initialized() else None
         url = getattr(context, "dashboard_url", None)
         if url:
             print(f"Juno dashboard: http://{url}/  (the page asks for the cluster's token: `juno token` prints it)")

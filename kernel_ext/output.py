@@ -1,11 +1,11 @@
 """Route the output of remote work to the notebook cell that launched it.
 
-A driver prints its workers' output lines in ``CoreWorker._on_log``; in a kernel those
-would land under whatever cell runs now. Here, when a task or actor call is submitted
-(``CoreWorker.submit_hooks``, on the submitting thread) we remember the kernel's current
+A driver prints its workers' output lines as they arrive; in a kernel those would land
+under whatever cell runs now. Here, when a task or actor call is submitted
+(``juno.util.notebook.add_submit_hook``, on the submitting thread) we remember the kernel's current
 parent message (the executing cell) against the task id, and the creating cell (or, for
 an actor made elsewhere, the first caller's) against the actor id. Each line from a worker carries its task and actor id, so the
-router (``CoreWorker.log_router``, on Juno's IO thread) writes it to the kernel's own
+router (``juno.util.notebook.set_output_router``, on Juno's IO thread) writes it to the kernel's own
 stdout/stderr ``OutStream`` with that cell as the thread's parent header: ipykernel
 buffers output per parent and flushes it in order, so it lands live under the launching
 cell even after that cell finished. Lines with no known cell (nested tasks, actors this
@@ -22,6 +22,8 @@ import sys
 import threading
 import time
 from typing import Any
+
+from juno.util import notebook
 
 DEFAULT_MAX_LINES_PER_S = 200
 DEFAULT_MAX_BYTES_PER_S = 64 * 1024
@@ -68,7 +70,7 @@ class OutputRouter:
         self.stdout = sys.stdout  # the kernel's OutStreams (not a cell's %%capture replacement)
         self.stderr = sys.stderr
         self.routing = False  # track only (interrupts) until output.install()/attach()
-        self.cw = None
+        self.cw = None  # the connection (juno.util.notebook) it is hooked to
         self._lock = threading.Lock()
         self.task_cells: collections.OrderedDict[bytes, dict] = collections.OrderedDict()
         self.actor_cells: dict[bytes, dict] = {}
@@ -166,7 +168,7 @@ class OutputRouter:
         if self._note_check_scheduled or cw is None:
             return
         self._note_check_scheduled = True
-        cw.loop.call_later(_WINDOW_S, self._check_notes)
+        notebook.call_later(_WINDOW_S, self._check_notes, cw)
 
     def _check_notes(self) -> None:
         self._note_check_scheduled = False
@@ -219,14 +221,13 @@ def router(ip: Any = None) -> "OutputRouter | None":
 
 
 def _hook(r: OutputRouter, cw: Any) -> None:
-    """Connect a router to a driver's core worker (idempotent)."""
+    """Connect a router to a driver's connection (idempotent)."""
     if r.cw is not cw:
         r.cw = cw
         r._note_check_scheduled = False
-    if r.on_submit not in cw.submit_hooks:
-        cw.submit_hooks.append(r.on_submit)
+    notebook.add_submit_hook(r.on_submit, cw)
     if r.routing:
-        cw.log_router = r.route
+        notebook.set_output_router(r.route, cw)
 
 
 def attach(cw: Any) -> None:
@@ -257,9 +258,7 @@ def install(ip: Any) -> None:
     if r is None:
         return
     r.routing = True
-    from juno.owner.core_worker import global_worker
-
-    cw = global_worker()
+    cw = notebook.connection()
     if cw is not None:
         _hook(r, cw)
 
@@ -273,5 +272,5 @@ def uninstall(ip: Any) -> None:
         return
     r.routing = False
     cw = r.cw
-    if cw is not None and cw.log_router == r.route:
-        cw.log_router = None
+    if cw is not None and notebook.output_router(cw) == r.route:
+        notebook.set_output_router(None, cw)

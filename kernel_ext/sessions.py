@@ -163,9 +163,9 @@ class SessionRegistry:
 
     @staticmethod
     def _current_connection():
-        from juno.api import _state
+        from juno.util.notebook import current_context
 
-        return _state.get("context")
+        return current_context()
 
     def _prune(self) -> None:
         """Forget sessions of an earlier connection (juno.shutdown() took their actors with it)."""

@@ -74,6 +74,12 @@ def is_initialized() -> bool:
     return global_worker() is not None
 
 
+def current_context() -> JunoContext | None:
+    """What ``init()`` returned, until ``shutdown()``; None before. The notebook layer tells one
+    connection from the next by it (juno.util.notebook)."""
+    return _state.get("context")
+
+
 def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus: float | None = None,
          resources: dict | None = None, object_store_memory: int | None = None, namespace: str | None = None,
          runtime_env: dict | None = None, ignore_reinit_error: bool = False, log_to_driver: bool = True,

@@ -119,6 +119,16 @@ class ObjectRef:
         """A concurrent.futures.Future that completes with the object's value."""
         return _cw.value_future(self)
 
+    def _on_completed(self, py_callback) -> None:
+        """Ray's completion callback: ``py_callback(result)`` once the object is ready, ``result``
+        being its value or the exception ``get`` would raise; it runs on a Juno thread, so keep
+        it quick. (``juno.util.notebook.on_completed`` says only whether it failed, unread.)"""
+        def done(fut: concurrent.futures.Future) -> None:
+            error = fut.exception()
+            py_callback(error if error is not None else fut.result())
+
+        self.future().add_done_callback(done)
+
     def __await__(self):
         return asyncio.wrap_future(self.future()).__await__()
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import juno
+from juno.util import notebook
 from juno.widgets import formatting as fmt
 from juno.widgets.live import LiveView, Ticker
 
@@ -19,32 +21,8 @@ _ACTIVE_ACTOR_STATES = ("ALIVE", "PENDING_CREATION", "RESTARTING")
 
 def cluster_snapshot(cw: Any = None) -> dict:
     """What the widget shows, gathered now from the GCS (nodes with their heartbeat figures,
-    actors) and each live node's manager (its running tasks)."""
-    from juno.observability.cluster_status import node_usage
-    from juno.owner.core_worker import global_worker
-
-    cw = cw or global_worker()
-    if cw is None:
-        return {"connected": False}
-    nodes_out, running_tasks, errors = [], 0, []
-    for n in cw.gcs_call("get_nodes"):
-        row = {"node_id": n["node_id"], "address": n.get("address", ""), "ip": n.get("ip", ""),
-               "alive": bool(n.get("alive")), "usage": {}}
-        if row["alive"]:
-            try:
-                workers = cw.node_call("list_workers", address=n["address"])
-                running_tasks += sum(1 for w in workers if w.get("is_alive") and w.get("leased")
-                                     and not w.get("actor_id"))
-            except Exception as e:  # noqa: BLE001 - one slow node must not blank the widget
-                errors.append(f"node {n['node_id'][:12]}: {e}")
-            row["usage"] = node_usage(n, n.get("object_store"))  # store use as the node's heartbeats carry it
-        nodes_out.append(row)
-    actors: dict[str, int] = {}
-    for a in cw.gcs_call("list_actors"):
-        state = str(a.get("state"))
-        actors[state] = actors.get(state, 0) + 1
-    return {"connected": True, "address": str(getattr(cw.gcs, "address", "")).replace("tcp://", ""),
-            "nodes": nodes_out, "running_tasks": running_tasks, "actors": actors, "errors": errors}
+    actors) and each live node's manager (its running tasks): ``juno.util.notebook.cluster_snapshot``."""
+    return notebook.cluster_snapshot(cw)
 
 
 def _total_usage(snapshot: dict) -> dict[str, tuple[float, float]]:
@@ -143,9 +121,7 @@ class ClusterWidget:
         return render_cluster_html(self.snapshot, self.title)
 
     def _tick(self) -> bool:
-        from juno.owner.core_worker import global_worker
-
-        if global_worker() is None:  # juno.shutdown(): show that, then stop
+        if not juno.is_initialized():  # juno.shutdown(): show that, then stop
             self.snapshot = {"connected": False}
             self.view.refresh()
             return False

@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Sequence
 
-from juno.observability.state_schema import human_bytes as format_bytes  # noqa: F401 - one byte formatter for all
+from juno.util.notebook import format_bytes  # noqa: F401 - one byte formatter for the CLI and the widgets
 
 BAR_WIDTH = 30
 

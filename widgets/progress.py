@@ -4,8 +4,9 @@
         ...
     p = progress(refs, description="squares")   # then any juno.wait loop; it updates itself
 
-Completion is learned from the owner's memory store callbacks (no polling of the cluster); a ticker thread
-redraws at most ``1 / interval`` times a second and stops once the work has ended.
+Completion is learned from the owner's callbacks (``juno.util.notebook.on_completed``: no polling of the
+cluster, no unpickling of values); a ticker thread redraws at most ``1 / interval`` times a second and
+stops once the work has ended.
 """
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
+import juno
+from juno import ObjectRef
+from juno.util import notebook
 from juno.widgets import formatting as fmt
 from juno.widgets.live import LiveView, Ticker, kernel_shell
 
@@ -102,22 +106,6 @@ class ProgressState:
                 f"{fmt.html_bar(frac, label=self.summary(), color=color, failed_frac=failed_frac)}</div>")
 
 
-def _value_failed(value: tuple) -> bool:
-    """Whether a memory-store value is an error, read from its header only (no unpickling)."""
-    kind = value[0]
-    if kind == "e":
-        return True
-    if kind == "v":
-        from juno.store import format as store_format
-
-        try:
-            flags, _, _ = store_format.unpack(memoryview(value[1]))
-        except Exception:  # noqa: BLE001 - unreadable: get() will say why
-            return True
-        return bool(flags & store_format.FLAG_ERROR)
-    return False  # in shared memory: errors are always stored inline
-
-
 class Progress:
     """A live progress display of futures; see ``progress()``."""
 
@@ -131,7 +119,7 @@ class Progress:
             raise ValueError(f"interval must be a positive number of seconds, got {interval!r}")
         self.state = ProgressState(total, description)
         self._lock = threading.Lock()
-        self._pending: dict[bytes, tuple[Any, Callable]] = {}  # oid -> (ref, store callback)
+        self._pending: dict[bytes, tuple[Any, Callable]] = {}  # oid -> (ref, cancel its callback)
         self._iterable: Iterator | None = None
         self._refs: list = []  # a list source, for __iter__
         self._closed = False
@@ -151,8 +139,6 @@ class Progress:
 
     # ------------------------------------------------------------------ sources
     def _init_source(self, source: Any, total: int | None) -> None:
-        from juno.object_ref import ObjectRef
-
         if source is None:
             self.state.exhausted = total is not None
             return
@@ -178,29 +164,25 @@ class Progress:
     def add(self, refs: Any, *, last: bool = False) -> None:
         """Track more futures (e.g. ones submitted later in a ``juno.wait`` loop). Without a ``total``,
         the display is complete only once ``last=True`` says no more will come (or ``close()``)."""
-        from juno.owner.core_worker import global_worker
-        from juno.object_ref import ObjectRef
-
         refs = [refs] if isinstance(refs, ObjectRef) else list(refs)
         for i, r in enumerate(refs):
             if not isinstance(r, ObjectRef):
                 raise TypeError(f"progress.add() expected ObjectRefs, but item {i} is a {type(r).__name__}")
-        cw = global_worker()
-        if cw is None and refs:
+        if refs and not juno.is_initialized():
             raise RuntimeError("Juno is not running: call juno.init() before tracking futures.")
         for ref in refs:
-            self._track(cw, ref)
+            self._track(ref)
         if last:
             self._no_more()
 
-    def _track(self, cw: Any, ref: Any) -> None:
+    def _track(self, ref: Any) -> None:
         oid = ref.binary()
 
-        def ready(object_id: bytes, value: tuple) -> None:  # the IO thread: quick
+        def ready(failed: bool) -> None:  # the IO thread: quick
             with self._lock:
-                if self._pending.pop(object_id, None) is None:
+                if self._pending.pop(oid, None) is None:
                     return
-                self.state.record(not _value_failed(value))
+                self.state.record(not failed)
                 self._changed = True
             self._maybe_finished()
 
@@ -208,23 +190,22 @@ class Progress:
             if oid in self._pending:
                 return
             self.state.submitted += 1
-            self._pending[oid] = (ref, ready)
+            self._pending[oid] = (ref, None)
             self._changed = True
-        if not cw.owned.on_ready(oid, ready):
-            cw._ensure_fetch(ref)
+        cancel = notebook.on_completed(ref, ready)
+        with self._lock:
+            if oid in self._pending:  # not completed already
+                self._pending[oid] = (ref, cancel)
 
     def __iter__(self) -> Iterator:
         """Pass the source's items through, tracking each ObjectRef (others count as done when yielded)."""
-        from juno.owner.core_worker import global_worker
-        from juno.object_ref import ObjectRef
-
         if self._iterable is None:
             yield from self._refs
             return
         try:
             for item in self._iterable:
                 if isinstance(item, ObjectRef):
-                    self._track(global_worker(), item)
+                    self._track(item)
                 else:
                     with self._lock:
                         self.state.submitted += 1
@@ -275,9 +256,7 @@ class Progress:
             complete = self.state.complete
         if complete or self._closed:
             return False
-        from juno.owner.core_worker import global_worker
-
-        if global_worker() is None:  # juno.shutdown(): the pending futures will never finish here
+        if not juno.is_initialized():  # juno.shutdown(): the pending futures will never finish here
             self._emit(final=True)
             return False
         if changed:
@@ -310,18 +289,15 @@ class Progress:
 
     def close(self) -> None:
         """Stop tracking and updating; the display keeps its last state."""
-        from juno.owner.core_worker import global_worker
-
         if self._closed:
             return
         self._closed = True
         self._ticker.stop()
-        cw = global_worker()
         with self._lock:
             pending, self._pending = self._pending, {}
-        if cw is not None:
-            for oid, (_, cb) in pending.items():
-                cw.owned.remove_waiter(oid, cb)
+        for _ref, cancel in pending.values():
+            if cancel is not None:
+                cancel()
         if not self._finished.is_set():
             self._emit(final=True)
 

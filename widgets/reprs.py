@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from juno.util import notebook
 from juno.widgets import formatting as fmt
 
 _BOX = ('<div style="font-family:monospace;font-size:12px;border-left:3px solid {color};'
@@ -20,14 +21,8 @@ def _box(body: str, color: str = "#4c8bf5") -> str:
 
 def object_ref_status(ref: Any) -> str:
     """``ready``, ``pending`` (owned here, not computed yet) or ``not fetched`` (borrowed, not local)."""
-    from juno.owner.core_worker import global_worker
-
-    cw = global_worker()
-    if cw is None:
-        return "unknown (not connected)"
-    if cw.owned.contains(ref.binary()):
-        return "ready"
-    return "pending" if ref.owner_address == cw.address else "not fetched"
+    status = notebook.ref_status(ref)
+    return "unknown (not connected)" if status is None else status
 
 
 def object_ref_html(ref: Any) -> str:
@@ -40,19 +35,17 @@ def object_ref_html(ref: Any) -> str:
 
 def actor_state(handle: Any) -> str:
     """The actor's state as this process last heard it (no request is sent)."""
-    from juno.owner.core_worker import global_worker
-
-    cw = global_worker()
-    if cw is None:
+    if notebook.connection() is None:
         return "unknown (not connected)"
-    known = cw.actors.actors.get(handle._actor_id)
-    return str(known.state) if known is not None else "unknown (not called yet)"
+    state = notebook.known_actor_state(handle)
+    return state if state is not None else "unknown (not called yet)"
 
 
 def actor_html(handle: Any) -> str:
     state = actor_state(handle)
     color = {"ALIVE": "#5cb85c", "DEAD": "#d9534f", "RESTARTING": "#f0ad4e"}.get(state, "#999")
-    return _box(f"<b>Actor</b> {fmt.escape(handle._class_name)} <code>{fmt.escape(handle._actor_id_hex())}</code>"
+    class_name, actor_id = notebook.actor_identity(handle)
+    return _box(f"<b>Actor</b> {fmt.escape(class_name)} <code>{fmt.escape(actor_id)}</code>"
                 f' &middot; <span style="color:{color}">{fmt.escape(state)}</span>', color)
 
 

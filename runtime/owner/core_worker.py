@@ -369,6 +369,12 @@ class CoreWorker(RpcNode):
         self._watch(owner)
         self.loop.call_soon(self.loop.send, owner, ("get_object", oid, self.address))
 
+    def on_value_ready(self, ref: ObjectRef, ready: Callable[[bytes, tuple], None]) -> None:
+        """Call ``ready(object_id, value)`` once the value is here, asking a borrowed one's owner
+        for it: juno.util.notebook's completion callbacks (progress widgets) without a get."""
+        if not self.owned.on_ready(ref.binary(), ready):
+            self._ensure_fetch(ref)
+
     def _notify_blocked(self, blocked: bool) -> None:
         """Lend this worker's CPUs back while it waits, so nested tasks can run."""
         if not self.lease_for_blocking or current_task.get() is None:

@@ -7,7 +7,7 @@ from juno.widgets import formatting as fmt
 from juno.widgets.blocks import LineChart, ProgressBar, Table, sparkline
 from juno.widgets.cluster import render_cluster_html, render_cluster_text
 from juno.widgets.live import WIDGET_MIME, LiveView, Ticker, kernel_shell
-from juno.widgets.progress import ProgressState, _value_failed
+from juno.widgets.progress import ProgressState
 
 
 class FakeClock:
@@ -99,17 +99,6 @@ def test_progress_state_unknown_total_until_exhausted():
     assert "[???" in s.text()
     s.exhausted = True
     assert s.complete and "2/2 finished" in s.text()
-
-
-def test_value_failed_reads_the_header_only():
-    from juno.owner import serialization
-
-    ok = serialization.serialize(41).to_bytes()
-    bad = serialization.serialize(ValueError("x"), error=True).to_bytes()
-    assert not _value_failed(("v", ok))
-    assert _value_failed(("v", bad))
-    assert _value_failed(("e", ValueError("lost")))
-    assert not _value_failed(("s", "node-id"))
 
 
 def test_live_view_outside_a_kernel_is_text_and_html_only():
