@@ -133,7 +133,7 @@ class CoreWorker(RpcNode):
         self.submit_hooks: list[Callable[[Any], None]] = []
         self.log_router: Callable[[list], None] | None = None
         h = self.loop.handlers
-        h["task_result"] = self.tasks.on_task_result
+        h["task_result"] = self._on_task_result
         h["gen_item"] = self.tasks.on_generator_item
         h["lease_worker_died"] = self.tasks.on_worker_died
         h["tasks_stolen"] = self.tasks.on_tasks_stolen
@@ -618,6 +618,15 @@ class CoreWorker(RpcNode):
         self.owned.put(object_id, ("v", err.to_bytes()))
 
     # ------------------------------------------------------------------ handlers (IO thread)
+    def _on_task_result(self, task_id: bytes, results: list, retryable: bool, worker_id: bytes,
+                        worker_exiting: bool = False, run: tuple | None = None) -> None:
+        """A result's one route: an actor call's to the actor submitter, any other to the task submitter."""
+        entry = self.tasks.entries.get(task_id)
+        if entry is not None and entry.actor_id is not None:
+            self.actors.on_call_result(entry, results, retryable, worker_id, run)
+        else:
+            self.tasks.on_task_result(task_id, results, retryable, worker_id, worker_exiting, run)
+
     def _on_get_object(self, object_id: bytes, reply_to: str) -> None:
         if not self.refs.owns(object_id) and not self.owned.contains(object_id):
             err = serialization.serialize(
