@@ -211,7 +211,7 @@ class Progress:
             self._pending[oid] = (ref, ready)
             self._changed = True
         if not cw.owned.on_ready(oid, ready):
-            cw._ensure_fetch(ref)
+            cw.ensure_fetch(ref)
 
     def __iter__(self) -> Iterator:
         """Pass the source's items through, tracking each ObjectRef (others count as done when yielded)."""

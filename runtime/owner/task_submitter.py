@@ -476,3 +476,10 @@ class TaskSubmitter:
 
     def pending_count(self) -> int:
         return len(self.entries)
+
+    def resubmit(self, entry: TaskEntry, key: tuple) -> None:
+        """IO thread: run a finished task again with the settings of ``key``, its earlier run's
+        scheduling key (lineage reconstruction: runtime/owner/object_recovery.py)."""
+        ks = self.keys[key]
+        resources, runtime_env, strategy = ks.request
+        self._submit(entry, resources, runtime_env, strategy, ks.max_calls)
