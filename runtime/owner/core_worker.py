@@ -25,7 +25,7 @@ from juno.gcs.client import GcsClient
 from juno.owner.object_recovery import ObjectRecovery
 from juno.owner.owned_values import OwnedValues
 from juno.object_ref import ObjectRef
-from juno.owner.object_wait import ReadyCounter, split_ready
+from juno.owner.object_wait import ReadyCounter, split_ready, wait_values
 from juno.owner.reference_counter import UNBORROW, ReferenceCounter
 from juno.comm.rpc import RpcNode
 from juno.store.client import StoreClient
@@ -133,7 +133,7 @@ class CoreWorker(RpcNode):
         self.submit_hooks: list[Callable[[Any], None]] = []
         self.log_router: Callable[[list], None] | None = None
         h = self.loop.handlers
-        h["task_result"] = self.tasks.on_task_result
+        h["task_result"] = self._on_task_result
         h["gen_item"] = self.tasks.on_generator_item
         h["lease_worker_died"] = self.tasks.on_worker_died
         h["tasks_stolen"] = self.tasks.on_tasks_stolen
@@ -267,7 +267,7 @@ class CoreWorker(RpcNode):
 
     # ------------------------------------------------------------------ get
     def get_objects(self, refs: list[ObjectRef], timeout: float | None) -> list[Any]:
-        values = self._wait_values(refs, timeout)
+        values = self.wait_values(refs, timeout)
         remote = [(r._id, v[1]) for r, v in zip(refs, values) if v[0] == "s" and v[1] != self.node_id]
         pulled = self.shm.pull_many(remote) if len(remote) > 1 else None  # noqa: F841 - pinned while decoding
         out = []
@@ -311,52 +311,12 @@ class CoreWorker(RpcNode):
         ObjectLostError (ObjectFetchTimedOutError when the pull timed out), with ``.reason``."""
         return self.shm.read(object_id, node_id)
 
-    def _wait_values(self, refs: list[ObjectRef], timeout: float | None) -> list[tuple]:
-        owned = self.owned
-        values: list[tuple | None] = [owned.get(r.binary()) for r in refs]
-        missing = [i for i, v in enumerate(values) if v is None]
-        if not missing:
-            return values  # type: ignore[return-value]
-        # A bare lock, held until the last value is here: its release wakes this thread in one
-        # step (an Event's Condition makes the woken thread take the setter's lock again).
-        done = threading.Lock()
-        done.acquire()
-        remaining = [len({refs[i].binary() for i in missing})]
-        lock = threading.Lock()
-        seen: set[bytes] = set()
+    def wait_values(self, refs: list[ObjectRef], timeout: float | None) -> list[tuple]:
+        """The stored values of ``refs`` (not decoded), waiting for those not here yet and asking
+        the owners of borrowed ones; GetTimeoutError after ``timeout``. Not on the IO thread."""
+        return wait_values(self.owned, refs, timeout, self.ensure_fetch, self._notify_blocked)
 
-        def ready(object_id: bytes, _value: tuple) -> None:
-            with lock:
-                if object_id in seen:
-                    return
-                seen.add(object_id)
-                remaining[0] -= 1
-                if remaining[0] == 0:
-                    done.release()
-
-        registered = []
-        for i in missing:
-            oid = refs[i].binary()
-            if oid in seen:
-                continue
-            registered.append(oid)
-            if not owned.on_ready(oid, ready):
-                self._ensure_fetch(refs[i])
-        if done.locked():
-            self._notify_blocked(True)
-            try:
-                if not done.acquire(True, -1 if timeout is None else max(0.0, timeout)):
-                    for oid in registered:
-                        owned.remove_waiter(oid, ready)
-                    raise exc.GetTimeoutError(
-                        f"Get timed out: {remaining[0]} of {len(refs)} object(s) not ready "
-                        f"after {timeout} s."
-                    )
-            finally:
-                self._notify_blocked(False)
-        return [owned.get(r.binary()) for r in refs]  # type: ignore[misc]
-
-    def _ensure_fetch(self, ref: ObjectRef) -> None:
+    def ensure_fetch(self, ref: ObjectRef) -> None:
         """Ask a borrowed object's owner for its value (once); fail fast if the owner is gone."""
         oid = ref.binary()
         owner = ref.owner_address
@@ -373,7 +333,11 @@ class CoreWorker(RpcNode):
         """Call ``ready(object_id, value)`` once the value is here, asking a borrowed one's owner
         for it: juno.util.notebook's completion callbacks (progress widgets) without a get."""
         if not self.owned.on_ready(ref.binary(), ready):
-            self._ensure_fetch(ref)
+            self.ensure_fetch(ref)
+
+    def forget_fetched(self, object_id: bytes) -> None:
+        """A borrowed object's copy went (its node died): the next wait asks its owner again."""
+        self._fetching.pop(object_id, None)
 
     def _notify_blocked(self, blocked: bool) -> None:
         """Lend this worker's CPUs back while it waits, so nested tasks can run."""
@@ -413,7 +377,7 @@ class CoreWorker(RpcNode):
 
         fut._juno_ref = ref  # keep the ref (and so the object) alive until done
         if not self.owned.on_ready(ref.binary(), ready):
-            self._ensure_fetch(ref)
+            self.ensure_fetch(ref)
         return fut
 
     # ------------------------------------------------------------------ wait
@@ -490,7 +454,7 @@ class CoreWorker(RpcNode):
             return  # all ours: their values arrive without asking
         for r in refs:
             if r._owner != self.address and r._id not in ready:
-                self._ensure_fetch(r)
+                self.ensure_fetch(r)
 
     # ------------------------------------------------------------------ freeing
     def _free_owned(self, object_id: bytes) -> None:
@@ -624,6 +588,15 @@ class CoreWorker(RpcNode):
         self.owned.put(object_id, ("v", err.to_bytes()))
 
     # ------------------------------------------------------------------ handlers (IO thread)
+    def _on_task_result(self, task_id: bytes, results: list, retryable: bool, worker_id: bytes,
+                        worker_exiting: bool = False, run: tuple | None = None) -> None:
+        """A result's one route: an actor call's to the actor submitter, any other to the task submitter."""
+        entry = self.tasks.entries.get(task_id)
+        if entry is not None and entry.actor_id is not None:
+            self.actors.on_call_result(entry, results, retryable, worker_id, run)
+        else:
+            self.tasks.on_task_result(task_id, results, retryable, worker_id, worker_exiting, run)
+
     def _on_get_object(self, object_id: bytes, reply_to: str) -> None:
         if not self.refs.owns(object_id) and not self.owned.contains(object_id):
             err = serialization.serialize(

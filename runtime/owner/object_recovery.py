@@ -158,12 +158,12 @@ class ObjectRecovery:
         if not live:
             return
         if entry.actor_id is not None or entry.retries_left == 0:
-            with refs._lock:
+            with refs.lock:
                 self.table.record(entry.task_id, None, None, entry.return_ids, live, 0, [],
                                   KIND_ACTOR if entry.actor_id is not None else KIND_NO_RETRY)
             return
         pinned = list(entry.dep_ids)
-        with refs._lock:  # frees (and so the table) also happen on user threads, under this lock
+        with refs.lock:  # frees (and so the table) also happen on user threads, under this lock
             if self.table.record(entry.task_id, entry.spec, entry.key, entry.return_ids, live,
                                  entry.retries_left, pinned) and pinned:
                 refs.add_submitted(pinned)  # released by the table when the entry goes
@@ -187,7 +187,7 @@ class ObjectRecovery:
             if cw.refs.owns(oid):
                 owned.append(oid)
             else:
-                cw._fetching.pop(oid, None)
+                cw.forget_fetched(oid)
         why = f"its only copy was on node {node_id[:12]}, which died ({reason})"
         for oid in owned:
             self.recover(oid, why)
@@ -197,7 +197,7 @@ class ObjectRecovery:
     def recover(self, object_id: bytes, why: str) -> None:
         """Rebuild an owned object whose value is gone (its value is not in the store), or store
         the error that says why it cannot be."""
-        with self.cw.refs._lock:
+        with self.cw.refs.lock:
             self._recover(object_id, why)
 
     def _recover(self, object_id: bytes, why: str) -> None:
@@ -231,8 +231,7 @@ class ObjectRecovery:
                        f"{why}; the task that made it ({_name(entry)}) has no retries left "
                        "(max_retries was reached, or is 0)")
             return
-        ks = cw.tasks.keys.get(entry.key)
-        if ks is None:
+        if entry.key not in cw.tasks.keys:
             self._fail(object_id, exc.ObjectReconstructionFailedError, f"{why}; its task's settings are gone")
             return
         # Its other results go too (a re-run makes them again), and lost arguments are rebuilt first.
@@ -257,8 +256,7 @@ class ObjectRecovery:
             cw.refs.add_submitted(rerun.dep_ids)  # released when the re-run completes
         self.num_rebuilt += 1
         logger.info("rebuilding %s by re-running %s (%s)", object_id.hex()[:16], _name(entry), why)
-        resources, runtime_env, strategy = ks.request
-        cw.tasks._submit(rerun, resources, runtime_env, strategy, ks.max_calls)
+        cw.tasks.resubmit(rerun, entry.key)
 
     def _fail(self, object_id: bytes, error_type: type, reason: str) -> None:
         cw = self.cw
@@ -295,7 +293,7 @@ class ObjectRecovery:
         if type(error) is not exc.ObjectLostError or value[0] != "s" or cw.refs.owns(object_id):
             return False
         self._drop_value(object_id, value)
-        cw._fetching.pop(object_id, None)
+        cw.forget_fetched(object_id)
         return True
 
     def get_rebuilt(self, ref, value: tuple, obj: Any, timeout: float | None) -> tuple[Any, bool]:
@@ -315,7 +313,7 @@ class ObjectRecovery:
             else:
                 break
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            value = cw._wait_values([ref], left)[0]
+            value = cw.wait_values([ref], left)[0]
             obj, is_error = cw.decode_value(ref.binary(), value)
             if not is_error:
                 return obj, False

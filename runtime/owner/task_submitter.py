@@ -133,7 +133,7 @@ class TaskSubmitter:
                 self.ev.ready(entry)
             self._enqueue(entry)
 
-    def _inline_deps(self, entry: TaskEntry) -> tuple:
+    def inline_deps(self, entry: TaskEntry) -> tuple:
         """Replace owned, ready dependencies by their values so the worker needn't ask."""
         cw = self.cw
         deps = entry.spec[ts.DEPS]
@@ -221,7 +221,7 @@ class TaskSubmitter:
                 self.cw.loop.call_later(self.cw.config.lease_idle_s, self._maybe_return_idle, lease_id)
 
     def _push(self, entry: TaskEntry, lease: _Lease) -> None:
-        spec = self._inline_deps(entry)
+        spec = self.inline_deps(entry)
         entry.lease_id = lease.lease_id
         entry.pushed = True
         lease.in_flight[entry.task_id] = None
@@ -326,9 +326,6 @@ class TaskSubmitter:
             ev = entry.ev
             ev[7], ev[8] = run
             ev[9] = worker_id
-        if entry.actor_id is not None:
-            self.cw.actors.on_task_result(entry, results, retryable)
-            return
         lease = self.leases.get(entry.lease_id)
         if lease is not None:
             lease.in_flight.pop(task_id, None)
@@ -479,3 +476,10 @@ class TaskSubmitter:
 
     def pending_count(self) -> int:
         return len(self.entries)
+
+    def resubmit(self, entry: TaskEntry, key: tuple) -> None:
+        """IO thread: run a finished task again with the settings of ``key``, its earlier run's
+        scheduling key (lineage reconstruction: runtime/owner/object_recovery.py)."""
+        ks = self.keys[key]
+        resources, runtime_env, strategy = ks.request
+        self._submit(entry, resources, runtime_env, strategy, ks.max_calls)

@@ -123,7 +123,7 @@ class TaskExecutor:
 
         for ref in refs:
             if not cw.owned.on_ready(ref._id, ready):
-                cw._ensure_fetch(ref)
+                cw.ensure_fetch(ref)
 
     def _take_queued(self, pick) -> list[tuple]:
         """Remove the queued (not started) tasks ``pick(spec, lease_info)`` selects; IO thread."""
@@ -373,7 +373,7 @@ class TaskExecutor:
         fetched = {}
         if fetch:
             refs = [ObjectRef(d[1], d[2]) for _, d in fetch]
-            for (i, _), v in zip(fetch, cw._wait_values(refs, None)):
+            for (i, _), v in zip(fetch, cw.wait_values(refs, None)):
                 fetched[i] = v
         # Arguments held by other nodes are pulled together, not one after another.
         remote = [(d[1], d[2]) for d in deps if d[0] == "s" and d[2] != cw.node_id]

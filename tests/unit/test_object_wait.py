@@ -1,10 +1,14 @@
 """wait()'s decisions without processes: the owner's watch of many ids, the counter it wakes,
-and the split of refs into ready and not ready in input order."""
+and the split of refs into ready and not ready in input order; get()'s wait for values."""
 import threading
+
+import pytest
+
+from juno import exceptions as exc
 
 from juno.owner.owned_values import OwnedValues
 from juno.object_ref import ObjectRef
-from juno.owner.object_wait import ReadyCounter, split_ready
+from juno.owner.object_wait import ReadyCounter, split_ready, wait_values
 
 
 def refs(n):
@@ -86,3 +90,30 @@ def test_split_keeps_input_order_and_takes_the_first_ready_ones():
     assert split_ready(r, {x._id for x in r}, 6) == (r, [])
     not_ready = split_ready(r, ready, 1)[1]
     assert not_ready is not r  # a new list: the caller's list is never changed
+
+
+def test_wait_values_waits_for_the_missing_ones_and_asks_for_them():
+    store = OwnedValues()
+    a, b, c = refs(3)
+    store.put(a.binary(), ("v", b"1"))
+    fetched, blocked = [], []
+    storer = threading.Timer(0.05, lambda: (store.put(b.binary(), ("v", b"2")), store.put(c.binary(), ("v", b"3"))))
+    storer.start()
+    values = wait_values(store, [a, b, c, b], 10, fetched.append, blocked.append)
+    storer.join(5)
+    assert values == [("v", b"1"), ("v", b"2"), ("v", b"3"), ("v", b"2")]
+    assert {r.binary() for r in fetched} == {b.binary(), c.binary()}  # nobody promised them: ask their owners
+    assert blocked == [True, False]
+    assert wait_values(store, [a], 0, fetched.append, blocked.append) == [("v", b"1")]
+    assert blocked == [True, False]  # all there: no wait
+
+
+def test_wait_values_times_out_and_leaves_no_waiter_behind():
+    store = OwnedValues()
+    (a,) = refs(1)
+    with pytest.raises(exc.GetTimeoutError):
+        wait_values(store, [a], 0.01, lambda ref: None, lambda blocked: None)
+    seen = []
+    store.on_ready(a.binary(), lambda oid, value: seen.append(oid))
+    store.put(a.binary(), ("v", b"1"))
+    assert seen == [a.binary()]
