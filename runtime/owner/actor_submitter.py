@@ -201,5 +201,6 @@ class ActorSubmitter:
         with self._state_lock:
             self._apply(self.calls.cancel(entry))
 
-    def state_of(self, actor_id: bytes) -> Any:
+    def state_of(self, actor_id: bytes) -> str | None:
+        """The actor's state as this caller last heard it from the GCS; None if it never called it."""
         return self.calls.state_of(actor_id)

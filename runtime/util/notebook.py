@@ -88,8 +88,8 @@ def known_actor_state(handle: Any) -> str | None:
     cw = global_worker()
     if cw is None:
         return None
-    known = cw.actors.actors.get(handle._actor_id)
-    return str(known.state) if known is not None else None
+    state = cw.actors.state_of(handle._actor_id)
+    return str(state) if state is not None else None
 
 
 def actor_identity(handle: Any) -> tuple[str, str]:
