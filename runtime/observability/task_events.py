@@ -28,6 +28,7 @@ from typing import Any
 
 from juno import exceptions as exc
 from juno.owner import task_spec as ts
+from juno.owner.task_spec import TaskSpec
 
 _now = time.time
 
@@ -109,11 +110,9 @@ def attempt_of(extra: Any) -> int:
     return extra.get("attempt", 0) if type(extra) is dict else 0
 
 
-def with_attempt(spec: tuple, attempt: int) -> tuple:
-    """``spec`` with its attempt number in EXTRA, so the executing worker reports the right one."""
-    extra = dict(spec[ts.EXTRA] or {})
-    extra["attempt"] = attempt
-    return spec[:ts.EXTRA] + (extra,) + spec[ts.EXTRA + 1:]
+def with_attempt(spec: TaskSpec, attempt: int) -> TaskSpec:
+    """``spec`` with its attempt number in its extra fields, so the executing worker reports the right one."""
+    return spec.replace(extra={**(spec.extra or {}), "attempt": attempt})
 
 
 class TaskEventRecorder:
@@ -248,7 +247,7 @@ class TaskEventRecorder:
             spec = entry.spec
             # Tasks of one function, job, parent and scheduling key (entries share the key's one
             # tuple) share one info tuple: built once, and pickled once per report.
-            cache_key = (spec[ts.NAME], spec[ts.JOB_ID], entry.actor_id, entry.parent, id(entry.key))
+            cache_key = (spec.name, spec.job_id, entry.actor_id, entry.parent, id(entry.key))
             cached = self._infos.get(cache_key)
             if cached is not None and cached[0] is entry.key and self.cw.call_sites is None:
                 info = cached[1]
@@ -262,13 +261,13 @@ class TaskEventRecorder:
 
     def _info(self, entry) -> tuple:
         spec = entry.spec
-        kind = spec[ts.KIND]
-        name = spec[ts.NAME]
+        kind = spec.kind
+        name = spec.name
         call_site = None
         sites = self.cw.call_sites
         if sites is not None and entry.return_ids:
             call_site = sites.get(entry.return_ids[0])
-        return (name, name, TYPE_OF_KIND.get(kind, NORMAL_TASK), spec[ts.JOB_ID], entry.actor_id, entry.parent,
+        return (name, name, TYPE_OF_KIND.get(kind, NORMAL_TASK), spec.job_id, entry.actor_id, entry.parent,
                 entry.key[0] if kind == ts.KIND_TASK and entry.key else None, call_site)
 
     # ------------------------------------------------------------------ executing worker (any thread)
@@ -278,13 +277,13 @@ class TaskEventRecorder:
             self._flush_soon = True
             self.cw.loop.call_soon(self.flush)
 
-    def worker_error(self, spec: tuple, error: BaseException) -> None:
+    def worker_error(self, spec: TaskSpec, error: BaseException) -> None:
         """The task this worker ran ended with ``error`` (reported with the error's type and text)."""
-        if spec[ts.KIND] == ts.KIND_ACTOR_CREATE:
+        if spec.kind == ts.KIND_ACTOR_CREATE:
             attempt = self.actor_attempt
         else:
-            attempt = attempt_of(spec[ts.EXTRA])
-        self.errors.append((spec[ts.TASK_ID], attempt, error_type_of(error), error_message_of(error)))
+            attempt = attempt_of(spec.extra)
+        self.errors.append((spec.task_id, attempt, error_type_of(error), error_message_of(error)))
 
     # ------------------------------------------------------------------ reporting (IO thread)
     def _tick(self) -> None:

@@ -146,9 +146,7 @@ class TaskSubmitter:
                 if value is not None:
                     dep = ("v", value[1]) if value[0] == "v" else ("s", dep[1], value[1])
             out.append(dep)
-        spec = list(entry.spec)
-        spec[ts.DEPS] = out
-        return tuple(spec)
+        return entry.spec.replace(deps=out)
 
     def _enqueue(self, entry: TaskEntry) -> None:
         ks = self.keys[entry.key]
