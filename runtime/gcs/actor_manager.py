@@ -9,6 +9,7 @@ import itertools
 import logging
 from typing import Any
 
+from juno.comm import messages
 from juno.owner import serialization
 from juno.owner.task_spec import TaskSpec
 
@@ -302,17 +303,17 @@ class ActorManager:
         self.gcs.events.actor_changed(record)
         info = record.public()
         for address in list(record.subscribers):
-            self.gcs.loop.send(address, ("actor_update", record.actor_id, info))
+            self.gcs.loop.send(address, messages.actor_update(record.actor_id, info))
 
     def _publish_warning(self, record: ActorRecord, text: str) -> None:
         owner = record.info.get("owner")
         if owner:
-            self.gcs.loop.send(owner, ("warning", f"Actor {record.info.get('class_name')}: {text}"))
+            self.gcs.loop.send(owner, messages.warning(f"Actor {record.info.get('class_name')}: {text}"))
 
     def warn(self, actor_id: bytes, text: str) -> None:
         record = self.actors.get(actor_id)
         if record is not None and record.info.get("owner"):
-            self.gcs.loop.send(record.info["owner"], ("warning", text))
+            self.gcs.loop.send(record.info["owner"], messages.warning(text))
 
     def list(self) -> list[dict]:
         return [r.public() for r in self.actors.values()]

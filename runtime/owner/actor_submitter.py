@@ -21,6 +21,7 @@ import threading
 from typing import Any
 
 from juno import exceptions as exc
+from juno.comm import messages
 from juno.owner.task_spec import TaskEntry
 
 logger = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ class ActorSubmitter:
         entry.pushed = True
         state.in_flight[entry.task_id] = entry
         try:
-            sent = cw.loop.send_threadsafe(state.address, ("push_task", cw.tasks._inline_deps(entry), None))
+            sent = cw.loop.send_threadsafe(state.address, messages.push_task(cw.tasks._inline_deps(entry), None))
         except Exception:  # noqa: BLE001 - the IO thread meets the same error, where it always did
             sent = False
         if not sent:
@@ -198,7 +199,7 @@ class ActorSubmitter:
         state.in_flight[entry.task_id] = entry
         if self.cw.task_events is not None:
             self.cw.task_events.pushed(entry)
-        self.cw.loop.send(state.address, ("push_task", spec, None))
+        self.cw.loop.send(state.address, messages.push_task(spec, None))
 
     def _fail_dead(self, state: _ActorState, entry: TaskEntry) -> None:
         self._fail(entry, exc.ActorDiedError(state.actor_id.hex(), state.death))
@@ -287,7 +288,7 @@ class ActorSubmitter:
                 state.queue.remove(entry)
                 self._fail(entry, exc.TaskCancelledError(entry.task_id.hex()))
             elif entry.task_id in state.in_flight and state.address:
-                self.cw.loop.send(state.address, ("cancel_task", entry.task_id, False, False))
+                self.cw.loop.send(state.address, messages.cancel_task(entry.task_id, False, False))
 
     def state_of(self, actor_id: bytes) -> Any:
         state = self.actors.get(actor_id)

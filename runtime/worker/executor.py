@@ -22,6 +22,7 @@ import cloudpickle
 
 from juno import exceptions as exc
 from juno import ids
+from juno.comm import messages
 from juno.owner import serialization
 from juno.owner import task_spec as ts
 from juno.owner.task_spec import TaskSpec
@@ -436,14 +437,14 @@ class TaskExecutor:
             for item in gen:
                 oid = ids.object_id(task_id, index + 1)
                 value = self.cw.encode_value(oid, serialization.serialize(item), owner)
-                self.cw.send_any_thread(owner, ("gen_item", task_id, index, value))
+                self.cw.send_any_thread(owner, messages.gen_item(task_id, index, value))
                 index += 1
         except KeyboardInterrupt:  # cancelled: the error follows the items sent (index None)
             blob = serialization.serialize(exc.TaskCancelledError(task_id.hex()), error=True).to_bytes()
-            self.cw.send_any_thread(owner, ("gen_item", task_id, None, ("v", blob)))
+            self.cw.send_any_thread(owner, messages.gen_item(task_id, None, ("v", blob)))
         except Exception as e:  # noqa: BLE001
             blob = serialization.serialize(self._task_error(spec, e), error=True).to_bytes()
-            self.cw.send_any_thread(owner, ("gen_item", task_id, index, ("v", blob)))
+            self.cw.send_any_thread(owner, messages.gen_item(task_id, index, ("v", blob)))
         return [], False
 
     def _task_error(self, spec: TaskSpec, e: BaseException) -> BaseException:
@@ -472,7 +473,7 @@ class TaskExecutor:
         blob = serialization.serialize(error, error=True).to_bytes()
         n = spec.num_returns
         if n == ts.STREAMING:
-            self.cw.send_any_thread(spec.owner, ("gen_item", spec.task_id, None, ("v", blob)))
+            self.cw.send_any_thread(spec.owner, messages.gen_item(spec.task_id, None, ("v", blob)))
             return []
         return [("v", blob)] * n
 
@@ -514,8 +515,8 @@ class TaskExecutor:
         if self._arg_pins:
             self._arg_pins.pop(spec.task_id, None)
         self.output.flush()
-        self.cw.send_any_thread(spec.owner, ("task_result", spec.task_id, results, retryable,
-                                                 self.cw.worker_id, exiting, run))
+        self.cw.send_any_thread(spec.owner, messages.task_result(spec.task_id, results, retryable,
+                                                                 self.cw.worker_id, exiting, run))
 
     # ------------------------------------------------------------------ actors
     def create_actor(self, spec: TaskSpec, lease_info, options: dict) -> None:
@@ -701,7 +702,7 @@ class TaskExecutor:
         try:
             async for item in agen:
                 value = self.cw.encode_value(ids.object_id(task_id, index + 1), serialization.serialize(item), owner)
-                self.cw.send_any_thread(owner, ("gen_item", task_id, index, value))
+                self.cw.send_any_thread(owner, messages.gen_item(task_id, index, value))
                 index += 1
         except asyncio.CancelledError:  # cancelled: the error takes the next item's place
             error: BaseException = exc.TaskCancelledError(task_id.hex())
@@ -710,7 +711,7 @@ class TaskExecutor:
         else:
             return [], False
         blob = serialization.serialize(error, error=True).to_bytes()
-        self.cw.send_any_thread(owner, ("gen_item", task_id, index, ("v", blob)))
+        self.cw.send_any_thread(owner, messages.gen_item(task_id, index, ("v", blob)))
         return [], False
 
 
