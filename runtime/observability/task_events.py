@@ -341,7 +341,7 @@ def new_recorder(cw) -> TaskEventRecorder | None:
 
 
 # ---------------------------------------------------------------------------- call sites
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # juno's, not observability/'s
 
 
 def user_frame(depth: int = 1):
