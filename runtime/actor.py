@@ -16,7 +16,7 @@ from juno.job_config import default_actor_lifetime
 from juno.node.resources import normalize_request
 from juno.object_ref import ObjectRef, ObjectRefGenerator
 from juno.owner.call_builder import export_code, pickle_retry_exceptions, prepare_args, return_refs
-from juno.owner.task_spec import TaskEntry
+from juno.owner.task_spec import TaskEntry, build_spec
 
 
 EXITED_BY_CALL = "The actor exited intentionally by calling exit_actor()."
@@ -187,9 +187,11 @@ class ActorClass:
         actor_id = ids.random_id(ids.ACTOR_ID_LEN)
         task_id = cw.ids.task_id()
         args_value, deps, dep_ids = prepare_args(cw, args, kwargs, f"{self._name}.__init__")
-        spec = (task_id, ts.KIND_ACTOR_CREATE, function_id, f"{self._name}.__init__", args_value, deps, 0,
-                cw.address, ctx.log_to, ctx.job_id, None, runtime_env, actor_id,
-                {"namespace": job_namespace, "name": options.get("name") or "", "pg": pg})
+        spec = build_spec(task_id=task_id, kind=ts.KIND_ACTOR_CREATE, function=function_id,
+                          name=f"{self._name}.__init__", args=args_value, deps=deps, num_returns=0,
+                          owner=cw.address, log_to=ctx.log_to, job_id=ctx.job_id, retry_exc=None,
+                          runtime_env=runtime_env, actor_id=actor_id,
+                          extra={"namespace": job_namespace, "name": options.get("name") or "", "pg": pg})
         is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
                        for _, m in inspect.getmembers(self._cls, predicate=inspect.isfunction))
         meta = {"class_name": self._name, "methods": self._methods,
@@ -410,9 +412,10 @@ class ActorMethod:
             retries = handle._meta.get("max_task_retries", 0)
         retry_exc = pickle_retry_exceptions(options.get("retry_exceptions", meta.get("retry_exceptions")))
         group = options.get("concurrency_group") or meta.get("concurrency_group")
-        spec = (task_id, ts.KIND_ACTOR_CALL, self._name, name, args_value, deps, num_returns, cw.address,
-                ctx.log_to, ctx.job_id, retry_exc, None, handle._actor_id,
-                {"concurrency_group": group} if group else None)
+        spec = build_spec(task_id=task_id, kind=ts.KIND_ACTOR_CALL, function=self._name, name=name, args=args_value,
+                          deps=deps, num_returns=num_returns, owner=cw.address, log_to=ctx.log_to,
+                          job_id=ctx.job_id, retry_exc=retry_exc, runtime_env=None, actor_id=handle._actor_id,
+                          extra={"concurrency_group": group} if group else None)
         streaming = num_returns == ts.STREAMING
         refs = return_refs(cw, task_id, 0 if streaming else num_returns)
         entry = TaskEntry(task_id, spec, [r._id for r in refs], dep_ids, retries, actor_id=handle._actor_id,

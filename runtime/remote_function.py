@@ -12,7 +12,7 @@ from juno.owner.export_size import check_export_size
 from juno.node.resources import normalize_request
 from juno.object_ref import ObjectRefGenerator
 from juno.owner.call_builder import export_code, pickle_retry_exceptions, prepare_args, return_refs
-from juno.owner.task_spec import TaskEntry
+from juno.owner.task_spec import TaskEntry, build_spec
 from juno.util.placement_group import apply_placement_group, strategy_from_options
 
 
@@ -122,8 +122,10 @@ class RemoteFunction:
                 extra = dict(extra or {"namespace": ctx.namespace}, pg=pg)
         if ctx.task_id is not None and ctx.log_to:  # nested: its output belongs with its root's
             extra = dict(extra or {"namespace": ctx.namespace}, root=ctx.root or ctx.task_id)
-        spec = (task_id, ts.KIND_TASK, function_id, name, args_value, deps, num_returns, cw.address,
-                ctx.log_to, ctx.job_id, retry_exc, runtime_env, None, extra)
+        spec = build_spec(task_id=task_id, kind=ts.KIND_TASK, function=function_id, name=name, args=args_value,
+                          deps=deps, num_returns=num_returns, owner=cw.address, log_to=ctx.log_to,
+                          job_id=ctx.job_id, retry_exc=retry_exc, runtime_env=runtime_env, actor_id=None,
+                          extra=extra)
         streaming = num_returns == ts.STREAMING
         refs = return_refs(cw, task_id, 0 if streaming else num_returns)
         entry = TaskEntry(task_id, spec, [r._id for r in refs], dep_ids, max_retries, streaming=streaming)

@@ -13,6 +13,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
+from juno.owner.task_spec import TaskSpec
+
 PENDING, ALIVE, RESTARTING, DEAD = "PENDING_CREATION", "ALIVE", "RESTARTING", "DEAD"
 OUT_OF_SCOPE = "The actor is dead because all references to the actor were removed (it went out of scope)."
 
@@ -20,7 +22,7 @@ OUT_OF_SCOPE = "The actor is dead because all references to the actor were remov
 class ActorRecord:
     def __init__(self, actor_id: bytes, spec: tuple, info: dict):
         self.actor_id = actor_id
-        self.spec = spec
+        self.spec = TaskSpec(spec)  # a TaskSpec again if it was persisted as a plain tuple
         self.info = info  # name, namespace, detached, max_restarts, resources, runtime_env, owner, job_id, class_name, options
         self.state = PENDING
         self.address: str | None = None

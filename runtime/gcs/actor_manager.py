@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from juno.comm import messages
 from juno.gcs.actor_lifecycle import (  # noqa: F401 - the states and the record are imported from here too
     ALIVE, DEAD, OUT_OF_SCOPE, PENDING, RESTARTING, ActorLifecycle, ActorRecord, Answer, AskToExit, CancelLease,
     CreationReported, KillWorker, Persist, Place, Publish, Registered, RequestLease, SendCreation, Warn)
@@ -164,10 +165,10 @@ class ActorManager:
         self.gcs.events.actor_changed(record)
         info = record.public()
         for address in list(record.subscribers):
-            self.gcs.loop.send(address, ("actor_update", record.actor_id, info))
+            self.gcs.loop.send(address, messages.actor_update(record.actor_id, info))
 
     def _warn(self, action: Warn) -> None:
-        self.gcs.loop.send(action.owner, ("warning", action.text))
+        self.gcs.loop.send(action.owner, messages.warning(action.text))
 
     def _answer(self, action: Answer) -> None:
         for done in action.waiters:

@@ -20,7 +20,6 @@ import time
 from typing import Any, Iterable
 
 from juno.observability import task_events as te
-from juno.owner import task_spec as ts
 from juno.gcs.task_summary import TaskSummary
 
 
@@ -270,14 +269,14 @@ class GcsEvents:
         spec = record.spec
         now = time.time()
         resources = record.info.get("resources") or {}
-        info = (spec[ts.NAME], spec[ts.NAME], te.ACTOR_CREATION_TASK, spec[ts.JOB_ID],
+        info = (spec.name, spec.name, te.ACTOR_CREATION_TASK, spec.job_id,
                 record.actor_id, None, tuple(sorted(resources.items())), None)
-        self.tasks.add_reports((None, None, None), [(spec[ts.TASK_ID], 0, info, now, now, None, None, None, None,
+        self.tasks.add_reports((None, None, None), [(spec.task_id, 0, info, now, now, None, None, None, None,
                                                      None, None, None, None)], (), ())
         self.actor_state(record)
 
     def actor_creation_sent(self, record) -> None:
-        self.tasks.update(record.spec[ts.TASK_ID], record.num_restarts, {te.T_PUSHED: time.time(),
+        self.tasks.update(record.spec.task_id, record.num_restarts, {te.T_PUSHED: time.time(),
                                                                           te.NODE_ID: record.node_id,
                                                                           te.WORKER_ID: record.worker_id})
 
@@ -287,11 +286,11 @@ class GcsEvents:
         else:
             fields = {te.T_END: time.time(), te.FINAL: te.FAILED, te.ERROR_TYPE: "TASK_EXECUTION_EXCEPTION",
                       te.ERROR_MESSAGE: error_text[:te.MAX_ERROR_MESSAGE]}
-        self.tasks.update(record.spec[ts.TASK_ID], record.num_restarts, fields)
+        self.tasks.update(record.spec.task_id, record.num_restarts, fields)
 
     def actor_restarting(self, record, reason: str) -> None:
         """The actor's process died and it restarts: its creation task runs again as a new attempt."""
-        task_id = record.spec[ts.TASK_ID]
+        task_id = record.spec.task_id
         self._fail_creation(task_id, record.num_restarts - 1, reason)
         old = self.tasks.get(task_id, record.num_restarts - 1)
         now = time.time()
@@ -310,7 +309,7 @@ class GcsEvents:
             self.actor_state(record)
 
     def actor_dead(self, record) -> None:
-        self._fail_creation(record.spec[ts.TASK_ID], record.num_restarts, record.death_cause)
+        self._fail_creation(record.spec.task_id, record.num_restarts, record.death_cause)
         self.actor_state(record, record.death_cause)
 
     def _fail_creation(self, task_id: bytes, attempt: int, reason: str) -> None:

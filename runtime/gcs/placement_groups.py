@@ -26,6 +26,7 @@ from typing import Any
 from juno.gcs.placement_group_resources import validate_bundles, validate_strategy
 from juno.gcs.actor_manager import DEAD
 from juno.gcs.placement_group_scheduling import NodeRoom, place_bundles
+from juno.comm import messages
 from juno.comm.rpc import DEFER, Reply
 
 logger = logging.getLogger(__name__)
@@ -322,7 +323,7 @@ class PlacementGroupManager:
                 "juno.get(pg.ready(), timeout=...).")
         logger.warning(text)
         if rec.owner:
-            self.gcs.loop.send(rec.owner, ("warning", text))
+            self.gcs.loop.send(rec.owner, messages.warning(text))
 
     def _start(self, rec: GroupRecord, assignment: dict[int, str]) -> None:
         rec.attempts += 1

@@ -35,6 +35,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from juno.comm import messages
 from juno.gcs.actor_lifecycle import ALIVE, DEAD, PENDING, ActorRecord
 
 logger = logging.getLogger(__name__)
@@ -242,7 +243,7 @@ class GcsRecovery:
                 continue
             info = record.public()
             for address in list(record.subscribers):
-                self.gcs.loop.send(address, ("actor_update", record.actor_id, info))
+                self.gcs.loop.send(address, messages.actor_update(record.actor_id, info))
 
     # ------------------------------------------------------------------ holding placement
     def hold(self, record: ActorRecord) -> bool:

@@ -16,6 +16,7 @@ import signal
 import time
 from typing import Any
 
+from juno.comm import messages
 from juno.config import Config
 from juno.gcs.node_table import MAX_DEMAND_REPORTED, UNKNOWN_NODE
 from juno.node import introspection, log_tail
@@ -344,7 +345,7 @@ class NodeManager(RpcNode):
             if req.actor_id is not None:
                 self.notify(self.gcs_address, "actor_warning", req.actor_id, text)
             else:
-                self.loop.send(req.owner, ("warning", text))
+                self.loop.send(req.owner, messages.warning(text))
         for req, error in decisions.failures:
             req.reply.fail(error)
         for _key, runtime_env in decisions.starts:

@@ -23,6 +23,7 @@ import threading
 from typing import Any
 
 from juno import exceptions as exc
+from juno.comm import messages
 from juno.owner.actor_calls import DEAD, ActorCalls, CancelRemote, Fail, PendingCallLimits, Retry, Send
 from juno.owner.task_spec import TaskEntry
 
@@ -115,7 +116,7 @@ class ActorSubmitter:
         if ev is not None:
             ev.pushed_by_caller(entry)
         try:
-            sent = cw.loop.send_threadsafe(address, ("push_task", cw.tasks.inline_deps(entry), None))
+            sent = cw.loop.send_threadsafe(address, messages.push_task(cw.tasks.inline_deps(entry), None))
         except Exception:  # noqa: BLE001 - the IO thread meets the same error, where it always did
             sent = False
         if not sent:
@@ -145,7 +146,7 @@ class ActorSubmitter:
                 if self.cw.task_events is not None:
                     self.cw.task_events.retry(action.call, action.reason, action.message)
             elif kind is CancelRemote:
-                self.cw.loop.send(action.address, ("cancel_task", action.task_id, False, False))
+                self.cw.loop.send(action.address, messages.cancel_task(action.task_id, False, False))
             else:  # Subscribe
                 self._subscribe(action.actor_id)
 
@@ -155,7 +156,7 @@ class ActorSubmitter:
             spec = cw.tasks.inline_deps(entry)
             if cw.task_events is not None:
                 cw.task_events.pushed(entry)
-            cw.loop.send(address, ("push_task", spec, None))
+            cw.loop.send(address, messages.push_task(spec, None))
 
     def _subscribe(self, actor_id: bytes) -> None:
         self.cw.gcs.call("subscribe_actor", actor_id, self.cw.address,

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from juno import exceptions as exc
+from juno.comm import messages
 from juno.owner import serialization
 from juno.owner import task_spec as ts
 from juno.node.cluster_policy import locality_node
@@ -146,9 +147,7 @@ class TaskSubmitter:
                 if value is not None:
                     dep = ("v", value[1]) if value[0] == "v" else ("s", dep[1], value[1])
             out.append(dep)
-        spec = list(entry.spec)
-        spec[ts.DEPS] = out
-        return tuple(spec)
+        return entry.spec.replace(deps=out)
 
     def _enqueue(self, entry: TaskEntry) -> None:
         ks = self.keys[entry.key]
@@ -229,7 +228,7 @@ class TaskSubmitter:
         if self.ev is not None:
             self.ev.pushed(entry)
             entry.ev[9] = lease.worker_id  # known now: a worker that dies mid-task still shows in its row
-        self.cw.loop.send(lease.address, ("push_task", spec, lease.info))
+        self.cw.loop.send(lease.address, messages.push_task(spec, lease.info))
 
     def _request_lease(self, ks: _KeyState, node_manager: str | None = None, hops: int = 0) -> None:
         """Ask the local node manager for a lease (or, after a spillback, the one it named)."""
@@ -469,7 +468,7 @@ class TaskSubmitter:
         lease = self.leases.get(entry.lease_id)
         if lease is None:
             return
-        self.cw.loop.send(lease.address, ("cancel_task", task_id, force, recursive))
+        self.cw.loop.send(lease.address, messages.cancel_task(task_id, force, recursive))
         if force and next(iter(lease.in_flight), None) == task_id:
             # Only the first task in flight runs; one queued behind it is simply dropped.
             self.cw.notify(lease.node_manager, "kill_worker", lease.worker_id, "the task was cancelled with force=True")

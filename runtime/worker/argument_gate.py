@@ -16,13 +16,13 @@ from __future__ import annotations
 import collections
 from typing import Any, Callable
 
-from juno.owner import task_spec as ts
+from juno.owner.task_spec import TaskSpec
 
 
 class _Held:
     __slots__ = ("spec", "ready", "pins", "cancelled")
 
-    def __init__(self, spec: tuple):
+    def __init__(self, spec: TaskSpec):
         self.spec = spec
         self.ready = False
         self.pins: Any = None  # what keeps the fetched values local until the call runs
@@ -31,43 +31,43 @@ class _Held:
 
 class ArgumentGate:
     def __init__(self, wait_for: Callable[[list, Callable[[Any], None]], None],
-                 release: Callable[[tuple, Any], None]):
+                 release: Callable[[TaskSpec, Any], None]):
         self._wait_for = wait_for
         self._release = release
         self.ordered = True  # calls from one caller run in the order they were sent
         self._queues: dict[str, collections.deque[_Held]] = {}  # caller -> its held calls (ordered)
         self._held: dict[bytes, _Held] = {}  # task id -> held call
 
-    def submit(self, spec: tuple) -> None:
+    def submit(self, spec: TaskSpec) -> None:
         """Queue ``spec`` to run now, or hold it until its arguments (and, ordered, its
         caller's earlier calls) are ready."""
-        queue = self._queues.get(spec[ts.OWNER]) if self.ordered and self._queues else None
-        deps = spec[ts.DEPS]
+        queue = self._queues.get(spec.owner) if self.ordered and self._queues else None
+        deps = spec.deps
         missing = [d for d in deps if d[0] == "r"] if deps else None  # values still with their owners
         if not missing and queue is None:
             self._release(spec, None)
             return
         held = _Held(spec)
-        self._held[spec[ts.TASK_ID]] = held
+        self._held[spec.task_id] = held
         if self.ordered:
             if queue is None:
-                queue = self._queues[spec[ts.OWNER]] = collections.deque()
+                queue = self._queues[spec.owner] = collections.deque()
             queue.append(held)
         if missing:
             self._wait_for(missing, lambda pins: self._on_ready(held, pins))
         else:
             self._on_ready(held, None)
 
-    def cancel(self, task_id: bytes) -> tuple | None:
+    def cancel(self, task_id: bytes) -> TaskSpec | None:
         """Drop a held call (it never runs); its spec, or None when it isn't held."""
         held = self._held.pop(task_id, None)
         if held is None:
             return None
         held.cancelled = True
         if self.ordered:
-            queue = self._queues[held.spec[ts.OWNER]]
+            queue = self._queues[held.spec.owner]
             queue.remove(held)
-            self._drain(held.spec[ts.OWNER], queue)
+            self._drain(held.spec.owner, queue)
         return held.spec
 
     def _on_ready(self, held: _Held, pins: Any) -> None:
@@ -76,16 +76,16 @@ class ArgumentGate:
         held.ready = True
         held.pins = pins
         if not self.ordered:
-            del self._held[held.spec[ts.TASK_ID]]
+            del self._held[held.spec.task_id]
             self._release(held.spec, pins)
             return
-        caller = held.spec[ts.OWNER]
+        caller = held.spec.owner
         self._drain(caller, self._queues[caller])
 
     def _drain(self, caller: str, queue: collections.deque) -> None:
         while queue and queue[0].ready:
             held = queue.popleft()
-            del self._held[held.spec[ts.TASK_ID]]
+            del self._held[held.spec.task_id]
             self._release(held.spec, held.pins)
         if not queue:
             del self._queues[caller]

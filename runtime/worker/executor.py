@@ -22,8 +22,10 @@ import cloudpickle
 
 from juno import exceptions as exc
 from juno import ids
+from juno.comm import messages
 from juno.owner import serialization
 from juno.owner import task_spec as ts
+from juno.owner.task_spec import TaskSpec
 from juno.actor import EXITED_BY_CALL, TERMINATE_METHOD, TERMINATED_BY_CALL
 from juno.actor import ActorExit as _ExitActor
 from juno.owner.core_worker import CoreWorker, TaskContext, current_task
@@ -85,20 +87,21 @@ class TaskExecutor:
 
     # ------------------------------------------------------------------ IO thread
     def on_push_task(self, spec: tuple, lease_info) -> None:
-        if spec[ts.KIND] == ts.KIND_ACTOR_CALL:
+        spec = TaskSpec(spec)  # it travels as a plain tuple (see TaskSpec)
+        if spec.kind == ts.KIND_ACTOR_CALL:
             if self._refused_after_exit(spec, self.terminating):
                 return
             self.argument_gate.submit(spec)
             return
         self.main_queue.put((spec, lease_info))
 
-    def _queue_actor_call(self, spec: tuple, pins: list | None) -> None:
+    def _queue_actor_call(self, spec: TaskSpec, pins: list | None) -> None:
         """An actor call whose arguments are here: run it (ArgumentGate decided when)."""
         if pins is not None:
-            self._arg_pins[spec[ts.TASK_ID]] = pins
+            self._arg_pins[spec.task_id] = pins
         if self._refused_after_exit(spec, self.terminating):
             return
-        if spec[ts.FUNCTION] == TERMINATE_METHOD:  # behind its caller's earlier calls, as Ray orders it
+        if spec.function == TERMINATE_METHOD:  # behind its caller's earlier calls, as Ray orders it
             self._terminate(spec, TERMINATED_BY_CALL)
             return
         if self.actor_mode != "sync":
@@ -125,7 +128,7 @@ class TaskExecutor:
             if not cw.owned.on_ready(ref._id, ready):
                 cw.ensure_fetch(ref)
 
-    def _take_queued(self, pick) -> list[tuple]:
+    def _take_queued(self, pick) -> list[TaskSpec]:
         """Remove the queued (not started) tasks ``pick(spec, lease_info)`` selects; IO thread."""
         kept, taken = [], []
         while True:
@@ -144,11 +147,11 @@ class TaskExecutor:
     def on_steal_tasks(self, lease_id, reply_to: str) -> None:
         """Hand back the tasks of ``lease_id`` not started yet, so an idle worker can run them."""
         stolen = self._take_queued(lambda spec, info: info is not None and info[0] == lease_id)
-        self.cw.loop.send(reply_to, ("tasks_stolen", lease_id, [spec[ts.TASK_ID] for spec in stolen]))
+        self.cw.loop.send(reply_to, ("tasks_stolen", lease_id, [spec.task_id for spec in stolen]))
 
     def _drop_queued(self, task_id: bytes) -> bool:
         """Cancel a task still waiting in this worker's queue: it fails now, never runs."""
-        dropped = self._take_queued(lambda spec, info: spec[ts.TASK_ID] == task_id)
+        dropped = self._take_queued(lambda spec, info: spec.task_id == task_id)
         for spec in dropped:
             self._reply(spec, self._error_results(spec, exc.TaskCancelledError(task_id.hex())), False)
         return bool(dropped)
@@ -183,7 +186,7 @@ class TaskExecutor:
         if not (self.terminating or self.exiting):
             self._terminate(None, reason)
 
-    def _terminate(self, spec: tuple | None, reason: str) -> None:
+    def _terminate(self, spec: TaskSpec | None, reason: str) -> None:
         """Stop the actor as Ray's ``__ray_terminate__`` does (``spec``: that call; None when the
         GCS asks): the calls that reached it before run first, later ones are refused, then it
         exits as with exit_actor() (exit handlers run, no restart). IO thread."""
@@ -195,7 +198,7 @@ class TaskExecutor:
             threading.Thread(target=self._exit_when_calls_done, args=(spec, reason),
                              name="juno-actor-exit", daemon=True).start()
 
-    def _exit_when_calls_done(self, spec: tuple | None, reason: str) -> None:
+    def _exit_when_calls_done(self, spec: TaskSpec | None, reason: str) -> None:
         """Threaded and async actors: wait for the calls dispatched before the stop, then exit."""
         if self.actor_mode == "threaded":
             for pool in self.actor_pools.values():
@@ -211,7 +214,7 @@ class TaskExecutor:
     def on_actor_create(self, spec: tuple, gpu_ids: list, resources: dict, num_restarts: int,
                         options: dict) -> None:
         self.num_restarts = num_restarts
-        self.main_queue.put((spec, (None, gpu_ids, resources), options))
+        self.main_queue.put((TaskSpec(spec), (None, gpu_ids, resources), options))
 
     def _on_sigint(self, signum, frame) -> None:
         if self.running_task is not None and self.running_task in self.cancel_requested:
@@ -229,15 +232,15 @@ class TaskExecutor:
                 spec, lease_info = item
                 self.execute(spec, lease_info)
 
-    def execute(self, spec: tuple, lease_info) -> None:
-        task_id = spec[ts.TASK_ID]
+    def execute(self, spec: TaskSpec, lease_info) -> None:
+        task_id = spec.task_id
         if task_id in self.cancel_requested:
             self.cancel_requested.discard(task_id)
             self._reply(spec, self._error_results(spec, exc.TaskCancelledError(task_id.hex())), False)
             return
         ev = self.ev
         if ev is not None:
-            extra = spec[ts.EXTRA]
+            extra = spec.extra
             self._run_attempt = extra.get("attempt", 0) if extra else 0
             self._run_start = _now()
         self.running_task = task_id
@@ -272,39 +275,39 @@ class TaskExecutor:
         if start is not None:
             self.ev.ran(task_id, attempt, start, _now())
 
-    def _reached_max_calls(self, spec: tuple) -> bool:
+    def _reached_max_calls(self, spec: TaskSpec) -> bool:
         """Count calls of functions declared with max_calls; True when this worker must exit."""
-        max_calls = (spec[ts.EXTRA] or {}).get("max_calls") if spec[ts.KIND] == ts.KIND_TASK else None
+        max_calls = (spec.extra or {}).get("max_calls") if spec.kind == ts.KIND_TASK else None
         if not max_calls:
             return False
-        fid = spec[ts.FUNCTION]
+        fid = spec.function
         self.call_counts[fid] = self.call_counts.get(fid, 0) + 1
         if self.call_counts[fid] < max_calls:
             return False
         self.exiting = True
         return True
 
-    def _context(self, spec: tuple, lease_info) -> TaskContext:
+    def _context(self, spec: TaskSpec, lease_info) -> TaskContext:
         gpu_ids, resources = (lease_info[1], lease_info[2]) if lease_info else (self._actor_gpus, self._actor_resources)
-        return TaskContext(task_id=spec[ts.TASK_ID], job_id=spec[ts.JOB_ID], log_to=spec[ts.LOG_TO],
-                           actor_id=spec[ts.ACTOR_ID], name=self._display_name(spec), gpu_ids=gpu_ids,
-                           resources=resources, runtime_env=spec[ts.RUNTIME_ENV],
-                           namespace=(spec[ts.EXTRA] or {}).get("namespace") or self.cw.default_context.namespace,
-                           placement_group=(spec[ts.EXTRA] or {}).get("pg") or self._actor_pg,
-                           root=(spec[ts.EXTRA] or {}).get("root"))
+        return TaskContext(task_id=spec.task_id, job_id=spec.job_id, log_to=spec.log_to,
+                           actor_id=spec.actor_id, name=self._display_name(spec), gpu_ids=gpu_ids,
+                           resources=resources, runtime_env=spec.runtime_env,
+                           namespace=(spec.extra or {}).get("namespace") or self.cw.default_context.namespace,
+                           placement_group=(spec.extra or {}).get("pg") or self._actor_pg,
+                           root=(spec.extra or {}).get("root"))
 
     _actor_gpus: list = []
     _actor_resources: dict = {}
     _actor_pg: tuple | None = None  # the actor's placement group (juno.util.placement_group)
 
-    def _display_name(self, spec: tuple) -> str:
-        if spec[ts.KIND] == ts.KIND_ACTOR_CALL:
-            return self.actor_name or spec[ts.NAME]
-        return spec[ts.NAME]
+    def _display_name(self, spec: TaskSpec) -> str:
+        if spec.kind == ts.KIND_ACTOR_CALL:
+            return self.actor_name or spec.name
+        return spec.name
 
-    def _run(self, spec: tuple, lease_info) -> tuple[list | None, bool]:
+    def _run(self, spec: TaskSpec, lease_info) -> tuple[list | None, bool]:
         ctx = self._context(spec, lease_info)
-        self._children_of[spec[ts.TASK_ID]] = ctx.children
+        self._children_of[spec.task_id] = ctx.children
         token = current_task.set(ctx)
         if lease_info is not None:
             _set_visible_gpus(ctx.gpu_ids)
@@ -314,7 +317,7 @@ class TaskExecutor:
                 args, kwargs = self.resolve_args(spec)
             except _DepError as d:
                 return self._error_results(spec, d.error, wrap=False), False
-            if spec[ts.NUM_RETURNS] == ts.STREAMING:
+            if spec.num_returns == ts.STREAMING:
                 return self._run_streaming(spec, fn, args, kwargs)
             value = fn(*args, **kwargs)
             if inspect.iscoroutine(value):
@@ -331,14 +334,14 @@ class TaskExecutor:
         finally:
             current_task.reset(token)
 
-    def _callable(self, spec: tuple):
-        if spec[ts.KIND] == ts.KIND_ACTOR_CALL:
+    def _callable(self, spec: TaskSpec):
+        if spec.kind == ts.KIND_ACTOR_CALL:
             if self.actor is None:
                 raise exc.RaySystemError("this worker hosts no actor")
-            if spec[ts.FUNCTION] == TERMINATE_METHOD:  # a sync actor's, in its place in the queue
+            if spec.function == TERMINATE_METHOD:  # a sync actor's, in its place in the queue
                 return _terminate_call
-            return getattr(self.actor, spec[ts.FUNCTION])
-        return self.load_function(spec[ts.FUNCTION])
+            return getattr(self.actor, spec.function)
+        return self.load_function(spec.function)
 
     def load_function(self, function_id: bytes):
         fn = self.functions.get(function_id)
@@ -349,23 +352,23 @@ class TaskExecutor:
             fn = self.functions[function_id] = cloudpickle.loads(blob)
         return fn
 
-    def resolve_args(self, spec: tuple) -> tuple[list, dict]:
+    def resolve_args(self, spec: TaskSpec) -> tuple[list, dict]:
         """Deserialize the arguments; refs nested in them make this worker a borrower, registered
         with their owners before the task can reply (see CoreWorker.register_arg_borrows)."""
         deferred = self.cw.defer_arg_borrows()
         try:
             return self._resolve_args(spec)
         finally:
-            self.cw.register_arg_borrows(deferred, spec[ts.OWNER])
+            self.cw.register_arg_borrows(deferred, spec.owner)
 
-    def _resolve_args(self, spec: tuple) -> tuple[list, dict]:
+    def _resolve_args(self, spec: TaskSpec) -> tuple[list, dict]:
         cw = self.cw
-        args_value = spec[ts.ARGS]
+        args_value = spec.args
         if args_value[0] == "v":
             args, kwargs = serialization.deserialize_bytes(args_value[1])[0]
         else:
             args, kwargs = serialization.deserialize_view(cw.read_shared_object(args_value[1], args_value[2]))[0]
-        deps = spec[ts.DEPS]
+        deps = spec.deps
         if not deps:
             return args, kwargs
         values = []
@@ -395,9 +398,9 @@ class TaskExecutor:
         kwargs = {k: values[v.index] if type(v) is ts.DepMarker else v for k, v in kwargs.items()}
         return args, kwargs
 
-    def encode_returns(self, spec: tuple, value: Any) -> list:
-        n = spec[ts.NUM_RETURNS]
-        task_id = spec[ts.TASK_ID]
+    def encode_returns(self, spec: TaskSpec, value: Any) -> list:
+        n = spec.num_returns
+        task_id = spec.task_id
         if n == 0:
             return []
         if n == 1:
@@ -408,24 +411,24 @@ class TaskExecutor:
             try:
                 values = list(value)
             except TypeError:
-                raise ValueError(f"{spec[ts.NAME]} declares num_returns={n} but returned a non-iterable "
+                raise ValueError(f"{spec.name} declares num_returns={n} but returned a non-iterable "
                                  f"{type(value).__name__}") from None
             if len(values) != n:
-                raise ValueError(f"{spec[ts.NAME]} declares num_returns={n} but returned {len(values)} values")
+                raise ValueError(f"{spec.name} declares num_returns={n} but returned {len(values)} values")
         out = []
         for i, v in enumerate(values):
             oid = ids.object_id(task_id, i + 1)
             try:
                 serialized = serialization.serialize(v)
             except Exception as e:  # noqa: BLE001
-                raise TypeError(serialization.describe_unpicklable(v, f"return value {i} of {spec[ts.NAME]}")
+                raise TypeError(serialization.describe_unpicklable(v, f"return value {i} of {spec.name}")
                                 or str(e)) from e
-            out.append(self.cw.encode_value(oid, serialized, spec[ts.OWNER]))
+            out.append(self.cw.encode_value(oid, serialized, spec.owner))
         return out
 
-    def _run_streaming(self, spec: tuple, fn, args, kwargs) -> tuple[list, bool]:
-        task_id = spec[ts.TASK_ID]
-        owner = spec[ts.OWNER]
+    def _run_streaming(self, spec: TaskSpec, fn, args, kwargs) -> tuple[list, bool]:
+        task_id = spec.task_id
+        owner = spec.owner
         gen = fn(*args, **kwargs)
         index = 0
         try:
@@ -434,20 +437,20 @@ class TaskExecutor:
             for item in gen:
                 oid = ids.object_id(task_id, index + 1)
                 value = self.cw.encode_value(oid, serialization.serialize(item), owner)
-                self.cw.send_any_thread(owner, ("gen_item", task_id, index, value))
+                self.cw.send_any_thread(owner, messages.gen_item(task_id, index, value))
                 index += 1
         except KeyboardInterrupt:  # cancelled: the error follows the items sent (index None)
             blob = serialization.serialize(exc.TaskCancelledError(task_id.hex()), error=True).to_bytes()
-            self.cw.send_any_thread(owner, ("gen_item", task_id, None, ("v", blob)))
+            self.cw.send_any_thread(owner, messages.gen_item(task_id, None, ("v", blob)))
         except Exception as e:  # noqa: BLE001
             blob = serialization.serialize(self._task_error(spec, e), error=True).to_bytes()
-            self.cw.send_any_thread(owner, ("gen_item", task_id, index, ("v", blob)))
+            self.cw.send_any_thread(owner, messages.gen_item(task_id, index, ("v", blob)))
         return [], False
 
-    def _task_error(self, spec: tuple, e: BaseException) -> BaseException:
+    def _task_error(self, spec: TaskSpec, e: BaseException) -> BaseException:
         name = self._display_name(spec)
-        if spec[ts.KIND] == ts.KIND_ACTOR_CALL:
-            name = f"{self.actor_name}.{spec[ts.FUNCTION]}"
+        if spec.kind == ts.KIND_ACTOR_CALL:
+            name = f"{self.actor_name}.{spec.function}"
         cause = e
         if isinstance(e, exc.RayTaskError):
             # A task this one waited for failed: keep its original cause, as Ray does, so
@@ -463,14 +466,14 @@ class TaskExecutor:
             self.ev.worker_error(spec, err)
         return err
 
-    def _error_results(self, spec: tuple, e: BaseException, wrap: bool = True) -> list:
+    def _error_results(self, spec: TaskSpec, e: BaseException, wrap: bool = True) -> list:
         error = self._task_error(spec, e) if wrap else e
         if not wrap and self.ev is not None:
             self.ev.worker_error(spec, error)
         blob = serialization.serialize(error, error=True).to_bytes()
-        n = spec[ts.NUM_RETURNS]
+        n = spec.num_returns
         if n == ts.STREAMING:
-            self.cw.send_any_thread(spec[ts.OWNER], ("gen_item", spec[ts.TASK_ID], None, ("v", blob)))
+            self.cw.send_any_thread(spec.owner, messages.gen_item(spec.task_id, None, ("v", blob)))
             return []
         return [("v", blob)] * n
 
@@ -483,7 +486,7 @@ class TaskExecutor:
         except Exception:  # noqa: BLE001 - the GCS is gone: nothing would restart us anyway
             logger.warning("could not tell the GCS that the actor exits", exc_info=True)
 
-    def _refused_after_exit(self, spec: tuple, terminating: bool = False) -> bool:
+    def _refused_after_exit(self, spec: TaskSpec, terminating: bool = False) -> bool:
         """exit_actor() already ran (or, with ``terminating``, a graceful stop began before this
         call arrived): answer the actor call ``spec`` with the exit's ActorDiedError, as Ray does,
         rather than run it on an actor its caller was told is gone."""
@@ -492,54 +495,54 @@ class TaskExecutor:
         self._reply(spec, self._exit_results(spec), False)
         return True
 
-    def _exit_results(self, spec: tuple) -> list:
+    def _exit_results(self, spec: TaskSpec) -> list:
         return self._error_results(spec, exc.ActorDiedError(
             self.actor_id.hex() if self.actor_id else None, self.exit_reason), wrap=False)
 
-    def _retryable(self, spec: tuple, e: BaseException) -> bool:
-        rule = spec[ts.RETRY_EXC]
+    def _retryable(self, spec: TaskSpec, e: BaseException) -> bool:
+        rule = spec.retry_exc
         if not rule:
             return False
         if rule is True:
             return True
         return isinstance(e, cloudpickle.loads(rule))
 
-    def _reply(self, spec: tuple, results: list, retryable: bool, exiting: bool = False,
+    def _reply(self, spec: TaskSpec, results: list, retryable: bool, exiting: bool = False,
                run: tuple | None = None) -> None:
         """Send a task's result to its owner from the thread that has it (no hand-off to the IO
         thread), behind what that thread sent before: the argument borrows registered with the
         owner, the streamed items, and the lines the task printed."""
         if self._arg_pins:
-            self._arg_pins.pop(spec[ts.TASK_ID], None)
+            self._arg_pins.pop(spec.task_id, None)
         self.output.flush()
-        self.cw.send_any_thread(spec[ts.OWNER], ("task_result", spec[ts.TASK_ID], results, retryable,
-                                                 self.cw.worker_id, exiting, run))
+        self.cw.send_any_thread(spec.owner, messages.task_result(spec.task_id, results, retryable,
+                                                                 self.cw.worker_id, exiting, run))
 
     # ------------------------------------------------------------------ actors
-    def create_actor(self, spec: tuple, lease_info, options: dict) -> None:
-        self.actor_id = spec[ts.ACTOR_ID]
+    def create_actor(self, spec: TaskSpec, lease_info, options: dict) -> None:
+        self.actor_id = spec.actor_id
         self._actor_gpus = list(lease_info[1] or [])
         self._actor_resources = lease_info[2] or {}
-        self._actor_pg = (spec[ts.EXTRA] or {}).get("pg")
+        self._actor_pg = (spec.extra or {}).get("pg")
         _set_visible_gpus(self._actor_gpus)
         ctx = self._context(spec, lease_info)
         token = current_task.set(ctx)
         error = None
         if self.ev is not None:
             self.ev.actor_attempt = self.num_restarts
-            self._run_started(spec[ts.TASK_ID], self.num_restarts)
+            self._run_started(spec.task_id, self.num_restarts)
         try:
-            cls = self.load_function(spec[ts.FUNCTION])
+            cls = self.load_function(spec.function)
             self.actor_name = cls.__name__
-            self.registered_name = (spec[ts.EXTRA] or {}).get("name") or ""
+            self.registered_name = (spec.extra or {}).get("name") or ""
             ctx.name = self.actor_name
             args, kwargs = self.resolve_args(spec)
             self._setup_concurrency(cls, options)
             self.actor = cls(*args, **kwargs)
-            self.cw.default_context = TaskContext(job_id=spec[ts.JOB_ID], log_to=spec[ts.LOG_TO], actor_id=self.actor_id,
+            self.cw.default_context = TaskContext(job_id=spec.job_id, log_to=spec.log_to, actor_id=self.actor_id,
                                                   name=self.actor_name, gpu_ids=self._actor_gpus,
                                                   resources=self._actor_resources,
-                                                  namespace=(spec[ts.EXTRA] or {}).get("namespace"),
+                                                  namespace=(spec.extra or {}).get("namespace"),
                                                   placement_group=self._actor_pg)
         except _DepError as d:
             error = d.error
@@ -552,7 +555,7 @@ class TaskExecutor:
         finally:
             current_task.reset(token)
             if self.ev is not None:
-                self._run_ended(spec[ts.TASK_ID])
+                self._run_ended(spec.task_id)
         blob = serialization.serialize(error, error=True).to_bytes() if error is not None else None
         # Sent again if the GCS restarts before it answers (runtime/gcs/client.py).
         self.cw.gcs.notify("actor_created", self.actor_id, self.cw.worker_id, self.cw.address, blob, os.getpid())
@@ -589,38 +592,38 @@ class TaskExecutor:
             for g, n in groups.items():
                 self.actor_pools[g] = ThreadPoolExecutor(n, thread_name_prefix=f"juno-actor-{g}")
 
-    def _dispatch_concurrent(self, spec: tuple) -> None:
-        extra = spec[ts.EXTRA] or {}
-        group = extra.get("concurrency_group") or self.method_groups.get(spec[ts.FUNCTION]) or "_default"
+    def _dispatch_concurrent(self, spec: TaskSpec) -> None:
+        extra = spec.extra or {}
+        group = extra.get("concurrency_group") or self.method_groups.get(spec.function) or "_default"
         if self.actor_mode == "threaded":
             pool = self.actor_pools.get(group) or self.actor_pools["_default"]
             pool.submit(self._execute_threaded, spec)
         else:
             self.async_loop.call_soon_threadsafe(self._start_async, spec, group)
 
-    def _start_async(self, spec: tuple, group: str) -> None:
+    def _start_async(self, spec: TaskSpec, group: str) -> None:
         """On the actor's event loop: run an async actor's call as a task of its own."""
         task = self.async_loop.create_task(self._execute_async(spec, group))
         task.add_done_callback(_retrieve_exception)
 
-    def _execute_threaded(self, spec: tuple) -> None:
+    def _execute_threaded(self, spec: TaskSpec) -> None:
         if self._refused_after_exit(spec):  # queued in the pool before another call ran exit_actor()
             return
         if self.ev is not None:
-            self._run_started(spec[ts.TASK_ID], attempt_of(spec[ts.EXTRA]))
+            self._run_started(spec.task_id, attempt_of(spec.extra))
         try:
             results, retryable = self._run(spec, None)
         except KeyboardInterrupt:
-            results, retryable = self._error_results(spec, exc.TaskCancelledError(spec[ts.TASK_ID].hex())), False
+            results, retryable = self._error_results(spec, exc.TaskCancelledError(spec.task_id.hex())), False
         finally:
             if self.ev is not None:
-                self._run_ended(spec[ts.TASK_ID])
+                self._run_ended(spec.task_id)
         self._reply(spec, results, retryable)
         if self.exiting:
             self.main_queue.put(None)
 
-    async def _execute_async(self, spec: tuple, group: str) -> None:
-        task_id = spec[ts.TASK_ID]
+    async def _execute_async(self, spec: TaskSpec, group: str) -> None:
+        task_id = spec.task_id
         sem = self.actor_semaphores.get(group) or self.actor_semaphores["_default"]
         async with sem:
             if self._refused_after_exit(spec):  # waited on the semaphore while another call exited
@@ -631,10 +634,10 @@ class TaskExecutor:
             ctx = self._context(spec, None)
             token = current_task.set(ctx)
             if self.ev is not None:
-                self._run_started(task_id, attempt_of(spec[ts.EXTRA]))
+                self._run_started(task_id, attempt_of(spec.extra))
             try:
                 method = self._callable(spec)
-                if spec[ts.DEPS] or spec[ts.ARGS][0] != "v":
+                if spec.deps or spec.args[0] != "v":
                     args, kwargs = await asyncio.get_running_loop().run_in_executor(None, self.resolve_args, spec)
                 else:
                     args, kwargs = await self._resolve_inline_args(spec)
@@ -645,7 +648,7 @@ class TaskExecutor:
                         value = await method(*args, **kwargs)
                     finally:
                         self.async_tasks.pop(task_id, None)
-                elif inspect.isasyncgenfunction(method) and spec[ts.NUM_RETURNS] == ts.STREAMING:
+                elif inspect.isasyncgenfunction(method) and spec.num_returns == ts.STREAMING:
                     task = asyncio.ensure_future(self._stream_async(spec, method(*args, **kwargs)))
                     self.async_tasks[task_id] = task
                     self._reply(spec, *await task)
@@ -654,7 +657,7 @@ class TaskExecutor:
                     value = [v async for v in method(*args, **kwargs)]
                 else:
                     value = method(*args, **kwargs)
-                if spec[ts.NUM_RETURNS] == ts.STREAMING:
+                if spec.num_returns == ts.STREAMING:
                     results, retryable = self._run_streaming(spec, lambda *a, **k: value, args, kwargs)
                 else:
                     results, retryable = self.encode_returns(spec, value), False
@@ -677,7 +680,7 @@ class TaskExecutor:
             self._reply(spec, results, retryable)
 
 
-    async def _resolve_inline_args(self, spec: tuple) -> tuple[list, dict]:
+    async def _resolve_inline_args(self, spec: TaskSpec) -> tuple[list, dict]:
         """An async call's arguments when they all came with it: unpickled on the event loop (a
         thread hand-off there and back costs more than that), and only borrows of refs owned by
         others than the caller, which wait for their owners' answers, registered on a thread."""
@@ -685,21 +688,21 @@ class TaskExecutor:
         try:
             return self._resolve_args(spec)
         finally:  # also when unpickling failed: what it borrowed so far is registered, as resolve_args does
-            updates = self.cw.end_arg_borrows(deferred, spec[ts.OWNER])
+            updates = self.cw.end_arg_borrows(deferred, spec.owner)
             if updates:
                 await asyncio.get_running_loop().run_in_executor(None, self.cw.register_borrows_sync, updates)
             elif updates is not None:
                 self.cw.flush_borrows()  # only the caller's: ahead of the result, on this thread
 
-    async def _stream_async(self, spec: tuple, agen) -> tuple[list, bool]:
+    async def _stream_async(self, spec: TaskSpec, agen) -> tuple[list, bool]:
         """Stream an async generator method's items as it yields them, driving it on the
         actor's own event loop (it shares state and asyncio objects with the other calls)."""
-        task_id, owner = spec[ts.TASK_ID], spec[ts.OWNER]
+        task_id, owner = spec.task_id, spec.owner
         index = 0
         try:
             async for item in agen:
                 value = self.cw.encode_value(ids.object_id(task_id, index + 1), serialization.serialize(item), owner)
-                self.cw.send_any_thread(owner, ("gen_item", task_id, index, value))
+                self.cw.send_any_thread(owner, messages.gen_item(task_id, index, value))
                 index += 1
         except asyncio.CancelledError:  # cancelled: the error takes the next item's place
             error: BaseException = exc.TaskCancelledError(task_id.hex())
@@ -708,7 +711,7 @@ class TaskExecutor:
         else:
             return [], False
         blob = serialization.serialize(error, error=True).to_bytes()
-        self.cw.send_any_thread(owner, ("gen_item", task_id, index, ("v", blob)))
+        self.cw.send_any_thread(owner, messages.gen_item(task_id, index, ("v", blob)))
         return [], False
 
 
