@@ -3,9 +3,11 @@
 Every process owns one :class:`EventLoop`. It binds a ROUTER socket that receives
 every message sent to the process, connects one DEALER per peer it sends to,
 and runs timers and callbacks posted from other threads. A message is a tuple
-``(op, *fields)`` pickled into one frame; handlers are looked up by ``op`` in a
-table. Sockets are touched only by the loop's thread; other threads use
-:meth:`EventLoop.call_soon`, which wakes the loop through a pipe.
+``(op, *fields)`` pickled into one frame; its handler is looked up by ``op`` in one
+table, :attr:`EventLoop.handlers`, which each role fills in one place
+(:meth:`EventLoop.serve`; requests are the one op ``rpc``, answered from a table of
+their own: runtime/comm/rpc.py). Sockets are touched only by the loop's thread;
+other threads use :meth:`EventLoop.call_soon`, which wakes the loop through a pipe.
 
 A thread that must block on a peer's answer anyway (the object store's create and pin
 calls, on every put and get of a large value) can skip the loop thread with a
@@ -268,6 +270,14 @@ class EventLoop:
         except zmq.ZMQError:
             pass
         mon.close(linger=0)
+
+    def serve(self, handlers: dict[str, Callable]) -> None:
+        """Add a role's table of one-way messages (op -> handler); an op already taken is an error,
+        so that two parts of a process never answer one op by accident."""
+        taken = handlers.keys() & self.handlers.keys()
+        if taken:
+            raise ValueError(f"{self.name}: ops {sorted(taken)} already have handlers")
+        self.handlers.update(handlers)
 
     # ---- scheduling ----
     def call_soon(self, fn: Callable, *args: Any) -> None:
