@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from juno.comm.transport import DIRECT_REPLY, DirectSocket, EventLoop, RequestTracker
+from juno.comm.transport import DIRECT_REPLY, DirectSocket, EventLoop, RequestTracker, VersionMismatchError
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +173,12 @@ class RpcNode:
         sock.send(("rpc", rid, DIRECT_REPLY, method, args))
         deadline = time.monotonic() + timeout
         while True:
-            msg = sock.recv(deadline - time.monotonic())
+            try:
+                msg = sock.recv(deadline - time.monotonic())
+            except VersionMismatchError:  # refused at the handshake: the next call tries a new connection
+                sock.close()
+                del self._direct.sockets[address]
+                raise
             if msg is None:
                 raise TimeoutError(f"{what or address} did not answer {method!r} within {timeout:.0f} s; "
                                    "is the cluster still running? (`juno status` shows it)")
