@@ -11,13 +11,14 @@ from typing import Any
 
 from juno.comm import auth
 from juno.comm.rpc import RpcNode
-from juno.comm.transport import EventLoop, is_loopback
+from juno.comm.transport import EventLoop, VersionMismatchError, is_loopback
 
 
 class GcsProbe(RpcNode):
     """A private event loop on a TCP port (CURVE, the cluster token) that only sends requests
     and reads replies. The token is ``token``, else the one :func:`juno.comm.auth.resolve_token`
-    finds; a GCS that refuses it fails every call at once with :class:`juno.comm.auth.ClusterAuthError`.
+    finds; a GCS that refuses it fails every call at once with :class:`juno.comm.auth.ClusterAuthError`,
+    one of another Juno version with :class:`juno.comm.transport.VersionMismatchError`.
 
     Use as a context manager; the loop thread and its sockets go away on exit.
     """
@@ -32,10 +33,10 @@ class GcsProbe(RpcNode):
             # (the address is wrong) and one that refuses us says the token is missing.
             self._missing, token = token_source, auth.new_token()
         self.token_source = token_source
-        self.refused: auth.ClusterAuthError | None = None
+        self.refused: ConnectionError | None = None
         self._failed_handshakes = 0
         loop = EventLoop(f"tcp://{local_ip_toward(gcs_address)}:0", name="juno-probe", token=token,
-                         on_handshake=self._on_handshake)
+                         on_handshake=self._on_handshake, on_refused=self._on_refused)
         self.install_rpc(loop)
         loop.start_thread()
 
@@ -53,9 +54,14 @@ class GcsProbe(RpcNode):
                 self._missing or auth.refused_message(address, self.token_source, reason))
             self._requests.fail_all((False, self.refused))
 
+    def _on_refused(self, address: str, error: VersionMismatchError) -> None:
+        if address == self.gcs_address:
+            self.refused = error
+            self._requests.fail_all((False, error))
+
     def call_gcs(self, method: str, *args: Any, timeout: float, what: str = "") -> Any:
         """Blocking request to the GCS; TimeoutError (with a clear message) if it does not answer,
-        ClusterAuthError if it refused our token."""
+        ClusterAuthError if it refused our token, VersionMismatchError if it runs another Juno."""
         if self.refused is not None:
             raise self.refused
         what = what or f"The cluster at {self.gcs_address.replace('tcp://', '')}"

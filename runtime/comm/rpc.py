@@ -1,8 +1,12 @@
 """Request/response over the event loop, for the control plane.
 
-A server exposes ``rpc_<method>(reply, *args)`` handlers; returning a value
-answers at once, returning :data:`DEFER` keeps ``reply`` to answer later (a
-lease granted when resources free up, an actor reported alive). Clients call
+A server answers the requests named by its ``rpc_<method>(reply, *args)`` methods:
+they are collected into its class's table :attr:`RpcNode.rpc_methods` (wire name ->
+function) when the class is defined, so each request costs one dict lookup and the
+table lists what a process answers. Returning a value answers at once, returning
+:data:`DEFER` keeps ``reply`` to answer later (a lease granted when resources free
+up, an actor reported alive). One-way messages go through the event loop's op table
+(:meth:`juno.comm.transport.EventLoop.serve`). Clients call
 with a callback on the loop thread, or block on a Future from any other thread;
 ``call_direct`` blocks on a connection of the calling thread's own instead, for
 the calls a hot path makes one after another (the object store's create and pin).
@@ -16,7 +20,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from juno.comm.transport import DIRECT_REPLY, DirectSocket, EventLoop, RequestTracker
+from juno.comm.transport import DIRECT_REPLY, DirectSocket, EventLoop, RequestTracker, VersionMismatchError
 
 logger = logging.getLogger(__name__)
 
@@ -84,23 +88,32 @@ class RpcNode:
     """Mixin wiring ``rpc``/``rpc_reply`` messages into an EventLoop's handler table."""
 
     loop: EventLoop
+    # The requests this class answers: wire name -> its rpc_<name> function (per class, __init_subclass__).
+    rpc_methods: dict[str, Callable] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.rpc_methods = {name[len("rpc_"):]: fn for klass in reversed(cls.__mro__)
+                           for name, fn in vars(klass).items()
+                           if name.startswith("rpc_") and name != "rpc_methods" and callable(fn)}
 
     def install_rpc(self, loop: EventLoop) -> None:
         self.loop = loop
         self._requests = RequestTracker()
         self._direct = threading.local()  # .sockets: address -> DirectSocket, per thread
         self._direct_ids = itertools.count(1)
-        loop.handlers["rpc"] = self._on_rpc
-        loop.handlers["rpc_reply"] = self._on_rpc_reply
+        loop.serve({"rpc": self._on_rpc, "rpc_reply": self._on_rpc_reply})
 
     def _on_rpc(self, rid: int, reply_to: str | None, method: str, args: tuple) -> None:
         reply = Reply(self.loop, reply_to, rid)
-        handler = getattr(self, "rpc_" + method, None)
+        if type(method) is not str:  # garbage: dropped and logged by the loop, as any failing handler
+            raise TypeError(f"an rpc method name must be a str, not {type(method).__name__}")
+        handler = self.rpc_methods.get(method)
         if handler is None:
             reply.fail(RpcError(f"{type(self).__name__} has no method {method!r}"))
             return
         try:
-            result = handler(reply, *args)
+            result = handler(self, reply, *args)
         except Exception as exc:  # noqa: BLE001 - reported to the caller
             logger.debug("rpc %s failed", method, exc_info=True)
             reply.fail(exc)
@@ -160,7 +173,12 @@ class RpcNode:
         sock.send(("rpc", rid, DIRECT_REPLY, method, args))
         deadline = time.monotonic() + timeout
         while True:
-            msg = sock.recv(deadline - time.monotonic())
+            try:
+                msg = sock.recv(deadline - time.monotonic())
+            except VersionMismatchError:  # refused at the handshake: the next call tries a new connection
+                sock.close()
+                del self._direct.sockets[address]
+                raise
             if msg is None:
                 raise TimeoutError(f"{what or address} did not answer {method!r} within {timeout:.0f} s; "
                                    "is the cluster still running? (`juno status` shows it)")

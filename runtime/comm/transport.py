@@ -3,9 +3,11 @@
 Every process owns one :class:`EventLoop`. It binds a ROUTER socket that receives
 every message sent to the process, connects one DEALER per peer it sends to,
 and runs timers and callbacks posted from other threads. A message is a tuple
-``(op, *fields)`` pickled into one frame; handlers are looked up by ``op`` in a
-table. Sockets are touched only by the loop's thread; other threads use
-:meth:`EventLoop.call_soon`, which wakes the loop through a pipe.
+``(op, *fields)`` pickled into one frame; its handler is looked up by ``op`` in one
+table, :attr:`EventLoop.handlers`, which each role fills in one place
+(:meth:`EventLoop.serve`; requests are the one op ``rpc``, answered from a table of
+their own: runtime/comm/rpc.py). Sockets are touched only by the loop's thread;
+other threads use :meth:`EventLoop.call_soon`, which wakes the loop through a pipe.
 
 A thread that must block on a peer's answer anyway (the object store's create and pin
 calls, on every put and get of a large value) can skip the loop thread with a
@@ -17,6 +19,12 @@ A thread that only sends (an actor call from the caller's thread, a result from 
 that computed it) can use the loop's own connection to the peer with
 :meth:`EventLoop.send_threadsafe`: every use of a peer socket holds the loop's send lock,
 so such a message is ordered with everything the loop and other threads send to that peer.
+
+Every connection opens with a version handshake (:data:`HELLO`), once per peer and never per
+message: a DEALER's first frame announces the sender's Juno and protocol versions; the listener
+answers on that connection, and one that runs another version is refused there: the listener logs
+it once and drops everything else it sends; the sender reads the refusal (:class:`VersionMismatchError`,
+naming both versions) and drops the connection.
 
 TCP sockets speak CURVE with keys derived from the cluster token (runtime/comm/auth.py,
 the one other module that imports zmq); ipc sockets rely on their folder's
@@ -42,7 +50,21 @@ from juno.comm import auth
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
+# What the messages between Juno processes look like; processes that differ in it, or in the Juno
+# version, refuse each other at the handshake.
+PROTOCOL_VERSION = 2
+# The handshake's two messages, frozen for every version to come (pickle protocol 2, readable by any
+# Python 3): (HELLO, protocol, juno version, name, address), the first frame a DEALER sends, and
+# (HELLO_ANSWER, protocol, juno version, name, accepted), the listener's answer on that connection.
+HELLO = "juno-hello"
+HELLO_ANSWER = "juno-hello-answer"
+_HELLO_PICKLE = 2
+# Test-only: the Juno version this process announces instead of juno.__version__, so that a test can
+# run a real process "of another version" without a second install.
+ANNOUNCE_VERSION_ENV = "JUNO_TEST_ANNOUNCE_VERSION"
+# A connection whose answer has not come is looked at again after 5 ms, doubling up to 1 s, for this long.
+_ANSWER_WAIT_S = 300.0
+_MAX_REFUSED = 10000  # refused connections remembered (a peer refused again and again opens new ones)
 _dumps = pickle.dumps
 _loads = pickle.loads
 _HIGHEST = pickle.HIGHEST_PROTOCOL
@@ -70,16 +92,38 @@ class MessageTooLargeError(ValueError):
     """A message is larger than the receivers accept (Config.max_message_bytes)."""
 
 
+class VersionMismatchError(ConnectionError):
+    """A peer refused this process at the handshake: it runs another Juno (or protocol) version."""
+
+
+def juno_version() -> str:
+    """The Juno version this process announces: juno.__version__ (or $JUNO_TEST_ANNOUNCE_VERSION)."""
+    import juno  # at run time: this module is imported while juno's own __init__ runs
+
+    return os.environ.get(ANNOUNCE_VERSION_ENV) or juno.__version__
+
+
+def version_mismatch(ours: tuple[int, str], theirs: tuple[int, str], peer: str) -> str:
+    """What both sides of a refused handshake say: both versions, and what to do about it."""
+    return (f"{peer} runs Juno {theirs[1]} (protocol {theirs[0]}) and this process runs Juno {ours[1]} "
+            f"(protocol {ours[0]}): use the same Juno version on every node and driver of a cluster "
+            f"(install juno=={theirs[1]} here, or restart the cluster with Juno {ours[1]}).")
+
+
 class EventLoop:
     """Single-threaded reactor over a ROUTER socket, peer DEALERs, timers and a wake pipe."""
 
     def __init__(self, bind: str, handlers: dict[str, Callable] | None = None, name: str = "juno", *,
                  token: str | None = None, max_message_bytes: int | None = None,
-                 on_handshake: Callable[[str, str | None], None] | None = None):
+                 on_handshake: Callable[[str, str | None], None] | None = None,
+                 on_refused: Callable[[str, VersionMismatchError], None] | None = None):
         """``token``: the cluster token for TCP (default $JUNO_CLUSTER_TOKEN); ``on_handshake(address,
         reason)`` hears how CURVE handshakes with the TCP peers we send to end: reason None when one
-        succeeds, else why the peer refused us."""
+        succeeds, else why the peer refused us; ``on_refused(address, error)`` hears (loop thread)
+        that a peer refused us at the version handshake (it is logged either way)."""
         self.name = name
+        self.version = (PROTOCOL_VERSION, juno_version())
+        self.on_refused = on_refused
         self.ctx = zmq.Context.instance()
         self.max_message_bytes = max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES
         self._token = token
@@ -113,6 +157,14 @@ class EventLoop:
             self.router.close(linger=0)
             raise
         self.handlers: dict[str, Callable] = dict(handlers or {})
+        self.handlers[HELLO] = self._on_hello
+        self._hello = pickle.dumps((HELLO, *self.version, name, self.address), _HELLO_PICKLE)
+        # Connections refused at the handshake (oldest first): what they send is dropped.
+        self._refused: dict[bytes, None] = {}
+        self._refusals = auth.RefusalLog()
+        self._unanswered: dict[str, tuple[zmq.Socket, float]] = {}  # address -> (peer socket, when opened)
+        self._answer_delay = 0.005  # until the next look at unanswered connections
+        self._answers_scheduled = False
         self._peers: dict[str, zmq.Socket] = {}
         self._send_lock = threading.Lock()  # held by every use of a peer socket (send_threadsafe)
         self._timers: list[tuple[float, int, Callable, tuple]] = []
@@ -221,6 +273,11 @@ class EventLoop:
         """A new peer socket (the send lock held)."""
         sock = self.new_dealer(address, linger_ms=1000, watch=True)
         self._peers[address] = sock
+        self._unanswered[address] = (sock, time.monotonic())
+        self._answer_delay = 0.005
+        if not self._answers_scheduled:
+            self._answers_scheduled = True
+            self.call_soon(self._read_answers)
         return sock
 
     def new_dealer(self, address: str, linger_ms: int, watch: bool = False) -> zmq.Socket:
@@ -239,6 +296,7 @@ class EventLoop:
                 if watch and self.on_handshake is not None:
                     self._watch_handshake(address, sock)
             sock.connect(address)
+            sock.send(self._hello)  # queued first: the handshake (HELLO) precedes every message
         except BaseException:
             if watch:
                 self._forget_monitor(address)
@@ -249,6 +307,7 @@ class EventLoop:
     def disconnect(self, address: str) -> None:
         self._forget_monitor(address)
         with self._send_lock:
+            self._unanswered.pop(address, None)
             sock = self._peers.pop(address, None)
             if sock is not None:
                 sock.close(linger=0)
@@ -268,6 +327,68 @@ class EventLoop:
         except zmq.ZMQError:
             pass
         mon.close(linger=0)
+
+    def serve(self, handlers: dict[str, Callable]) -> None:
+        """Add a role's table of one-way messages (op -> handler); an op already taken is an error,
+        so that two parts of a process never answer one op by accident."""
+        taken = handlers.keys() & self.handlers.keys()
+        if taken:
+            raise ValueError(f"{self.name}: ops {sorted(taken)} already have handlers")
+        self.handlers.update(handlers)
+
+    # ---- the version handshake ----
+    def _on_hello(self, protocol: Any, version: Any, name: Any = "?", address: Any = "?", *_later: Any) -> None:
+        """A new connection announced its versions: answer on it; another version is refused,
+        logged once and everything else it sends is dropped (the run loop checks ``_refused``)."""
+        sender = self.sender
+        accepted = (protocol, version) == self.version
+        if sender is not None:
+            self.router.send_multipart([sender, pickle.dumps((HELLO_ANSWER, *self.version, self.name, accepted),
+                                                             _HELLO_PICKLE)], copy=False)
+        if not accepted:
+            if sender is not None:
+                if len(self._refused) >= _MAX_REFUSED:  # forget the oldest: those peers hung up long ago
+                    for old in list(self._refused)[: _MAX_REFUSED // 2]:
+                        del self._refused[old]
+                self._refused[sender] = None
+            peer = f"{_short(address, 200)} ({_short(name)})"
+            self._refusals.log(self.name, peer, version_mismatch(self.version, (protocol, version), "it"))
+
+    def _read_answers(self) -> None:
+        """Look for the answers to our handshakes (loop thread): a peer's DEALER receives nothing
+        else, and is read under the send lock, as every use of it is. Runs while any is missing."""
+        refused = []
+        now = time.monotonic()
+        with self._send_lock:
+            for address, (sock, opened) in list(self._unanswered.items()):
+                answer = _hello_answer(sock)
+                if answer is None and now - opened < _ANSWER_WAIT_S:
+                    continue
+                del self._unanswered[address]
+                if answer is not None and not answer[-1]:
+                    refused.append((address, answer))
+        for address, answer in refused:
+            self._peer_refused(address, answer)
+        with self._send_lock:
+            if self._unanswered and not self._closed:
+                self.call_later(self._answer_delay, self._read_answers)
+                self._answer_delay = min(1.0, self._answer_delay * 2)
+            else:
+                self._answers_scheduled = False
+
+    def refusal(self, address: str, answer: tuple) -> VersionMismatchError:
+        """The error a refusing answer from the peer at ``address`` stands for."""
+        _, protocol, version, name = answer[:4]
+        return VersionMismatchError(f"The Juno process at {address} ({_short(name)}) refused this one "
+                                    f"({self.name}): " + version_mismatch(self.version, (protocol, version), "it"))
+
+    def _peer_refused(self, address: str, answer: tuple) -> None:
+        error = self.refusal(address, answer)
+        self.disconnect(address)  # a later send opens a new connection, with a new handshake
+        if self._drops.due(("refused-by", address)):
+            logger.error("%s", error)
+        if self.on_refused is not None:
+            self.on_refused(address, error)
 
     # ---- scheduling ----
     def call_soon(self, fn: Callable, *args: Any) -> None:
@@ -311,6 +432,7 @@ class EventLoop:
         timers = self._timers
         wake_r = self._wake_r
         extra_fds = self._extra_fds
+        refused = self._refused
         while self._running:
             timeout = -1
             if calls:
@@ -327,7 +449,10 @@ class EventLoop:
                     except zmq.Again:
                         break
                     self.sender = frames[0]
-                    dispatch(frames[-1], payload)
+                    if refused and frames[0] in refused:
+                        self._drops.counts["refused-version"] += 1
+                    else:
+                        dispatch(frames[-1], payload)
                     if not router.getsockopt(_EVENTS) & _POLLIN:
                         break
             if wake_r in events:
@@ -409,6 +534,7 @@ class EventLoop:
             self._forget_monitor(key)
         with self._send_lock:
             self._closed = True
+            self._unanswered.clear()
             for sock in self._peers.values():
                 sock.close(linger=100)
             self._peers.clear()
@@ -468,7 +594,7 @@ class _DropLog:
         self.counts: collections.Counter = collections.Counter()
         self._last: dict[Any, float] = {}
 
-    def _due(self, key: Any) -> bool:
+    def due(self, key: Any) -> bool:
         now = time.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < self.INTERVAL_S:
@@ -480,13 +606,13 @@ class _DropLog:
 
     def drop(self, kind: str, what: str) -> None:
         self.counts[kind] += 1
-        if self._due(kind):
+        if self.due(kind):
             logger.warning("%s: dropped %s (%d dropped as %s so far)", self.name, what, self.counts[kind], kind)
 
     def handler_failed(self, op: Any) -> None:
         self.counts["handler-failed"] += 1
         key = ("handler", op if isinstance(op, str) else "?")
-        if self._due(key):
+        if self.due(key):
             logger.exception("%s: handler for %s failed (%d handler failures so far)", self.name, _short(op),
                              self.counts["handler-failed"])
 
@@ -505,22 +631,42 @@ def _recv_message(sock: zmq.Socket) -> tuple[list, list | None]:
     return frames, payload
 
 
+def _hello_answer(sock: zmq.Socket) -> tuple | None:
+    """The handshake's answer waiting on a connection we opened, if it came (else None)."""
+    while True:
+        try:
+            msg = _loads(sock.recv(zmq.NOBLOCK))
+        except zmq.Again:
+            return None
+        except Exception:  # noqa: BLE001 - garbage is skipped, as the receive path skips it
+            continue
+        if type(msg) is tuple and len(msg) >= 5 and msg[0] == HELLO_ANSWER:
+            return msg
+
+
 class DirectSocket:
     """One thread's own connection to a peer, for requests it blocks on: sent and answered
     without the loop thread. Used only by the thread that made it."""
 
     def __init__(self, loop: EventLoop, address: str):
         self.address = address
+        self._loop = loop
         self._sock = loop.new_dealer(address, linger_ms=0)
 
     def send(self, msg: tuple) -> None:
         self._sock.send(_dumps(msg, _HIGHEST), copy=False)
 
     def recv(self, timeout: float) -> tuple | None:
-        """The next message from the peer, or None when ``timeout`` seconds pass first."""
-        if not self._sock.poll(max(0, int(timeout * 1000))):
-            return None
-        return _loads(self._sock.recv())
+        """The next message from the peer, or None when ``timeout`` seconds pass first;
+        VersionMismatchError when the peer refused our handshake."""
+        deadline = time.monotonic() + timeout
+        while self._sock.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+            msg = _loads(self._sock.recv())
+            if type(msg) is not tuple or not msg or msg[0] != HELLO_ANSWER:
+                return msg
+            if not msg[-1]:
+                raise self._loop.refusal(self.address, msg)
+        return None
 
     def close(self) -> None:
         self._sock.close(linger=0)

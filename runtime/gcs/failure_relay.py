@@ -23,12 +23,14 @@ class FailureRelay:
     def __init__(self, gcs):
         self.gcs = gcs
         self.directory = ProcessDirectory()
-        handlers = gcs.loop.handlers
-        handlers["report_process_started"] = self.on_process_started
-        handlers["report_process_died"] = self.on_process_died
-        handlers["check_processes"] = self.on_check_processes
         gcs.node_death_listeners.append(self.on_node_died)
         gcs.node_death_listeners.append(gcs.actors.on_node_died)
+
+    def messages(self) -> dict:
+        """The one-way messages this part answers (op -> handler), for the GCS's op table."""
+        return {"report_process_started": self.on_process_started,
+                "report_process_died": self.on_process_died,
+                "check_processes": self.on_check_processes}
 
     def _live_node_managers(self, exclude: str | None = None) -> list[str]:
         return [n["address"] for n in self.gcs.node_table.alive() if n["address"] != exclude]

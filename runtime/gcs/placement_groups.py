@@ -125,10 +125,11 @@ class PlacementGroupManager:
 
     # ------------------------------------------------------------------ requests (rpc_placement_group)
     def handle(self, reply: Reply, op: str, *args: Any) -> Any:
-        handler = getattr(self, "op_" + op, None)
+        """One ``placement_group`` request: ``op`` names its operation in :attr:`OPS`."""
+        handler = self.OPS.get(op)
         if handler is None:
             raise ValueError(f"unknown placement group operation {op!r}")
-        return handler(reply, *args)
+        return handler(self, reply, *args)
 
     def op_create(self, reply: Reply, pg_id: bytes, bundles: list, strategy: str, name: str, namespace: str,
                   job_id: Any, detached: bool, owner: str | None, max_cpu_fraction: float | None = None):
@@ -179,6 +180,10 @@ class PlacementGroupManager:
         self.waiters.setdefault(pg_id, []).append(reply)
         self.gcs.loop.call_later(timeout_s, self._answer_waiter, pg_id, reply)
         return DEFER
+
+    # The operations of the placement_group request (wire name -> method).
+    OPS = {"create": op_create, "remove": op_remove, "get": op_get, "get_named": op_get_named, "table": op_table,
+           "wait_ready": op_wait_ready}
 
     def _answer_waiter(self, pg_id: bytes, reply: Reply) -> None:
         waiting = self.waiters.get(pg_id, [])

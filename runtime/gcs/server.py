@@ -61,6 +61,8 @@ class GcsServer(RpcNode):
         self.pending_actors: list[bytes] = []
         self.placement_groups = PlacementGroupManager(self)  # runtime/gcs/placement_groups.py
         self.failures = FailureRelay(self)  # process and node deaths made cluster-wide
+        # The one-way messages the GCS answers; its requests are its rpc_ methods (rpc_methods).
+        self.loop.serve(self.failures.messages())
         self.recovery.recover()  # what a previous GCS of this session wrote (nothing on a fresh start)
         self.start_time = time.time()
         signal.signal(signal.SIGTERM, lambda *_: self.loop.stop())

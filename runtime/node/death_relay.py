@@ -20,9 +20,10 @@ class DeathRelay:
     def __init__(self, nm):
         self.nm = nm
         self._checked: set[str] = set()  # remote processes the GCS was asked about
-        handlers = nm.loop.handlers
-        handlers["processes_died"] = self.on_processes_died
-        handlers["node_died"] = self.on_node_died
+
+    def messages(self) -> dict:
+        """The one-way messages this part answers (op -> handler), for the node manager's op table."""
+        return {"processes_died": self.on_processes_died, "node_died": self.on_node_died}
 
     # ------------------------------------------------------------------ reports to the GCS
     def process_started(self, address: str, kind: str) -> None:

@@ -102,6 +102,8 @@ class NodeManager(RpcNode):
         self._heartbeat_in_flight = False
         self._store_usage_sent: dict | None = None  # object store usage the GCS has (heartbeats)
         self.transfer = ObjectTransfer(self)  # objects to and from other nodes (runtime/store/transfer.py)
+        # The one-way messages a node manager answers; its requests are its rpc_ methods (rpc_methods).
+        self.loop.serve({**self.deaths.messages(), **self.transfer.messages()})
         num_cpus = int(self.resources.total.get("CPU", 0))
         self.num_prestart = config.num_prestart_workers if config.num_prestart_workers is not None else num_cpus
         self.memory_monitor = MemoryMonitor(config, lambda: self.pool.workers.values(),
@@ -242,7 +244,7 @@ class NodeManager(RpcNode):
         for method, args in calls:
             if method not in _BATCHED_STORE_CALLS:
                 raise ValueError(f"store_calls cannot carry {method!r}")
-            result = getattr(self, "rpc_" + method)(reply, *args)
+            result = self.rpc_methods[method](self, reply, *args)
         return result
 
     def rpc_unpin_objects(self, reply: Reply, object_ids: list, holder: str):

@@ -113,27 +113,41 @@ def unschedulable(pg_hex: str, reason: str, is_actor: bool) -> BaseException:
                "schedule the work there")
 
 
+def _prepare(nm, table: BundleTable, pg_hex: str, arg: Any) -> tuple[bool, str]:
+    return table.prepare(pg_hex, [(int(i), dict(b)) for i, b in arg])
+
+
+def _commit(nm, table: BundleTable, pg_hex: str, arg: Any) -> tuple[bool, str]:
+    return table.commit(pg_hex, [int(i) for i in arg])
+
+
+def _cancel(nm, table: BundleTable, pg_hex: str, arg: Any) -> tuple[bool, str]:
+    dropped = table.cancel(pg_hex, [int(i) for i in arg])
+    _kill_users(nm, pg_hex, dropped, "its placement group bundle was moved")
+    return True, ""
+
+
+def _remove(nm, table: BundleTable, pg_hex: str, arg: Any) -> tuple[bool, str]:
+    dropped = table.remove(pg_hex, str(arg))
+    _kill_users(nm, pg_hex, None, f"its placement group was removed ({arg})")
+    _fail_requests(nm, pg_hex, str(arg))
+    if dropped:
+        logger.info("placement group %s removed: returned bundles %s", pg_hex[:12], dropped)
+    return True, ""
+
+
+# The operations of the placement_group_bundles request (wire name -> function).
+OPS = {"prepare": _prepare, "commit": _commit, "cancel": _cancel, "remove": _remove}
+
+
 def handle(nm, op: str, pg_hex: str, arg: Any) -> tuple:
     """Carry out one GCS request on node manager ``nm``; answers ``(ok, total, available, why)``."""
-    table: BundleTable = nm.bundles
-    ok, why = True, ""
-    if op == "prepare":
-        ok, why = table.prepare(pg_hex, [(int(i), dict(b)) for i, b in arg])
-    elif op == "commit":
-        ok, why = table.commit(pg_hex, [int(i) for i in arg])
-    elif op == "cancel":
-        dropped = table.cancel(pg_hex, [int(i) for i in arg])
-        _kill_users(nm, pg_hex, dropped, "its placement group bundle was moved")
-    elif op == "remove":
-        dropped = table.remove(pg_hex, str(arg))
-        _kill_users(nm, pg_hex, None, f"its placement group was removed ({arg})")
-        _fail_requests(nm, pg_hex, str(arg))
-        if dropped:
-            logger.info("placement group %s removed: returned bundles %s", pg_hex[:12], dropped)
-    else:
+    operation = OPS.get(op)
+    if operation is None:
         raise ValueError(f"unknown bundle operation {op!r}")
+    ok, why = operation(nm, nm.bundles, pg_hex, arg)
     nm.node["resources"] = nm.resources.total
-    nm.node["bundles"] = table.summary()
+    nm.node["bundles"] = nm.bundles.summary()
     nm.schedule()
     nm.report_resources_soon()
     return (ok, nm.resources.total, nm.available_resources(), why)

@@ -94,11 +94,13 @@ class ObjectTransfer:
         self.counters = {"num_pulls": 0, "bytes_pulled": 0, "num_pull_requests": 0, "num_pulls_failed": 0,
                          "num_served": 0, "bytes_served": 0, "pull_seconds": 0.0,
                          "num_same_machine_copies": 0}
-        self.loop.handlers["transfer_chunk"] = self._on_chunk_request
-        self.loop.handlers["transfer_data"] = self._on_chunk_data
         self.store.on_free = self._on_free
         self._check_interval = max(0.05, min(1.0, self.config.object_transfer_timeout_s / 4))
         self.loop.call_later(self._check_interval, self._check_timeouts)
+
+    def messages(self) -> dict:
+        """The one-way messages this part answers (op -> handler), for the node manager's op table."""
+        return {"transfer_chunk": self._on_chunk_request, "transfer_data": self._on_chunk_data}
 
     # ================================================================== pull side
     def pull(self, reply: Reply, object_id: bytes, source: str, holder: str) -> Any:
