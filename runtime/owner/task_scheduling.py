@@ -21,15 +21,18 @@ import collections
 import itertools
 import json
 import math
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 from juno import exceptions as exc
 from juno.owner.task_spec import TaskEntry
 
 # ---------------------------------------------------------------------- actions
+# Plain slotted records: one is made per push and per result, and a NamedTuple costs twice as much.
 
 
-class RequestLease(NamedTuple):
+@dataclass(slots=True)
+class RequestLease:
     """Ask ``node_manager`` for a worker lease for ``key_state``; ``head`` is the task at the front
     of its queue (its name and argument locality go with the request)."""
     key_state: KeyState
@@ -39,34 +42,40 @@ class RequestLease(NamedTuple):
     head: TaskEntry | None
 
 
-class CancelLeaseRequest(NamedTuple):
+@dataclass(slots=True)
+class CancelLeaseRequest:
     """The key no longer needs the lease it asked ``node_manager`` for."""
     node_manager: str
     rid: int
 
 
-class PushTask(NamedTuple):
+@dataclass(slots=True)
+class PushTask:
     """Send the task to the leased worker (it runs after those already in flight there)."""
     entry: TaskEntry
     lease: Lease
 
 
-class StealTasks(NamedTuple):
+@dataclass(slots=True)
+class StealTasks:
     """Ask the lease's worker to hand back the tasks it has not started."""
     lease: Lease
 
 
-class ReturnLease(NamedTuple):
+@dataclass(slots=True)
+class ReturnLease:
     """Give the lease back to its node manager (already forgotten here)."""
     lease: Lease
 
 
-class CheckIdleLater(NamedTuple):
+@dataclass(slots=True)
+class CheckIdleLater:
     """Call :meth:`TaskScheduling.idle_timer` for this lease after ``lease_idle_s``."""
     lease_id: Any
 
 
-class RetryTask(NamedTuple):
+@dataclass(slots=True)
+class RetryTask:
     """The task was queued again to retry it (for task events: why; ``warning``: tell the user)."""
     entry: TaskEntry
     cause: str
@@ -74,19 +83,22 @@ class RetryTask(NamedTuple):
     warning: str | None
 
 
-class CompleteTask(NamedTuple):
+@dataclass(slots=True)
+class CompleteTask:
     """The task finished for good with these results."""
     entry: TaskEntry
     results: list
 
 
-class FailTask(NamedTuple):
+@dataclass(slots=True)
+class FailTask:
     """The task finished for good with this error as each of its results."""
     entry: TaskEntry
     error: BaseException
 
 
-class CancelRunning(NamedTuple):
+@dataclass(slots=True)
+class CancelRunning:
     """Tell the lease's worker to cancel a task it holds."""
     lease: Lease
     task_id: bytes
@@ -94,7 +106,8 @@ class CancelRunning(NamedTuple):
     recursive: bool
 
 
-class KillWorker(NamedTuple):
+@dataclass(slots=True)
+class KillWorker:
     """Ask the lease's node manager to kill its worker (a running task cancelled with force)."""
     lease: Lease
     reason: str
@@ -189,8 +202,11 @@ class TaskScheduling:
         return entry if entry is not None and not entry.cancelled else None
 
     def enqueue(self, entry: TaskEntry, now: float) -> list:
+        """Queue a task whose arguments are ready; it is pushed at once if a lease has room."""
+        ks = self.keys[entry.key]
+        ks.queue.append(entry)
         out: list = []
-        self._enqueue(entry, now, out)
+        self._dispatch(ks, now, out)
         return out
 
     def _enqueue(self, entry: TaskEntry, now: float, out: list) -> None:

@@ -118,7 +118,7 @@ class TaskSubmitter:
 
     # ------------------------------------------------------------------ actions
     def _push(self, action: sched.PushTask) -> None:
-        entry, lease = action
+        entry, lease = action.entry, action.lease
         spec = self._inline_deps(entry)
         if self.ev is not None:
             self.ev.pushed(entry)
@@ -126,7 +126,7 @@ class TaskSubmitter:
         self.cw.loop.send(lease.address, ("push_task", spec, lease.info))
 
     def _request_lease(self, action: sched.RequestLease) -> None:
-        ks, rid, node_manager, hops, head = action
+        ks, rid, hops, head = action.key_state, action.rid, action.hops, action.head
         cw = self.cw
         resources, runtime_env, strategy = ks.request
         name = head.name if head is not None else ""
@@ -134,7 +134,7 @@ class TaskSubmitter:
         prefer = self._locality_node(head) if head is not None and head.dep_ids and not hops else None
         if hops or prefer:
             args += (hops, prefer)
-        cw.call(node_manager, "request_lease", *args,
+        cw.call(action.node_manager, "request_lease", *args,
                 callback=lambda ok, value: self._on_lease_reply(ks, rid, ok, value, hops))
 
     def _locality_node(self, entry: TaskEntry) -> str | None:
@@ -172,11 +172,10 @@ class TaskSubmitter:
         self._apply(self.state.idle_timer(lease_id, time.monotonic()))
 
     def _retried(self, action: sched.RetryTask) -> None:
-        entry, cause, reason, warning = action
-        if warning is not None:
-            self.cw.show_warning(warning)
+        if action.warning is not None:
+            self.cw.show_warning(action.warning)
         if self.ev is not None:
-            self.ev.retry(entry, cause, reason)
+            self.ev.retry(action.entry, action.cause, action.reason)
 
     def _complete_action(self, action: sched.CompleteTask) -> None:
         self.complete(action.entry, action.results)
@@ -185,8 +184,7 @@ class TaskSubmitter:
         self.fail(action.entry, action.error)
 
     def _cancel_running(self, action: sched.CancelRunning) -> None:
-        lease, task_id, force, recursive = action
-        self.cw.loop.send(lease.address, ("cancel_task", task_id, force, recursive))
+        self.cw.loop.send(action.lease.address, ("cancel_task", action.task_id, action.force, action.recursive))
 
     def _kill_worker(self, action: sched.KillWorker) -> None:
         lease = action.lease
