@@ -141,7 +141,7 @@ class CoreWorker(RpcNode):
         h["get_object"] = self._on_get_object
         h["object_value"] = self._on_object_value
         h["log"] = self._on_log
-        h["warning"] = self._on_warning
+        h["warning"] = self.show_warning
         h["process_died"] = self._on_process_died
         h["node_died"] = self._on_node_died
 
@@ -635,7 +635,8 @@ class CoreWorker(RpcNode):
         except Exception:  # noqa: BLE001
             pass
 
-    def _on_warning(self, text: str) -> None:
+    def show_warning(self, text: str) -> None:
+        """Tell the user what they should know about (a node's warning, a task retried after OOM)."""
         # Shown once, on stderr; logged below WARNING so logging's last-resort handler doesn't repeat it.
         logger.info(text)
         try:

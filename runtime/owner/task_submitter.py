@@ -1,25 +1,22 @@
-"""Owner-side submission of normal tasks through worker leases.
+"""Owner-side submission of normal tasks through worker leases: the I/O around the decisions.
 
-Tasks with the same resource shape, runtime env and strategy share a
-scheduling key. For each key the owner asks its node manager for worker
-leases, pushes tasks straight to leased workers (a few in flight each, so the
-round trip is hidden), and hands a lease back once its queue has stayed empty
-for a moment. The node manager decides placement; it never relays tasks.
+What to do with each task and lease (lease requests, pipelining, retries,
+stealing, returning idle leases, cancel) is decided by
+:class:`juno.owner.task_scheduling.TaskScheduling`, with no I/O. This shell
+turns the owner's messages into its events and carries out the actions it
+returns: lease requests and pushes to workers, completing and failing tasks,
+task state events. The node manager decides placement; it never relays tasks.
 Everything here runs on the IO thread.
 """
 from __future__ import annotations
 
-import collections
-import itertools
-import json
 import logging
-import math
 import time
 from typing import Any
 
-from juno import exceptions as exc
 from juno.comm import messages
 from juno.owner import serialization
+from juno.owner import task_scheduling as sched
 from juno.owner import task_spec as ts
 from juno.node.cluster_policy import locality_node
 from juno.owner.task_spec import TaskEntry
@@ -27,54 +24,32 @@ from juno.owner.task_spec import TaskEntry
 logger = logging.getLogger(__name__)
 
 
-class _Lease:
-    __slots__ = ("lease_id", "address", "worker_id", "info", "in_flight", "key", "last_used", "node_manager",
-                 "stealing")
-
-    def __init__(self, lease_id, address, worker_id, info, key, node_manager):
-        self.lease_id = lease_id
-        self.address = address
-        self.worker_id = worker_id
-        self.info = info
-        self.in_flight: dict[bytes, None] = {}  # in push order: the first one is running
-        self.key = key
-        self.last_used = time.monotonic()
-        self.node_manager = node_manager
-        self.stealing = False  # asked the worker to hand back tasks it has not started
-
-
-class _KeyState:
-    __slots__ = ("key", "request", "queue", "leases", "pending_requests", "max_calls", "retriable", "spread")
-
-    def __init__(self, key, request, max_calls: int = 0, retriable: bool = True):
-        self.key = key
-        self.retriable = retriable  # max_retries != 0: the node's memory monitor kills these first
-        self.max_calls = max_calls  # workers exit after this many calls: push one task at a time
-        self.request = request  # (resources, runtime_env, strategy)
-        # SPREAD: one task per leased worker, so the tasks spread over the nodes' workers.
-        self.spread = request[2] == "SPREAD"
-        self.queue: collections.deque[TaskEntry] = collections.deque()
-        self.leases: dict[Any, _Lease] = {}
-        self.pending_requests: dict[int, str] = {}  # request id -> the node manager asked
-
-
-def scheduling_key(resources: dict, runtime_env: dict | None, strategy: Any, max_calls: int = 0,
-                   retriable: bool = True) -> tuple:
-    env_key = json.dumps(runtime_env, sort_keys=True) if runtime_env else None
-    return (tuple(sorted(resources.items())), env_key, repr(strategy) if strategy is not None else None,
-            max_calls, retriable)
-
-
 class TaskSubmitter:
     def __init__(self, cw):
         self.cw = cw
-        self.entries: dict[bytes, TaskEntry] = {}
-        self.keys: dict[tuple, _KeyState] = {}
-        self.leases: dict[Any, _Lease] = {}
-        self._req_ids = itertools.count(1)
-        self._waiting_deps: dict[bytes, int] = {}
-        self._dead_node_managers: set[str] = set()  # of nodes that died (on_node_died)
+        self.state = sched.TaskScheduling(cw.config, cw.node_manager)
+        self.entries: dict[bytes, TaskEntry] = self.state.entries  # also read by ActorSubmitter and the API
+        self.keys = self.state.keys  # read by object recovery to re-run a task with its key's request
+        self.leases = self.state.leases
         self.ev = cw.task_events  # task state events for the GCS, or None (runtime/observability/task_events.py)
+        self._appliers = {
+            sched.RequestLease: self._request_lease,
+            sched.CancelLeaseRequest: self._cancel_lease_request,
+            sched.PushTask: self._push,
+            sched.StealTasks: self._steal_tasks,
+            sched.ReturnLease: self._return_lease,
+            sched.CheckIdleLater: self._check_idle_later,
+            sched.RetryTask: self._retried,
+            sched.CompleteTask: self._complete_action,
+            sched.FailTask: self._fail_action,
+            sched.CancelRunning: self._cancel_running,
+            sched.KillWorker: self._kill_worker,
+        }
+
+    def _apply(self, actions: list) -> None:
+        appliers = self._appliers
+        for action in actions:
+            appliers[type(action)](action)
 
     # ------------------------------------------------------------------ submission
     def submit(self, entry: TaskEntry, resources: dict, runtime_env: dict | None, strategy: Any,
@@ -84,13 +59,7 @@ class TaskSubmitter:
         self.cw.loop.call_soon(self._submit, entry, resources, runtime_env, strategy, max_calls)
 
     def _submit(self, entry: TaskEntry, resources: dict, runtime_env, strategy, max_calls: int) -> None:
-        retriable = entry.retries_left != 0
-        key = scheduling_key(resources, runtime_env, strategy, max_calls, retriable)
-        ks = self.keys.get(key)
-        if ks is None:
-            ks = self.keys[key] = _KeyState(key, (resources, runtime_env, strategy), max_calls, retriable)
-        entry.key = ks.key  # the key's one tuple: entries share it (and task events pickle it once)
-        self.entries[entry.task_id] = entry
+        self.state.add(entry, resources, runtime_env, strategy, max_calls)
         if self.ev is not None:
             self.ev.created(entry)
         self._resolve_deps(entry)
@@ -102,9 +71,9 @@ class TaskSubmitter:
             if dep[0] == "r" and dep[2] == cw.address and not cw.owned.contains(dep[1]):
                 owned_pending.append(dep[1])
         if not owned_pending:
-            self._enqueue(entry)
+            self._apply(self.state.enqueue(entry, time.monotonic()))
             return
-        self._waiting_deps[entry.task_id] = len(set(owned_pending))
+        self.state.wait_for_deps(entry.task_id, len(set(owned_pending)))
         if self.ev is not None:
             self.ev.waiting_for_args(entry)
         seen = set()
@@ -121,18 +90,11 @@ class TaskSubmitter:
             self.cw.loop.call_soon(self._dep_ready, task_id)
 
     def _dep_ready(self, task_id: bytes) -> None:
-        left = self._waiting_deps.get(task_id)
-        if left is None:
-            return
-        if left > 1:
-            self._waiting_deps[task_id] = left - 1
-            return
-        del self._waiting_deps[task_id]
-        entry = self.entries.get(task_id)
-        if entry is not None and not entry.cancelled:
+        entry = self.state.dep_ready(task_id)
+        if entry is not None:
             if self.ev is not None:
                 self.ev.ready(entry)
-            self._enqueue(entry)
+            self._apply(self.state.enqueue(entry, time.monotonic()))
 
     def inline_deps(self, entry: TaskEntry) -> tuple:
         """Replace owned, ready dependencies by their values so the worker needn't ask."""
@@ -149,102 +111,29 @@ class TaskSubmitter:
             out.append(dep)
         return entry.spec.replace(deps=out)
 
-    def _enqueue(self, entry: TaskEntry) -> None:
-        ks = self.keys[entry.key]
-        ks.queue.append(entry)
-        self._dispatch(ks)
-
-    def _dispatch(self, ks: _KeyState) -> None:
-        cw = self.cw
-        limit = 1 if ks.max_calls or ks.spread else cw.config.max_tasks_in_flight_per_worker
-        queue = ks.queue
-        while queue:
-            best = None
-            for lease in ks.leases.values():
-                n = len(lease.in_flight)
-                if n < limit and (best is None or n < len(best.in_flight)):
-                    best = lease
-                    if n == 0:
-                        break
-            if best is None:
-                break
-            entry = queue.popleft()
-            if entry.cancelled:
-                continue
-            self._push(entry, best)
-        # Tasks queued behind a running one on a leased worker still want a worker
-        # of their own: pipelining must never cost parallelism.
-        waiting = len(queue) + sum(max(0, len(lease.in_flight) - 1) for lease in ks.leases.values())
-        if waiting:
-            want = min(cw.config.max_pending_lease_requests, math.ceil(waiting / limit))
-            while len(ks.pending_requests) < want:
-                self._request_lease(ks)
-        elif ks.pending_requests:
-            for rid, node_manager in list(ks.pending_requests.items()):
-                cw.notify(node_manager, "cancel_lease_request", cw.address, rid)
-        if not queue:
-            self._steal_for_idle(ks)
-
-    def _steal_for_idle(self, ks: _KeyState) -> None:
-        """An idle lease while another holds unstarted tasks: ask for those back."""
-        if not any(not lease.in_flight for lease in ks.leases.values()):
-            return
-        donor = max(ks.leases.values(), key=lambda lease: len(lease.in_flight))
-        if len(donor.in_flight) > 1 and not donor.stealing:
-            donor.stealing = True
-            self.cw.loop.send(donor.address, ("steal_tasks", donor.lease_id, self.cw.address))
-
     def on_tasks_stolen(self, lease_id: Any, task_ids: list) -> None:
         """A leased worker handed back tasks it had not started: run them elsewhere."""
-        lease = self.leases.get(lease_id)
-        if lease is not None:
-            lease.stealing = False
-        for task_id in reversed(task_ids):
-            entry = self.entries.get(task_id)
-            if entry is None or entry.lease_id != lease_id or not entry.pushed:
-                continue
-            if lease is not None:
-                lease.in_flight.pop(task_id, None)
-            entry.pushed = False
-            entry.lease_id = None
-            ks = self.keys.get(entry.key)
-            if entry.cancelled or ks is None:
-                self.fail(entry, exc.TaskCancelledError(task_id.hex()))
-            else:
-                ks.queue.appendleft(entry)
-        if lease is not None:
-            ks = self.keys.get(lease.key)
-            if ks is not None:
-                self._dispatch(ks)
-            if not lease.in_flight:
-                self.cw.loop.call_later(self.cw.config.lease_idle_s, self._maybe_return_idle, lease_id)
+        self._apply(self.state.tasks_stolen(lease_id, task_ids, time.monotonic()))
 
-    def _push(self, entry: TaskEntry, lease: _Lease) -> None:
+    # ------------------------------------------------------------------ actions
+    def _push(self, action: sched.PushTask) -> None:
+        entry, lease = action.entry, action.lease
         spec = self.inline_deps(entry)
-        entry.lease_id = lease.lease_id
-        entry.pushed = True
-        lease.in_flight[entry.task_id] = None
-        lease.last_used = time.monotonic()
         if self.ev is not None:
             self.ev.pushed(entry)
             entry.ev[9] = lease.worker_id  # known now: a worker that dies mid-task still shows in its row
         self.cw.loop.send(lease.address, messages.push_task(spec, lease.info))
 
-    def _request_lease(self, ks: _KeyState, node_manager: str | None = None, hops: int = 0) -> None:
-        """Ask the local node manager for a lease (or, after a spillback, the one it named)."""
+    def _request_lease(self, action: sched.RequestLease) -> None:
+        ks, rid, hops, head = action.key_state, action.rid, action.hops, action.head
         cw = self.cw
-        rid = next(self._req_ids)
-        if node_manager is None or node_manager in self._dead_node_managers:
-            node_manager, hops = cw.node_manager, 0  # a spillback to a node that died since: start over
-        ks.pending_requests[rid] = node_manager
         resources, runtime_env, strategy = ks.request
-        head = ks.queue[0] if ks.queue else None
         name = head.name if head is not None else ""
         args = (cw.address, rid, resources, runtime_env, strategy, name, None, ks.retriable)
         prefer = self._locality_node(head) if head is not None and head.dep_ids and not hops else None
         if hops or prefer:
             args += (hops, prefer)
-        cw.call(node_manager, "request_lease", *args,
+        cw.call(action.node_manager, "request_lease", *args,
                 callback=lambda ok, value: self._on_lease_reply(ks, rid, ok, value, hops))
 
     def _locality_node(self, entry: TaskEntry) -> str | None:
@@ -261,63 +150,49 @@ class TaskSubmitter:
                     counts[value[1]] = counts.get(value[1], 0) + 1
         return locality_node(counts, cw.node_id)
 
-    def _on_lease_reply(self, ks: _KeyState, rid: int, ok: bool, value: Any, hops: int = 0) -> None:
-        ks.pending_requests.pop(rid, None)
-        if ok and value is not None and value[0] == "spillback":
-            # The node manager sent us to another node (value: "spillback", node_id, address).
-            if ks.queue or any(len(lease.in_flight) > 1 for lease in ks.leases.values()):
-                self._request_lease(ks, value[2], hops + 1)
-            return
-        if not ok:
-            error = value if isinstance(value, BaseException) else exc.RaySystemError(str(value))
-            while ks.queue:
-                self.fail(ks.queue.popleft(), error)
-            return
-        if value is None:  # request cancelled before it was granted
-            # Tasks may have queued behind a busy worker while this request counted as pending:
-            # dispatch asks for the leases they still want.
-            self._dispatch(ks)
-            return
-        lease_id, address, worker_id, gpu_ids, resources, node_manager = value
-        lease = _Lease(lease_id, address, worker_id, (lease_id, gpu_ids, resources), ks.key, node_manager)
-        ks.leases[lease_id] = lease
-        self.leases[lease_id] = lease
-        self._dispatch(ks)
-        if not lease.in_flight:
-            if any(other.stealing for other in ks.leases.values()):
-                self.cw.loop.call_later(self.cw.config.lease_idle_s, self._maybe_return_idle, lease_id)
-            else:
-                self._return_lease(lease)
+    def _on_lease_reply(self, ks: sched.KeyState, rid: int, ok: bool, value: Any, hops: int = 0) -> None:
+        self._apply(self.state.lease_reply(ks, rid, ok, value, hops, time.monotonic()))
 
-    def _return_lease(self, lease: _Lease) -> None:
-        ks = self.keys.get(lease.key)
-        if ks is not None:
-            ks.leases.pop(lease.lease_id, None)
-        self.leases.pop(lease.lease_id, None)
+    def _cancel_lease_request(self, action: sched.CancelLeaseRequest) -> None:
+        self.cw.notify(action.node_manager, "cancel_lease_request", self.cw.address, action.rid)
+
+    def _steal_tasks(self, action: sched.StealTasks) -> None:
+        lease = action.lease
+        self.cw.loop.send(lease.address, ("steal_tasks", lease.lease_id, self.cw.address))
+
+    def _return_lease(self, action: sched.ReturnLease) -> None:
+        lease = action.lease
         self.cw.notify(lease.node_manager, "return_lease", lease.lease_id)
 
+    def _check_idle_later(self, action: sched.CheckIdleLater) -> None:
+        self.cw.loop.call_later(self.cw.config.lease_idle_s, self._maybe_return_idle, action.lease_id)
+
     def _maybe_return_idle(self, lease_id: Any) -> None:
-        lease = self.leases.get(lease_id)
-        if lease is None or lease.in_flight:
-            return
-        ks = self.keys.get(lease.key)
-        if ks is not None and ks.queue:
-            return
-        if time.monotonic() - lease.last_used < self.cw.config.lease_idle_s * 0.9:
-            self.cw.loop.call_later(self.cw.config.lease_idle_s, self._maybe_return_idle, lease_id)
-            return
-        self._return_lease(lease)
+        self._apply(self.state.idle_timer(lease_id, time.monotonic()))
+
+    def _retried(self, action: sched.RetryTask) -> None:
+        if action.warning is not None:
+            self.cw.show_warning(action.warning)
+        if self.ev is not None:
+            self.ev.retry(action.entry, action.cause, action.reason)
+
+    def _complete_action(self, action: sched.CompleteTask) -> None:
+        self.complete(action.entry, action.results)
+
+    def _fail_action(self, action: sched.FailTask) -> None:
+        self.fail(action.entry, action.error)
+
+    def _cancel_running(self, action: sched.CancelRunning) -> None:
+        self.cw.loop.send(action.lease.address, messages.cancel_task(action.task_id, action.force, action.recursive))
+
+    def _kill_worker(self, action: sched.KillWorker) -> None:
+        lease = action.lease
+        self.cw.notify(lease.node_manager, "kill_worker", lease.worker_id, action.reason)
 
     # ------------------------------------------------------------------ results
     def on_task_result(self, task_id: bytes, results: list, retryable: bool, worker_id: bytes,
                        worker_exiting: bool = False, run: tuple | None = None) -> None:
         entry = self.entries.get(task_id)
-        if worker_exiting and entry is not None and entry.lease_id in self.leases:
-            # The worker reached max_calls and exits: forget the lease; its node frees it.
-            lease = self.leases.pop(entry.lease_id)
-            ks = self.keys.get(lease.key)
-            if ks is not None:
-                ks.leases.pop(lease.lease_id, None)
         if entry is None:
             self._discard_results(task_id, results)
             return
@@ -325,23 +200,7 @@ class TaskSubmitter:
             ev = entry.ev
             ev[7], ev[8] = run
             ev[9] = worker_id
-        lease = self.leases.get(entry.lease_id)
-        if lease is not None:
-            lease.in_flight.pop(task_id, None)
-            lease.last_used = time.monotonic()
-        if retryable and entry.retries_left != 0 and not entry.cancelled:
-            entry.retries_left -= 1
-            entry.pushed = False
-            if self.ev is not None:
-                self.ev.retry(entry, "TASK_EXECUTION_EXCEPTION", "the task raised an exception it is retried for")
-            self._enqueue(entry)
-        else:
-            self.complete(entry, results)
-        ks = self.keys.get(entry.key)
-        if ks is not None:
-            self._dispatch(ks)
-        if lease is not None and not lease.in_flight:
-            self.cw.loop.call_later(self.cw.config.lease_idle_s, self._maybe_return_idle, lease.lease_id)
+        self._apply(self.state.task_result(entry, results, retryable, worker_exiting, time.monotonic()))
 
     def on_generator_item(self, task_id: bytes, index: int, value: tuple) -> None:
         if task_id in self.entries:
@@ -389,61 +248,16 @@ class TaskSubmitter:
     def on_worker_died(self, lease_id: Any, worker_id: bytes, reason: str, kind: str | None = None) -> None:
         """A leased worker died; ``kind`` is "oom" when the node's memory monitor killed it,
         "node_died" when its whole node died."""
-        lease = self.leases.pop(lease_id, None)
-        if lease is None:
-            return
-        ks = self.keys.get(lease.key)
-        if ks is not None:
-            ks.leases.pop(lease_id, None)
-        requeue = []
-        for position, task_id in enumerate(lease.in_flight):
-            entry = self.entries.get(task_id)
-            if entry is None:
-                continue
-            if entry.cancelled:
-                self.fail(entry, exc.TaskCancelledError(task_id.hex()))
-            elif position > 0:  # queued behind the task that was running: it never started
-                entry.pushed = False
-                requeue.append(entry)
-            elif entry.retries_left != 0 and not (entry.streaming and self.cw.generator_state(task_id).count):
-                if kind == "oom":
-                    left = "infinitely many" if entry.retries_left < 0 else entry.retries_left - 1
-                    self.cw._on_warning(f"Task {entry.name} was killed due to memory use: {reason}. "
-                                        f"Retrying it ({left} retries left after this one).")
-                entry.retries_left -= 1
-                entry.pushed = False
-                if self.ev is not None:
-                    self.ev.retry(entry, {"oom": "OUT_OF_MEMORY", "node_died": "NODE_DIED"}.get(kind, "WORKER_DIED"),
-                                  reason)
-                requeue.append(entry)
-            elif kind == "node_died":
-                self.fail(entry, exc.NodeDiedError(
-                    f"Task {entry.name} was running on a node that died ({reason}). The task was not "
-                    "retried further (max_retries exhausted); set max_retries to retry it on another node."))
-            elif kind == "oom":
-                self.fail(entry, exc.OutOfMemoryError(
-                    f"Task {entry.name} was killed due to memory use and was not retried further "
-                    f"(max_retries exhausted): {reason}."))
-            else:
-                self.fail(entry, exc.WorkerCrashedError(
-                    f"The worker running task {entry.name} died unexpectedly ({reason}). "
-                    "The task was not retried further (max_retries exhausted)."))
-        if ks is not None:
-            ks.queue.extendleft(reversed(requeue))
-            self._dispatch(ks)
+        stream = self.state.running_stream(lease_id)
+        yielded = self.cw.generator_state(stream).count if stream is not None else 0
+        self._apply(self.state.worker_died(lease_id, reason, kind, yielded, time.monotonic()))
 
     def on_node_died(self, node_manager: str, reason: str) -> None:
         """A node died: its leases are lost like dead workers (tasks retried elsewhere or failed
         with NodeDiedError), and lease requests waiting there are asked again elsewhere."""
-        self._dead_node_managers.add(node_manager)  # a late spillback to it goes home instead
-        for lease in [lease for lease in self.leases.values() if lease.node_manager == node_manager]:
+        for lease in self.state.node_died(node_manager):
             self.on_worker_died(lease.lease_id, lease.worker_id, reason, "node_died")
-        for ks in self.keys.values():
-            lost = [rid for rid, target in ks.pending_requests.items() if target == node_manager]
-            for rid in lost:
-                del ks.pending_requests[rid]
-            if lost:
-                self._dispatch(ks)
+        self._apply(self.state.lease_requests_lost(node_manager, time.monotonic()))
 
     # ------------------------------------------------------------------ cancel
     def cancel(self, task_id: bytes, force: bool, recursive: bool) -> None:
@@ -453,25 +267,7 @@ class TaskSubmitter:
         if entry.actor_id is not None:
             self.cw.actors.cancel(entry, force)
             return
-        entry.cancelled = True
-        entry.force_cancelled = force
-        if not entry.pushed:
-            self._waiting_deps.pop(task_id, None)
-            ks = self.keys.get(entry.key)
-            if ks is not None:
-                try:
-                    ks.queue.remove(entry)
-                except ValueError:
-                    pass
-            self.fail(entry, exc.TaskCancelledError(task_id.hex()))
-            return
-        lease = self.leases.get(entry.lease_id)
-        if lease is None:
-            return
-        self.cw.loop.send(lease.address, messages.cancel_task(task_id, force, recursive))
-        if force and next(iter(lease.in_flight), None) == task_id:
-            # Only the first task in flight runs; one queued behind it is simply dropped.
-            self.cw.notify(lease.node_manager, "kill_worker", lease.worker_id, "the task was cancelled with force=True")
+        self._apply(self.state.cancel(entry, force, recursive))
 
     def pending_count(self) -> int:
         return len(self.entries)
