@@ -12,6 +12,7 @@ None means this process's current one.
 """
 from __future__ import annotations
 
+import concurrent.futures
 from typing import Any, Callable
 
 from juno.api import current_context
@@ -152,16 +153,35 @@ def call_later(delay_s: float, fn: Callable[[], None], connection: Any = None) -
     (connection or global_worker()).loop.call_later(delay_s, fn)
 
 
-def cancel_unfinished(task_ids: list[bytes], connection: Any = None) -> int:
+def cancel_unfinished(task_ids: list[bytes], connection: Any = None, timeout_s: float = 5.0) -> int:
     """Cancel, as ``juno.cancel(ref)`` does (no force, recursive), each of these tasks or actor
-    calls that has not finished, in the order given; how many."""
+    calls that has not finished, in the order given; how many. Decided on Juno's IO thread,
+    after every submission made before this call, so a task submitted a moment ago counts."""
     cw = connection or global_worker()
     if cw is None:
         return 0
+    if cw.loop.in_loop_thread():
+        return _cancel_unfinished_here(cw, task_ids)
+    done: concurrent.futures.Future = concurrent.futures.Future()
+
+    def on_loop() -> None:
+        try:
+            done.set_result(_cancel_unfinished_here(cw, task_ids))
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+            done.set_exception(e)
+
+    cw.loop.call_soon(on_loop)
+    try:
+        return done.result(timeout=timeout_s)
+    except concurrent.futures.TimeoutError:  # the IO thread is stuck: the cancels still run when it frees
+        return sum(1 for task_id in task_ids if task_id in cw.tasks.entries)
+
+
+def _cancel_unfinished_here(cw: Any, task_ids: list[bytes]) -> int:
     cancelled = 0
     for task_id in task_ids:
         if task_id not in cw.tasks.entries:
             continue  # finished already
-        cw.loop.call_soon(cw.tasks.cancel, task_id, False, True)
+        cw.tasks.cancel(task_id, False, True)
         cancelled += 1
     return cancelled
