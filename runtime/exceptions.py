@@ -27,7 +27,7 @@ __all__ = [
     "OutOfMemoryError", "RuntimeEnvSetupError", "PendingCallsLimitExceeded",
     "AsyncioActorExit", "CrossLanguageError", "PlasmaObjectNotAvailable",
     "JunoError", "JunoTaskError", "JunoActorError", "format_remote_traceback",
-    "JunoWarning", "NotAnObjectRefWarning",
+    "JunoWarning", "NotAnObjectRefWarning", "ClusterAuthError", "VersionMismatchError",
 ]
 
 # Directory of the juno package: frames from files in here are the runtime's own.
@@ -579,3 +579,12 @@ class NotAnObjectRefWarning(JunoWarning):
 JunoError = RayError
 JunoTaskError = RayTaskError
 JunoActorError = RayActorError
+
+
+# ---------------------------------------------------------------------------- connecting to a cluster
+class ClusterAuthError(ConnectionError):
+    """The cluster token is missing, malformed, or not the cluster's."""
+
+
+class VersionMismatchError(ConnectionError):
+    """A peer refused this process at the handshake: it runs another Juno (or protocol) version."""

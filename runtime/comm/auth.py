@@ -26,6 +26,8 @@ import time
 import zmq
 import zmq.utils.z85
 
+from juno.exceptions import ClusterAuthError  # noqa: F401 - public in juno.exceptions; raised here
+
 logger = logging.getLogger(__name__)
 
 TOKEN_ENV = "JUNO_CLUSTER_TOKEN"
@@ -35,10 +37,6 @@ _KEY_LABELS = (b"juno-curve-server-v1", b"juno-curve-client-v1")
 # A refusal with the same reason from the same host is logged at most this often (a client with
 # the wrong token retries its connection every 100 ms).
 REFUSAL_LOG_INTERVAL_S = 10.0
-
-
-class ClusterAuthError(ConnectionError):
-    """The cluster token is missing, malformed, or not the cluster's."""
 
 
 # ============================================================================ tokens

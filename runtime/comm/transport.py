@@ -47,6 +47,7 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from juno.comm import auth
+from juno.exceptions import VersionMismatchError  # noqa: F401 - public in juno.exceptions; raised here
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +91,6 @@ _loop_ids = itertools.count(1)
 
 class MessageTooLargeError(ValueError):
     """A message is larger than the receivers accept (Config.max_message_bytes)."""
-
-
-class VersionMismatchError(ConnectionError):
-    """A peer refused this process at the handshake: it runs another Juno (or protocol) version."""
 
 
 def juno_version() -> str:
