@@ -24,7 +24,6 @@ from juno.owner.core_worker import MODE_DRIVER, CoreWorker, global_worker, set_g
 from juno.cluster.local_cluster import (ClusterProcesses, forget_cluster_token, normalize_address, read_current_cluster,
                                 start_local_cluster, stop_processes)
 from juno.object_ref import ObjectRef, ObjectRefGenerator
-from juno.cluster.processes import pid_alive
 
 logger = logging.getLogger("juno")
 
@@ -221,8 +220,7 @@ def _reattach(kernel: str, config: Config) -> tuple[str, dict, str | None, dict]
     """(GCS address, local node, token, its record) of the cluster this kernel's previous process
     left running, if it is still there; None to start a new one."""
     record = kernel_cluster.read(kernel)
-    pids = record.get("pids") if record else None
-    if not pids or not all(isinstance(pid, int) and pid_alive(pid) for pid in pids):
+    if not kernel_cluster.cluster_alive(record):
         kernel_cluster.forget(kernel)
         return None
     gcs_address = record["gcs_address"]

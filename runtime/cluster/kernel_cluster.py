@@ -58,6 +58,7 @@ def write(key: str, cluster, extra_pids: list[int] = ()) -> dict:
     os.makedirs(RECORDS, mode=0o700, exist_ok=True)
     _prune()
     record = {"gcs_address": cluster.gcs_address, "session_dir": cluster.session_dir,
+              "cluster_pids": [p.pid for p in cluster.procs],
               "pids": [p.pid for p in cluster.procs] + list(extra_pids),
               "store_dirs": [n["store_dir"] for n in cluster.nodes]}
     tmp = f"{_path(key)}.{os.getpid()}.tmp"
@@ -66,6 +67,14 @@ def write(key: str, cluster, extra_pids: list[int] = ()) -> dict:
         json.dump(record, f)
     os.replace(tmp, _path(key))
     return record
+
+
+def cluster_alive(record: dict | None) -> bool:
+    """Whether the recorded cluster's own processes (GCS, node managers) all still run. Its
+    dashboard is not asked: a dashboard that exited (it gives up on a GCS that does not answer
+    for a while, which a loaded machine can cause) must not cost the kernel its cluster."""
+    pids = record.get("cluster_pids") if record else None
+    return bool(pids) and all(isinstance(pid, int) and pid_alive(pid) for pid in pids)
 
 
 def _prune() -> None:

@@ -56,6 +56,34 @@ print("added", juno.get(keeper.add.remote("after restart")))
     wait_for_condition(lambda: not _alive(gcs), timeout=15)
 
 
+def test_a_cluster_whose_dashboard_exited_is_still_attached_after_a_restart(own_kernel):
+    """The dashboard gives up on a GCS that stays silent (a loaded machine); the cluster itself,
+    with its detached actor, must still be the one the restarted kernel attaches to."""
+    import psutil
+
+    first = own_kernel.run_ok(START + """
+import psutil
+from juno.owner.core_worker import global_worker
+session = global_worker().node["session_dir"]
+dash = [p.pid for p in psutil.process_iter(["cmdline"])
+        if "juno.dashboard" in (p.info["cmdline"] or []) and session in (p.info["cmdline"] or [])]
+print("dashboard", dash[0])
+""").stdout
+    address, dashboard = _value(first, "address"), int(_value(first, "dashboard"))
+    psutil.Process(dashboard).kill()
+    wait_for_condition(lambda: not _alive(dashboard), timeout=10)
+    own_kernel.restart()
+    again = own_kernel.run_ok("""
+import juno
+ctx = juno.init(namespace="nb")
+print("address", ctx.address)
+print("added", juno.get(juno.get_actor("keeper").add.remote("after restart")))
+""").stdout
+    assert _value(again, "address") == address
+    assert _value(again, "added") == "2"
+    own_kernel.run_ok("juno.shutdown()")
+
+
 def test_a_kernel_gone_for_good_leaves_a_cluster_that_stops_by_itself(_juno_leak_guard):
     kernel = KernelHarness(env={"JUNO_KERNEL_CLUSTER_LINGER_S": "1"})
     try:
