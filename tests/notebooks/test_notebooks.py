@@ -23,6 +23,8 @@ EXPECTED = {
                                     r".*result: hello from a background cell.*history pulled back: \[42, 21\]",
     "03_cluster.ipynb": r"nodes alive: 3.*SPREAD ran on: \['b', 'c', 'head'\].*pinned to c ran on: c"
                         r".*bundles on different nodes: True.*started on b, finished on: c",
+    "04_data_batch_inference.ipynb": r"predicted rows: 4000 \| accuracy: 0\.9\d.*ReadRange->MapBatches\(features\)"
+                                     r".*MapBatches\(Predictor\)",
 }
 
 
