@@ -85,6 +85,11 @@ def read_numpy_file(unit: ReadUnit, filesystem=None, *, allow_pickle: bool = Fal
         raise ValueError(f"{unit.path!r} is not a single .npy array (an .npz archive?); read_numpy reads .npy files")
     if array.ndim == 0:
         array = array.reshape(1)
+    if array.ndim > 1 and len(array) == 0:  # pyarrow makes no tensor array of zero rows from numpy
+        value_type = pa.from_numpy_dtype(array.dtype)
+        storage = pa.array([], pa.list_(value_type, int(np.prod(array.shape[1:]))))
+        tensor_type = pa.fixed_shape_tensor(value_type, array.shape[1:])
+        return pa.table({"data": pa.ExtensionArray.from_storage(tensor_type, storage)})
     return pa.table({"data": to_arrow_column(array, "data")})
 
 

@@ -10,7 +10,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from juno.data.block import concat
+from juno.data.block import SchemaMismatchError, _one_line
 from juno.data.datasource.file_read import ReadUnit
 from juno.data.datasource.paths import FileInfo
 
@@ -87,10 +87,23 @@ def parquet_units(files: list[FileInfo], *, columns: list[str] | None = None, fi
                                       g.num_rows if filter is None else None, (g.id,)))
     if not schemas:
         return units, None
-    unified = concat([s.empty_table() for s in schemas]).schema  # an error naming both when unlike
+    unified = unify_schemas(schemas)
     if columns is not None:
         unified = pa.schema([unified.field(c) for c in columns])
     return units, unified
+
+
+def unify_schemas(schemas: list[pa.Schema]) -> pa.Schema:
+    """One schema for files whose schemas differ where Arrow can widen them, else an error naming
+    two of them (the same rule as ``block.concat`` applies to the blocks)."""
+    try:
+        return pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+        first = schemas[0]
+        other = next((s for s in schemas if not s.equals(first)), first)
+        raise SchemaMismatchError(
+            f"the files' schemas cannot be unified:\n  {_one_line(first)}\n  {_one_line(other)}\n({e}). "
+            "Pass schema= to read them all with one schema, or read the files apart") from None
 
 
 def check_columns(columns, schema: pa.Schema, path: str) -> None:

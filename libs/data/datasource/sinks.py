@@ -15,17 +15,21 @@ What ``Dataset._write`` reads from a sink besides the methods: ``should_write`` 
 """
 from __future__ import annotations
 
+import datetime
+import decimal
 import enum
 import inspect
+import json
 import os
 import urllib.parse
 import uuid
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from juno.data.block import column_to_numpy, to_pandas
+from juno.data.block import column_to_numpy, to_pandas, to_rows
 from juno.data.datasource.paths import HIVE_NULL, strip_scheme
 
 
@@ -114,6 +118,7 @@ class FileSink:
         self.concurrency = concurrency
         self.should_write = True
         self.created_root = False
+        self.written: list[str] = []
 
     @property
     def fs(self) -> pafs.FileSystem:
@@ -260,7 +265,7 @@ def numbered(name: str, index: int) -> str:
 def scalar_columns_only(table: pa.Table, what: str) -> None:
     """CSV holds scalars: a tensor or nested column is an error naming it."""
     for field in table.schema:
-        if pa.types.is_nested(field.type) or isinstance(field.type, pa.ExtensionType):
+        if pa.types.is_nested(field.type) or isinstance(field.type, pa.BaseExtensionType):
             raise ValueError(f"column {field.name!r} ({field.type}) cannot be written as {what}, which holds scalars; "
                              "drop or convert it first, or use write_parquet (or write_numpy for one array column)")
 
@@ -301,7 +306,9 @@ class CSVSink(FileSink):
 
 
 class JSONSink(FileSink):
-    """JSON lines (one object per row) through pandas, as Ray writes them."""
+    """JSON lines (one object per row). Written with the json module, so floats keep every digit
+    and timestamps are ISO strings (both read back as they were); given ``pandas_json_args``
+    it writes with ``pandas.DataFrame.to_json`` as Ray does."""
 
     file_format = "json"
 
@@ -311,11 +318,28 @@ class JSONSink(FileSink):
         self.pandas_json_args = dict(pandas_json_args or {})
 
     def write_table(self, table, f) -> None:
-        args = {"orient": "records", "lines": True, **self.pandas_json_args}
-        if self.pandas_json_args_fn is not None:
-            args.update(self.pandas_json_args_fn())
-        text = to_pandas(table).to_json(**args)
-        f.write(text.encode("utf-8"))
+        if self.pandas_json_args or self.pandas_json_args_fn is not None:
+            args = {"orient": "records", "lines": True, **self.pandas_json_args}
+            if self.pandas_json_args_fn is not None:
+                args.update(self.pandas_json_args_fn())
+            f.write(to_pandas(table).to_json(**args).encode("utf-8"))
+            return
+        for row in to_rows(table):
+            f.write(json.dumps(row, default=json_value).encode("utf-8") + b"\n")
+
+
+def json_value(value):
+    """What json cannot write by itself: arrays, numpy scalars, dates and times, decimals."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (decimal.Decimal, datetime.timedelta)):
+        return str(value)
+    raise TypeError(f"a value of type {type(value).__name__} cannot be written as JSON; convert its column first "
+                    "(or use write_parquet)")
 
 
 class NumpySink(FileSink):
@@ -330,8 +354,6 @@ class NumpySink(FileSink):
         self.column = column
 
     def write_table(self, table, f) -> None:
-        import numpy as np
-
         if self.column not in table.column_names:
             raise ValueError(f"write_numpy(column={self.column!r}): no such column; the columns are "
                              f"{table.column_names}")
