@@ -9,6 +9,8 @@ Everything here uses only Juno's public API (tasks, actors, put/get/wait).
 from juno.data.block import BlockMetadata, RefBundle
 from juno.data.context import DataContext, DatasetContext, ExecutionOptions, ExecutionResources
 from juno.data.dataset import Dataset, MaterializedDataset, Schema
+from juno.data.datasource import (FilenameProvider, SaveMode, read_binary_files, read_csv, read_images, read_json,
+                                  read_numpy, read_parquet, read_text)
 from juno.data.execution.planner import UnsatisfiableResourcesError
 from juno.data.plan import ActorPoolStrategy, TaskPoolStrategy
 from juno.data.read_api import (from_arrow, from_arrow_refs, from_items, from_numpy, from_numpy_refs, from_pandas,
@@ -18,7 +20,9 @@ from juno.data.transforms import UserCodeError
 
 __all__ = [
     "ActorPoolStrategy", "BlockMetadata", "DataContext", "Dataset", "DatasetContext", "ExecutionOptions",
-    "ExecutionResources", "MaterializedDataset", "Read", "ReadTask", "RefBundle", "Schema", "TaskPoolStrategy",
+    "ExecutionResources", "FilenameProvider", "MaterializedDataset", "Read", "ReadTask", "RefBundle", "SaveMode",
+    "Schema", "TaskPoolStrategy",
     "UnsatisfiableResourcesError", "UserCodeError", "from_arrow", "from_arrow_refs", "from_items", "from_numpy",
-    "from_numpy_refs", "from_pandas", "from_pandas_refs", "from_torch", "range", "range_tensor",
+    "from_numpy_refs", "from_pandas", "from_pandas_refs", "from_torch", "range", "range_tensor", "read_binary_files",
+    "read_csv", "read_images", "read_json", "read_numpy", "read_parquet", "read_text",
 ]
