@@ -21,7 +21,7 @@ from juno.data.plan import (AllToAllOp, InputOp, LimitOp, LogicalOp, MapOp, Read
                             known_num_rows, known_schema, plan_lines)
 from juno.data.read_task import Read, ReadTask
 from juno.data.stats import summarize
-from juno.data.transforms import BatchStage, ReadStage, RowStage, TableStage, udf_name
+from juno.data.transforms import BatchStage, ReadStage, RowStage, TableStage, WriteStage, udf_name
 
 # What map steps accept besides their own arguments, passed to the task or actor (Ray's ray_remote_args).
 REMOTE_ARG_NAMES = ("num_cpus", "num_gpus", "memory", "resources", "accelerator_type", "scheduling_strategy",
@@ -278,6 +278,49 @@ class Dataset:
         if not isinstance(other, Dataset):
             raise TypeError(f"zip() takes a dataset, got {type(other).__name__}")
         return self._with(ZipOp("Zip", [self._op, other._op]))
+
+    def _write(self, sink) -> None:
+        """Write every block through ``sink`` (libs/data/datasource/sinks.py): ``prepare`` here,
+        ``write_block`` in the tasks (fused with the steps before), then ``commit``, or ``abort``
+        (which removes what this write made) if anything failed or the run was interrupted."""
+        sink.prepare()
+        if not sink.should_write:
+            return
+        name = f"Write{type(sink).__name__.replace('Sink', '')}"
+        args = dict(getattr(sink, "ray_remote_args", None) or {})
+        written: list[list[str]] = []
+        ds = self._map(name, WriteStage(name, sink=sink), None, getattr(sink, "concurrency", None), False, args)
+        try:
+            for table in ds._tables():
+                written.append(table.column("path").to_pylist() if "path" in table.column_names else [])
+        except BaseException:
+            sink.abort(written)
+            raise
+        self._last_stats = ds._last_stats
+        sink.commit(written)
+
+    def write_parquet(self, path: str, **options) -> None:
+        """One or more parquet files per block under ``path`` (``partition_cols=``, ``mode=`` ...)."""
+        from juno.data.datasource.api import write_parquet
+
+        write_parquet(self, path, **options)
+
+    def write_csv(self, path: str, **options) -> None:
+        from juno.data.datasource.api import write_csv
+
+        write_csv(self, path, **options)
+
+    def write_json(self, path: str, **options) -> None:
+        """JSON lines, one or more files per block."""
+        from juno.data.datasource.api import write_json
+
+        write_json(self, path, **options)
+
+    def write_numpy(self, path: str, *, column: str, **options) -> None:
+        """The ``column`` of each block as a .npy file."""
+        from juno.data.datasource.api import write_numpy
+
+        write_numpy(self, path, column=column, **options)
 
     def _all_to_all(self, name: str, fn: Callable) -> "Dataset":
         """A barrier step: ``fn(bundles, ctx) -> bundles`` gets all of this dataset's output at once."""

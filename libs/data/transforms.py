@@ -160,6 +160,34 @@ class TableStage(Stage):
             yield self.fn(table)
 
 
+@dataclass
+class WriteStage(Stage):
+    """The last step of a write: each block (gathered to the sink's minimum rows) goes to
+    ``sink.write_block``; the step's output is the paths written, one row each."""
+
+    sink: Any = None
+    task_index: int = 0
+
+    def apply(self, tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
+        minimum = getattr(self.sink, "min_rows_per_write", None)
+        for block_index, table in enumerate(rebatch(tables, None) if not minimum else _at_least(tables, minimum)):
+            paths = self.sink.write_block(table, self.task_index, block_index)
+            yield pa.table({"path": pa.array(paths, type=pa.string())})
+
+
+def _at_least(tables: Iterator[pa.Table], rows: int) -> Iterator[pa.Table]:
+    pending: list[pa.Table] = []
+    count = 0
+    for table in tables:
+        pending.append(table)
+        count += table.num_rows
+        if count >= rows:
+            yield blk.concat(pending)
+            pending, count = [], 0
+    if count:
+        yield blk.concat(pending)
+
+
 def rebatch(tables: Iterator[pa.Table], batch_size: int | None) -> Iterator[pa.Table]:
     """Tables of exactly ``batch_size`` rows (the last one shorter), across input boundaries;
     ``None``: the inputs as they are (empty ones skipped unless all are empty)."""
@@ -191,9 +219,12 @@ def rebatch(tables: Iterator[pa.Table], batch_size: int | None) -> Iterator[pa.T
         yield blk.concat(pending) if len(pending) > 1 else pending[0]
 
 
-def run_stages(stages: list[Stage], source: Any) -> Iterator[pa.Table]:
-    """Chain the stages over ``source``: a ReadTask for a read, else an iterable of tables."""
+def run_stages(stages: list[Stage], source: Any, task_index: int = 0) -> Iterator[pa.Table]:
+    """Chain the stages over ``source``: a ReadTask for a read, else an iterable of tables.
+    ``task_index`` numbers the task within its operator (write stages name files by it)."""
     for stage in stages:
+        if isinstance(stage, WriteStage):
+            stage.task_index = task_index
         if getattr(stage, "_ready", False) is False:
             stage.setup()
             stage._ready = True

@@ -191,10 +191,10 @@ class StreamingExecutor:
         if actor_index is not None:
             pool = self._pools[id(op)]
             pool.busy[actor_index] += 1
-            block_ref, meta_ref = pool.actors[actor_index].run.options(num_returns=2).remote(*sources)
+            block_ref, meta_ref = pool.actors[actor_index].run.options(num_returns=2).remote(work.seq, *sources)
         else:
             fn = remote.map_task.options(num_returns=2, **op.ray_remote_args)
-            block_ref, meta_ref = fn.remote(self._stages_ref(op), *sources)
+            block_ref, meta_ref = fn.remote(self._stages_ref(op), work.seq, *sources)
         self._in_flight[meta_ref] = (op, work, block_ref, actor_index)
         state.in_flight_bytes[id(meta_ref)] = op.expected_output_bytes(work.size_bytes)
 

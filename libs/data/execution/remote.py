@@ -14,20 +14,20 @@ from juno.data import block as blk
 from juno.data.transforms import ReadStage, run_stages
 
 
-def run_fused(stages: list, sources: tuple) -> tuple[pa.Table, blk.BlockMetadata]:
+def run_fused(stages: list, task_index: int, sources: tuple) -> tuple[pa.Table, blk.BlockMetadata]:
     start = time.perf_counter()
     is_read = isinstance(stages[0], ReadStage)
     source = sources[0] if is_read else sources
-    tables = list(run_stages(stages, source))
+    tables = list(run_stages(stages, source, task_index))
     table = blk.concat(tables) if tables else pa.table({})
     files = getattr(source, "input_files", ()) if is_read else ()
     return table, blk.metadata_of(table, exec_s=time.perf_counter() - start, input_files=files)
 
 
 @juno.remote
-def map_task(stages: list, *sources):
+def map_task(stages: list, task_index: int, *sources):
     """One unit of a fused operator: a read task, or the blocks of one input bundle."""
-    return run_fused(stages, sources)
+    return run_fused(stages, task_index, sources)
 
 
 @juno.remote
@@ -43,8 +43,8 @@ class MapWorker:
     def ready(self) -> bool:
         return True
 
-    def run(self, *sources):
-        return run_fused(self.stages, sources)
+    def run(self, task_index: int, *sources):
+        return run_fused(self.stages, task_index, sources)
 
 
 @juno.remote
