@@ -147,6 +147,10 @@ def to_arrow_column(values: Any, name: str) -> pa.Array | pa.ChunkedArray:
     if values.ndim == 0:
         raise ValueError(f"column {name!r} is a 0-d array (a scalar); a batch column must hold one value per row")
     if values.ndim > 1:
+        if len(values) == 0:  # Arrow's from_numpy_ndarray refuses empty arrays: build the type by hand
+            tensor_type = pa.fixed_shape_tensor(pa.from_numpy_dtype(values.dtype), list(values.shape[1:]))
+            storage = pa.array([], type=pa.list_(pa.from_numpy_dtype(values.dtype), int(np.prod(values.shape[1:]))))
+            return pa.ExtensionArray.from_storage(tensor_type, storage)
         return pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(values))
     if values.dtype == object and len(values) and isinstance(values[0], np.ndarray):
         return _tensor_column(list(values), name)
@@ -182,10 +186,12 @@ def column_to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     if isinstance(column.type, pa.FixedShapeTensorType):
         return column.to_numpy_ndarray()
     if _is_ragged(column.type):
-        data, shapes = column.field(0).to_pylist(), column.field(1).to_pylist()
+        data, shapes = column.field(0), column.field(1).to_pylist()
+        values = data.values.to_numpy(zero_copy_only=False)  # keeps the dtype (to_pylist would not)
+        offsets = data.offsets.to_numpy()
         out = np.empty(len(data), dtype=object)
-        for i, (flat, shape) in enumerate(zip(data, shapes)):
-            out[i] = np.asarray(flat).reshape(shape)
+        for i, shape in enumerate(shapes):
+            out[i] = values[offsets[i]:offsets[i + 1]].reshape(shape)
         return out
     try:
         return column.to_numpy(zero_copy_only=False)

@@ -136,3 +136,11 @@ def test_filter_expressions_compile_to_arrow_and_refuse_the_rest():
         compile_filter("__import__('os')")
     with pytest.raises(KeyError, match=r"no column \['y'\]"):
         compile_filter("y > 1")(table)
+
+
+def test_empty_tensor_columns_and_ragged_dtypes_survive():
+    empty = blk.from_batch({"x": np.zeros((0, 2, 2), dtype=np.float32)})
+    assert empty.num_rows == 0 and blk.to_batch(empty, "numpy")["x"].shape == (0, 2, 2)
+    ragged = blk.items_to_table([np.ones(2, dtype=np.uint8), np.ones(3, dtype=np.uint8)]).slice(1, 1)
+    [only] = blk.column_to_numpy(ragged.column("item"))
+    assert only.dtype == np.uint8 and only.shape == (3,)
