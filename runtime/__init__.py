@@ -78,3 +78,16 @@ __all__ = [
     "get_gpu_ids", "get_runtime_context", "init", "is_initialized", "kill", "method", "nodes", "put", "remote",
     "shutdown", "timeline", "wait",
 ]
+
+
+# The libraries load on first use, as Ray's do: `import juno; juno.data.range(10)` works, and
+# `import juno` stays fast for programs that never touch them.
+_LIBRARIES = ("data",)
+
+
+def __getattr__(name: str):
+    if name in _LIBRARIES:
+        import importlib
+
+        return importlib.import_module(f"juno.{name}")
+    raise AttributeError(f"module 'juno' has no attribute {name!r}")

@@ -1,0 +1,176 @@
+"""Juno Data beside Ray Data: the same script, the same work, run by each engine's python.
+
+    .venv/bin/python benchmarks/data/bench_data.py --engine juno
+    /work/ray-venv/bin/python benchmarks/data/bench_data.py --engine ray     # Ray in its own venv
+    .venv/bin/python benchmarks/data/bench_data.py --compare /work/ray-venv/bin/python   # both, alternated
+
+Each row runs once to warm up, then ``--repeat`` times; it prints the median rows per second
+(and the pandas figure where one exists, measured in the same process). The code of every row
+is the same for both engines: only ``import juno as ray`` differs, which is the point.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+PIPELINE_ROWS = 2_000_000
+TABLE_ROWS = 1_000_000
+POOL_ROWS = 200_000
+PARQUET_FILES = 8
+
+
+def engine(name: str):
+    if name == "ray":
+        import ray
+        import ray.data
+
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        return ray
+    import juno as ray
+    import juno.data
+
+    ray.init(num_cpus=2, include_dashboard=False)
+    juno.data.DataContext.get_current().enable_progress_bars = False
+    return ray
+
+
+def timed(fn, repeat: int) -> float:
+    fn()  # warm-up: workers started, code imported
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def rows_pipeline(ray) -> int:
+    """range -> map_batches (x * 2) -> batch filter (multiples of 3) -> sum."""
+    ds = (ray.data.range(PIPELINE_ROWS)
+          .map_batches(lambda b: {"id": b["id"] * 2})
+          .map_batches(lambda b: {"id": b["id"][b["id"] % 3 == 0]}))
+    kept = -(-PIPELINE_ROWS // 3)  # ids 0, 3, 6 ...: their doubles sum to 3 k (k - 1)
+    total = ds.sum("id")
+    assert total == 3 * kept * (kept - 1), total
+    return PIPELINE_ROWS
+
+
+def make_parquet(folder: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    per = TABLE_ROWS // PARQUET_FILES
+    for i in range(PARQUET_FILES):
+        ids = np.arange(i * per, (i + 1) * per)
+        pq.write_table(pa.table({"id": ids, "value": ids * 0.5, "key": ids % 100}), f"{folder}/part-{i}.parquet")
+
+
+def rows_parquet(ray, src: str, dst: str) -> int:
+    """read_parquet -> map_batches (a derived column) -> write_parquet."""
+    shutil.rmtree(dst, ignore_errors=True)
+
+    def derive(batch):
+        batch["value2"] = batch["value"] * 2
+        return batch
+
+    ray.data.read_parquet(src).map_batches(derive).write_parquet(dst)
+    return TABLE_ROWS
+
+
+def table(ray):
+    keys = np.random.default_rng(0).integers(0, 100, TABLE_ROWS)
+    values = np.random.default_rng(1).random(TABLE_ROWS)
+    import pandas as pd
+
+    frame = pd.DataFrame({"key": keys, "value": values})
+    return frame, ray.data.from_pandas(frame).materialize()
+
+
+def rows_sort(ds) -> int:
+    ds.sort("value").materialize()
+    return TABLE_ROWS
+
+
+def rows_groupby(ds) -> int:
+    out = ds.groupby("key").sum("value").to_pandas()
+    assert len(out) == 100
+    return TABLE_ROWS
+
+
+class Scale:
+    def __init__(self):
+        self.factor = 3
+
+    def __call__(self, batch):
+        return {"id": batch["id"] * self.factor}
+
+
+def rows_pool(ray) -> int:
+    """map_batches through a pool of two actors."""
+    ray.data.range(POOL_ROWS).map_batches(Scale, concurrency=2, batch_size=1024, num_cpus=1).materialize()
+    return POOL_ROWS
+
+
+def run(name: str, repeat: int) -> dict:
+    ray = engine(name)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = f"{tmp}/in", f"{tmp}/out"
+        os.makedirs(src)
+        make_parquet(src)
+        rows = {"pipeline 2M rows (range, map_batches, batch filter, sum)": lambda: rows_pipeline(ray),
+                "parquet read, map_batches, write (1M rows)": lambda: rows_parquet(ray, src, dst),
+                "map_batches on a pool of 2 actors (200k rows)": lambda: rows_pool(ray)}
+        for label, fn in rows.items():
+            results[label] = fn() / timed(fn, repeat)
+        frame, ds = table(ray)
+        results["sort 1M rows"] = TABLE_ROWS / timed(lambda: rows_sort(ds), repeat)
+        results["groupby/sum 1M rows (100 keys)"] = TABLE_ROWS / timed(lambda: rows_groupby(ds), repeat)
+        results["pandas: sort 1M rows"] = TABLE_ROWS / timed(lambda: frame.sort_values("value"), repeat)
+        results["pandas: groupby/sum 1M rows"] = TABLE_ROWS / timed(
+            lambda: frame.groupby("key")["value"].sum(), repeat)
+    ray.shutdown()
+    return results
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--engine", choices=["juno", "ray"], default="juno")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="print the figures as JSON (for --compare)")
+    p.add_argument("--compare", metavar="RAY_PYTHON", help="run Juno here and Ray with this python, alternated")
+    p.add_argument("--rounds", type=int, default=2, help="with --compare: how many times each engine runs")
+    args = p.parse_args()
+    if not args.compare:
+        results = run(args.engine, args.repeat)
+        if args.json:
+            print(json.dumps(results))
+        else:
+            for label, value in results.items():
+                print(f"{args.engine:5} {label:58} {value:14,.0f} rows/s")
+        return
+    figures: dict[str, dict[str, list[float]]] = {"juno": {}, "ray": {}}
+    for _ in range(args.rounds):
+        for name, python in (("juno", sys.executable), ("ray", args.compare)):
+            out = subprocess.run([python, __file__, "--engine", name, "--repeat", str(args.repeat), "--json"],
+                                 check=True, capture_output=True, text=True, timeout=1800).stdout
+            for label, value in json.loads(out.strip().splitlines()[-1]).items():
+                figures[name].setdefault(label, []).append(value)
+    print("| Row | Juno rows/s | Ray Data rows/s | Juno / Ray |\n|---|---|---|---|")
+    for label, values in figures["juno"].items():
+        juno_v, ray_v = statistics.median(values), statistics.median(figures["ray"].get(label, [float("nan")]))
+        print(f"| {label} | {juno_v:,.0f} | {ray_v:,.0f} | {juno_v / ray_v:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
