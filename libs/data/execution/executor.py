@@ -188,15 +188,17 @@ class StreamingExecutor:
         if op.metrics.wall_started is None:
             op.metrics.wall_started = time.monotonic()
         sources = [work.source] if op.read_tasks or not isinstance(work.source, list) else work.source
+        target = self.ctx.target_max_block_size
         if actor_index is not None:
             pool = self._pools[id(op)]
             pool.busy[actor_index] += 1
-            block_ref, meta_ref = pool.actors[actor_index].run.options(num_returns=2).remote(work.seq, *sources)
+            gen = pool.actors[actor_index].run.options(num_returns="streaming").remote(work.seq, target, *sources)
         else:
-            fn = remote.map_task.options(num_returns=2, **op.ray_remote_args)
-            block_ref, meta_ref = fn.remote(self._stages_ref(op), work.seq, *sources)
-        self._in_flight[meta_ref] = (op, work, block_ref, actor_index)
-        state.in_flight_bytes[id(meta_ref)] = op.expected_output_bytes(work.size_bytes)
+            fn = remote.map_task.options(**op.ray_remote_args)
+            gen = fn.remote(self._stages_ref(op), work.seq, target, *sources)
+        done_ref = gen.completed()
+        self._in_flight[done_ref] = (op, work, gen, actor_index)
+        self._state.in_flight_bytes[id(done_ref)] = op.expected_output_bytes(work.size_bytes)
 
     def _stages_ref(self, op: MapLikeOp) -> Any:
         ref = self._stages_refs.get(id(op))
@@ -217,40 +219,40 @@ class StreamingExecutor:
             ready, _ = juno.wait(refs, num_returns=1, timeout=WAIT_S)
         for pool in self._pools.values():
             pool.check_started()
-        if not ready:
-            return
-        metas = self._get_metas(ready)
-        for ref, meta in zip(ready, metas):
-            op, work, block_ref, actor_index = self._in_flight.pop(ref)
+        for ref in ready:
+            op, work, result, actor_index = self._in_flight.pop(ref)
             self._state.in_flight_bytes.pop(id(ref), None)
             if actor_index is not None:
                 self._pools[id(op)].busy[actor_index] -= 1
-            if meta is None:  # cancelled: a limit was reached
+            outputs = self._outputs(op, ref, result)
+            if outputs is None:  # cancelled: a limit was reached
                 op.finish_work(work.seq if work else 0, [])
                 continue
-            if isinstance(op, MapLikeOp):
-                op.record_output(meta)
+            for bundle in outputs:
+                if isinstance(op, MapLikeOp):
+                    op.record_output(bundle.blocks[0][1])
             if isinstance(op, LimitOp):
                 op.pending_cut = None
-            op.finish_work(work.seq if work else 0, [RefBundle(((block_ref, meta),))], meta.exec_s)
+            op.finish_work(work.seq if work else 0, outputs, sum(m.exec_s for b in outputs for m in b.metadata))
             if op.completed() and op.metrics.wall_ended is None:
                 op.metrics.wall_ended = time.monotonic()
 
-    def _get_metas(self, refs: list) -> list:
+    def _outputs(self, op: PhysicalOp, done_ref: Any, result: Any) -> list[RefBundle] | None:
+        """The bundles a finished unit made (one per block); None if it was cancelled because
+        nothing downstream needs it. A task's error is raised here."""
         try:
-            return juno.get(refs)
+            if isinstance(result, tuple):  # a small task's (block ref, metadata ref)
+                block_ref, meta_ref = result
+                return [RefBundle(((block_ref, juno.get(meta_ref)),))]
+            items = list(result)  # the generator has finished: its items are all there
+            if len(items) % 2:
+                juno.get(items[-1])  # the task raised after its last block: this raises its error
+            metas = juno.get(items[1::2]) if items else []
         except juno.exceptions.TaskCancelledError:
-            pass
-        out = []
-        for ref in refs:
-            op = self._in_flight[ref][0]
-            try:
-                out.append(juno.get(ref))
-            except juno.exceptions.TaskCancelledError:
-                if not op.stopped:
-                    raise
-                out.append(None)
-        return out
+            if op.stopped:
+                return None
+            raise
+        return [RefBundle(((block, meta),)) for block, meta in zip(items[0::2], metas)]
 
     # ------------------------------------------------------------------ barriers, limits, unions
     def _run_barriers(self, state: ExecutionState) -> bool:
@@ -295,7 +297,7 @@ class StreamingExecutor:
                 if refs:
                     op.emit(RefBundle(tuple(refs)))
                 op.in_flight += 1
-                self._in_flight[meta_ref] = (op, None, block_ref, None)
+                self._in_flight[meta_ref] = (op, None, (block_ref, meta_ref), None)
                 break
             else:
                 op.emit(RefBundle(tuple(refs)))
@@ -309,12 +311,9 @@ class StreamingExecutor:
             if upstream.stopped or upstream.completed():
                 continue
             upstream.stop()
-            for meta_ref, (owner, _work, block_ref, _a) in list(self._in_flight.items()):
+            for done_ref, (owner, _work, result, _a) in list(self._in_flight.items()):
                 if owner is upstream:
-                    try:
-                        juno.cancel(meta_ref)
-                    except Exception:  # noqa: BLE001 - finished meanwhile
-                        pass
+                    _cancel(done_ref, result)
             self._stop_upstream(upstream)
 
     def _zip(self, sides: list[list[RefBundle]]) -> list[RefBundle]:
@@ -343,11 +342,8 @@ class StreamingExecutor:
 
     # ------------------------------------------------------------------ end
     def _shutdown(self) -> None:
-        for meta_ref in list(self._in_flight):
-            try:
-                juno.cancel(meta_ref)
-            except Exception:  # noqa: BLE001 - finished meanwhile, or the cluster is gone
-                pass
+        for done_ref, (_op, _work, result, _a) in list(self._in_flight.items()):
+            _cancel(done_ref, result)
         self._in_flight.clear()
         for pool in self._pools.values():
             pool.shutdown()
@@ -360,3 +356,11 @@ class StreamingExecutor:
                 self.on_progress(self)
             except Exception:  # noqa: BLE001 - a display glitch never fails the run
                 logger.debug("progress update failed", exc_info=True)
+
+
+def _cancel(done_ref: Any, result: Any) -> None:
+    """Cancel the task behind an in-flight unit (a map generator, or a small task's refs)."""
+    try:
+        juno.cancel(done_ref if isinstance(result, tuple) else result)
+    except Exception:  # noqa: BLE001 - finished meanwhile, or the cluster is gone
+        pass

@@ -1,11 +1,14 @@
 """The code that runs in workers: a map task, a map actor, and the small block tasks.
 
-Each returns two values, the block (stored) and its ``BlockMetadata`` (small, inline), so the
-driver plans with sizes and row counts without ever fetching a block.
+A map task is a streaming generator of (block, ``BlockMetadata``) pairs: its output is cut into
+blocks of about the target size, each stored, each followed by its metadata (small, inline), so
+the driver plans with sizes and row counts without ever fetching a block. The small tasks
+return the same pair as two values.
 """
 from __future__ import annotations
 
 import time
+from typing import Iterator
 
 import pyarrow as pa
 
@@ -14,20 +17,38 @@ from juno.data import block as blk
 from juno.data.transforms import ReadStage, run_stages
 
 
-def run_fused(stages: list, task_index: int, sources: tuple) -> tuple[pa.Table, blk.BlockMetadata]:
+def run_fused(stages: list, task_index: int, target_bytes: int, sources: tuple) -> Iterator:
+    """Run the stages and yield their output as blocks of about ``target_bytes``: block, then its
+    metadata, for each (a task's output may be several blocks; an empty output with columns is
+    kept as one empty block, so the schema survives a filter that drops every row)."""
     start = time.perf_counter()
     is_read = isinstance(stages[0], ReadStage)
     source = sources[0] if is_read else sources
-    tables = list(run_stages(stages, source, task_index))
-    table = blk.concat(tables) if tables else pa.table({})
     files = getattr(source, "input_files", ()) if is_read else ()
-    return table, blk.metadata_of(table, exec_s=time.perf_counter() - start, input_files=files)
+    builder = blk.BlockBuilder(target_bytes)
+    produced, empty = False, None
+    for table in run_stages(stages, source, task_index):
+        if table.num_rows == 0:
+            empty = table if table.num_columns else empty
+            continue
+        for block in builder.add(table):
+            produced = True
+            yield block
+            yield blk.metadata_of(block, exec_s=time.perf_counter() - start, input_files=files)
+            start = time.perf_counter()
+    for block in builder.finish():
+        produced = True
+        yield block
+        yield blk.metadata_of(block, exec_s=time.perf_counter() - start, input_files=files)
+    if not produced and empty is not None:
+        yield empty
+        yield blk.metadata_of(empty, exec_s=time.perf_counter() - start, input_files=files)
 
 
-@juno.remote
-def map_task(stages: list, task_index: int, *sources):
+@juno.remote(num_returns="streaming")
+def map_task(stages: list, task_index: int, target_bytes: int, *sources):
     """One unit of a fused operator: a read task, or the blocks of one input bundle."""
-    return run_fused(stages, task_index, sources)
+    yield from run_fused(stages, task_index, target_bytes, sources)
 
 
 @juno.remote
@@ -43,8 +64,8 @@ class MapWorker:
     def ready(self) -> bool:
         return True
 
-    def run(self, task_index: int, *sources):
-        return run_fused(self.stages, task_index, sources)
+    def run(self, task_index: int, target_bytes: int, *sources):
+        yield from run_fused(self.stages, task_index, target_bytes, sources)
 
 
 @juno.remote

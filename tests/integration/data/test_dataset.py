@@ -157,3 +157,21 @@ def test_breaking_out_of_a_stream_cancels_what_is_running(rd):
     while juno.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert juno.available_resources().get("CPU", 0) == 2, before
+
+
+def test_a_task_cuts_its_output_into_blocks_of_the_target_size(rd):
+    ctx = rd.DataContext.get_current()
+    old = ctx.target_max_block_size
+    ctx.target_max_block_size = 8 * 1024  # 1,024 int64 rows
+    try:
+        ds = rd.range(10_000, override_num_blocks=1).map_batches(lambda b: b).materialize()
+    finally:
+        ctx.target_max_block_size = old
+    sizes = [m.num_rows for b in ds._op.bundles for m in b.metadata]
+    assert len(sizes) >= 8 and max(sizes) <= 1536 and sum(sizes) == 10_000
+    assert sorted(r["id"] for r in ds.take_all()) == list(range(10_000))
+
+
+def test_a_filter_that_drops_every_row_keeps_the_schema(rd):
+    ds = rd.range(100).filter(expr="id < 0").materialize()
+    assert ds.count() == 0 and ds.columns() == ["id"]
