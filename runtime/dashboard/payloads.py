@@ -145,6 +145,17 @@ def jobs_payload(jobs: list[dict]) -> dict:
     return {"jobs": [job_entry(j) for j in jobs]}
 
 
+def library_runs_payload(runs: list[dict]) -> dict:
+    """juno.util.progress runs, newest first, each with its table and fields and the last value of
+    each chart series (the points themselves stay in the state API: list_library_runs(detail=True))."""
+    out = []
+    for r in reversed(runs):
+        entry = {k: v for k, v in r.items() if k != "series"}
+        entry["series_last"] = {name: pts[-1][1] for name, pts in (r.get("series") or {}).items() if pts}
+        out.append(entry)
+    return {"runs": out}
+
+
 def worker_entry(w: dict) -> dict:
     return {"worker_id": schema.hex_or_none(w.get("worker_id")), "pid": w.get("pid"), "node_id": w.get("node_id"),
             "is_alive": bool(w.get("is_alive")), "worker_type": w.get("worker_type", "WORKER"),
