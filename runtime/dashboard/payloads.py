@@ -146,14 +146,9 @@ def jobs_payload(jobs: list[dict]) -> dict:
 
 
 def library_runs_payload(runs: list[dict]) -> dict:
-    """juno.util.progress runs, newest first, each with its table and fields and the last value of
-    each chart series (the points themselves stay in the state API: list_library_runs(detail=True))."""
-    out = []
-    for r in reversed(runs):
-        entry = {k: v for k, v in r.items() if k != "series"}
-        entry["series_last"] = {name: pts[-1][1] for name, pts in (r.get("series") or {}).items() if pts}
-        out.append(entry)
-    return {"runs": out}
+    """juno.util.progress runs, newest first, as the GCS gives them without their chart points
+    (``series_last`` holds each series' last value; the points stay in list_library_runs(detail=True))."""
+    return {"runs": list(reversed(runs))}
 
 
 def worker_entry(w: dict) -> dict:

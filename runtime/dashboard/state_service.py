@@ -146,7 +146,7 @@ class StateService:
         return payloads.jobs_payload(self._gcs_call("get_jobs"))
 
     def library_runs(self) -> dict:
-        return payloads.library_runs_payload(self._gcs_call("library_runs"))
+        return payloads.library_runs_payload(self._gcs_call("library_runs", None, False))
 
     def workers(self) -> dict:
         client = self._client()
@@ -173,7 +173,7 @@ class StateService:
     def _snapshot(self, task_limit: int) -> dict:
         nodes, jobs, actors, pgs, summary, runs = self._gcs_many(
             ("get_nodes",), ("get_jobs",), ("state_actors",), ("placement_group", "table"),
-            ("task_summary", task_limit), ("library_runs",))
+            ("task_summary", task_limit), ("library_runs", None, False))
         tasks = self._tasks_payload(summary, jobs, nodes)
         return {
             "summary": payloads.summary_payload(self.address, juno.__version__, nodes, tasks, actors, pgs, jobs),

@@ -55,8 +55,14 @@ class LibraryRunTable:
             self.publish({**run, "state": "failed", "version": run["version"] + 1, "end_time": self._wall(),
                           "error": run.get("error") or "the driver exited before the run ended"})
 
-    def runs(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """Every kept run, oldest start first; only those of ``kind`` when given."""
+    def runs(self, kind: str | None = None, series: bool = True) -> list[dict[str, Any]]:
+        """Every kept run, oldest start first; only those of ``kind`` when given. Without ``series``
+        each run carries only the last value of each chart series (``series_last``): what the
+        dashboard polls every second stays small."""
         rows = [r for r in (*self._ended.values(), *self._running.values()) if kind is None or r["kind"] == kind]
         rows.sort(key=lambda r: r.get("start_time") or 0)
+        if not series:
+            rows = [{**{k: v for k, v in r.items() if k != "series"},
+                     "series_last": {n: pts[-1][1] for n, pts in (r.get("series") or {}).items() if pts}}
+                    for r in rows]
         return rows

@@ -322,8 +322,8 @@ class GcsServer(RpcNode):
         """A snapshot of a juno.util.progress run (runtime/gcs/library_runs.py)."""
         return self.library_runs.publish(run)
 
-    def rpc_library_runs(self, reply: Reply, kind: str | None = None):
-        return self.library_runs.runs(kind)
+    def rpc_library_runs(self, reply: Reply, kind: str | None = None, series: bool = True):
+        return self.library_runs.runs(kind, series)
 
     # ------------------------------------------------------------------ cluster
     def rpc_gcs_epoch(self, reply: Reply):

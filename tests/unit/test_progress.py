@@ -255,6 +255,14 @@ def test_table_is_bounded_and_filters_by_kind():
     assert [r["run_id"] for r in table.runs("train")] == ["r2", "r3"]
 
 
+def test_table_without_series_gives_only_their_last_values():
+    table = LibraryRunTable()
+    table.publish({**_run("a"), "series": {"loss": [[0, 1.0], [1, 0.5]], "empty": []}})
+    assert table.runs()[0]["series"] == {"loss": [[0, 1.0], [1, 0.5]], "empty": []}
+    light = table.runs(series=False)[0]
+    assert "series" not in light and light["series_last"] == {"loss": 0.5}
+
+
 def test_a_finished_job_fails_its_running_runs():
     table = LibraryRunTable(wall_clock=lambda: 50.0)
     table.publish(_run("mine", job_id="01000000"))
