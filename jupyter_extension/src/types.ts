@@ -157,6 +157,33 @@ export interface ConnectionInfo {
   candidates: { address: string; source: string; kernel_id?: string }[];
 }
 
+/** A `juno.util.progress` run of a library (`GET /api/library_runs`, newest first). */
+export interface LibraryRunInfo {
+  run_id: string;
+  kind: string;
+  title: string;
+  state: 'running' | 'finished' | 'failed';
+  done: number;
+  failed: number;
+  total: number | null;
+  unit: string;
+  rate: number | null;
+  elapsed_s: number;
+  start_time: number;
+  end_time: number | null;
+  job_id: string;
+  error: string | null;
+  columns: string[];
+  rows: unknown[][];
+  rows_dropped: number;
+  fields: Record<string, unknown>;
+  series_last: Record<string, number>;
+}
+
+export interface LibraryRunsPayload {
+  runs: LibraryRunInfo[];
+}
+
 /** The keys an `update` message may carry, each the payload of its GET route. */
 export interface UpdateData {
   summary?: Summary;
@@ -165,11 +192,20 @@ export interface UpdateData {
   actors?: ActorsPayload;
   placement_groups?: PlacementGroupsPayload;
   jobs?: JobsPayload;
+  library_runs?: LibraryRunsPayload;
 }
 
 export type UpdateKey = keyof UpdateData;
 
-export const UPDATE_KEYS: readonly UpdateKey[] = ['summary', 'nodes', 'tasks', 'actors', 'placement_groups', 'jobs'];
+export const UPDATE_KEYS: readonly UpdateKey[] = [
+  'summary',
+  'nodes',
+  'tasks',
+  'actors',
+  'placement_groups',
+  'jobs',
+  'library_runs'
+];
 
 export interface ClusterEvent {
   time: number;

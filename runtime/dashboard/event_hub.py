@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 logger = logging.getLogger(__name__)
 
-KEYS = ("summary", "nodes", "tasks", "actors", "placement_groups", "jobs")
+KEYS = ("summary", "nodes", "tasks", "actors", "placement_groups", "jobs", "library_runs")
 
 
 # ============================================================================ events

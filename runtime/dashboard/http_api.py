@@ -325,6 +325,7 @@ ROUTES: list[tuple[str, type]] = [
     ("placement_groups", _section("placement_groups")),
     ("jobs", _section("jobs")),
     ("workers", _section("workers")),
+    ("library_runs", _section("library_runs")),
     ("logs", LogsRoute),
 ]
 

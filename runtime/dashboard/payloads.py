@@ -145,6 +145,12 @@ def jobs_payload(jobs: list[dict]) -> dict:
     return {"jobs": [job_entry(j) for j in jobs]}
 
 
+def library_runs_payload(runs: list[dict]) -> dict:
+    """juno.util.progress runs, newest first, as the GCS gives them without their chart points
+    (``series_last`` holds each series' last value; the points stay in list_library_runs(detail=True))."""
+    return {"runs": list(reversed(runs))}
+
+
 def worker_entry(w: dict) -> dict:
     return {"worker_id": schema.hex_or_none(w.get("worker_id")), "pid": w.get("pid"), "node_id": w.get("node_id"),
             "is_alive": bool(w.get("is_alive")), "worker_type": w.get("worker_type", "WORKER"),

@@ -145,6 +145,9 @@ class StateService:
     def jobs(self) -> dict:
         return payloads.jobs_payload(self._gcs_call("get_jobs"))
 
+    def library_runs(self) -> dict:
+        return payloads.library_runs_payload(self._gcs_call("library_runs", None, False))
+
     def workers(self) -> dict:
         client = self._client()
         try:
@@ -163,19 +166,20 @@ class StateService:
         return payloads.objects_payload(rows, limit)
 
     def snapshot(self) -> dict:
-        """{"summary","nodes","tasks","actors","placement_groups","jobs"} from one round of GCS calls
+        """{"summary","nodes","tasks","actors","placement_groups","jobs","library_runs"} from one round of GCS calls
         (what the event hub polls once a second)."""
         return self._snapshot(task_limit=100)
 
     def _snapshot(self, task_limit: int) -> dict:
-        nodes, jobs, actors, pgs, summary = self._gcs_many(
+        nodes, jobs, actors, pgs, summary, runs = self._gcs_many(
             ("get_nodes",), ("get_jobs",), ("state_actors",), ("placement_group", "table"),
-            ("task_summary", task_limit))
+            ("task_summary", task_limit), ("library_runs", None, False))
         tasks = self._tasks_payload(summary, jobs, nodes)
         return {
             "summary": payloads.summary_payload(self.address, juno.__version__, nodes, tasks, actors, pgs, jobs),
             "nodes": payloads.nodes_payload(nodes), "tasks": tasks, "actors": payloads.actors_payload(actors),
             "placement_groups": payloads.placement_groups_payload(pgs), "jobs": payloads.jobs_payload(jobs),
+            "library_runs": payloads.library_runs_payload(runs),
         }
 
     def _tasks_payload(self, summary: dict, jobs: list[dict], nodes: list[dict] | None = None) -> dict:

@@ -13,9 +13,11 @@ import time
 from typing import Any
 
 from juno.config import Config
+from juno.ids import job_hex
 from juno.gcs.actor_manager import ActorManager
 from juno.gcs.events import GcsEvents
 from juno.gcs.failure_relay import FailureRelay
+from juno.gcs.library_runs import LibraryRunTable
 from juno.gcs.node_table import NodeTable
 from juno.gcs.placement_groups import PlacementGroupManager
 from juno.gcs.recovery import GcsPersistence, GcsRecovery
@@ -57,6 +59,7 @@ class GcsServer(RpcNode):
         self._job_ids = itertools.count(1)
         self.kv: dict[tuple[str, bytes], bytes] = {}
         self.events = GcsEvents(config)  # task and actor events (state API, timeline)
+        self.library_runs = LibraryRunTable()  # juno.util.progress runs (dashboard "Libraries")
         self.actors = ActorManager(self)
         self.pending_actors: list[bytes] = []
         self.placement_groups = PlacementGroupManager(self)  # runtime/gcs/placement_groups.py
@@ -213,6 +216,7 @@ class GcsServer(RpcNode):
         self.persist.job(job)
         self.actors.on_job_finished(job_id)
         self.placement_groups.on_job_finished(job_id)
+        self.library_runs.on_job_finished(job_hex(job_id))
 
     def continue_ids(self, request_id: int, job_id: int) -> None:
         """A restarted GCS hands out request and job ids from these on, past its previous
@@ -312,6 +316,14 @@ class GcsServer(RpcNode):
     def rpc_state_actors(self, reply: Reply):
         """The actor table with what the state API shows (resources, runtime env, state changes)."""
         return self.events.actor_table(self.actors.actors.values())
+
+    # ------------------------------------------------------------------ library runs
+    def rpc_library_run_publish(self, reply: Reply, run: dict):
+        """A snapshot of a juno.util.progress run (runtime/gcs/library_runs.py)."""
+        return self.library_runs.publish(run)
+
+    def rpc_library_runs(self, reply: Reply, kind: str | None = None, series: bool = True):
+        return self.library_runs.runs(kind, series)
 
     # ------------------------------------------------------------------ cluster
     def rpc_gcs_epoch(self, reply: Reply):

@@ -79,6 +79,12 @@ class PlacementGroupState(StateRecord):
     BASE = ("placement_group_id", "name", "creator_job_id", "state")
 
 
+class LibraryRunState(StateRecord):
+    """A juno.util.progress run; ``detail`` adds its table, fields and chart series."""
+    BASE = ("run_id", "kind", "title", "state", "done", "failed", "total", "unit", "rate", "elapsed_s",
+            "start_time", "end_time", "job_id", "error")
+
+
 def project(rows: list[dict], cls: type, detail: bool) -> list[StateRecord]:
     """Rows as ``cls`` records: every column with ``detail``, Ray's default columns without."""
     if detail:

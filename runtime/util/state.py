@@ -26,17 +26,18 @@ from typing import Any, Callable
 from juno.observability import state_schema as schema
 from juno.observability import task_events as te
 from juno.observability.state_client import StateClient
-from juno.observability.state_schema import (ActorState, JobState, NodeState, ObjectState, PlacementGroupState,
-                               RayStateApiException, StateApiException, TaskState, WorkerState)
+from juno.observability.state_schema import (ActorState, JobState, LibraryRunState, NodeState, ObjectState,
+                                            PlacementGroupState, RayStateApiException, StateApiException,
+                                            TaskState, WorkerState)
 
 DEFAULT_LIMIT = schema.DEFAULT_LIMIT
 DEFAULT_RPC_TIMEOUT = 30
 
 __all__ = [
-    "ActorState", "JobState", "NodeState", "ObjectState", "PlacementGroupState", "RayStateApiException",
+    "ActorState", "JobState", "LibraryRunState", "NodeState", "ObjectState", "PlacementGroupState", "RayStateApiException",
     "StateApiException", "TaskState", "WorkerState", "get_actor", "get_node", "get_objects", "get_task",
     "get_worker", "list_actors", "list_jobs", "list_nodes", "list_objects", "list_placement_groups",
-    "list_tasks", "list_workers", "summarize_actors", "summarize_objects", "summarize_tasks", "timeline",
+    "list_library_runs", "list_tasks", "list_workers", "summarize_actors", "summarize_objects", "summarize_tasks", "timeline",
 ]
 
 
@@ -51,6 +52,7 @@ def _columns(cls: type) -> list[str]:
             [{"refs": [(b"", None, None, None, None, None, None, None, 0)], "type": "", "pid": 0, "ip": "",
               "node_id": ""}], {}, {})[0],
         PlacementGroupState: _placement_group_sample,
+        LibraryRunState: _library_run_sample,
     }
     return list(samples[cls]())
 
@@ -59,6 +61,12 @@ def _placement_group_sample() -> dict:
     from juno.util.placement_group import state_row
 
     return state_row({"placement_group_id": "", "bundles": {}})
+
+
+def _library_run_sample() -> dict:
+    from juno.util.progress import RunSnapshot
+
+    return RunSnapshot(run_id="", kind="", title="").to_dict()
 
 
 def _finish(client: StateClient, raise_on_missing_output: bool, what: str) -> None:
@@ -148,6 +156,18 @@ def list_placement_groups(address: str | None = None, filters: list | None = Non
     return _list("placement groups", PlacementGroupState,
                  lambda c: [state_row(r) for r in c.gcs("placement_group", "table")], address, filters, limit,
                  timeout, detail, raise_on_missing_output)
+
+
+def list_library_runs(kind: str | None = None, address: str | None = None, filters: list | None = None,
+                      limit: int = DEFAULT_LIMIT, timeout: int = DEFAULT_RPC_TIMEOUT, detail: bool = False,
+                      raise_on_missing_output: bool = True) -> list[LibraryRunState]:
+    """The runs libraries reported through ``juno.util.progress`` (Data pipelines, Train runs ...),
+    oldest first: every running one and the last 100 that ended. ``kind`` keeps one library's
+    ("data", "train" ...); ``detail`` adds each run's table, fields and chart series. Juno only."""
+    if kind is not None and not isinstance(kind, str):
+        raise TypeError(f"kind must be a library name such as 'data', or None; got {kind!r}")
+    return _list("library runs", LibraryRunState, lambda c: c.gcs("library_runs", kind), address, filters,
+                 limit, timeout, detail, raise_on_missing_output)
 
 
 # ============================================================================ get

@@ -357,7 +357,8 @@ def test_snapshot_has_every_key_of_the_live_updates(service):
     snap = service.snapshot()
     probe = service._probe
     assert probe is not None and probe is not global_worker(), "a private probe, even beside a driver"
-    assert set(snap) == {"summary", "nodes", "tasks", "actors", "placement_groups", "jobs"}
+    assert set(snap) == {"summary", "nodes", "tasks", "actors", "placement_groups", "jobs",
+                         "library_runs"}
     assert snap["nodes"] == service.nodes()
     assert set(snap["summary"]) == SUMMARY_KEYS
     assert snap["jobs"] == service.jobs()
@@ -381,7 +382,8 @@ def test_event_hub_on_a_live_cluster_reports_a_failed_task(service):
             assert time.monotonic() < deadline, got
             await asyncio.sleep(0.02)
         first = next(m for m in got if m["type"] == "update")
-        assert set(first["data"]) == {"summary", "nodes", "tasks", "actors", "placement_groups", "jobs"}
+        assert set(first["data"]) == {"summary", "nodes", "tasks", "actors", "placement_groups", "jobs",
+                         "library_runs"}
         ref = doomed.options(name=name).remote()
         with pytest.raises(RuntimeError):
             await asyncio.get_running_loop().run_in_executor(None, juno.get, ref)

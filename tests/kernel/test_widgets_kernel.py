@@ -76,6 +76,51 @@ def test_progress_widget_updates_live_then_stops_and_leaves_static_html(kernel):
     assert kernel.eval("p._ticker.running") == "False"
 
 
+RUN_CELL = """
+import time
+from juno.util import progress as juno_progress
+with juno_progress.open("data", "Dataset.map_batches(f)", total=50_000, unit="rows") as run:  # done may pass it
+    t_end = time.monotonic() + 1.2
+    while time.monotonic() < t_end:
+        run.advance(1)
+        run.set_table(["operator", "rows"], [["MapBatches(f)", 1]])
+run.snapshot().state
+"""
+
+
+def test_a_library_run_shows_one_widget_updated_in_place_that_ends_complete(kernel):
+    cell = kernel.run_ok(RUN_CELL)  # no cluster needed: the display is the kernel's own
+    assert cell.result_text == "'finished'"
+    widgets = [m["content"]["data"] for m in cell.messages if m["header"]["msg_type"] == "display_data"]
+    assert len(widgets) == 1 and WIDGET_MIME in widgets[0], widgets  # one display per run, updated in place
+    model_id = widgets[0][WIDGET_MIME]["model_id"]
+    assert "[data] Dataset.map_batches(f)" in widgets[0]["text/plain"]
+    kernel.wait_for(lambda: any('data-state="finished"' in s.get("value", "")
+                                for s in _comm_updates(kernel, model_id)), timeout=10, what="the final update")
+    updates = _comm_updates(kernel, model_id)
+    assert 1 <= len(updates) <= 12  # at most ~4 a second over 1.2 s, plus the final one
+    final = updates[-1]["value"]
+    assert "/50,000 rows (100.0%)" in final and "MapBatches(f)" in final
+    # the output a saved notebook keeps is rewritten with the final static HTML
+    finals = [m["content"]["data"] for m in _all_messages(kernel)
+              if m["header"]["msg_type"] == "update_display_data"]
+    assert finals and finals[-1][WIDGET_MIME]["model_id"] == model_id
+    assert 'data-state="finished"' in finals[-1]["text/html"] and "#5cb85c" in finals[-1]["text/html"]
+    assert "finished" in finals[-1]["text/plain"]
+
+
+def test_a_failed_library_run_shows_red_with_its_error(kernel):
+    cell = kernel.execute("from juno.util import progress as juno_progress\n"
+                          "with juno_progress.open('train', 'fit') as run:\n"
+                          "    run.advance(3)\n"
+                          "    raise ValueError('bad batch')\n")
+    assert cell.error is not None and "ValueError" in cell.error_text
+    finals = [m["content"]["data"] for m in _all_messages(kernel)
+              if m["header"]["msg_type"] == "update_display_data"]
+    html = finals[-1]["text/html"]
+    assert 'data-state="failed"' in html and "ValueError: bad batch" in html and "#d9534f" in html
+
+
 def test_progress_over_a_wait_loop_and_a_generator(kernel):
     kernel.run_ok(SETUP)
     cell = kernel.run_ok('''

@@ -32,7 +32,7 @@ JUNO_SHARED_INIT = {"num_cpus": 2, "dashboard_port": DASHBOARD_PORT}
 TASK_KEYS = {"task_id", "name", "func_or_class_name", "state", "type", "job_id", "actor_id", "node_id",
              "worker_id", "worker_pid", "attempt_number", "creation_time", "start_time", "end_time",
              "error_type", "error_message"}
-UPDATE_KEYS = {"summary", "nodes", "tasks", "actors", "placement_groups", "jobs"}
+UPDATE_KEYS = {"summary", "nodes", "tasks", "actors", "placement_groups", "jobs", "library_runs"}
 
 
 # ============================================================================ helpers
@@ -159,6 +159,20 @@ def test_every_route_answers_with_the_contract_payload(dash):
     assert workers and {"worker_id", "pid", "node_id", "is_alive", "worker_type"} <= set(workers[0])
     assert isinstance(get_json("/api/placement_groups", token)["placement_groups"], list)
     assert isinstance(get_json("/api/actors", token)["actors"], list)
+
+
+def test_library_runs_route_shows_a_finished_run(dash):
+    from juno.util import progress
+
+    ctx, token = dash
+    title = f"pipeline-{uuid.uuid4().hex[:8]}"
+    with progress.open("data", title, total=10, unit="rows", display=False) as run:
+        run.set_table(["operator", "rows"], [["ReadRange", 10]])
+        run.add_point("rows/s", 0, 5)
+    runs = get_json("/api/library_runs", token)["runs"]
+    mine = next(r for r in runs if r["title"] == title)
+    assert mine["state"] == "finished" and mine["done"] == 10 and mine["kind"] == "data"
+    assert mine["rows"] == [["ReadRange", 10]] and mine["series_last"] == {"rows/s": 5.0}
 
 
 def test_bad_parameters_and_unknown_paths_are_clear_json_errors(dash):

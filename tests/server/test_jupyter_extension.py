@@ -29,7 +29,7 @@ from pytest_jupyter.jupyter_server import *  # noqa: F401,F403  (jp_serverapp, j
 from helpers import wait_for_condition
 
 JUNO_SHARED_INIT = {"num_cpus": 2, "include_dashboard": False}
-UPDATE_KEYS = {"summary", "nodes", "tasks", "actors", "placement_groups", "jobs"}
+UPDATE_KEYS = {"summary", "nodes", "tasks", "actors", "placement_groups", "jobs", "library_runs"}
 
 
 @pytest.fixture(autouse=True)
@@ -119,7 +119,7 @@ def test_every_juno_route_refuses_an_unauthenticated_request(ext, jp_serverapp, 
     rules = juno_rules(jp_serverapp.web_app)
     paths = {concrete_path(p).rsplit("juno/api/", 1)[1] for p, _ in rules}
     assert {"summary", "nodes", "tasks", "actors", "objects", "placement_groups", "jobs", "workers", "logs",
-            "events", "connection", "clusters", f"actors/{'ab' * 16}/kill"} <= paths, paths
+            "library_runs", "events", "connection", "clusters", f"actors/{'ab' * 16}/kill"} <= paths, paths
     checked = 0
     for pattern, handler in rules:
         path = concrete_path(pattern)

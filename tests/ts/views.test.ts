@@ -6,8 +6,13 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 
 import { JunoApi } from "../../jupyter_extension/src/api";
-import type { ActorInfo, NodeInfo } from "../../jupyter_extension/src/types";
+import type {
+  ActorInfo,
+  LibraryRunInfo,
+  NodeInfo,
+} from "../../jupyter_extension/src/types";
 import { ActorsView } from "../../jupyter_extension/src/views/actors";
+import { LibrariesView } from "../../jupyter_extension/src/views/libraries";
 import { LogView } from "../../jupyter_extension/src/views/logs";
 import { renderNodes } from "../../jupyter_extension/src/views/nodes";
 import {
@@ -238,5 +243,61 @@ describe("views", () => {
     // The selection survives a live actor update.
     view.setActors([actor("ab12", "DEAD")]);
     expect(select.value).toBe("actor:ab12");
+  });
+});
+
+describe("LibrariesView", () => {
+  const run = (id: string, state: string, extra: object = {}) =>
+    ({
+      run_id: id,
+      kind: "data",
+      title: `pipeline ${id}`,
+      state,
+      done: 400,
+      failed: 0,
+      total: 1000,
+      unit: "rows",
+      rate: 2000,
+      elapsed_s: 3,
+      start_time: 1,
+      end_time: null,
+      job_id: "01000000",
+      error: null,
+      columns: ["operator", "rows"],
+      rows: [["ReadRange", 400]],
+      rows_dropped: 0,
+      fields: { blocks: 4 },
+      series_last: {},
+      ...extra,
+    }) as unknown as LibraryRunInfo;
+
+  it("shows one row per run with its progress and keeps opened rows open", () => {
+    const view = new LibrariesView();
+    view.update(undefined);
+    expect(view.node.textContent).toContain("Waiting");
+    view.update([]);
+    expect(view.node.textContent).toContain("No library runs");
+    view.update([
+      run("a", "running"),
+      run("b", "failed", { error: "ValueError: bad" }),
+    ]);
+    const rows = view.node.querySelectorAll<HTMLDetailsElement>(
+      "[data-juno=run-row]",
+    );
+    expect(rows.length).toBe(2);
+    expect(rows[0].textContent).toContain("400/1,000 rows (40%)");
+    expect(rows[0].textContent).toContain("2000 rows/s");
+    expect(
+      rows[0].querySelector("[data-juno=run-table]")!.textContent,
+    ).toContain("ReadRange");
+    expect(rows[1].getAttribute("data-state")).toBe("failed");
+    expect(rows[1].textContent).toContain("ValueError: bad");
+    rows[0].open = true;
+    rows[0].dispatchEvent(new Event("toggle"));
+    view.update([run("a", "finished", { done: 1000 })]);
+    const again =
+      view.node.querySelector<HTMLDetailsElement>("[data-run-id=a]")!;
+    expect(again.open).toBe(true);
+    expect(again.textContent).toContain("1,000/1,000 rows (100%)");
   });
 });

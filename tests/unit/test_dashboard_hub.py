@@ -33,6 +33,7 @@ def base_snapshot() -> dict:
                                "death_cause": None}]},
         "placement_groups": {"placement_groups": []},
         "jobs": {"jobs": [{"job_id": "01000000", "status": "RUNNING", "entrypoint": "train.py"}]},
+        "library_runs": {"runs": []},
     }
 
 

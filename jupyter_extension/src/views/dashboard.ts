@@ -8,6 +8,7 @@ import type { ChangeKey } from '../model';
 import type { Summary } from '../types';
 import { ActorsView } from './actors';
 import { h } from './dom';
+import { LibrariesView } from './libraries';
 import { LogView } from './logs';
 import { renderNodes } from './nodes';
 import { renderPlacementGroups } from './placement';
@@ -39,6 +40,7 @@ export class DashboardView {
   private readonly groups = h('div', { class: 'juno-pgs' });
   private readonly events = h('ul', { class: 'juno-events' });
   private readonly actors: ActorsView;
+  private readonly libraries = new LibrariesView();
   private readonly logs: LogView;
   private readonly summaryLine = h('div', { class: 'juno-muted', 'data-juno': 'summary' });
 
@@ -72,13 +74,23 @@ export class DashboardView {
       section('Running tasks', 'running', this.running, false),
       section('Failed tasks', 'failed', this.failed, false),
       section('Actors', 'actors', this.actors.node),
+      section('Libraries', 'libraries', this.libraries.node),
       section('Placement groups', 'placement-groups', this.groups, false),
       logSection,
       section('Events', 'events', this.events, false)
     );
     this.unsubscribe = controller.model.subscribe(changed => this.render(changed));
     this.render(
-      new Set<ChangeKey>(['summary', 'nodes', 'tasks', 'actors', 'placement_groups', 'throughput', 'events'])
+      new Set<ChangeKey>([
+        'summary',
+        'nodes',
+        'tasks',
+        'actors',
+        'library_runs',
+        'placement_groups',
+        'throughput',
+        'events'
+      ])
     );
   }
 
@@ -109,6 +121,9 @@ export class DashboardView {
     if (changed.has('actors')) {
       this.actors.update(data.actors?.actors);
       this.logs.setActors(data.actors?.actors);
+    }
+    if (changed.has('library_runs')) {
+      this.libraries.update(data.library_runs?.runs);
     }
     if (changed.has('placement_groups')) {
       renderPlacementGroups(this.groups, data.placement_groups?.placement_groups);

@@ -1,0 +1,96 @@
+"""juno.util.progress runs on a real cluster: published by drivers, listed by the state API and the
+dashboard's state service, finished or failed, and failed when their driver dies mid-run."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from helpers import wait_for_condition
+
+import juno
+from juno.owner.core_worker import global_worker
+from juno.dashboard.state_service import StateService
+from juno.util import progress
+from juno.util.state import list_library_runs
+
+JUNO_SHARED_INIT = {"num_cpus": 2}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def run_of(title: str, **kw):
+    return next((r for r in list_library_runs(**kw) if r["title"] == title), None)
+
+
+@pytest.fixture
+def quiet():
+    progress.set_display_enabled(False)
+    yield
+    progress.set_display_enabled(True)
+
+
+def test_a_finished_run_is_listed_finished_with_its_table(cluster, quiet):
+    title = unique("map_batches")
+    with progress.open("data", title, total=1000, unit="rows") as run:
+        run.advance(400)
+        run.set_table(["operator", "rows", "state"], [["ReadRange", 400, "running"]])
+        run.set_fields(blocks=4)
+        run.add_point("rows/s", 1, 400)
+        running = wait_for_condition(lambda: run_of(title), timeout=15)  # published within a second or so
+        assert running["state"] == "running" and running["kind"] == "data"
+    row = run_of(title)  # the final state is in the GCS once finish() returned
+    assert row is not None and row.state == "finished" and row.done == 1000 and row.total == 1000
+    assert row.unit == "rows" and row.job_id == juno.get_runtime_context().get_job_id()
+    assert "rows" not in row  # the table is a detail column
+    detail = run_of(title, detail=True)
+    assert detail["columns"] == ["operator", "rows", "state"] and detail["rows"] == [["ReadRange", 400, "running"]]
+    assert detail["fields"] == {"blocks": 4} and detail["series"] == {"rows/s": [[1.0, 400.0]]}
+    assert all(r.kind == "data" for r in list_library_runs(kind="data"))
+    assert run_of(title, kind="train") is None
+    assert run_of(title, filters=[("state", "=", "finished")]) is not None
+    with pytest.raises(TypeError, match="kind must be a library name"):
+        list_library_runs(kind=3)
+
+
+def test_a_failed_run_is_listed_failed_and_the_dashboard_service_shows_it(cluster, quiet):
+    title = unique("failing")
+    with pytest.raises(ZeroDivisionError):
+        with progress.open("train", title) as run:
+            run.advance(2)
+            1 / 0
+    row = run_of(title)
+    assert row.state == "failed" and "ZeroDivisionError" in row.error and row.done == 2
+    service = StateService(global_worker().gcs_address.replace("tcp://", ""), timeout=10)
+    try:
+        runs = service.library_runs()["runs"]
+        entry = next(r for r in runs if r["title"] == title)
+        assert entry["state"] == "failed" and "series" not in entry and entry["series_last"] == {}
+        assert service.snapshot()["library_runs"] == service.library_runs()
+    finally:
+        service.close()
+
+
+def test_a_run_whose_driver_dies_ends_failed(cluster):
+    title = unique("orphan")
+    address = global_worker().gcs_address.replace("tcp://", "")
+    code = (f"import juno, time\nfrom juno.util import progress\njuno.init(address={address!r})\n"
+            f"run = progress.open('data', {title!r}, display=False)\nrun.advance(5)\n"
+            "print('opened', flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "opened"
+        wait_for_condition(lambda: run_of(title) is not None and run_of(title).state == "running", timeout=15)
+        os.kill(proc.pid, signal.SIGKILL)  # no atexit: the GCS must notice the job ended
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(15)
+    row = wait_for_condition(lambda: (r := run_of(title)) is not None and r.state == "failed" and r, timeout=20)
+    assert "driver exited" in row.error and row.end_time <= time.time()
