@@ -144,3 +144,13 @@ def _combine_custom(agg: AggregateFn, states: pa.ChunkedArray, lists: pa.Array) 
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as e:
         raise TypeError(f"{agg.name}: finalize returned values that do not make an Arrow column ({e}); "
                         "return numbers, strings, lists or dicts") from None
+
+
+def split_groups(table: pa.Table, keys: Sequence[str]) -> list[pa.Table]:
+    """``table``'s rows group by group (in order of first appearance: sorted input, sorted groups)."""
+    if not keys:
+        return [table]
+    if table.num_rows == 0:
+        return []
+    _, _, lists = group_ids(table, keys)
+    return _groups(table, lists)

@@ -10,7 +10,7 @@ fetching blocks. Decisions (how many partitions, where to cut) are the pure func
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -141,14 +141,17 @@ def sort(bundles: list[RefBundle], ctx: DataContext, *, key: SortKey) -> list[Re
 
 
 def aggregate(bundles: list[RefBundle], ctx: DataContext, *, keys: Sequence[str],
-              aggs: Sequence[AggregateFn]) -> list[RefBundle]:
+              aggs: Sequence[AggregateFn] | Callable[[pa.Schema | None], Sequence[AggregateFn]]) -> list[RefBundle]:
     """Partial aggregation in each block's task (cut by key range when there are several
     partitions), then one combining task per key range; the output is sorted by the keys."""
-    keys, aggs = tuple(keys), list(aggs)
+    keys = tuple(keys)
     blocks = _blocks(bundles)
     schema = _schema(blocks)
-    aggregation.validate(keys, aggs, schema)
+    aggs = list(aggs(schema) if callable(aggs) else aggs)  # a function: "every column", once the schema is known
     blocks = [(ref, meta) for ref, meta in blocks if meta.num_rows]
+    if not blocks and not aggs:
+        return _put_table(pa.table({}))
+    aggregation.validate(keys, aggs, schema)
     if not blocks:
         empty = empty_table(schema)
         return _put_table(aggregation.combine_partials([aggregation.partial_aggregate(empty, keys, aggs)], keys, aggs))
