@@ -81,7 +81,7 @@ class ArrowAggregation(AggregateFn):
     default_name = ""
     numeric = False  # only numeric columns make sense (sum, mean, std ...)
 
-    def __init__(self, on: str | None, ignore_nulls: bool = True, alias_name: str | None = None):
+    def __init__(self, on: str | None = None, ignore_nulls: bool = True, alias_name: str | None = None):
         if on is not None and not isinstance(on, str):
             raise TypeError(f"{type(self).__name__}(on=...) takes one column name (a str), got {on!r}; "
                             "to aggregate several columns, give one aggregation per column")

@@ -130,10 +130,12 @@ def boundaries(samples: list[pa.Table], key: SortKey, num_partitions: int) -> li
         return []
     table = sort_table(table, key)
     picked: list[tuple] = []
+    last = row_rank(key_row(table, 0, key), key)  # a boundary at the smallest key would open an empty partition
     for i in range(1, num_partitions):
         row = key_row(table, min(table.num_rows - 1, i * table.num_rows // num_partitions), key)
-        if not picked or row_rank(row, key) != row_rank(picked[-1], key):
+        if row_rank(row, key) != last:
             picked.append(row)
+            last = row_rank(row, key)
     return picked
 
 

@@ -18,6 +18,7 @@ MiB = 1024 * 1024
 # A sort or groupby partition smaller than this is not worth a task of its own: one merge task
 # sorts a few tens of MiB faster than a sampling round, more tasks and their messages.
 MIN_PARTITION_BYTES = 32 * MiB
+SHUFFLE_KEEP_BLOCKS = 32  # a random shuffle of up to this many blocks keeps the count (M x M pieces)
 
 
 def num_partitions(total_bytes: int, num_blocks: int, num_cpus: float) -> int:
@@ -29,9 +30,9 @@ def num_partitions(total_bytes: int, num_blocks: int, num_cpus: float) -> int:
 
 def shuffle_partitions(total_bytes: int, num_blocks: int, num_cpus: float, target_block_bytes: int) -> int:
     """Output blocks of ``random_shuffle()`` without ``num_blocks``: as many as the input had (as in
-    Ray), but no more blocks than it takes to keep them near the target size once the input has
-    more than there are CPUs (so thousands of tiny blocks do not make a million pieces)."""
-    if num_blocks <= max(int(num_cpus), 1):
+    Ray) up to ``SHUFFLE_KEEP_BLOCKS``; past that, only as many as keep blocks near the target size
+    (at least one per CPU), since every input block sends a piece to every output block."""
+    if num_blocks <= SHUFFLE_KEEP_BLOCKS:
         return max(num_blocks, 1)
     return max(int(num_cpus), min(num_blocks, math.ceil(total_bytes / max(target_block_bytes, 1))))
 
