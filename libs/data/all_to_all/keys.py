@@ -74,10 +74,23 @@ def compact(table: pa.Table) -> pa.Table:
     return table.take(pa.array(np.arange(table.num_rows, dtype=np.int64)))
 
 
+def sort_indices(table: pa.Table, key: SortKey) -> pa.Array:
+    """The row order that sorts ``table``. One numeric key without nulls or NaN is sorted by numpy
+    (several times faster than Arrow's sort of doubles); anything else by ``pc.sort_indices``."""
+    if len(key.columns) == 1:
+        column = table.column(key.columns[0])
+        numeric = pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+        if numeric and column.null_count == 0:
+            values = column.to_numpy()
+            if not (pa.types.is_floating(column.type) and np.isnan(values).any()):
+                order = np.argsort(values)
+                return pa.array(order[::-1] if key.descending[0] else order)
+    return pc.sort_indices(table, sort_keys=key.sort_keys())
+
+
 def sort_table(table: pa.Table, key: SortKey) -> pa.Table:
-    if table.num_rows <= 1:
-        return table
-    return table.take(pc.sort_indices(table, sort_keys=key.sort_keys()))
+    """``table`` sorted (always a fresh, compact table: even one row of a slice is copied)."""
+    return table.take(sort_indices(table, key))
 
 
 # ============================================================================ row comparison
@@ -152,7 +165,7 @@ def partition_by_boundaries(table: pa.Table, key: SortKey, bounds: list[tuple]) 
     pickles its whole buffers, so every piece is its own copy)."""
     if table.num_rows == 0:
         return [table.schema.empty_table()] * (len(bounds) + 1)
-    order = pc.sort_indices(table, sort_keys=key.sort_keys())
+    order = sort_indices(table, key)
     starts = [0, *cut_points(table.select(list(key.columns)).take(order), key, bounds), table.num_rows]
     return [table.take(order.slice(lo, hi - lo)) for lo, hi in zip(starts, starts[1:])]
 

@@ -48,7 +48,7 @@ def _sort_map(block: pa.Table, key: SortKey, bounds: list[tuple]):
 @juno.remote(num_returns=2)
 def _sort_reduce(key: SortKey, *pieces: pa.Table):
     started = time.perf_counter()
-    return _with_metadata(keys_mod.compact(keys_mod.merge_sorted(list(pieces), key)), started)
+    return _with_metadata(keys_mod.merge_sorted(list(pieces), key), started)  # a take: compact already
 
 
 @juno.remote

@@ -60,6 +60,17 @@ def test_sort_by_sampled_boundaries_matches_pandas(partitions, columns, descendi
     pd.testing.assert_frame_equal(out[columns].reset_index(drop=True), expected[columns].reset_index(drop=True))
 
 
+@pytest.mark.parametrize("descending", [False, True])
+@pytest.mark.parametrize("values", [np.random.default_rng(2).integers(-50, 50, 300),
+                                    np.random.default_rng(3).normal(0, 1, 300)])
+def test_one_numeric_key_without_nulls_sorts_by_numpy_like_arrow(values, descending):
+    table = pa.table({"x": values, "row": np.arange(len(values))})
+    key = SortKey.of("x", descending)
+    out = _sorted_via_partitions(_blocks(table.to_pandas(), (100, 0, 150, 50)), key, 3)
+    assert out.column("x").to_pylist() == sorted(values.tolist(), reverse=descending)
+    assert keys.sort_indices(table, key).type == pa.int64()
+
+
 def test_equal_keys_never_straddle_two_partitions():
     table = pa.table({"g": [1, 1, 1, 2, 2, 3, 3, 3, 3, None, None]})
     key = SortKey.of("g")
