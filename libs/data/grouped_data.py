@@ -63,6 +63,10 @@ class GroupedData:
         """A dataset of one row per group: the key columns, then each aggregation's column."""
         if not aggs:
             raise ValueError("aggregate() needs at least one aggregation, e.g. aggregate(Count(), Sum('x'))")
+        for agg in aggs:
+            if not isinstance(agg, AggregateFn):
+                raise TypeError(f"aggregate() takes AggregateFn objects (Count(), Sum('x'), AggregateFn(...)), "
+                                f"got {agg!r}")
         return self._aggregate(list(aggs))
 
     def _aggregate(self, aggs):
