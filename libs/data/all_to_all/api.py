@@ -33,7 +33,8 @@ def sort(ds, key: str | Sequence[str], descending: bool | Sequence[bool] = False
 
 
 def random_shuffle(ds, *, seed: int | None = None, num_blocks: int | None = None):
-    """Rows in a random order (a seed makes it repeatable for the same blocks)."""
+    """Rows in a random order. A seed makes it repeatable for the same blocks arriving in the same
+    order (a materialized dataset, or ``preserve_order``): each block's seed is its position."""
     _check_seed("random_shuffle", seed)
     if num_blocks is not None and (isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or num_blocks < 1):
         raise ValueError(f"random_shuffle(num_blocks=...) must be None or a positive int, got {num_blocks!r}")
