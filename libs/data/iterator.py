@@ -287,3 +287,8 @@ class _PrefetchThread:
                     close()
                 except Exception as e:  # closing a stream must not hide the result the consumer gets
                     self._push(_Failed(e))
+
+
+def dataset_iterator(ds) -> DataIterator:
+    """``ds.iterator()``: each pass over it runs ``ds``'s execution anew (Ray's ``Dataset.iterator``)."""
+    return DataIterator(ds.iter_internal_ref_bundles, schema_fn=ds.schema, name=ds._op.name)

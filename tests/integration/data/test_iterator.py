@@ -123,3 +123,19 @@ def test_an_iterator_pickles_into_a_task(cluster):
         return [len(b["id"]) for b in iterator.iter_batches(batch_size=2)]
 
     assert cluster.get(consume.remote(it), timeout=60) == [2, 2, 2, 1]
+
+
+def test_a_dataset_streams_through_its_iterator(cluster):
+    import juno.data as rd
+    from juno.data.iterator import dataset_iterator
+
+    ds = rd.range(1000, override_num_blocks=10).map_batches(lambda b: {"id": b["id"] * 2})
+    it = dataset_iterator(ds)
+    sizes = [len(b["id"]) for b in it.iter_batches(batch_size=64, prefetch_batches=2)]
+    assert sizes == [64] * 15 + [40]
+    assert it.schema().names == ["id"]
+    for _ in it.iter_batches(batch_size=10):
+        break  # the execution is closed with the loop: its thread leaves, its tasks are cancelled
+    wait_for_condition(lambda: not prefetch_threads(), timeout=10)
+    tensors = dataset_iterator(rd.range_tensor(8, shape=(2, 2), override_num_blocks=2))
+    assert [tuple(b["data"].shape) for b in tensors.iter_torch_batches(batch_size=5)] == [(5, 2, 2), (3, 2, 2)]
