@@ -15,9 +15,9 @@ JUNO_SHARED_INIT = {"num_cpus": 4}
 def in_order():
     """Row-index splits follow the dataset's order, which is the execution's: keep it the input's."""
     options = DataContext.get_current().execution_options
-    options.preserve_order = True
+    before, options.preserve_order = options.preserve_order, True
     yield
-    options.preserve_order = False
+    options.preserve_order = before
 
 
 def ids(ds):
