@@ -58,6 +58,9 @@ class DataContext:
     # A request for resources no node has fails within this many seconds (never a wait forever).
     unschedulable_timeout_s: float = 10.0
     use_push_based_shuffle: bool = False  # accepted for Ray compatibility
+    # streaming_split: how long a consumer waits for the others to finish an epoch (a consumer that
+    # died or stopped iterating would otherwise hold them forever).
+    streaming_split_wait_s: float = 600.0
     eager_free: bool = True
 
     _current = None
