@@ -79,7 +79,7 @@ class BlockBuilder:
         table = concat(self._pending)
         self._pending, self._pending_bytes = [], 0
         if table.nbytes <= self.target_bytes * 1.5 or table.num_rows <= 1:
-            yield table
+            yield compact(table)
             return
         rows_per_block = max(1, int(table.num_rows * self.target_bytes / table.nbytes))
         start = 0
@@ -89,7 +89,17 @@ class BlockBuilder:
             if start >= table.num_rows and not final:
                 self._pending, self._pending_bytes = [piece], piece.nbytes  # the rest waits for more rows
                 return
-            yield piece
+            yield compact(piece)
+
+
+def compact(table: pa.Table) -> pa.Table:
+    """``table`` with buffers of its own when it is a slice of a larger one. Pickling a slice
+    writes every buffer it points into (5 rows of a 10M-row table pickle to the whole table), so
+    every slice that goes to the object store passes here first."""
+    if table.get_total_buffer_size() <= 2 * table.nbytes + 4096:
+        return table
+    return pa.table({name: pa.concat_arrays(column.chunks) if column.num_chunks else column
+                     for name, column in zip(table.column_names, table.columns)}, schema=table.schema)
 
 
 def metadata_of(table: pa.Table, *, exec_s: float = 0.0, input_files: Iterable[str] = ()) -> BlockMetadata:

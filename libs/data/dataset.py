@@ -326,20 +326,129 @@ class Dataset:
         """A barrier step: ``fn(bundles, ctx) -> bundles`` gets all of this dataset's output at once."""
         return self._with(AllToAllOp(name, [self._op], fn=fn))
 
+    # ------------------------------------------------------------------ all-to-all (libs/data/all_to_all)
+    def sort(self, key: str | list[str], descending: bool | list[bool] = False) -> "Dataset":
+        """Rows sorted by one or more columns (``descending`` per key or for all)."""
+        from juno.data.all_to_all import api
+
+        return api.sort(self, key, descending)
+
+    def random_shuffle(self, *, seed: int | None = None, num_blocks: int | None = None) -> "Dataset":
+        from juno.data.all_to_all import api
+
+        return api.random_shuffle(self, seed=seed, num_blocks=num_blocks)
+
+    def repartition(self, num_blocks: int, *, shuffle: bool = False) -> "Dataset":
+        from juno.data.all_to_all import api
+
+        return api.repartition(self, num_blocks, shuffle=shuffle)
+
+    def randomize_block_order(self, *, seed: int | None = None) -> "Dataset":
+        from juno.data.all_to_all import api
+
+        return api.randomize_block_order(self, seed=seed)
+
+    def groupby(self, key: str | list[str] | None):
+        """A ``GroupedData``: count/sum/min/max/mean/std/aggregate/map_groups per group of ``key``."""
+        from juno.data.all_to_all import api
+
+        return api.groupby(self, key)
+
+    def aggregate(self, *aggs) -> dict | None:
+        from juno.data.all_to_all import api
+
+        return api.aggregate(self, *aggs)
+
+    def sum(self, on: str | list[str] | None = None, ignore_nulls: bool = True):
+        from juno.data.all_to_all import api
+
+        return api.sum(self, on, ignore_nulls)
+
+    def min(self, on: str | list[str] | None = None, ignore_nulls: bool = True):
+        from juno.data.all_to_all import api
+
+        return api.min(self, on, ignore_nulls)
+
+    def max(self, on: str | list[str] | None = None, ignore_nulls: bool = True):
+        from juno.data.all_to_all import api
+
+        return api.max(self, on, ignore_nulls)
+
+    def mean(self, on: str | list[str] | None = None, ignore_nulls: bool = True):
+        from juno.data.all_to_all import api
+
+        return api.mean(self, on, ignore_nulls)
+
+    def std(self, on: str | list[str] | None = None, ddof: int = 1, ignore_nulls: bool = True):
+        from juno.data.all_to_all import api
+
+        return api.std(self, on, ddof, ignore_nulls)
+
+    def unique(self, column: str) -> list:
+        from juno.data.all_to_all import api
+
+        return api.unique(self, column)
+
+    # ------------------------------------------------------------------ iterating and splitting (iterator.py, split.py)
+    def iterator(self):
+        """A ``DataIterator`` over this dataset; each pass runs the plan anew."""
+        from juno.data.iterator import dataset_iterator
+
+        return dataset_iterator(self)
+
+    def iter_batches(self, **options) -> Iterator[Any]:
+        """Batches of ``batch_size`` rows (256) across block edges, prefetched while the loop works
+        (``prefetch_batches``, ``batch_format``, ``drop_last``, ``local_shuffle_buffer_size`` ...)."""
+        return self.iterator().iter_batches(**options)
+
+    def iter_torch_batches(self, **options) -> Iterator[Any]:
+        """Batches as dicts of torch tensors (``dtypes``, ``device``, ``collate_fn`` ...)."""
+        return self.iterator().iter_torch_batches(**options)
+
+    def streaming_split(self, n: int, *, equal: bool = False, locality_hints: list | None = None) -> list:
+        """``n`` DataIterators that share one execution, each for a different consumer (Train's workers)."""
+        from juno.data import split
+
+        return split.streaming_split(self, n, equal=equal, locality_hints=locality_hints)
+
+    def split(self, n: int, *, equal: bool = False, locality_hints: list | None = None) -> list:
+        from juno.data import split
+
+        return split.split(self, n, equal=equal, locality_hints=locality_hints)
+
+    def split_at_indices(self, indices: list[int]) -> list:
+        from juno.data import split
+
+        return split.split_at_indices(self, indices)
+
+    def split_proportionately(self, proportions: list[float]) -> list:
+        from juno.data import split
+
+        return split.split_proportionately(self, proportions)
+
+    def train_test_split(self, test_size: float | int, *, shuffle: bool = False, seed: int | None = None) -> list:
+        from juno.data import split
+
+        return split.train_test_split(self, test_size, shuffle=shuffle, seed=seed)
+
     # ------------------------------------------------------------------ execution
-    def iter_internal_ref_bundles(self) -> Iterator[RefBundle]:
-        """Run the plan, yielding output bundles as they are made (blocks stay in the store)."""
+    def iter_internal_ref_bundles(self, _display: bool = True) -> Iterator[RefBundle]:
+        """Run the plan, yielding output bundles as they are made (blocks stay in the store).
+        ``_display=False``: no progress view (a peek such as schema())."""
+        from juno.data.execution.progress import DataProgress
+
         started = time.monotonic()
-        reporter = None
+        reporter = DataProgress(self._op, DataContext.get_current(), display=_display)
         executor = StreamingExecutor(self._op, on_progress=reporter)
-        ok = False
+        error: BaseException | None = None
         try:
             yield from executor.execute()
-            ok = True
+        except BaseException as e:
+            error = e
+            raise
         finally:
             self._last_stats = summarize(executor.ops, time.monotonic() - started)
-            if reporter is not None:
-                reporter.close(executor, ok)
+            reporter.close(executor, error)
 
     def _bundles(self) -> list[RefBundle]:
         if isinstance(self._op, InputOp):
@@ -367,10 +476,11 @@ class Dataset:
     def schema(self, fetch_if_missing: bool = True) -> Schema | None:
         known = known_schema(self._op)
         if known is None and fetch_if_missing:
-            for bundle in self.limit(1).iter_internal_ref_bundles() if not isinstance(self._op, InputOp) else []:
+            peek = self.limit(1).iter_internal_ref_bundles(_display=False) if not isinstance(self._op, InputOp) else []
+            for bundle in peek:
                 known = next((m.schema for m in bundle.metadata if m.schema is not None), None)
             if known is None and not isinstance(self._op, InputOp):
-                for bundle in self.iter_internal_ref_bundles():
+                for bundle in self.iter_internal_ref_bundles(_display=False):
                     known = next((m.schema for m in bundle.metadata if m.schema is not None and m.schema.names),
                                  known)
                     if known is not None:
@@ -423,9 +533,8 @@ class Dataset:
         for row in self.take(limit):
             print(row)
 
-    def iter_rows(self) -> Iterator[dict]:
-        for table in self._tables():
-            yield from blk.to_rows(table)
+    def iter_rows(self, *, prefetch_batches: int = 1) -> Iterator[dict]:
+        return self.iterator().iter_rows(prefetch_batches=prefetch_batches)
 
     def to_pandas(self, limit: int | None = None):
         """All rows as one pandas DataFrame (an error past ``limit`` rows, when given)."""

@@ -87,7 +87,8 @@ def _put_tables(tables: list[pa.Table], name: str) -> MaterializedDataset:
 def _split_table(table: pa.Table, override: int | None) -> list[pa.Table]:
     n = table.num_rows
     blocks = _default_blocks(n, max(1, table.nbytes // max(1, n)), override) if n else 1
-    return [table.slice(i * n // blocks, (i + 1) * n // blocks - i * n // blocks) for i in builtins_range(blocks)]
+    return [blk.compact(table.slice(i * n // blocks, (i + 1) * n // blocks - i * n // blocks))
+            for i in builtins_range(blocks)]
 
 
 def from_items(items: list, *, override_num_blocks: int | None = None, parallelism: int = -1) -> MaterializedDataset:

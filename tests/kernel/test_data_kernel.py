@@ -55,3 +55,22 @@ print("cpus back:", juno.available_resources().get("CPU", 0))
 print("still works:", rd.range(10).map_batches(lambda b: b).count())
 """).stdout
     assert "cpus back: 2.0" in out and "still works: 10" in out
+
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def test_a_dataset_shows_one_progress_widget_that_ends_complete(own_kernel):
+    own_kernel.run_ok(SETUP)
+    cell = own_kernel.run_ok("print(rd.range(2000, override_num_blocks=8).map_batches(lambda b: b, batch_size=100)"
+                             ".count())\n"
+                             "print(rd.range(100).take(2))")
+    widgets = [m["content"]["data"] for m in cell.messages if m["header"]["msg_type"] == "display_data"
+               and WIDGET_MIME in m["content"]["data"]]
+    assert len(widgets) == 2, widgets  # one per execution, each updated in place
+    finals = [m["content"]["data"] for m in cell.messages if m["header"]["msg_type"] == "update_display_data"]
+    first = [f for f in finals if f[WIDGET_MIME]["model_id"] == widgets[0][WIDGET_MIME]["model_id"]]
+    assert first and 'data-state="finished"' in first[-1]["text/html"]
+    assert "2,000/2,000 rows" in first[-1]["text/plain"]
+    assert "ReadRange-&gt;MapBatches(&lt;lambda&gt;)" in first[-1]["text/html"]  # the operator's table row
+    assert "2000\n[{'id': 0}, {'id': 1}]" in cell.stdout

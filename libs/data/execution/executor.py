@@ -147,8 +147,8 @@ class StreamingExecutor:
                 self._wait_some()
         finally:
             self.finished_at = time.monotonic()
-            self._shutdown()
             self._report(final=True)
+            self._shutdown()
 
     def _route(self) -> None:
         """Move each operator's outputs to its consumers; tell them when it has no more."""
@@ -349,6 +349,10 @@ class StreamingExecutor:
             pool.shutdown()
         self._pools.clear()
         self._stages_refs.clear()
+
+    def operator_states(self) -> list[tuple[PhysicalOp, int]]:
+        """Each operator with the number of actors its pool has (0 for tasks), for progress views."""
+        return [(op, len(self._pools[id(op)].actors) if id(op) in self._pools else 0) for op in self.ops]
 
     def _report(self, final: bool = False) -> None:
         if self.on_progress is not None:

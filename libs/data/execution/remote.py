@@ -70,7 +70,7 @@ class MapWorker:
 
 @juno.remote
 def slice_block(table: pa.Table, offset: int, length: int):
-    piece = table.slice(offset, length)
+    piece = blk.compact(table.slice(offset, length))
     return piece, blk.metadata_of(piece)
 
 
@@ -78,7 +78,7 @@ def slice_block(table: pa.Table, offset: int, length: int):
 def zip_blocks(left: pa.Table, skip: int, *rights: pa.Table):
     """``left`` beside the next ``left.num_rows`` rows of the right side, which start ``skip``
     rows into the first of ``rights``; a column name on both sides gets a "_1" suffix (as Ray)."""
-    right = blk.concat(list(rights)).slice(skip, left.num_rows)
+    right = blk.compact(blk.concat(list(rights)).slice(skip, left.num_rows))
     table = left
     for name in right.column_names:
         out_name = name

@@ -70,8 +70,6 @@ def test_train_test_split_shuffled(cluster):
     import juno.data as rd
     from juno.data.split import train_test_split
 
-    if not hasattr(rd.Dataset, "random_shuffle"):
-        pytest.skip("random_shuffle comes with the all-to-all operators")
     train, test = train_test_split(rd.range(40, override_num_blocks=2), 10, shuffle=True, seed=1)
     assert sorted(ids(train) + ids(test)) == list(range(40)) and ids(test) != list(range(30, 40))
 

@@ -144,3 +144,21 @@ def test_empty_tensor_columns_and_ragged_dtypes_survive():
     ragged = blk.items_to_table([np.ones(2, dtype=np.uint8), np.ones(3, dtype=np.uint8)]).slice(1, 1)
     [only] = blk.column_to_numpy(ragged.column("item"))
     assert only.dtype == np.uint8 and only.shape == (3,)
+
+
+def test_slices_that_go_to_the_store_carry_only_their_rows():
+    import pickle
+
+    big = pa.table({"a": np.arange(1_000_000), "s": pa.array([str(i) for i in range(1_000_000)])})
+
+    def stored_bytes(table):
+        buffers = []
+        data = pickle.dumps(table, protocol=5, buffer_callback=buffers.append)
+        return len(data) + sum(len(b.raw()) for b in buffers)
+
+    piece = blk.compact(big.slice(10, 5))
+    assert stored_bytes(piece) < 10_000 and piece.to_pylist() == big.slice(10, 5).to_pylist()
+    cut = list(blk.BlockBuilder(target_bytes=64 * 1024).add(big))
+    assert all(stored_bytes(t) < 3 * t.nbytes + 10_000 for t in cut)
+    tensors = blk.from_batch({"x": np.zeros((100, 4, 4))}).slice(3, 2)
+    assert blk.compact(tensors).column("x").type == tensors.column("x").type
