@@ -115,30 +115,42 @@ class Scale:
         return {"id": batch["id"] * self.factor}
 
 
-def rows_pool(ray) -> int:
-    """map_batches through a pool of two actors."""
-    ray.data.range(POOL_ROWS).map_batches(Scale, concurrency=2, batch_size=1024, num_cpus=1).materialize()
+def rows_pool(ray, actors: int) -> int:
+    """map_batches through a pool of ``actors`` actors of one CPU each."""
+    ray.data.range(POOL_ROWS).map_batches(Scale, concurrency=actors, batch_size=1024, num_cpus=1).materialize()
     return POOL_ROWS
 
 
-def run(name: str, repeat: int) -> dict:
+ROWS = {
+    "pipeline 2M rows (range, map_batches, batch filter, sum)": "pipeline",
+    "parquet read, map_batches, write (1M rows)": "parquet",
+    "map_batches on a pool of 1 actor (200k rows)": "pool1",
+    "map_batches on a pool of 2 actors on 2 CPUs (200k rows)": "pool2",
+    "sort 1M rows": "sort",
+    "groupby/sum 1M rows (100 keys)": "groupby",
+    "pandas: sort 1M rows": "pandas_sort",
+    "pandas: groupby/sum 1M rows": "pandas_groupby",
+}
+
+
+def run(name: str, repeat: int, only: list[str]) -> dict:
     ray = engine(name)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = f"{tmp}/in", f"{tmp}/out"
         os.makedirs(src)
         make_parquet(src)
-        rows = {"pipeline 2M rows (range, map_batches, batch filter, sum)": lambda: rows_pipeline(ray),
-                "parquet read, map_batches, write (1M rows)": lambda: rows_parquet(ray, src, dst),
-                "map_batches on a pool of 2 actors (200k rows)": lambda: rows_pool(ray)}
-        for label, fn in rows.items():
-            results[label] = fn() / timed(fn, repeat)
-        frame, ds = table(ray)
-        results["sort 1M rows"] = TABLE_ROWS / timed(lambda: rows_sort(ds), repeat)
-        results["groupby/sum 1M rows (100 keys)"] = TABLE_ROWS / timed(lambda: rows_groupby(ds), repeat)
-        results["pandas: sort 1M rows"] = TABLE_ROWS / timed(lambda: frame.sort_values("value"), repeat)
-        results["pandas: groupby/sum 1M rows"] = TABLE_ROWS / timed(
-            lambda: frame.groupby("key")["value"].sum(), repeat)
+        frame, ds = table(ray) if {"sort", "groupby", "pandas_sort", "pandas_groupby"} & set(only) else (None, None)
+        work = {"pipeline": lambda: rows_pipeline(ray), "parquet": lambda: rows_parquet(ray, src, dst),
+                "pool1": lambda: rows_pool(ray, 1), "pool2": lambda: rows_pool(ray, 2),
+                "sort": lambda: rows_sort(ds), "groupby": lambda: rows_groupby(ds),
+                "pandas_sort": lambda: len(frame.sort_values("value")),
+                "pandas_groupby": lambda: len(frame) + 0 * len(frame.groupby("key")["value"].sum())}
+        for label, key in ROWS.items():
+            if key in only:
+                fn = work[key]
+                results[label] = (TABLE_ROWS if key.startswith("pandas") else fn()) / timed(fn, repeat)
+                print(json.dumps({label: results[label]}), flush=True)
     ray.shutdown()
     return results
 
@@ -147,29 +159,57 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--engine", choices=["juno", "ray"], default="juno")
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--json", action="store_true", help="print the figures as JSON (for --compare)")
+    p.add_argument("--rows", default=",".join(ROWS.values()), help=f"which rows: {', '.join(ROWS.values())}")
     p.add_argument("--compare", metavar="RAY_PYTHON", help="run Juno here and Ray with this python, alternated")
     p.add_argument("--rounds", type=int, default=2, help="with --compare: how many times each engine runs")
+    p.add_argument("--row-timeout", type=float, default=300, help="with --compare: seconds before a row counts "
+                                                                 "as not finishing")
     args = p.parse_args()
+    only = args.rows.split(",")
     if not args.compare:
-        results = run(args.engine, args.repeat)
-        if args.json:
-            print(json.dumps(results))
-        else:
-            for label, value in results.items():
-                print(f"{args.engine:5} {label:58} {value:14,.0f} rows/s")
+        for label, value in run(args.engine, args.repeat, only).items():
+            print(f"{args.engine:5} {label:58} {value:14,.0f} rows/s")
         return
-    figures: dict[str, dict[str, list[float]]] = {"juno": {}, "ray": {}}
+    figures: dict[str, dict[str, list]] = {"juno": {}, "ray": {}}
     for _ in range(args.rounds):
-        for name, python in (("juno", sys.executable), ("ray", args.compare)):
-            out = subprocess.run([python, __file__, "--engine", name, "--repeat", str(args.repeat), "--json"],
-                                 check=True, capture_output=True, text=True, timeout=1800).stdout
-            for label, value in json.loads(out.strip().splitlines()[-1]).items():
+        for key in only:  # each row in a process of its own, so a row that hangs costs only itself
+            for name, python in (("juno", sys.executable), ("ray", args.compare)):
+                label = next(lbl for lbl, k in ROWS.items() if k == key)
+                try:
+                    out = subprocess.run([python, __file__, "--engine", name, "--repeat", str(args.repeat),
+                                          "--rows", key], capture_output=True, text=True,
+                                         timeout=args.row_timeout).stdout
+                    value = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])[label]
+                except (subprocess.TimeoutExpired, IndexError, ValueError):
+                    value = None  # did not finish (a hang) or failed; Juno's cluster dies with its driver
+                    if name == "ray":  # Ray's outlives it: stop it (only this benchmark runs Ray here)
+                        subprocess.run([os.path.join(os.path.dirname(python), "ray"), "stop", "--force"],
+                                       capture_output=True, timeout=120)
                 figures[name].setdefault(label, []).append(value)
+                print(f"{name:5} {label:58} {value if value is None else round(value):>14}", file=sys.stderr,
+                      flush=True)
     print("| Row | Juno rows/s | Ray Data rows/s | Juno / Ray |\n|---|---|---|---|")
     for label, values in figures["juno"].items():
-        juno_v, ray_v = statistics.median(values), statistics.median(figures["ray"].get(label, [float("nan")]))
-        print(f"| {label} | {juno_v:,.0f} | {ray_v:,.0f} | {juno_v / ray_v:.2f}x |")
+        print(f"| {label} | {_median(values)} | {_median(figures['ray'].get(label, []))} | "
+              f"{_ratio(values, figures['ray'].get(label, []))} |")
+
+
+def _median(values: list) -> str:
+    done = [v for v in values if v is not None]
+    if not done:
+        return "did not finish" if values else "-"
+    return f"{statistics.median(done):,.0f}" + (f" ({len(values) - len(done)} of {len(values)} did not finish)"
+                                                 if len(done) < len(values) else "")
+
+
+def _ratio(juno_values: list, ray_values: list) -> str:
+    juno_done = [v for v in juno_values if v is not None]
+    ray_done = [v for v in ray_values if v is not None]
+    if juno_done and ray_values and not ray_done:
+        return "Ray did not finish"
+    if not juno_done or not ray_done:
+        return "-"
+    return f"{statistics.median(juno_done) / statistics.median(ray_done):.2f}x"
 
 
 if __name__ == "__main__":
