@@ -186,7 +186,7 @@ def main() -> None:
                         subprocess.run([os.path.join(os.path.dirname(python), "ray"), "stop", "--force"],
                                        capture_output=True, timeout=120)
                 figures[name].setdefault(label, []).append(value)
-                print(f"{name:5} {label:58} {value if value is None else round(value):>14}", file=sys.stderr,
+                print(f"{name:5} {label:58} {'did not finish' if value is None else round(value):>14}", file=sys.stderr,
                       flush=True)
     print("| Row | Juno rows/s | Ray Data rows/s | Juno / Ray |\n|---|---|---|---|")
     for label, values in figures["juno"].items():

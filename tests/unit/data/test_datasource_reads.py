@@ -3,11 +3,13 @@ then called): formats, options, empty and mixed files, parquet projection, filte
 import json
 import os
 import pickle
+import sys
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
 import pytest
 
 from juno.data.block import SchemaMismatchError, concat, to_batch
@@ -95,14 +97,14 @@ def test_binary_files_one_row_per_file(tmp_path):
         {"bytes": b"\x00\x01", "path": str(tmp_path / "a.bin")}, {"bytes": b"", "path": str(tmp_path / "b.bin")}]
 
 
-def test_images_need_pillow_or_say_how_to_install_it(tmp_path):
-    try:
-        import PIL  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="pip install pillow"):
-            api.images_read(str(tmp_path))
-        return
-    from PIL import Image
+def test_images_without_pillow_say_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "PIL", None)  # as on a machine without Pillow: importing it fails
+    with pytest.raises(ImportError, match="pip install pillow"):
+        api.images_read(str(tmp_path))
+
+
+def test_images_read_as_arrays_resized_or_in_their_own_shapes(tmp_path):
+    from PIL import Image  # the test extras install Pillow
 
     Image.new("RGB", (4, 2), (255, 0, 0)).save(tmp_path / "a.png")
     Image.new("L", (3, 3), 7).save(tmp_path / "b.png")
