@@ -61,12 +61,7 @@ class GroupedData:
 
     def aggregate(self, *aggs: AggregateFn):
         """A dataset of one row per group: the key columns, then each aggregation's column."""
-        if not aggs:
-            raise ValueError("aggregate() needs at least one aggregation, e.g. aggregate(Count(), Sum('x'))")
-        for agg in aggs:
-            if not isinstance(agg, AggregateFn):
-                raise TypeError(f"aggregate() takes AggregateFn objects (Count(), Sum('x'), AggregateFn(...)), "
-                                f"got {agg!r}")
+        aggregation.check_aggs(aggs)
         return self._aggregate(list(aggs))
 
     def _aggregate(self, aggs):

@@ -28,14 +28,19 @@ def _state(i: int, j: int) -> str:
     return f"__juno_a{i}_{j}"
 
 
-def validate(keys: Sequence[str], aggs: Sequence[AggregateFn], schema: pa.Schema | None) -> None:
-    """Clear errors before any task runs: unknown columns, unfit types, clashing names."""
+def check_aggs(aggs: Sequence[AggregateFn]) -> None:
+    """At least one aggregation, each an AggregateFn (checked where aggregate() is called)."""
     if not aggs:
         raise ValueError("aggregate() needs at least one aggregation, e.g. aggregate(Count(), Sum('x'))")
     for agg in aggs:
         if not isinstance(agg, AggregateFn):
             raise TypeError(f"aggregate() takes AggregateFn objects (Count(), Sum('x'), AggregateFn(...)), "
                             f"got {agg!r}")
+
+
+def validate(keys: Sequence[str], aggs: Sequence[AggregateFn], schema: pa.Schema | None) -> None:
+    """Clear errors before any task runs: unknown columns, unfit types, clashing names."""
+    check_aggs(aggs)
     check_columns(keys, schema, "groupby key")
     names = list(keys)
     for agg in aggs:
