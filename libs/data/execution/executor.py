@@ -41,9 +41,7 @@ class ActorPool:
             self.add_actor()
 
     def add_actor(self) -> None:
-        args = dict(self.op.ray_remote_args)
-        args.pop("scheduling_strategy", None) if args.get("scheduling_strategy") == "SPREAD" else None
-        actor = remote.MapWorker.options(**args).remote(self.stages_ref)
+        actor = remote.MapWorker.options(**self.op.ray_remote_args).remote(self.stages_ref)
         index = len(self.actors)
         self.actors.append(actor)
         self.busy[index] = 0
@@ -70,8 +68,8 @@ class ActorPool:
             self.pending_ready.pop(ref)
             juno.get(ref)  # raises if the constructor failed
         now = time.monotonic()
-        for ref, (index, created) in self.pending_ready.items():
-            if now - created > self.start_timeout_s and self.busy[index] == 0 or now - created > 2 * self.start_timeout_s:
+        for _ref, (_index, created) in self.pending_ready.items():
+            if now - created > self.start_timeout_s:
                 raise TimeoutError(
                     f"{self.op.name}: an actor of its pool did not start within {self.start_timeout_s:g} s; the "
                     f"cluster may lack the resources it asks for ({self.op.ray_remote_args}). Check "
