@@ -177,9 +177,11 @@ def from_torch(dataset: Any) -> MaterializedDataset:
 
 
 def _plain(value: Any) -> Any:
-    """Tensors as ndarrays (Arrow stores those), recursively through tuples, lists and dicts."""
+    """Tensors as ndarrays (Arrow stores those; scalars as numbers), recursively through tuples,
+    lists and dicts."""
     if hasattr(value, "detach") and hasattr(value, "numpy"):
-        return value.detach().cpu().numpy()
+        array = value.detach().cpu().numpy()
+        return array.item() if array.ndim == 0 else array  # a scalar tensor is a plain value
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):

@@ -175,3 +175,23 @@ def test_a_task_cuts_its_output_into_blocks_of_the_target_size(rd):
 def test_a_filter_that_drops_every_row_keeps_the_schema(rd):
     ds = rd.range(100).filter(expr="id < 0").materialize()
     assert ds.count() == 0 and ds.columns() == ["id"]
+
+
+def test_the_remaining_ways_in_and_out(rd, capsys, tmp_path):
+    import juno
+    import torch
+
+    items = rd.from_torch(torch.utils.data.TensorDataset(torch.arange(4.0), torch.arange(4)))
+    assert items.count() == 4 and [len(r["item"]) for r in items.take_all()] == [2, 2, 2, 2]
+    frames = [pd.DataFrame({"x": [1, 2]}), pd.DataFrame({"x": [3]})]
+    assert sorted(r["x"] for r in rd.from_pandas_refs([juno.put(f) for f in frames]).take_all()) == [1, 2, 3]
+    tables = [pa.table({"y": [5, 6]})]
+    assert rd.from_arrow_refs([juno.put(t) for t in tables]).take_all() == [{"y": 5}, {"y": 6}]
+    assert rd.from_numpy_refs([juno.put(np.arange(3))]).take_batch(5)["data"].tolist() == [0, 1, 2]
+    ds = rd.range(6, override_num_blocks=2)
+    ds.show(2)
+    assert capsys.readouterr().out == "{'id': 0}\n{'id': 1}\n"
+    assert ds.size_bytes() == 48 and sorted(r["id"] for r in ds.iter_rows()) == list(range(6))
+    assert sorted(pd.concat(juno.get(ds.to_pandas_refs()))["id"]) == list(range(6))
+    (tmp_path / "a.csv").write_text("k\n1\n2\n")
+    assert rd.read_csv(str(tmp_path / "a.csv")).input_files() == [str(tmp_path / "a.csv")]
