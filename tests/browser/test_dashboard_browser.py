@@ -167,12 +167,19 @@ def test_standalone_page_shows_the_same_cluster(tmp_path, shutdown_only):
 
     actor = Shown.remote()
     assert juno.get(actor.ok.remote(), timeout=60)
+    import juno.data as rd
+
+    assert len(rd.range(100).map_batches(lambda b: b).take_all()) == 100  # a Data run for the Libraries section
     with browser() as page:
         page.goto(f"{base}/?token={token}", timeout=60_000)
         node_id = juno.get_runtime_context().get_node_id()
         page.locator(f"[data-juno=node-row][data-node-id='{node_id}']").wait_for(timeout=UI_TIMEOUT_MS)
         page.locator(f"[data-juno=actor-row][data-actor-id='{actor._actor_id.hex()}']").wait_for(
             timeout=UI_TIMEOUT_MS)
+        run = page.locator("[data-juno=run-row][data-state=finished]", has_text="ReadRange")
+        run.wait_for(timeout=UI_TIMEOUT_MS)
+        run.locator("summary").click()  # opens the run: its table, one row per operator
+        page.get_by_text("ReadRange->MapBatches(<lambda>)").first.wait_for(timeout=UI_TIMEOUT_MS)
         screenshot(page, "standalone-page.png")
         # Without the token a fresh browser gets no data.
         page.context.clear_cookies()
