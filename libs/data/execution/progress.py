@@ -5,7 +5,8 @@ plan's row count where it is known), and the table has one row per operator: row
 throughput, tasks and actors running, rows queued at its input, and whether the memory budget
 is holding it back. ``juno.widgets`` draws it (a widget in a notebook, a line in a terminal,
 static HTML in a saved notebook); the dashboard lists it. ``DataContext.enable_progress_bars``
-turns the display off, not the dashboard's record. Executions inside a task or an actor (a
+turns the display off, not the dashboard's record; ``enable_operator_progress_bars=False``
+keeps only the overall bar. Executions inside a task or an actor (a
 ``streaming_split`` coordinator) are recorded but never displayed: their text would flood the
 driver's output.
 """
@@ -40,6 +41,7 @@ class DataProgress:
                                  total=known_num_rows(tip), unit="rows")
         self._last = 0.0
         self._held: dict[int, int] = {}
+        self._per_operator = bool(ctx.enable_operator_progress_bars)
 
     def __call__(self, executor) -> None:
         now = time.monotonic()
@@ -52,6 +54,8 @@ class DataProgress:
         if not executor.ops:
             return
         self.run.update(done=executor.ops[-1].metrics.rows_out)
+        if not self._per_operator:
+            return
         rows = []
         for op, actors in executor.operator_states():
             m = op.metrics
