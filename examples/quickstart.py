@@ -146,6 +146,17 @@ def main() -> None:
     ready, not_ready = juno.wait([slow, *fast], num_returns=3)
     assert len(ready) == 3 and not not_ready
 
+    section("juno.data: a lazy pipeline of Arrow blocks (Ray Data's API)")
+    import juno.data as rd
+
+    ds = (rd.range(100_000)
+          .map_batches(lambda b: {"id": b["id"], "square": b["id"] ** 2})
+          .filter(expr="square % 7 == 0"))
+    print(ds)  # the plan: nothing has run yet
+    total = ds.sum("square")  # now it runs: range, map_batches and filter fused into one task per block
+    print("sum of the squares divisible by 7:", total)
+    assert total == sum(i * i for i in range(0, 100_000, 7))
+
 
 if __name__ == "__main__":
     faulthandler.dump_traceback_later(WATCHDOG_S, exit=True)

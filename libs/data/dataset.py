@@ -563,14 +563,17 @@ class Dataset:
         return "\n".join(plan_lines(self._op))
 
     def __repr__(self) -> str:
-        rows, schema = known_num_rows(self._op), known_schema(self._op)
-        head = type(self).__name__
-        fields = "{" + ", ".join(f"{f.name}: {f.type}" for f in schema) + "}" if schema is not None else "Unknown"
+        """Ray's form: the steps, last first, down to the source dataset with what is known of it."""
         lines = plan_lines(self._op)
-        body = f"{head}(num_rows={rows if rows is not None else '?'}, schema={fields})"
-        if len(lines) == 1 and isinstance(self._op, (ReadOp, InputOp)):
+        if any(len(op.inputs) > 1 for op in self._op.chain()):
+            return "\n".join(lines)  # union, zip: each branch down to its source
+        source = self._op.chain()[0] if len(lines) > 1 else self._op
+        rows, schema = known_num_rows(source), known_schema(source)
+        fields = "{" + ", ".join(f"{f.name}: {f.type}" for f in schema) + "}" if schema is not None else "Unknown"
+        body = f"{type(self).__name__}(num_rows={rows if rows is not None else '?'}, schema={fields})"
+        if len(lines) == 1:
             return body
-        return "\n".join(lines[:-1] + ["   " * (len(lines) - 2) + "+- " + body if len(lines) > 1 else body])
+        return "\n".join(lines[:-1] + ["   " * (len(lines) - 2) + "+- " + body])
 
     def _repr_html_(self) -> str:
         rows, schema = known_num_rows(self._op), known_schema(self._op)
