@@ -118,7 +118,9 @@ class CoreWorker(RpcNode):
         self._function_exports: set[bytes] = set()
         self._fetching: dict[bytes, str] = {}  # borrowed object -> owner asked for it
         self._generators: dict[bytes, "_GeneratorState"] = {}
-        self._gen_lock = threading.Lock()
+        # Re-entrant: ObjectRefGenerator.__del__ runs release_generator, and the garbage collector may
+        # run it on a thread that holds this lock already (an allocation inside generator_state).
+        self._gen_lock = threading.RLock()
         self._blocked_depth = 0
         self.lease_for_blocking: bool = mode == MODE_WORKER
         self.log_to_driver = log_to_driver

@@ -17,7 +17,9 @@ class OwnedValues:
         self._waiters: dict[bytes, list[Callable[[bytes, tuple], None]]] = {}
         # (ids, callback) pairs from watch(); a tuple replaced on change, so put() reads it unlocked.
         self._watchers: tuple[tuple[set[bytes], Callable[[bytes, tuple], None]], ...] = ()
-        self._lock = threading.Lock()
+        # Re-entrant: ObjectRef.__del__ frees owned values, and the garbage collector may run it on a
+        # thread that holds this lock already (any allocation under it can start a collection).
+        self._lock = threading.RLock()
 
     def put(self, object_id: bytes, value: tuple) -> None:
         with self._lock:

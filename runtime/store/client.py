@@ -51,14 +51,16 @@ class StoreClient:
     def __init__(self, cw: "CoreWorker", directory: str):
         self.cw = cw
         self.directory = directory
-        self._lock = threading.Lock()
+        # Both re-entrant: a freed ObjectRef (ObjectRef.__del__, possibly from the garbage collector on
+        # a thread inside these locks) deletes its stored object through them.
+        self._lock = threading.RLock()
         self._fd: int | None = None
         self._rw: memoryview | None = None   # the whole arena, for writing
         self._ro: mmap.mmap | None = None    # the whole arena, read-only, for zero-copy reads
         self._holders: weakref.WeakValueDictionary[bytes, np.ndarray] = weakref.WeakValueDictionary()
         self._pending: dict[str, list[bytes]] = _empty_queue()
         self._flush_scheduled = False
-        self._queue_lock = threading.Lock()
+        self._queue_lock = threading.RLock()
         self._warm: np.ndarray | None = None  # the holder of the last object written or read
         self._warm_id: bytes | None = None
         self._cool_scheduled = False

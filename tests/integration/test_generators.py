@@ -172,3 +172,34 @@ def test_get_of_generator_is_a_type_error(cluster):
     with pytest.raises(TypeError):  # in a list too: get() returns other values, not a generator of refs
         juno.get([gen])
     assert juno.get(next(gen)) == 0
+
+
+def test_a_generator_collected_while_its_owner_holds_the_generator_lock_does_not_deadlock(cluster):
+    """The garbage collector may finalize a dropped ObjectRefGenerator on a thread that is inside
+    the owner's generator bookkeeping (an allocation there triggers a collection): its release must
+    not wait for a lock that thread holds. Seen in CI as a hang of juno.data's executor."""
+    import gc
+    import threading
+
+    from juno.owner.core_worker import global_worker
+
+    @juno.remote(num_returns="streaming")
+    def two():
+        yield 1
+        yield 2
+
+    gen = two.remote()
+    assert [juno.get(r) for r in gen] == [1, 2]
+    cycle = [gen]
+    cycle.append(cycle)  # only the collector frees it now
+    del gen, cycle
+    cw = global_worker()
+    done = threading.Event()
+
+    def collect_inside_the_lock():
+        with cw._gen_lock:
+            gc.collect()  # finalizes the generator here, as an allocation under the lock would
+        done.set()
+
+    threading.Thread(target=collect_inside_the_lock, daemon=True).start()
+    assert done.wait(10), "releasing a generator from the collector deadlocked on the owner's generator lock"
