@@ -254,7 +254,8 @@ class Dataset:
         def sample(table: pa.Table) -> pa.Table:
             import numpy as np
 
-            # Seeded per block from its content's first row and size, so a seed gives the same sample.
+            # With a seed, each block's generator is seeded by (seed, its row count): repeatable, but
+            # blocks of the same size draw the same mask.
             rng = np.random.default_rng(None if seed is None else [seed, table.num_rows])
             return table.filter(pa.array(rng.random(table.num_rows) < fraction))
 

@@ -6,6 +6,7 @@ the object store once, split into blocks.
 """
 from __future__ import annotations
 
+import builtins
 import math
 from typing import Any
 
@@ -46,7 +47,7 @@ def range(n: int, *, override_num_blocks: int | None = None, parallelism: int = 
     if override_num_blocks is None and parallelism not in (-1, None):
         override_num_blocks = parallelism
     blocks = _default_blocks(n, 8, override_num_blocks)
-    tasks = [_range_task(i * n // blocks, (i + 1) * n // blocks, None) for i in builtins_range(blocks)]
+    tasks = [_range_task(i * n // blocks, (i + 1) * n // blocks, None) for i in builtins.range(blocks)]
     return Dataset.from_read(Read("ReadRange", tasks, pa.schema([("id", pa.int64())])), concurrency=concurrency)
 
 
@@ -60,11 +61,8 @@ def range_tensor(n: int, *, shape: tuple = (1,), override_num_blocks: int | None
     if override_num_blocks is None and parallelism not in (-1, None):
         override_num_blocks = parallelism
     blocks = _default_blocks(n, 8 * int(np.prod(shape)), override_num_blocks)
-    tasks = [_range_task(i * n // blocks, (i + 1) * n // blocks, shape) for i in builtins_range(blocks)]
+    tasks = [_range_task(i * n // blocks, (i + 1) * n // blocks, shape) for i in builtins.range(blocks)]
     return Dataset.from_read(Read("ReadRangeTensor", tasks), concurrency=concurrency)
-
-
-builtins_range = __builtins__["range"] if isinstance(__builtins__, dict) else __builtins__.range
 
 
 def _range_task(start: int, end: int, shape: tuple | None) -> ReadTask:
@@ -88,7 +86,7 @@ def _split_table(table: pa.Table, override: int | None) -> list[pa.Table]:
     n = table.num_rows
     blocks = _default_blocks(n, max(1, table.nbytes // max(1, n)), override) if n else 1
     return [blk.compact(table.slice(i * n // blocks, (i + 1) * n // blocks - i * n // blocks))
-            for i in builtins_range(blocks)]
+            for i in builtins.range(blocks)]
 
 
 def from_items(items: list, *, override_num_blocks: int | None = None, parallelism: int = -1) -> MaterializedDataset:
@@ -102,7 +100,7 @@ def from_items(items: list, *, override_num_blocks: int | None = None, paralleli
         override_num_blocks = parallelism
     n = len(items)
     blocks = (min(n, override_num_blocks) if override_num_blocks else min(n, max(1, min(200, n // 1000 + 1)))) or 1
-    chunks = [items[i * n // blocks:(i + 1) * n // blocks] for i in builtins_range(blocks)]
+    chunks = [items[i * n // blocks:(i + 1) * n // blocks] for i in builtins.range(blocks)]
     return _put_tables([blk.items_to_table(list(c)) for c in chunks], "FromItems")
 
 

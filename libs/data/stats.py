@@ -2,14 +2,7 @@
 from __future__ import annotations
 
 from juno.data.execution.operators import PhysicalOp
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+from juno.util.notebook import format_bytes
 
 
 def summarize(ops: list[PhysicalOp], wall_s: float | None) -> str:

@@ -8,7 +8,6 @@ instance per worker process (in ``setup()``), which is what an actor pool is for
 from __future__ import annotations
 
 import inspect
-import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -48,7 +47,8 @@ class Stage:
     operator: str
 
     def setup(self) -> None:
-        """Once per worker process before the first block (build callable-class instances)."""
+        """Before the first block; a second call does nothing (build callable-class instances once
+        per worker process)."""
 
     def apply(self, tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
         raise NotImplementedError
@@ -76,6 +76,8 @@ class UdfStage(Stage):
     fn_constructor_kwargs: dict = field(default_factory=dict)
 
     def setup(self) -> None:
+        if getattr(self, "_callable", None) is not None:
+            return
         if isinstance(self.fn, type):
             try:
                 self._callable = self.fn(*self.fn_constructor_args, **self.fn_constructor_kwargs)
@@ -101,7 +103,6 @@ class UdfStage(Stage):
     def __getstate__(self):
         state = dict(self.__dict__)
         state.pop("_callable", None)  # built again in each worker
-        state.pop("_ready", None)
         return state
 
 
@@ -225,16 +226,9 @@ def run_stages(stages: list[Stage], source: Any, task_index: int = 0) -> Iterato
     for stage in stages:
         if isinstance(stage, WriteStage):
             stage.task_index = task_index
-        if getattr(stage, "_ready", False) is False:
-            stage.setup()
-            stage._ready = True
+        stage.setup()
     it = stages[0].apply(source if isinstance(stages[0], ReadStage) else iter(source))
     for stage in stages[1:]:
         it = stage.apply(it)
     return it
 
-
-def fuse_names(stages: list[Stage]) -> str:
-    """The fused operator's name: its steps joined by "->" (as Ray shows them)."""
-    names = [s.operator for s in stages]
-    return "->".join(k for k, _ in itertools.groupby(names))

@@ -185,7 +185,7 @@ class StreamingExecutor:
     def _submit(self, op: MapLikeOp, work: Work, actor_index: int | None, state: ExecutionState) -> None:
         if op.metrics.wall_started is None:
             op.metrics.wall_started = time.monotonic()
-        sources = [work.source] if op.read_tasks or not isinstance(work.source, list) else work.source
+        sources = work.source if isinstance(work.source, list) else [work.source]  # blocks, or one read task
         target = self.ctx.target_max_block_size
         if actor_index is not None:
             pool = self._pools[id(op)]

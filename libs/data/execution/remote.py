@@ -59,7 +59,6 @@ class MapWorker:
         self.stages = stages
         for stage in stages:
             stage.setup()
-            stage._ready = True
 
     def ready(self) -> bool:
         return True
