@@ -45,6 +45,11 @@ KEEP_WARM_S = 0.2
 # (in order, on its own connection) before the IO thread sends them: sent apart, a delete could
 # reach the node after the create that needs the room it frees.
 FLUSH_DELAY_S = 0.005
+# A create refused for room is tried again this many times, waiting 10, 20, 40 ... ms: frees already
+# on their way (this process's deletes the IO thread flushed on its own connection, other processes'
+# releases) land meanwhile. A store that stays full still raises, about 0.6 s later.
+FULL_RETRIES = 6
+FULL_FIRST_WAIT_S = 0.01
 
 
 class StoreClient:
@@ -101,7 +106,7 @@ class StoreClient:
         """Store a serialized object under ``object_id`` (any thread but the IO thread)."""
         pieces, total = fmt.to_iovecs(flags, data, buffers)
         self._cool()  # its room may be needed: its unpin goes before the create
-        location = self._node_call("create_object", object_id, total, self.cw.address, owner or self.cw.address)
+        location = self._create(object_id, total, owner or self.cw.address)
         if location[0] == "arena":
             _, offset, size = location
             arena = self._arena_rw()
@@ -123,6 +128,17 @@ class StoreClient:
             self._enqueue("seal_object", object_id)  # with the next message (see the module's docstring)
         else:
             self.cw.notify_direct(self.cw.node_manager, "seal_object", object_id)
+
+    def _create(self, object_id: bytes, total: int, owner: str) -> tuple:
+        """Room for the object in the node's store; a full store is asked again while frees land."""
+        wait = FULL_FIRST_WAIT_S
+        for _ in range(FULL_RETRIES):
+            try:
+                return self._node_call("create_object", object_id, total, self.cw.address, owner)
+            except exc.ObjectStoreFullError:
+                time.sleep(wait)
+                wait *= 2
+        return self._node_call("create_object", object_id, total, self.cw.address, owner)
 
     # ------------------------------------------------------------------ reading
     def read(self, object_id: bytes, node_id: str | None = None) -> memoryview:
