@@ -1,0 +1,1 @@
+"""Juno AIR: what Train, Tune and RL share (configs, checkpoints, results, the in-run session, checks)."""
