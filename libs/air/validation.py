@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import cloudpickle
 
 __all__ = ["DEFAULT_MAX_FUNCTION_BYTES", "ResourcesUnavailableError", "check_function_shippable",
-           "check_resources_fit", "STRATEGIES"]
+           "check_loop_signature", "check_resources_fit", "pickled_size", "STRATEGIES"]
 
 _MIB = 1 << 20
 # Past this a function is refused: it is pickled and sent to every worker of every attempt.
@@ -101,6 +101,28 @@ def check_function_shippable(fn: Callable, *, what: str = "train_loop_per_worker
     if size > max_bytes:
         raise ValueError(_too_large_message(fn, what, hint, size, max_bytes))
     return size
+
+
+def check_loop_signature(fn: Callable, *, what: str = "train_loop_per_worker", hint: str = "train_loop_config") -> int:
+    """Refuse a loop the workers cannot call: it must take no argument, or one (``hint``, the config).
+
+    Returns how many arguments to call it with (0 or 1, one when both work). Ray raises the same
+    ValueError when the run starts; here it comes before any worker exists.
+    """
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to read, the call will tell
+        return 1
+    for count in (1, 0):
+        try:
+            signature.bind(*([None] * count))
+            return count
+        except TypeError:
+            continue
+    name = getattr(fn, "__name__", type(fn).__name__)
+    suggested = what if name.startswith("<") else name  # a lambda
+    raise ValueError(f"{what} must take no argument or one (the {hint} dict), but it is {name}{signature}. "
+                     f"Write it as def {suggested}(config): ... and read the values from config[...].")
 
 
 def _unpicklable_message(fn: Callable, what: str, hint: str, exc: Exception) -> str:

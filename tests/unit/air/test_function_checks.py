@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from juno.air.validation import DEFAULT_MAX_FUNCTION_BYTES, check_function_shippable, pickled_size
+from juno.air.validation import DEFAULT_MAX_FUNCTION_BYTES, check_function_shippable, check_loop_signature, pickled_size
 
 GLOBAL_LOCK = threading.Lock()
 GLOBAL_WEIGHTS = np.ones(3 * (1 << 20) // 8)  # 3 MiB
@@ -185,3 +185,20 @@ def test_the_check_is_fast_for_a_closure_and_for_a_100_mb_capture():
     with pytest.raises(ValueError, match="'big_array'"):
         check_function_shippable(big)
     assert time.perf_counter() - start < 0.5  # a copy of 100 MB alone would take tens of ms
+
+
+def test_the_loop_takes_no_argument_or_the_config():
+    assert check_loop_signature(lambda: None) == 0
+    assert check_loop_signature(lambda config: None) == 1
+    assert check_loop_signature(lambda config=None, *, seed=0: None) == 1
+    assert check_loop_signature(lambda *args: None) == 1
+    assert check_loop_signature(print) == 1  # a builtin: nothing to read
+
+    def train(config, model):
+        return config, model
+
+    with pytest.raises(ValueError, match=r"train_loop_per_worker must take no argument or one \(the "
+                                         r"train_loop_config dict\), but it is train\(config, model\)"):
+        check_loop_signature(train)
+    with pytest.raises(ValueError, match=r"trainable must take .*the param_space dict.*def trainable\(config\)"):
+        check_loop_signature(lambda *, config: None, what="trainable", hint="param_space")
