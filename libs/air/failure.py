@@ -140,8 +140,11 @@ def _user_frames(frames: list[list[str]]) -> list[str]:
 def _is_juno_frame(line: str) -> bool:
     start = line.find('"') + 1
     end = line.find('"', start)
-    path = os.path.abspath(line[start:end]) if 0 < start <= end else ""
-    return bool(path) and any(path.startswith(root) for root in _juno_roots())
+    name = line[start:end] if 0 < start <= end else ""
+    if not name or name.startswith("<"):  # <string>, <stdin>: never one of Juno's files
+        return False
+    path = os.path.abspath(name)
+    return any(path.startswith(root) for root in _juno_roots())
 
 
 _roots: tuple[str, ...] | None = None

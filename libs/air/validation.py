@@ -26,7 +26,7 @@ STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 _NAMES_SHOWN = 3
 _WALK_DEPTH = 3
 # Types that hold an OS handle or a thread's state: they belong to the process that made them.
-_HANDLE_WORDS = ("lock", "socket", "file", "io.", "thread", "condition", "semaphore", "event", "queue",
+_HANDLE_WORDS = ("lock", "socket", "file", "thread", "condition", "semaphore", "event", "queue",
                  "connection", "cursor", "generator", "process", "pool", "session", "client")
 
 
@@ -397,8 +397,13 @@ def _resources_message(strategy: str, bundles: list[dict], rooms: list[dict], un
     elif strategy == "STRICT_SPREAD":
         fit = sum(1 for room in rooms if any(_fits(b, room) for b in bundles))
         resource = next(iter(need), "CPU")
-        why = (f"STRICT_SPREAD puts each {unit} on its own node, and only {fit} of the {len(rooms)} alive "
-               f"node(s) can hold one")
+        if len(rooms) < n:
+            why = f"STRICT_SPREAD puts each {unit} on its own node, and only {len(rooms)} node(s) are alive"
+        elif fit < n:
+            why = (f"STRICT_SPREAD puts each {unit} on its own node, and only {fit} of the {len(rooms)} alive "
+                   f"node(s) can hold one")
+        else:
+            why = f"STRICT_SPREAD puts each {unit} on its own node, and no assignment gives every {unit} one that fits"
     else:
         resource = next(iter(need), "CPU")
         why = f"the totals are enough, but split over the nodes no placement gives each {unit} one node"

@@ -87,7 +87,10 @@ def test_strict_spread_needs_a_distinct_node_per_bundle():
     assert "placement_strategy='SPREAD'" in text
     # A matching, not a greedy pick: the GPU worker must take the GPU node even if listed last.
     check_resources_fit([{"CPU": 1}, {"CPU": 1, "GPU": 1}], "STRICT_SPREAD", [node(CPU=4, GPU=1), node(CPU=4)])
-    refused(workers(4, CPU=1), "STRICT_SPREAD", nodes)
+    assert "and only 3 node(s) are alive" in refused(workers(4, CPU=1), "STRICT_SPREAD", nodes)
+    # Every node holds some worker and the totals suffice, but both 2-CPU workers want the one big node.
+    text = refused([{"CPU": 2}, {"CPU": 2}, {"CPU": 1}], "STRICT_SPREAD", [node(CPU=3), node(CPU=1), node(CPU=1)])
+    assert "and no assignment gives every worker one that fits" in text
 
 
 def test_dead_nodes_do_not_count_and_no_alive_node_says_so():
