@@ -16,10 +16,10 @@ from juno.air.result import Result
 from juno.air.session import (SessionMisuseError, TrainContext, get_checkpoint, get_context, get_dataset_shard,
                               report)
 from juno.train.controller import Backend
-from juno.train.errors import TrainingFailedError
+from juno.train.errors import ResourcesUnavailableError, TrainingFailedError
 from juno.train.trainer import DataParallelTrainer
 
-__all__ = ["Backend", "Checkpoint", "CheckpointConfig", "DataParallelTrainer", "FailureConfig", "Result",
+__all__ = ["Backend", "Checkpoint", "CheckpointConfig", "DataParallelTrainer", "FailureConfig", "ResourcesUnavailableError", "Result",
            "RunConfig", "ScalingConfig", "SessionMisuseError", "SyncConfig", "TrainContext", "TrainingFailedError",
            "get_checkpoint", "get_context", "get_dataset_shard", "report", "torch"]
 

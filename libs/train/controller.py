@@ -17,6 +17,7 @@ import juno
 import juno.exceptions
 from juno.air.checkpoint import Checkpoint, is_local
 from juno.air.config import RunConfig, ScalingConfig
+from juno.air.failure import first_failure, raised_by_user_code
 from juno.air.result import Result, metrics_dataframe, read_reports
 from juno.air.storage import CheckpointManager, StorageContext, pack_directory
 from juno.exceptions import RayActorError
@@ -26,6 +27,7 @@ logger = logging.getLogger("juno.train")
 
 POLL_S = 1.0           # how long one poll waits at a worker for a report
 WAIT_SLACK_S = 60.0    # how much longer the driver waits for a poll's answer before asking again
+FALLOUT_WAIT_S = 2.0   # after one rank fails, how long the others get to fail too (to find the cause)
 
 
 class Backend:
@@ -209,8 +211,7 @@ class TrainController:
                 try:
                     reports, done = juno.get(ref)
                 except Exception as e:  # noqa: BLE001 - any failure of a rank fails the attempt
-                    self.view.worker_state(rank, "failed" if isinstance(e, juno.exceptions.RayTaskError) else "dead")
-                    raise AttemptFailed(e, rank) from e
+                    self._fail_attempt([(rank, e)], polls)
                 for iteration in collector.add(rank, reports):
                     self._complete(iteration, time.monotonic() - started)
                 if done:
@@ -222,6 +223,20 @@ class TrainController:
             logger.warning("The workers reported different numbers of times; the last %d report(s) of some ranks "
                            "had no match on the others and were dropped. Call report() the same number of times "
                            "on every worker.", collector.leftover())
+
+    def _fail_attempt(self, failures: list[tuple[int, BaseException]], polls: dict) -> None:
+        """One rank failed: give the others a moment to fail too, then blame the cause, not the fallout
+        (a peer's collective erroring because this rank died)."""
+        ready, _ = juno.wait(list(polls), num_returns=len(polls), timeout=FALLOUT_WAIT_S) if polls else ([], [])
+        for ref in ready:
+            try:
+                juno.get(ref)
+            except Exception as e:  # noqa: BLE001 - collected to choose the cause
+                failures.append((polls[ref], e))
+        for rank, error in failures:
+            self.view.worker_state(rank, "failed" if raised_by_user_code(error) else "dead")
+        rank, error = first_failure(failures)
+        raise AttemptFailed(error, rank) from error
 
     def _complete(self, reports: list[dict], elapsed: float) -> None:
         """Every rank reported this iteration: log rank 0's metrics and keep the merged checkpoint."""

@@ -18,6 +18,7 @@ from juno.air.config import RunConfig, ScalingConfig
 from juno.air.result import Result
 from juno.air.storage import StorageContext
 from juno.train.controller import Backend, RunState, TrainController
+from juno.train.errors import TrainingFailedError
 
 _STATE_FILE = "trainer.pkl"
 
@@ -85,12 +86,19 @@ class DataParallelTrainer:
             backend_config=self.backend_config, datasets=self.datasets,
             resume_checkpoint=self.resume_from_checkpoint, view=view,
             context={"experiment_name": storage.name, "metadata": self.metadata},
-            on_failed=training_failed)
+            on_failed=self._training_failed)
         try:
             return controller.run()
         except KeyboardInterrupt:
             view.fail(f"Interrupted. Resume with {type(self).__name__}.restore({storage.run_path!r}).")
             raise
+
+    def _training_failed(self, failure: Any, state: RunState) -> TrainingFailedError:
+        latest = state.latest_checkpoint()
+        return TrainingFailedError(failure.error, rank=failure.rank, num_failures=state.failures,
+                                   max_failures=self.run_config.failure_config.max_failures,
+                                   checkpoint_path=latest.path if latest else None, run_path=state.storage.run_path,
+                                   trainer=type(self).__name__)
 
     def _default_name(self) -> str:
         return f"{type(self).__name__}_{datetime.datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}"
@@ -196,12 +204,7 @@ def check_cpu_left_for_data(scaling: ScalingConfig, names: list[str]) -> None:
 
 
 def check_shippable(loop: Callable) -> None:
-    from juno.air.validation import check_function_shippable
+    from juno.air.validation import check_function_shippable, check_loop_signature
 
+    check_loop_signature(loop, what="train_loop_per_worker")
     check_function_shippable(loop, what="train_loop_per_worker")
-
-
-def training_failed(failure: Any, state: RunState) -> BaseException:
-    from juno.train.errors import TrainingFailedError
-
-    return TrainingFailedError.from_failure(failure, state)

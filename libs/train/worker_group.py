@@ -16,6 +16,7 @@ import juno
 from juno.air import session as air_session
 from juno.air.config import ScalingConfig
 from juno.air.session import Session, TrainContext
+from juno.air.validation import check_loop_signature
 from juno.util.placement_group import placement_group, remove_placement_group
 from juno.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -49,7 +50,7 @@ class TrainWorker:
 
         def run() -> None:
             try:
-                loop(config) if _takes_argument(loop) else loop()
+                loop(config) if check_loop_signature(loop) else loop()
             except BaseException as e:  # noqa: BLE001 - handed to the driver through poll()
                 session.finish(e)
             else:
@@ -63,18 +64,6 @@ class TrainWorker:
         if session is None:
             raise RuntimeError("poll() before start_loop()")
         return session.poll(timeout_s)
-
-
-def _takes_argument(fn: Callable) -> bool:
-    """Ray calls ``train_loop_per_worker(config)`` when it takes an argument, else ``train_loop_per_worker()``."""
-    import inspect
-
-    try:
-        params = [p for p in inspect.signature(fn).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
-    except (TypeError, ValueError):
-        return True
-    return bool(params)
 
 
 class WorkerGroup:
