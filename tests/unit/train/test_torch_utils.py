@@ -173,6 +173,22 @@ def test_the_rebuilt_loader_keeps_the_options(rank_1_of_2, dataset):
     assert all(set(b) == {"x"} and b["x"].shape == (2,) and b["x"].device.type == "cpu" for b in batches)
 
 
+def no_op_init(worker_id):
+    pass
+
+
+def test_worker_process_options_are_kept_too(rank_1_of_2, dataset):
+    generator = torch.Generator().manual_seed(3)
+    loader = DataLoader(dataset, batch_size=2, num_workers=2, persistent_workers=True, prefetch_factor=3,
+                        worker_init_fn=no_op_init, generator=generator, timeout=5, pin_memory=True,
+                        multiprocessing_context="spawn", in_order=False)
+    prepared = prepare_data_loader(loader)  # not iterated: no worker processes start
+    assert isinstance(prepared.sampler, DistributedSampler)
+    for option in ("num_workers", "persistent_workers", "prefetch_factor", "worker_init_fn", "generator", "timeout",
+                   "pin_memory", "multiprocessing_context", "in_order"):
+        assert getattr(prepared, option) == getattr(loader, option), option
+
+
 def test_set_epoch_reorders_and_ranks_split_the_data(monkeypatch, dataset):
     monkeypatch.setenv("WORLD_SIZE", "2")
     orders = {}
