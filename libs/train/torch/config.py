@@ -145,7 +145,10 @@ def setup_process_group(config: TorchConfig, world_rank: int, world_size: int, m
         store = dist.TCPStore(str(master_addr), int(master_port), world_size, world_rank == 0,
                               timeout=connect_timeout, wait_for_workers=True)
         store.set_timeout(timeout)
-        dist.init_process_group(backend, store=store, rank=world_rank, world_size=world_size, timeout=timeout)
+        # Bound to its GPU, an nccl group uses the right device whichever thread later runs a collective.
+        bound = {"device_id": device} if "nccl" in backend and device.type == "cuda" else {}
+        dist.init_process_group(backend, store=store, rank=world_rank, world_size=world_size, timeout=timeout,
+                                **bound)
     except (RuntimeError, OSError) as e:  # torch's DistError family derives from RuntimeError
         raise _rendezvous_error(e, world_rank, world_size, master_addr, master_port, config.timeout_s,
                                 time.monotonic() - started) from e

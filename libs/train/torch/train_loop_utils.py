@@ -110,6 +110,8 @@ def prepare_model(model, move_to_device: bool | Any = True, parallel_strategy: s
 
     device = get_device() if move_to_device is True else torch.device(move_to_device) if move_to_device else None
     if device is not None:
+        if device.type == "cuda":  # CUDA's current device is per thread: the train loop's thread gets it here
+            torch.cuda.set_device(device)
         model = model.to(device)
     if parallel_strategy is None or world_size() < 2:
         return model
