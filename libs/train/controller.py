@@ -265,7 +265,7 @@ class TrainController:
 
 
 def free_port() -> int:
-    """A TCP port free on this machine now (rank 0's rendezvous port)."""
+    """A TCP port free on every interface of this node now (rank 0's rendezvous port)."""
     import socket
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
