@@ -35,7 +35,6 @@ MAX_VALUE_CHARS = 60  # a non-numeric metric's text in the fields line
 MAX_ERROR_LINES = 8   # of a failure's text (TrainingFailedError begins with what matters)
 COLUMNS = ["rank", "local", "node", "pid", "device", "state", "reports"]
 WORKER_STATES = ("pending", "starting", "running", "finished", "failed", "dead", "stopped")
-VERBOSE_LEVELS = (0, 1, 2)
 
 
 def _short(text: str, limit: int = MAX_VALUE_CHARS) -> str:
@@ -93,8 +92,8 @@ class MetricChooser:
 
     @staticmethod
     def order(names: Iterable[str]) -> list[str]:
-        names = list(names)
-        return [n for n in names if is_loss(n)] + [n for n in names if not is_loss(n)]
+        """"loss" first, then the other loss-like names, then the rest, each in report order."""
+        return sorted(names, key=lambda n: 0 if n == "loss" else 1 if is_loss(n) else 2)
 
     def fields(self, metrics: Mapping[str, Any]) -> dict[str, Any]:
         """One flattened report as fields, in display order (None shown as text: None removes a field)."""
@@ -211,14 +210,15 @@ class TrainProgress:
 
     ``verbose`` is RunConfig.verbose: 0 shows nothing (the dashboard still lists the run), 1 the
     widget or, in a terminal, a compact line at most once a second and a summary line at the end,
-    2 also, in a terminal, the charts, the final metrics, the checkpoints and the worker table at the end.
+    2 (or more: Ray's Tune levels go to 3) also, in a terminal, the charts, the final metrics, the
+    checkpoints and the worker table at the end.
     ``display`` False keeps the run off the screen whatever ``verbose`` says (None: the process-wide
     switch, ``juno.util.progress.set_display_enabled``).
     """
 
     def __init__(self, title: str, name: str = "", num_workers: int = 1, *, display: bool | None = None,
                  verbose: int = 1, stream: Any = None):
-        if verbose not in VERBOSE_LEVELS or isinstance(verbose, bool):
+        if isinstance(verbose, bool) or not isinstance(verbose, int) or verbose < 0:
             raise ValueError(f"verbose must be 0 (silent), 1 (default) or 2 (more), got {verbose!r}")
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
             raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")

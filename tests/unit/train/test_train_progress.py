@@ -20,8 +20,20 @@ WORKERS = [{"rank": 1, "local_rank": 1, "node_rank": 0, "node_id": "ab" * 14, "p
            {"rank": 0, "local_rank": 0, "node_rank": 0, "node_id": "ab" * 14, "pid": 201, "device": "cpu"}]
 
 
+_views: list[TrainProgress] = []
+
+
+@pytest.fixture(autouse=True)
+def _end_views():
+    """Every view a test opened ends with it: no run stays open for the progress thread."""
+    yield
+    while _views:
+        _views.pop().finish()
+
+
 def quiet_view(**kw) -> TrainProgress:
-    return TrainProgress("TorchTrainer(train_func)", "run-a", 2, display=False, **kw)
+    _views.append(TrainProgress("TorchTrainer(train_func)", "run-a", 2, display=False, **kw))
+    return _views[-1]
 
 
 def test_reports_become_one_series_per_metric_loss_first_and_fields_for_the_rest():
@@ -99,10 +111,11 @@ def test_bad_calls_are_logged_never_raised_and_bad_construction_is_clear(caplog)
     view.report(1, {"loss": 1.0})
     assert view.snapshot().done == 1  # it carries on
     with pytest.raises(ValueError, match="verbose must be 0"):
-        TrainProgress("T", verbose=3)
+        TrainProgress("T", verbose=-1)
+    assert quiet_view(verbose=3).verbose == 3  # Ray's Verbosity goes to 3
+    assert MetricChooser.order(["acc", "val_loss", "loss", "lr"]) == ["loss", "val_loss", "acc", "lr"]
     with pytest.raises(ValueError, match="num_workers must be a positive int"):
         TrainProgress("T", num_workers=0)
-    view.finish()
 
 
 def test_checkpoint_and_worker_helpers():
