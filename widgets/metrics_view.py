@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from juno.util import progress
 from juno.widgets import formatting as fmt
 from juno.widgets.blocks import sparkline
-from juno.widgets.run_view import STATE_COLORS, Layout, run_summary, state_badge, title_of
+from juno.widgets.run_view import STATE_COLORS, Layout, key_values, run_summary, state_badge, title_of
 
 FACT_FIELDS = ("attempt", "restarted after", "checkpoints")  # run facts, shown apart from the metrics
 CHART_W, CHART_H = 240, 120
@@ -47,10 +47,6 @@ def headline_metrics(s: progress.RunSnapshot, limit: int = LINE_METRICS) -> dict
     return {k: metrics[k] for k in picked[:limit]}
 
 
-def _pairs(values: dict[str, Any], sep: str = ", ") -> str:
-    return sep.join(f"{k}={_num(v)}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
-
-
 def _iterations(s: progress.RunSnapshot) -> str:
     n = int(s.done) if float(s.done).is_integer() else s.done
     return f"{n} iteration{'' if n == 1 else 's'}"
@@ -59,7 +55,7 @@ def _iterations(s: progress.RunSnapshot) -> str:
 def status_line(s: progress.RunSnapshot) -> str:
     """The terminal's compact line: ``[train] T: iter 12, loss=0.1234, elapsed 3.2s, attempt 2``."""
     parts = [f"iter {s.done:g}"]
-    head = _pairs(headline_metrics(s))
+    head = key_values(headline_metrics(s), ", ")
     if head:
         parts.append(head)
     parts.append(f"elapsed {fmt.format_duration(s.elapsed_s)}")
@@ -73,7 +69,7 @@ def status_line(s: progress.RunSnapshot) -> str:
 def summary_line(s: progress.RunSnapshot) -> str:
     """The terminal's last line: how the run ended, after how much, its final metrics and checkpoints."""
     line = f"{title_of(s)}: {s.state} after {_iterations(s)} in {fmt.format_duration(s.elapsed_s)}"
-    head = _pairs(headline_metrics(s))
+    head = key_values(headline_metrics(s), ", ")
     if head:
         line += f": {head}"
     if "checkpoints" in s.fields:
@@ -92,7 +88,7 @@ def details_text(s: progress.RunSnapshot) -> str:
             lines.append(f"{name}: {sparkline(ys)} last {_num(ys[-1])} (min {_num(min(ys))}, max {_num(max(ys))})")
     metrics, facts = metric_fields(s), fact_fields(s)
     if metrics:
-        lines.append("metrics: " + _pairs(metrics, "  "))
+        lines.append("metrics: " + key_values(metrics))
     for key, value in facts.items():
         lines.append(f"{key}: {value}")
     if s.columns:
@@ -179,7 +175,7 @@ def run_html(s: progress.RunSnapshot) -> str:
         parts.append(f'<div data-juno="charts">{"".join(charts)}</div>')
     metrics = metric_fields(s)
     if metrics:
-        parts.append(f'<div style="font-family:monospace">{fmt.escape(_pairs(metrics, "  "))}</div>')
+        parts.append(f'<div style="font-family:monospace">{fmt.escape(key_values(metrics))}</div>')
     for key, value in fact_fields(s).items():
         parts.append(f'<div style="font-family:monospace;color:#555"><b>{fmt.escape(key)}</b>: '
                      f"{fmt.escape(value)}</div>")

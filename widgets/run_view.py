@@ -12,7 +12,7 @@ a terminal a status line on stderr at most once a second and the whole final sta
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from juno.util import progress
 from juno.widgets import formatting as fmt
@@ -46,8 +46,13 @@ def run_summary(s: progress.RunSnapshot) -> str:
     return ", ".join(parts)
 
 
+def key_values(values: Mapping[str, Any], sep: str = "  ") -> str:
+    """``loss=0.1234  epoch=3``: floats to 4 significant digits."""
+    return sep.join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
 def fields_line(s: progress.RunSnapshot) -> str:
-    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.fields.items())
+    return key_values(s.fields)
 
 
 def title_of(s: progress.RunSnapshot) -> str:
