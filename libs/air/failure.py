@@ -96,8 +96,10 @@ def _describe_task_error(err: RayTaskError) -> str:
 
 
 def _describe_local(exc: BaseException) -> str:
-    """An error raised in this process (a death notice, a timeout): its own frames, if any."""
-    text = "".join(traceback.format_exception(exc)) if exc.__traceback__ is not None else ""
+    """An error raised in this process (a death notice, a timeout): its own frames, if any. A death
+    notice's frames are only where the driver learnt of it: the message says it all."""
+    show = exc.__traceback__ is not None and not isinstance(exc, RayActorError)
+    text = "".join(traceback.format_exception(exc)) if show else ""
     return _render(_exception_line(exc), _parse(text))
 
 

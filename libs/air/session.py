@@ -18,6 +18,9 @@ from juno.air.checkpoint import Checkpoint
 from juno.air.storage import StorageContext, pack_directory, unpack_archive
 
 
+CHECKPOINT_ACK_TIMEOUT_S = 120.0  # how long report(checkpoint=) waits for the driver to hold it
+
+
 class SessionMisuseError(RuntimeError):
     """A session function was called where there is no run (outside a training loop)."""
 
@@ -83,6 +86,8 @@ class Session:
         self.iteration = start_iteration
         self.ship_checkpoints = ship_checkpoints  # another node, local storage: files travel with the report
         self._queue: list[dict] = []
+        self._sent = 0      # reports queued so far
+        self._acked = 0     # reports the driver said it holds
         self._cond = threading.Condition()
         self._finished = False
         self._error: BaseException | None = None
@@ -106,8 +111,14 @@ class Session:
         if checkpoint is not None:
             entry["checkpoint"] = self._save(checkpoint)
         with self._cond:
+            self._sent += 1
+            entry["seq"] = self._sent
             self._queue.append(entry)
             self._cond.notify_all()
+            if checkpoint is not None:
+                # A checkpoint is worth a round trip: wait until the driver holds it, so a worker that
+                # dies right after reporting one does not take it along.
+                self._cond.wait_for(lambda: self._acked >= entry["seq"] or self._finished, CHECKPOINT_ACK_TIMEOUT_S)
 
     def _save(self, checkpoint: Checkpoint) -> tuple[str, Any]:
         """Take the checkpoint's files now: into the run's folder, or into an archive sent with the report."""
@@ -127,12 +138,16 @@ class Session:
             self._finished, self._error = True, error
             self._cond.notify_all()
 
-    def poll(self, timeout_s: float) -> tuple[list[dict], bool]:
+    def poll(self, timeout_s: float, acked: int = 0) -> tuple[list[dict], bool]:
         """The reports queued since the last poll, and whether the loop has ended; waits up to
-        ``timeout_s`` for either. A loop that raised re-raises its exception here (so the caller's
-        ``get`` carries the worker's traceback)."""
+        ``timeout_s`` for either. ``acked``: the last report the driver holds (releasing a report
+        that waits with its checkpoint). A loop that raised re-raises its exception here (so the
+        caller's ``get`` carries the worker's traceback)."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
+            if acked > self._acked:
+                self._acked = acked
+                self._cond.notify_all()
             while not self._queue and not self._finished:
                 left = deadline - time.monotonic()
                 if left <= 0:

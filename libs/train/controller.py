@@ -201,7 +201,7 @@ class TrainController:
         collector = IterationCollector(len(group.actors))
         polls = {actor.poll.remote(POLL_S): rank for rank, actor in enumerate(group.actors)}
         started = time.monotonic() - self.state.time_total_s
-        finished: set[int] = set()
+        acked = [0] * len(group.actors)
         while polls:
             ready, _ = juno.wait(list(polls), num_returns=1, timeout=POLL_S + WAIT_SLACK_S)
             if not ready:
@@ -212,13 +212,14 @@ class TrainController:
                     reports, done = juno.get(ref)
                 except Exception as e:  # noqa: BLE001 - any failure of a rank fails the attempt
                     self._fail_attempt([(rank, e)], polls)
+                if reports:
+                    acked[rank] = reports[-1]["seq"]
                 for iteration in collector.add(rank, reports):
                     self._complete(iteration, time.monotonic() - started)
                 if done:
-                    finished.add(rank)
                     self.view.worker_state(rank, "finished")
                 else:
-                    polls[group.actors[rank].poll.remote(POLL_S)] = rank
+                    polls[group.actors[rank].poll.remote(POLL_S, acked[rank])] = rank
         if collector.leftover():
             logger.warning("The workers reported different numbers of times; the last %d report(s) of some ranks "
                            "had no match on the others and were dropped. Call report() the same number of times "

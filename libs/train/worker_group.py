@@ -59,11 +59,11 @@ class TrainWorker:
         self._thread = threading.Thread(target=run, name="juno-train-loop", daemon=True)
         self._thread.start()
 
-    def poll(self, timeout_s: float) -> tuple[list[dict], bool]:
+    def poll(self, timeout_s: float, acked: int = 0) -> tuple[list[dict], bool]:
         session = air_session.get_session()
         if session is None:
             raise RuntimeError("poll() before start_loop()")
-        return session.poll(timeout_s)
+        return session.poll(timeout_s, acked)
 
 
 class WorkerGroup:
