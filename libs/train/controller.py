@@ -19,6 +19,7 @@ from juno.air.checkpoint import Checkpoint, is_local
 from juno.air.config import RunConfig, ScalingConfig
 from juno.air.failure import first_failure, raised_by_user_code
 from juno.air.result import Result, metrics_dataframe, read_reports
+from juno.air.validation import check_resources_fit
 from juno.air.storage import CheckpointManager, StorageContext, pack_directory
 from juno.exceptions import RayActorError
 from juno.train.worker_group import WorkerGroup
@@ -146,6 +147,8 @@ class TrainController:
 
     # ------------------------------------------------------------------ one attempt
     def _attempt(self, attempt: int) -> None:
+        if attempt:  # a node may have gone with the last attempt: never wait for room that cannot come
+            check_resources_fit(self.scaling.bundles(), self.scaling.placement_strategy, juno.nodes())
         try:
             group = WorkerGroup(self.scaling)
         except (RayActorError, juno.exceptions.GetTimeoutError, TimeoutError) as e:

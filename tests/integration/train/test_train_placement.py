@@ -4,6 +4,7 @@ import os
 import sys
 
 import cloudpickle
+import pytest
 
 from helpers import multi_node_cluster
 
@@ -79,3 +80,72 @@ def test_fractional_gpus_pack_two_workers_on_one_gpu(juno_start_gpus, tmp_path):
     assert views[0]["ids"] == views[1]["ids"] and len(views[0]["ids"]) == 1
     assert views[0]["visible"] == views[1]["visible"] == views[0]["ids"][0]
     assert juno.available_resources().get("GPU") == 2
+
+
+def node_death_loop(config):
+    import time
+
+    start = train.get_checkpoint().to_dict()["epoch"] + 1 if train.get_checkpoint() else 0
+    for epoch in range(start, 8):
+        if epoch == 3 and start == 0 and train.get_context().get_world_rank() == 1:
+            with open(config["ready"], "w") as f:
+                f.write(juno.get_runtime_context().get_node_id())
+            time.sleep(120)  # its node is removed meanwhile
+        checkpoint = Checkpoint.from_dict({"epoch": epoch}) if train.get_context().get_world_rank() == 0 else None
+        train.report({"epoch": epoch, "start": start}, checkpoint=checkpoint)
+
+
+def test_a_dead_node_restarts_the_run_on_the_nodes_left(_juno_leak_guard, tmp_path):
+    import threading
+
+    from helpers import wait_for_condition
+
+    config = {"heartbeat_interval_s": 0.2, "node_death_timeout_s": 2.0}
+    with multi_node_cluster(_juno_leak_guard, {"num_cpus": 1}, {"num_cpus": 1}, {"num_cpus": 1},
+                            system_config=config) as (cluster, nodes):
+        ready = tmp_path / "rank1_node"
+
+        def remove_rank1s_node():
+            wait_for_condition(ready.exists, timeout=120)
+            node_id = ready.read_text()
+            cluster.remove_node(next(n for n in nodes if n.node_id == node_id), allow_graceful=False)
+
+        killer = threading.Thread(target=remove_rank1s_node, daemon=True)
+        killer.start()
+        result = DataParallelTrainer(node_death_loop, train_loop_config={"ready": str(ready)},
+                                     scaling_config=ScalingConfig(num_workers=2),
+                                     run_config=RunConfig(storage_path=str(tmp_path), name="run",
+                                                          failure_config=FailureConfig(max_failures=2))).fit()
+        killer.join(timeout=5)
+        assert result.metrics["epoch"] == 7 and result.metrics["start"] == 3
+        # A second loss leaves one CPU for two workers: an error at once, not a wait.
+        with pytest.raises(ValueError, match="can never be placed"):
+            DataParallelTrainer(node_death_loop, scaling_config=ScalingConfig(num_workers=3),
+                                run_config=RunConfig(storage_path=str(tmp_path), name="run2")).fit()
+
+
+def test_torch_trainer_on_logical_gpus_trains_with_gloo_on_cpu(juno_start_gpus, tmp_path):
+    def loop():
+        import warnings
+
+        import torch
+        import torch.distributed as dist
+
+        from juno.train.torch import get_device, prepare_model
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            device = get_device()
+        model = prepare_model(torch.nn.Linear(2, 1))
+        loss = model(torch.ones(4, 2)).sum()
+        loss.backward()
+        train.report({"device": str(device), "backend": dist.get_backend(), "warned": len(caught),
+                      "visible": os.environ["CUDA_VISIBLE_DEVICES"], "ddp": type(model).__name__})
+
+    from juno.train.torch import TorchTrainer
+
+    result = TorchTrainer(loop, scaling_config=ScalingConfig(num_workers=2, use_gpu=True),
+                          run_config=RunConfig(storage_path=str(tmp_path), name="run")).fit()
+    m = result.metrics
+    assert (m["device"], m["backend"], m["visible"], m["ddp"]) == ("cpu", "gloo", "0,1", "DistributedDataParallel")
+    assert m["warned"] == 0  # that the GPUs are logical is said once per worker, at set-up, not per call
