@@ -1,5 +1,8 @@
 """How ``juno.util.progress`` runs look: an overall bar, a fields line, a table, a sparkline per chart.
 
+Runs of reported metrics (kind "train") get their own ``Layout`` (``metrics_view``: a chart per
+metric, the worker table, a compact terminal line); every other kind is drawn as below.
+
 ``run_text(snapshot)`` and ``run_html(snapshot)`` are pure (tested without a kernel). ``RunDisplay``
 shows one run: in a kernel one ipywidgets view per run, updated in place, whose output is rewritten
 with the final static HTML when the run ends (so a saved notebook shows the end, not the start); in
@@ -9,7 +12,7 @@ a terminal a status line on stderr at most once a second and the whole final sta
 from __future__ import annotations
 
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from juno.util import progress
 from juno.widgets import formatting as fmt
@@ -43,18 +46,23 @@ def run_summary(s: progress.RunSnapshot) -> str:
     return ", ".join(parts)
 
 
+def key_values(values: Mapping[str, Any], sep: str = "  ") -> str:
+    """``loss=0.1234  epoch=3``: floats to 4 significant digits."""
+    return sep.join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
 def fields_line(s: progress.RunSnapshot) -> str:
-    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.fields.items())
+    return key_values(s.fields)
 
 
-def _title(s: progress.RunSnapshot) -> str:
+def title_of(s: progress.RunSnapshot) -> str:
     return f"[{s.kind}] {s.title}" if s.title else f"[{s.kind}]"
 
 
 def status_line(s: progress.RunSnapshot) -> str:
     """One line: what a terminal prints while the run goes on."""
     fields = fields_line(s)
-    return f"{_title(s)} {fmt.text_bar(s.fraction)} {run_summary(s)}" + (f" | {fields}" if fields else "")
+    return f"{title_of(s)} {fmt.text_bar(s.fraction)} {run_summary(s)}" + (f" | {fields}" if fields else "")
 
 
 def run_text(s: progress.RunSnapshot) -> str:
@@ -88,14 +96,19 @@ def svg_sparkline(points: Sequence[Sequence[float]], color: str, width: int = SP
             f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{coords}"/></svg>')
 
 
+def state_badge(state: str) -> str:
+    """The run's state as a small coloured label (inline styles only)."""
+    color = STATE_COLORS.get(state, STATE_COLORS[progress.RUNNING])
+    return (f'<span style="background:{color};color:white;border-radius:3px;padding:0 4px;'
+            f'font-size:11px">{fmt.escape(state)}</span>')
+
+
 def run_html(s: progress.RunSnapshot) -> str:
     """The whole run as self-contained HTML (inline styles only)."""
     color = STATE_COLORS.get(s.state, STATE_COLORS[progress.RUNNING])
     failed_frac = (s.failed / s.total) if s.total else 0.0
-    badge = (f'<span style="background:{color};color:white;border-radius:3px;padding:0 4px;'
-             f'font-size:11px">{fmt.escape(s.state)}</span>')
     parts = [f'<div class="juno-run" data-state="{fmt.escape(s.state)}" style="font-size:12px">',
-             f"<div><b>{fmt.escape(_title(s))}</b> {badge}</div>",
+             f"<div><b>{fmt.escape(title_of(s))}</b> {state_badge(s.state)}</div>",
              fmt.html_bar(s.fraction if s.fraction is not None or s.ended else None, label=run_summary(s),
                           color=color, failed_frac=failed_frac)]
     fields = fields_line(s)
@@ -116,6 +129,27 @@ def run_html(s: progress.RunSnapshot) -> str:
     return "".join(parts)
 
 
+class Layout(NamedTuple):
+    """How one kind of run is drawn: the live status line, the whole run as text and as HTML, and
+    what a terminal prints when the run ends."""
+    status_line: Callable[[progress.RunSnapshot], str]
+    text: Callable[[progress.RunSnapshot], str]
+    html: Callable[[progress.RunSnapshot], str]
+    final_text: Callable[[progress.RunSnapshot], str]
+
+
+GENERIC_LAYOUT = Layout(status_line, run_text, run_html, run_text)
+METRIC_KINDS = ("train",)  # runs of reported metrics: charts, latest values, workers (metrics_view)
+
+
+def layout_for(kind: str) -> Layout:
+    if kind in METRIC_KINDS:
+        from juno.widgets import metrics_view  # it builds on this module
+
+        return metrics_view.LAYOUT
+    return GENERIC_LAYOUT
+
+
 class RunDisplay:
     """One run on the screen; ``update``/``close`` take snapshots (the sink paces them)."""
 
@@ -123,6 +157,7 @@ class RunDisplay:
         self.snapshot = snapshot
         self.in_kernel = kernel_shell() is not None if in_kernel is None else in_kernel
         self._stream = stream
+        self.layout = layout_for(snapshot.kind)
         self.view = LiveView(self.text, self.html)
         self._handle = None
         if self.in_kernel:
@@ -131,10 +166,10 @@ class RunDisplay:
             self._handle = display(self, display_id=True)
 
     def text(self) -> str:
-        return run_text(self.snapshot)
+        return self.layout.text(self.snapshot)
 
     def html(self) -> str:
-        return run_html(self.snapshot)
+        return self.layout.html(self.snapshot)
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         return self.view.mimebundle()
@@ -150,12 +185,12 @@ class RunDisplay:
         if self.in_kernel:
             self.view.refresh()
         else:
-            self._print(status_line(snapshot))
+            self._print(self.layout.status_line(snapshot))
 
     def close(self, snapshot: progress.RunSnapshot) -> None:
         self.snapshot = snapshot
         if not self.in_kernel:
-            self._print(self.text())
+            self._print(self.layout.final_text(snapshot))
             return
         self.view.refresh()
         if self._handle is not None:

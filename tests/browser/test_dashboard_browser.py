@@ -170,6 +170,11 @@ def test_standalone_page_shows_the_same_cluster(tmp_path, shutdown_only):
     import juno.data as rd
 
     assert len(rd.range(100).map_batches(lambda b: b).take_all()) == 100  # a Data run for the Libraries section
+    from juno.train.progress import TrainProgress
+
+    train = TrainProgress("TorchTrainer(train_func)", "page-run", 1, display=False)  # and a Train run
+    train.report(1, {"loss": 0.5, "epoch": 0})
+    train.finish({"loss": 0.5, "epoch": 0})
     with browser() as page:
         page.goto(f"{base}/?token={token}", timeout=60_000)
         node_id = juno.get_runtime_context().get_node_id()
@@ -180,6 +185,8 @@ def test_standalone_page_shows_the_same_cluster(tmp_path, shutdown_only):
         run.wait_for(timeout=UI_TIMEOUT_MS)
         run.locator("summary").click()  # opens the run: its table, one row per operator
         page.get_by_text("ReadRange->MapBatches(<lambda>)").first.wait_for(timeout=UI_TIMEOUT_MS)
+        trained = page.locator("[data-juno=run-row][data-state=finished]", has_text="page-run")
+        assert trained.locator("[data-juno=run-metrics]").inner_text(timeout=UI_TIMEOUT_MS) == "loss=0.5000"
         screenshot(page, "standalone-page.png")
         # Without the token a fresh browser gets no data.
         page.context.clear_cookies()

@@ -94,3 +94,36 @@ def test_a_run_whose_driver_dies_ends_failed(cluster):
         proc.wait(15)
     row = wait_for_condition(lambda: (r := run_of(title)) is not None and r.state == "failed" and r, timeout=20)
     assert "driver exited" in row.error and row.end_time <= time.time()
+
+
+def test_a_train_run_shows_its_state_and_latest_metrics_in_the_dashboard(cluster):
+    from juno.train.progress import TrainProgress
+
+    title = unique("TorchTrainer(train_func)")
+    view = TrainProgress(title, "run-a", 2, display=False)
+    node_id = juno.get_runtime_context().get_node_id()
+    view.start(1, [{"rank": r, "local_rank": r, "node_rank": 0, "node_id": node_id, "pid": 100 + r, "device": "cpu"}
+                   for r in range(2)])
+    view.report(1, {"loss": 0.5, "epoch": 0})
+    view.report(2, {"loss": 0.25, "epoch": 1}, checkpoint_path="/runs/a/checkpoint_000002")
+    full_title = f"{title} · run-a"
+    service = StateService(global_worker().gcs_address.replace("tcp://", ""), timeout=10)
+
+    def entry():
+        return next((r for r in service.library_runs()["runs"] if r["title"] == full_title), None)
+
+    try:
+        running = wait_for_condition(lambda: (e := entry()) is not None and e["done"] == 2 and e, timeout=15)
+        assert running["kind"] == "train" and running["state"] == "running" and running["unit"] == "iterations"
+        assert running["fields"]["loss"] == 0.25 and running["fields"]["epoch"] == 1
+        assert running["fields"]["checkpoints"] == "1 kept in /runs/a: checkpoint_000002 (loss=0.25)"
+        assert running["series_last"] == {"loss": 0.25} and "series" not in running
+        assert [row[5] for row in running["rows"]] == ["running", "starting"]
+        view.finish({"loss": 0.25, "epoch": 1})
+        final = entry()  # the final state is in the GCS once finish() returned
+        assert final["state"] == "finished" and final["fields"]["loss"] == 0.25
+        assert [row[5] for row in final["rows"]] == ["finished", "finished"]
+        detail = run_of(full_title, kind="train", detail=True)
+        assert detail["series"] == {"loss": [[1.0, 0.5], [2.0, 0.25]]}
+    finally:
+        service.close()

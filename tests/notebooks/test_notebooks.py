@@ -25,6 +25,9 @@ EXPECTED = {
                         r".*bundles on different nodes: True.*started on b, finished on: c",
     "04_data_batch_inference.ipynb": r"predicted rows: 4000 \| accuracy: 0\.9\d.*ReadRange->MapBatches\(features\)"
                                      r".*MapBatches\(Predictor\)",
+    "05_train_ddp.ipynb": r"first run: epoch 7 \| loss 0\.\d+ \| accuracy 0\.9\d.*checkpoints kept: \['checkpoint_000007', "
+                          r"'checkpoint_000008'\].*resumed run trained epochs 8\.\.11 \| accuracy 0\.9\d"
+                          r".*held-out accuracy: (0\.9\d|1\.00)",
 }
 
 

@@ -12,7 +12,10 @@ import type {
   NodeInfo,
 } from "../../jupyter_extension/src/types";
 import { ActorsView } from "../../jupyter_extension/src/views/actors";
-import { LibrariesView } from "../../jupyter_extension/src/views/libraries";
+import {
+  LibrariesView,
+  runMetricsText,
+} from "../../jupyter_extension/src/views/libraries";
 import { LogView } from "../../jupyter_extension/src/views/logs";
 import { renderNodes } from "../../jupyter_extension/src/views/nodes";
 import {
@@ -299,5 +302,48 @@ describe("LibrariesView", () => {
       view.node.querySelector<HTMLDetailsElement>("[data-run-id=a]")!;
     expect(again.open).toBe(true);
     expect(again.textContent).toContain("1,000/1,000 rows (100%)");
+  });
+
+  it("shows a Train run's state and latest metrics in its collapsed row", () => {
+    const train = run("t", "running", {
+      kind: "train",
+      title: "TorchTrainer(train_func) · run-a",
+      done: 12,
+      total: null,
+      unit: "iterations",
+      columns: ["rank", "state"],
+      rows: [[0, "running"]],
+      fields: {
+        epoch: 11,
+        accuracy: 0.9,
+        loss: 0.125,
+        "val/loss": 0.25,
+        attempt: 2,
+        checkpoints: "2 kept",
+      },
+      series_last: { loss: 0.125 },
+    });
+    expect(runMetricsText(train)).toBe(
+      "loss=0.1250  val/loss=0.2500 · attempt 2",
+    );
+    expect(runMetricsText(run("n", "running", { fields: {} }))).toBe("");
+    expect(
+      runMetricsText(
+        run("s", "running", { fields: {}, series_last: { acc: 0.5 } }),
+      ),
+    ).toBe("acc=0.5000");
+    const view = new LibrariesView();
+    view.update([train]);
+    const row = view.node.querySelector<HTMLDetailsElement>(
+      "[data-juno=run-row]",
+    )!;
+    expect(row.getAttribute("data-state")).toBe("running");
+    const summary = row.querySelector("summary")!;
+    expect(summary.textContent).toContain("train");
+    expect(summary.textContent).toContain("12/? iterations");
+    expect(summary.querySelector("[data-juno=run-metrics]")!.textContent).toBe(
+      "loss=0.1250  val/loss=0.2500 · attempt 2",
+    );
+    expect(row.textContent).toContain("checkpoints=2 kept"); // all fields in the detail
   });
 });

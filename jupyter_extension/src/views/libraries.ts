@@ -1,7 +1,7 @@
 /**
  * The "Libraries" section: one row per `juno.util.progress` run (a Data
- * pipeline, a Train run ...) with its kind, title, state, progress and
- * throughput, expandable to its table, fields and error. Rows the user opened
+ * pipeline, a Train run ...) with its kind, title, state, progress,
+ * throughput and latest metrics, expandable to its table, fields and error. Rows the user opened
  * stay open across updates.
  */
 
@@ -27,6 +27,24 @@ export function runRateText(run: LibraryRunInfo): string {
 
 function cell(value: unknown): string {
   return value === null || value === undefined ? '' : typeof value === 'number' ? count(value) : String(value);
+}
+
+/** Fields a Train run sets about itself, not metrics (juno.widgets.metrics_view.FACT_FIELDS). */
+const FACT_FIELDS = ['attempt', 'restarted after', 'checkpoints'];
+const HEADLINE_METRICS = 3;
+
+/**
+ * The run's latest metrics in one short line, for its collapsed row:
+ * "loss=0.1234  val_loss=0.2 · attempt 2". The loss-like ones first, else the
+ * first fields, else the charts' last values; empty for runs without either.
+ */
+export function runMetricsText(run: LibraryRunInfo): string {
+  const fields = Object.entries(run.fields || {}).filter(([k]) => !FACT_FIELDS.includes(k));
+  const values = fields.length ? fields : Object.entries(run.series_last || {});
+  const losses = values.filter(([k]) => k.toLowerCase().includes('loss'));
+  const head = (losses.length ? losses : values).slice(0, HEADLINE_METRICS).map(([k, v]) => `${k}=${cell(v)}`);
+  const attempt = run.fields?.attempt;
+  return [head.join('  '), attempt === undefined ? '' : `attempt ${cell(attempt)}`].filter(Boolean).join(' · ');
 }
 
 function runDetail(run: LibraryRunInfo): HTMLElement {
@@ -74,6 +92,11 @@ export class LibrariesView {
     this.node.replaceChildren(...runs.map(run => this.row(run)));
   }
 
+  private metrics(run: LibraryRunInfo): HTMLElement[] {
+    const text = runMetricsText(run);
+    return text ? [h('div', { class: 'juno-mono juno-muted', 'data-juno': 'run-metrics' }, text)] : [];
+  }
+
   private row(run: LibraryRunInfo): HTMLElement {
     const frac = run.total ? Math.min(1, (run.done + run.failed) / run.total) : run.state === 'running' ? 0 : 1;
     const details = h(
@@ -100,7 +123,8 @@ export class LibrariesView {
             })
           ),
           h('span', { class: 'juno-bar-value' }, runProgressText(run))
-        )
+        ),
+        ...this.metrics(run)
       ),
       runDetail(run)
     );
