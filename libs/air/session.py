@@ -95,7 +95,7 @@ class Session:
         self._acked = 0     # reports the driver said it holds
         self._cond = threading.Condition()
         self.sync_reports = sync_reports  # Tune: every report waits for the driver's decision
-        self._stop_requested = False
+        self._stop_requested: bool | str = False  # True, or "pause" (a checkpoint is wanted first)
         self._finished = False
         self._error: BaseException | None = None
         self._last_report = time.time()
@@ -146,13 +146,28 @@ class Session:
                 self.storage.persist_directory(local_dir, dest)
             return ("persisted", dest)
 
+    @property
+    def stop_wants_checkpoint(self) -> bool:
+        """The driver paused this loop: save a checkpoint (``final_checkpoint``) before ending."""
+        return self._stop_requested == "pause"
+
+    def final_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """A checkpoint of the state the stopped loop ends in, sent without a result."""
+        entry = {"iteration": self.iteration, "final_checkpoint": True, "checkpoint": self._save(checkpoint),
+                 "time": time.time()}
+        with self._cond:
+            self._sent += 1
+            entry["seq"] = self._sent
+            self._queue.append(entry)
+            self._cond.notify_all()
+
     # ------------------------------------------------------------------ the driver's side
     def finish(self, error: BaseException | None = None) -> None:
         with self._cond:
             self._finished, self._error = True, error
             self._cond.notify_all()
 
-    def poll(self, timeout_s: float, acked: int = 0, stop: bool = False) -> tuple[list[dict], bool]:
+    def poll(self, timeout_s: float, acked: int = 0, stop: bool | str = False) -> tuple[list[dict], bool]:
         """The reports queued since the last poll, and whether the loop has ended; waits up to
         ``timeout_s`` for either. ``acked``: the last report the driver holds (releasing a report
         that waits with its checkpoint). A loop that raised re-raises its exception here (so the
@@ -162,6 +177,7 @@ class Session:
             if acked > self._acked or stop:
                 self._acked = max(acked, self._acked)
                 self._stop_requested = self._stop_requested or stop
+                self._stop_requested = stop if stop == "pause" else self._stop_requested
                 self._cond.notify_all()
             while not self._queue and not self._finished:
                 left = deadline - time.monotonic()

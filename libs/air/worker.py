@@ -21,6 +21,8 @@ class SessionWorker:
 
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None
+        self._loop_id: str | None = None
+        self._started = threading.Condition()
 
     def info(self) -> dict:
         ctx = juno.get_runtime_context()
@@ -35,8 +37,9 @@ class SessionWorker:
     def execute(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
 
-    def start_loop(self, loop: Callable, config: dict | None, session_args: dict) -> None:
-        """Start ``loop(config)`` (or ``loop()``) in a thread with a session made of ``session_args``."""
+    def start_loop(self, loop: Callable, config: dict | None, session_args: dict, loop_id: str = "") -> None:
+        """Start ``loop(config)`` (or ``loop()``) in a thread with a session made of ``session_args``;
+        ``loop_id`` names it for :meth:`poll` (an actor may run several loops, one after another)."""
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("start_loop() while the previous loop still runs")
         session_args = dict(session_args)
@@ -58,11 +61,16 @@ class SessionWorker:
 
         self._thread = threading.Thread(target=run, name="juno-run-loop", daemon=True)
         self._thread.start()
+        with self._started:
+            self._loop_id = loop_id
+            self._started.notify_all()
 
-    def poll(self, timeout_s: float, acked: int = 0, stop: bool = False) -> tuple[list[dict], bool]:
+    def poll(self, timeout_s: float, acked: int = 0, stop: bool | str = False,
+             loop_id: str = "") -> tuple[list[dict], bool]:
         """The loop's new reports and whether it ended (see :meth:`Session.poll`); ``stop`` asks the loop
-        to end at its next report."""
-        session = air_session.get_session()
-        if session is None:
-            raise RuntimeError("poll() before start_loop()")
-        return session.poll(timeout_s, acked, stop=stop)
+        to end at its next report (``"pause"``: with a checkpoint first, when it can make one). Calls
+        may overtake each other: a poll that comes before its loop's start waits for it."""
+        with self._started:
+            if not self._started.wait_for(lambda: self._loop_id == loop_id, timeout_s):
+                return [], False
+        return air_session.get_session().poll(timeout_s, acked, stop=stop)

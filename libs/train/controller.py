@@ -103,7 +103,8 @@ class TrainController:
     def __init__(self, *, loop: Callable, loop_config: dict | None, scaling: ScalingConfig, run_config: RunConfig,
                  storage: StorageContext, state: RunState, backend: Backend, backend_config: Any,
                  datasets: dict, resume_checkpoint: Checkpoint | None, view: Any, context: dict,
-                 on_failed: Callable[[AttemptFailed, RunState], BaseException]) -> None:
+                 on_failed: Callable[[AttemptFailed, RunState], BaseException],
+                 on_iteration: Callable[[dict, str | None], None] | None = None) -> None:
         self.loop, self.loop_config = loop, loop_config
         self.scaling, self.run_config = scaling, run_config
         self.storage, self.state = storage, state
@@ -113,6 +114,7 @@ class TrainController:
         self.view = view
         self.context = context
         self.on_failed = on_failed
+        self.on_iteration = on_iteration  # Tune: each complete iteration is a trial's result
         self.here = juno.get_runtime_context().get_node_id()
 
     def run(self) -> Result:
@@ -253,7 +255,8 @@ class TrainController:
         if "trial_id" in self.context:
             metrics["trial_id"] = self.context["trial_id"]
         self.state.metrics = metrics
-        self.storage.append_line("result.json", metrics)
+        if self.on_iteration is None:  # in a Tune trial, Tune logs the trial's results
+            self.storage.append_line("result.json", metrics)
         parts = [r["checkpoint"] for r in reports if "checkpoint" in r]
         path = None
         if parts:
@@ -266,6 +269,8 @@ class TrainController:
             self.state.save()
             self.view.checkpoints([(e["path"], e["metrics"]) for e in self.state.checkpoints.entries])
         self.view.report(head["iteration"], metrics, path)
+        if self.on_iteration is not None:
+            self.on_iteration(metrics, path)
 
 
 def free_port() -> int:
