@@ -17,6 +17,7 @@ from juno.air.config import CheckpointConfig, FailureConfig, RunConfig, SyncConf
 from juno.air.result import Result
 from juno.air.session import get_checkpoint, get_context, report
 from juno.tune import schedulers, search, stopper
+from juno.tune.analysis import ExperimentAnalysis, run
 from juno.tune.experiment.trial import Trial
 from juno.tune.result_grid import ResultGrid, TuneError
 from juno.tune.schedulers import (ASHAScheduler, AsyncHyperBandScheduler, FIFOScheduler, HyperBandScheduler,
@@ -32,10 +33,10 @@ from juno.tune.tuner import TuneConfig, Tuner
 
 __all__ = [
     "ASHAScheduler", "AsyncHyperBandScheduler", "BasicVariantGenerator", "Checkpoint", "CheckpointConfig",
-    "ConcurrencyLimiter", "FIFOScheduler", "FailureConfig", "HyperBandScheduler", "MedianStoppingRule",
+    "ConcurrencyLimiter", "ExperimentAnalysis", "FIFOScheduler", "FailureConfig", "HyperBandScheduler", "MedianStoppingRule",
     "PlacementGroupFactory", "PopulationBasedTraining", "Repeater", "Result", "ResultGrid", "RunConfig", "Searcher",
     "Stopper", "SyncConfig", "Trainable", "Trial", "TrialScheduler", "TuneConfig", "TuneError", "Tuner", "choice",
     "get_checkpoint", "get_context", "grid_search", "lograndint", "loguniform", "qlograndint", "qloguniform",
-    "qrandint", "qrandn", "quniform", "randint", "randn", "register_trainable", "report", "sample_from",
+    "qrandint", "qrandn", "quniform", "randint", "randn", "register_trainable", "report", "run", "sample_from",
     "schedulers", "search", "stopper", "uniform", "with_parameters", "with_resources",
 ]

@@ -111,6 +111,7 @@ class Tuner:
                 logger.warning("Experiment interrupted; Tuner.restore(%r, trainable=...) resumes it.", storage.run_path)
             else:
                 view.finish(_summary(trials, metric, mode))
+        self._trials = trials
         self._results = ResultGrid(trials, experiment_path=storage.run_path, metric=metric, mode=mode,
                                    filesystem=None if storage.local else storage.filesystem)
         return self._results

@@ -490,5 +490,4 @@ def _kill(actor: Any) -> None:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"
+    return describe_failure(error).splitlines()[0]
