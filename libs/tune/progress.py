@@ -59,6 +59,12 @@ def cell(value: Any) -> Any:
     return value
 
 
+def params_text(params: Mapping[str, Any]) -> str:
+    """``lr=0.01, momentum=0.9``: a trial's sampled values in one short line."""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in ((k, cell(v)) for k, v in params.items()))
+
+
 def _columns(spec: Any, what: str) -> dict[str, str] | None:
     """Ray's metric_columns/parameter_columns: a list of keys or a dict key -> header."""
     if spec is None:
@@ -96,20 +102,20 @@ class TrialRow:
     highest: float | None = None
     error: str | None = None
     num_failures: int = 0
+    metric_value: float | None = None  # the metric's latest value (the rank)
 
     def value(self, key: str | None) -> float | None:
         return None if key is None else _number(self.result.get(key))
 
     def best(self, key: str | None, mode: str | None) -> float | None:
-        """The best value the trial reached: from metric_analysis, else the values the view saw."""
+        """The best value the trial reached, by metric_analysis, the values the view charted and the latest."""
         if key is None or mode is None:
             return None
-        seen = self.lowest if mode == "min" else self.highest
-        known = _number((self.analysis.get(key) or {}).get(mode)) if isinstance(self.analysis.get(key), Mapping) \
-            else None
-        if known is None or seen is None:
-            return known if seen is None else seen
-        return min(known, seen) if mode == "min" else max(known, seen)
+        analysis = self.analysis.get(key)
+        values = [_number(analysis.get(mode)) if isinstance(analysis, Mapping) else None, self.value(key),
+                  self.lowest if mode == "min" else self.highest]
+        values = [v for v in values if v is not None]
+        return (min if mode == "min" else max)(values) if values else None
 
     def param(self, key: str) -> Any:
         if key in self.params:
@@ -146,6 +152,11 @@ class TrialTable:
         self._param_keys: dict[str, None] = {}   # in the order first seen
         self._metric_keys: dict[str, None] = {}
         self._charted_key: str | None = None
+        self._counts = dict.fromkeys(STATUSES, 0)
+        self._errors: set[str] = set()             # trials with an error (the error column shows then)
+        self._ranked: list[TrialRow] | None = None  # cached until something changes
+        self._cells: dict[str, list] = {}           # trial_id -> its row's cells, for ``_cells_of``
+        self._cells_of: tuple = ()                  # the columns the cached cells are for
         self.set_metric(metric, mode)
 
     # ------------------------------------------------------------------ events
@@ -155,11 +166,15 @@ class TrialTable:
         self.mode = check_mode(mode) or self.mode
         self.metric = metric or self.metric
         self._chart(self.metric or self._charted_key)
+        for row in self.trials.values():
+            row.metric_value = row.value(self.metric)
+        self._ranked, self._cells = None, {}
 
     def set_columns(self, metric_columns: Any = None, parameter_columns: Any = None) -> None:
         """The user's columns (Ray's reporter arguments); None keeps the default choice."""
         self.metric_columns = _columns(metric_columns, "metric_columns")
         self.parameter_columns = _columns(parameter_columns, "parameter_columns")
+        self._cells = {}
 
     def update(self, trial: Any) -> str | None:
         """Take in a trial's current state. Returns what happened to its curve: "append" (a new
@@ -168,8 +183,13 @@ class TrialTable:
         row = self.trials.get(trial_id)
         if row is None:
             row = self.trials[trial_id] = TrialRow(trial_id, len(self.trials))
+            self._counts[row.status] += 1
         status = getattr(trial, "status", None)
+        self._counts[row.status] -= 1
         row.status = status if status in STATUSES else str(status or PENDING)
+        self._counts[row.status] = self._counts.get(row.status, 0) + 1
+        self._ranked = None
+        self._cells.pop(trial_id, None)
         row.params = flatten(getattr(trial, "evaluated_params", None) or {})
         self._param_keys.update(dict.fromkeys(row.params))
         row.config = getattr(trial, "config", None)
@@ -177,11 +197,13 @@ class TrialTable:
         row.analysis = analysis if isinstance(analysis, Mapping) else {}
         error = getattr(trial, "error", None)
         row.error = error_text(error).splitlines()[0] if error else None
+        (self._errors.add if error else self._errors.discard)(trial_id)
         row.num_failures = getattr(trial, "num_failures", 0) or 0
         result = getattr(trial, "last_result", None) or {}
         if not isinstance(result, Mapping):
             return None
         row.result = flatten({k: v for k, v in result.items() if k != "config"})
+        row.metric_value = row.value(self.metric)
         for key, value in row.result.items():
             if key not in self._metric_keys and key not in NOT_CHARTED and _number(value) is not None:
                 self._metric_keys[key] = None
@@ -221,32 +243,37 @@ class TrialTable:
 
     def counts(self) -> dict[str, int]:
         """Trials per status, in ``STATUSES`` order, every status listed (0 when none)."""
-        out = dict.fromkeys(STATUSES, 0)
-        for row in self.trials.values():
-            out[row.status] = out.get(row.status, 0) + 1
-        return out
+        return dict(self._counts)
+
+    def _by_metric(self) -> bool:
+        return self.metric is not None and self.mode is not None
 
     def _rank_key(self) -> Callable[[TrialRow], tuple]:
-        metric, sign = self.metric, (1 if self.mode == "min" else -1)
-        if not self.sort_by_metric or metric is None or self.mode is None:
-            return lambda row: (row.order,)
+        sign = 1 if self.mode == "min" else -1
 
         def key(row: TrialRow) -> tuple:
-            value = row.value(metric)
+            value = row.metric_value
             if value is None:
                 return (1, row.status != RUNNING, row.order)
             return (0, sign * value, row.order)
         return key
 
     def ranked(self) -> list[TrialRow]:
-        return sorted(self.trials.values(), key=self._rank_key())
+        """Every trial in the table's order (cached until a trial or the metric changes)."""
+        if self._ranked is None:
+            rows = list(self.trials.values())  # in the order added
+            self._ranked = sorted(rows, key=self._rank_key()) if self.sort_by_metric and self._by_metric() else rows
+        return self._ranked
 
     def best(self) -> TrialRow | None:
         """The trial with the best latest value of the metric (Ray's "current best trial")."""
-        if self.metric is None or self.mode is None:
+        if not self._by_metric():
             return None
-        ranked = [r for r in self.trials.values() if r.value(self.metric) is not None]
-        return min(ranked, key=self._rank_key()) if ranked else None
+        if self.sort_by_metric:
+            ranked = self.ranked()
+            return ranked[0] if ranked and ranked[0].metric_value is not None else None
+        rows = [r for r in self.trials.values() if r.metric_value is not None]
+        return min(rows, key=self._rank_key()) if rows else None
 
     def columns(self) -> list[tuple[str, str]]:
         """(key, header) of each column: name, status, parameters, metrics, iterations, time, error."""
@@ -267,7 +294,7 @@ class TrialTable:
         cols += list(others.items()) + [(ITERATION, "iter"), (TIME, "total time (s)")]
         if wide:
             cols.append(("failures:", "failures"))
-        if any(row.error for row in self.trials.values()):
+        if self._errors:
             cols.append(("error:", "error"))
         return cols
 
@@ -300,18 +327,28 @@ class TrialTable:
 
     def table(self) -> tuple[list[str], list[list[Any]], int]:
         """(headers, rows, how many trials are left out)."""
-        cols = self.columns()
+        cols = tuple(self.columns())
+        if cols != self._cells_of:
+            self._cells, self._cells_of = {}, cols
         rows = self.shown()
-        return ([h for _, h in cols], [[self._cell(r, k) for k, _ in cols] for r in rows],
-                len(self.trials) - len(rows))
+        cells = []
+        for row in rows:
+            if row.trial_id not in self._cells:
+                self._cells[row.trial_id] = [self._cell(row, k) for k, _ in cols]
+            cells.append(self._cells[row.trial_id])
+        return [h for _, h in cols], cells, len(self.trials) - len(rows)
 
     def charted(self) -> list[str]:
         """The trials whose curves are drawn: the best ``max_charted`` (else the first), in the order added."""
-        with_points = [r for r in self.trials.values() if r.points]
-        if self.metric == self._charted_key and self.mode is not None:
-            sign = 1 if self.mode == "min" else -1
-            with_points.sort(key=lambda r: (sign * r.points[-1][1], r.order))
-        chosen = with_points[:self.max_charted]
+        if self.metric == self._charted_key and self.sort_by_metric and self._by_metric():
+            chosen = []  # the best by the latest value: the ranking's first trials with a curve
+            for row in self.ranked():
+                if len(chosen) == self.max_charted or row.metric_value is None:
+                    break
+                if row.points:
+                    chosen.append(row)
+        else:
+            chosen = [r for r in self.trials.values() if r.points][:self.max_charted]
         return [r.trial_id for r in sorted(chosen, key=lambda r: r.order)]
 
     def series(self) -> dict[str, list[tuple[float, float]]]:
@@ -321,7 +358,7 @@ class TrialTable:
         """The run's fields (``tune_view.FIELDS``): metric, mode, the best trial and the counts; a value
         of None removes a field that no longer applies."""
         best = self.best()
-        config = ", ".join(f"{k}={cell(v)}" for k, v in best.params.items()) if best else None
+        config = params_text(best.params) if best else None
         out: dict[str, Any] = {
             tune_view.METRIC: self._charted_key, tune_view.MODE: self.mode,
             tune_view.BEST: best.value(self.metric) if best else None,
@@ -339,7 +376,7 @@ class TrialTable:
         if best is not None:
             line += f"; best {best.trial_id}: {self.metric}={best.value(self.metric):.4g}"
             if best.params:
-                line += " (" + ", ".join(f"{k}={cell(v)}" for k, v in best.params.items()) + ")"
+                line += f" ({params_text(best.params)})"
         return line
 
 
@@ -439,10 +476,10 @@ class TuneProgress:
         summary = dict(summary or {})
         best = summary.pop("best", None)
         if self.table.best() is None and isinstance(best, Mapping) and best:
-            line += "; best: " + ", ".join(f"{k}={cell(v)}" for k, v in flatten(best).items())
+            line += f"; best: {params_text(flatten(best))}"
         extra = {k: v for k, v in summary.items() if k not in KNOWN_SUMMARY and isinstance(v, (int, float, str))}
         if extra:
-            line += " [" + ", ".join(f"{k}={cell(v)}" for k, v in extra.items()) + "]"
+            line += f" [{params_text(extra)}]"
         self.run.set_fields(**{tune_view.SUMMARY: line})
         self.run.finish()
         self._print(final=True)
