@@ -19,6 +19,7 @@ from juno.air.session import get_checkpoint, get_context, report
 from juno.tune import schedulers, search, stopper
 from juno.tune.analysis import ExperimentAnalysis, run
 from juno.tune.experiment.trial import Trial
+from juno.tune.progress_reporter import CLIReporter, JupyterNotebookReporter, ProgressReporter
 from juno.tune.result_grid import ResultGrid, TuneError
 from juno.tune.schedulers import (ASHAScheduler, AsyncHyperBandScheduler, FIFOScheduler, HyperBandScheduler,
                                   MedianStoppingRule, PopulationBasedTraining, TrialScheduler)
@@ -32,7 +33,7 @@ from juno.tune.trainable.util import PlacementGroupFactory, with_parameters, wit
 from juno.tune.tuner import TuneConfig, Tuner
 
 __all__ = [
-    "ASHAScheduler", "AsyncHyperBandScheduler", "BasicVariantGenerator", "Checkpoint", "CheckpointConfig",
+    "ASHAScheduler", "CLIReporter", "JupyterNotebookReporter", "ProgressReporter", "AsyncHyperBandScheduler", "BasicVariantGenerator", "Checkpoint", "CheckpointConfig",
     "ConcurrencyLimiter", "ExperimentAnalysis", "FIFOScheduler", "FailureConfig", "HyperBandScheduler", "MedianStoppingRule",
     "PlacementGroupFactory", "PopulationBasedTraining", "Repeater", "Result", "ResultGrid", "RunConfig", "Searcher",
     "Stopper", "SyncConfig", "Trainable", "Trial", "TrialScheduler", "TuneConfig", "TuneError", "Tuner", "choice",
