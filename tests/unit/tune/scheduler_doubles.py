@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from juno.tune.schedulers import TrialScheduler
 
 
@@ -125,3 +127,34 @@ class Controller:
 
     def status(self) -> dict[str, str]:
         return {t.trial_id: t.status for t in self.trials}
+
+
+class Float:
+    """A search space Domain as Ray's interface has it (``juno.tune.search.sample`` keeps the same shape)."""
+
+    def __init__(self, lower: float, upper: float) -> None:
+        self.lower, self.upper = lower, upper
+
+    def sample(self, spec: Any = None, size: int = 1, random_state: Any = None) -> Any:
+        values = np.random.default_rng(random_state).uniform(self.lower, self.upper, size)
+        return float(values[0]) if size == 1 else [float(v) for v in values]
+
+
+class Categorical:
+    def __init__(self, categories: list) -> None:
+        self.categories = list(categories)
+
+    def sample(self, spec: Any = None, size: int = 1, random_state: Any = None) -> Any:
+        picks = np.random.default_rng(random_state).integers(len(self.categories), size=size)
+        values = [self.categories[int(i)] for i in picks]
+        return values[0] if size == 1 else values
+
+
+class Function:
+    """``tune.sample_from``: a Domain around a function of the config."""
+
+    def __init__(self, func: Any) -> None:
+        self.func = func
+
+    def sample(self, spec: Any = None, size: int = 1, random_state: Any = None) -> Any:
+        return self.func(spec)
