@@ -59,7 +59,7 @@ class MedianStoppingRule(FIFOScheduler):
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
         if self._usable_result(trial, result, self._time_attr):
             results = self._results[trial.trial_id]
-            if not results or results[-1] is not result:
+            if not results or results[-1][self._time_attr] != result[self._time_attr]:  # not seen yet
                 results.append(result)
 
     def debug_string(self) -> str:

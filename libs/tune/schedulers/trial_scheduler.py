@@ -121,13 +121,16 @@ class TrialScheduler:
 
         A result with user metrics but without the scheduler's metric is a mistake (a typo, or a
         metric reported under another name): it raises, naming the metric and the keys the result has.
-        A result with only Tune's own keys is skipped.
+        A result with only Tune's own keys is skipped, and so is a last result (``done``) without
+        them: the trial is over, and the results before it were checked.
         """
         if not has_user_metrics(result):
             return False
         self._require_metric_and_mode()
         for kind, key in (("metric", self._metric), ("time_attr", time_attr)):
             if key not in result:
+                if result.get("done"):
+                    return False
                 raise ValueError(
                     f"{type(self).__name__}: trial {getattr(trial, 'trial_id', trial)} reported a result without "
                     f"the {kind} {key!r}; the result has {sorted(result)}. Report {key!r} with tune.report(...) "

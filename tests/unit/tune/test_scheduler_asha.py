@@ -188,6 +188,19 @@ def test_a_result_with_only_tunes_own_keys_is_skipped(cls):
     assert c.report(trial) == TrialScheduler.CONTINUE
 
 
+@pytest.mark.parametrize("cls", RANKING)
+def test_a_last_result_without_the_metric_is_skipped(cls):
+    """The trial is over: its earlier results were checked, and a closing result may carry other keys."""
+    scheduler = make(cls, metric="acc", mode="max")
+    c = Controller(scheduler)
+    trial = Trial("a", config={"lr": 0.1})
+    c.add(trial)
+    c.start_all()
+    c.report(trial, acc=1.0)
+    assert scheduler.on_trial_result(c, trial, {"note": "x", "training_iteration": 2, "time_total_s": 2.0,
+                                                "done": True}) == TrialScheduler.CONTINUE
+
+
 def test_create_scheduler_by_name():
     assert isinstance(create_scheduler("asha", metric="acc", mode="max"), AsyncHyperBandScheduler)
     assert isinstance(create_scheduler("fifo"), FIFOScheduler)
