@@ -91,7 +91,7 @@ class HyperBandScheduler(FIFOScheduler):
             return
         bracket, _ = self._trial_info[trial.trial_id]
         bracket.cleanup_trial(trial.trial_id)
-        if not bracket.finished() and not bracket.is_being_processed:
+        if not bracket.is_being_processed:  # a finished bracket stops the trials still paused in it
             self._process_bracket(tune_controller, bracket, current=None)
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
@@ -111,13 +111,14 @@ class HyperBandScheduler(FIFOScheduler):
         if not bracket.cur_iter_done():
             return action
         trials = {t.trial_id: t for t in tune_controller.get_trials()}
-        if bracket.finished():
-            for trial_id in bracket.current_trials():
-                if trial_id in trials and trials[trial_id].status == PAUSED:
-                    tune_controller.stop_trial(trials[trial_id])
-            return TrialScheduler.STOP
-        bracket.is_being_processed = True
+        bracket.is_being_processed = True  # stop_trial below may call back into on_trial_remove
         try:
+            if bracket.finished():
+                for trial_id in bracket.current_trials():
+                    if trial_id in trials and trials[trial_id].status == PAUSED:
+                        bracket.cleanup_trial(trial_id)
+                        tune_controller.stop_trial(trials[trial_id])
+                return TrialScheduler.STOP
             good, bad = bracket.successive_halving(self._metric, self._metric_op)
             self._num_stopped += len(bad)
             for trial_id in bad:

@@ -91,6 +91,18 @@ def test_a_trial_that_fails_while_the_others_wait_lets_the_bracket_halve():
     assert {c.start_next().trial_id, c.start_next().trial_id} == {"t3", "t5"}
 
 
+def test_the_last_trial_failing_ends_its_bracket_and_stops_the_paused_ones():
+    hb, c, trials = halving_setup()
+    for tid in ("t0", "t1"):  # bracket (n=3, r=9): no halving left, all run to max_t
+        for it in range(1, 10):
+            action = c.report(trials[tid], acc=it)
+        assert action == PAUSE
+    trials["t2"].status = Trial.ERROR
+    hb.on_trial_error(c, trials["t2"])
+    assert c.calls[-2:] == [("stop", "t0"), ("stop", "t1")]
+    assert trials["t0"].status == trials["t1"].status == Trial.TERMINATED
+
+
 def test_pending_trials_start_before_a_bracket_halves():
     """With one slot, each trial pauses at the milestone so the next pending one starts; the last ends the bracket."""
     hb = HyperBandScheduler(metric="acc", mode="max", max_t=9, reduction_factor=3)
