@@ -132,6 +132,7 @@ class SearchGenerator(SearchAlgorithm):
         self._param_space: dict = {}
         self._num_samples = 1
         self._counter = 0
+        self._restored = False
 
     @property
     def metric(self):
@@ -149,6 +150,8 @@ class SearchGenerator(SearchAlgorithm):
         if grids:
             raise ValueError(f"{key_path(grids[0][0])}: grid_search cannot be used with a search algorithm "
                              f"({type(self.searcher).__name__}); use tune.choice([...]) instead")
+        if self._restored:  # the restored searcher has its space already
+            return True
         accepted = self.searcher.set_search_properties(metric, mode, self._param_space, **spec)
         if not accepted:
             leftover = [key_path(p) for p, d in parse_spec_vars({"config": self._param_space})[1]
@@ -196,12 +199,16 @@ class SearchGenerator(SearchAlgorithm):
         return None if self._num_samples == -1 else self._num_samples
 
     def get_state(self) -> dict:
-        return {**super().get_state(), "counter": self._counter, "searcher": self.searcher.get_state()}
+        return {**super().get_state(), "counter": self._counter, "num_samples": self._num_samples,
+                "searcher": self.searcher.get_state()}
 
     def set_state(self, state: dict) -> None:
+        """Restores the search; a later set_search_properties (the Tuner's, on restore) gives the
+        param_space again and leaves the restored searcher as it is."""
         super().set_state(state)
-        self._counter = state["counter"]
+        self._counter, self._num_samples = state["counter"], state["num_samples"]
         self.searcher.set_state(state["searcher"])
+        self._restored = True
 
 
 def create_search_algorithm(search_alg=None, max_concurrent_trials: int | None = None) -> SearchAlgorithm:
