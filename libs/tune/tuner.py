@@ -134,15 +134,11 @@ class Tuner:
 
     def _search_alg_and_scheduler(self, metric: str | None, mode: str | None) -> tuple[Any, Any]:
         from juno.tune.schedulers import FIFOScheduler
-        from juno.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+        from juno.tune.search import create_search_algorithm
 
         if self._restored is not None and self._restored.get("search") is not None:
             return self._restored["search"]
-        search_alg = self.tune_config.search_alg
-        if search_alg is None:
-            search_alg = BasicVariantGenerator(max_concurrent=self.tune_config.max_concurrent_trials or 0)
-        elif self.tune_config.max_concurrent_trials and not isinstance(search_alg, ConcurrencyLimiter):
-            search_alg = ConcurrencyLimiter(search_alg, max_concurrent=self.tune_config.max_concurrent_trials)
+        search_alg = create_search_algorithm(self.tune_config.search_alg, self.tune_config.max_concurrent_trials)
         search_alg.set_search_properties(metric, mode, self.param_space, num_samples=self.tune_config.num_samples)
         scheduler = self.tune_config.scheduler or FIFOScheduler()
         scheduler.set_search_properties(metric, mode)

@@ -91,11 +91,15 @@ class TuneController:
             trial.set_status(Trial.PAUSED)
 
     def stop_trial(self, trial: Trial) -> None:
+        """A running trial ends at its next report (on_trial_complete then); a waiting one is removed."""
         run = self.runs.get(trial.trial_id)
         if run is not None:
             run.stop = True
         elif not trial.is_finished():
-            self._complete(trial)
+            trial.set_status(Trial.TERMINATED)
+            self.scheduler.on_trial_remove(self, trial)
+            self.search_alg.on_trial_complete(trial.trial_id, trial.last_result)
+            self.view.trial_updated(trial)
 
     def exploit_trial(self, trial: Trial, new_config: dict, checkpoint: Checkpoint | None, new_tag: str) -> None:
         """PBT: ``trial`` goes on from ``checkpoint`` (another trial's) with ``new_config``."""
@@ -453,11 +457,12 @@ class _Named:
 
 
 def _trial_tag(index: int, search_alg: Any, trial_id: str, config: dict) -> tuple[str, dict]:
-    info = getattr(search_alg, "trial_info", None)
-    if callable(info):
-        found = info(trial_id)
-        if found:
-            return found
+    """The search algorithm's tag and sampled values for the trial; else every value of its config."""
+    try:
+        suggestion = search_alg.suggestion(trial_id)
+        return suggestion.experiment_tag, dict(suggestion.evaluated_params)
+    except (AttributeError, KeyError):
+        pass
     params = _flatten(config)
     shown = ",".join(f"{k}={_short(v)}" for k, v in params.items())
     return (f"{index}_{shown}" if shown else str(index)), params

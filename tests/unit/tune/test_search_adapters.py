@@ -8,8 +8,8 @@ from juno.tune.search import sample as s
 from juno.tune.search.hyperopt import HyperOptSearch
 from juno.tune.search.optuna import OptunaSearch
 
-optuna = pytest.importorskip("optuna")
-hyperopt = pytest.importorskip("hyperopt")
+import hyperopt  # noqa: E402 - the test extra installs both: a missing one fails here, loudly
+import optuna  # noqa: E402
 
 SPACE = {"x": s.uniform(-10, 10), "y": s.uniform(-10, 10), "epochs": 5}
 
