@@ -19,7 +19,7 @@ import cloudpickle
 import juno
 from juno.air.config import RunConfig
 from juno.air.storage import StorageContext
-from juno.tune.execution.controller import TuneController, _FailFast
+from juno.tune.execution.controller import TuneController, _FailFast, restore_scheduler
 from juno.tune.experiment.trial import Trial
 from juno.tune.result_grid import ResultGrid
 from juno.tune.stopper import as_stopper
@@ -136,12 +136,14 @@ class Tuner:
         from juno.tune.schedulers import FIFOScheduler
         from juno.tune.search import create_search_algorithm
 
-        if self._restored is not None and self._restored.get("search") is not None:
-            return self._restored["search"]
         search_alg = create_search_algorithm(self.tune_config.search_alg, self.tune_config.max_concurrent_trials)
         search_alg.set_search_properties(metric, mode, self.param_space, num_samples=self.tune_config.num_samples)
         scheduler = self.tune_config.scheduler or FIFOScheduler()
         scheduler.set_search_properties(metric, mode)
+        saved = (self._restored or {}).get("search")
+        if saved is not None:  # where the search and the scheduler were when the experiment stopped
+            search_alg.set_state(saved["search"])
+            restore_scheduler(scheduler, saved["scheduler"])
         return search_alg, scheduler
 
     # ------------------------------------------------------------------ storage and restore
@@ -209,13 +211,8 @@ class Tuner:
                 if restart_errored:
                     trial.checkpoint, trial.last_result, trial.iterations = None, {}, 0
                 trial.set_status(Trial.PENDING)
-        search = None
         pickled = storage.read_bytes("search_state.pkl")
-        if pickled is not None:
-            try:
-                search = cloudpickle.loads(pickled)
-            except Exception:  # noqa: BLE001 - searchers built from unpicklable spaces start afresh
-                search = None
+        search = cloudpickle.loads(pickled) if pickled is not None else None
         restored = {"storage": storage, "trials": trials, "state": state, "search": search}
         return cls(trainable, param_space=param_space if param_space is not None else saved.get("param_space"),
                    tune_config=saved.get("tune_config") or TuneConfig(),

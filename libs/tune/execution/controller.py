@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 import time
 import uuid
 from typing import Any
@@ -106,6 +108,7 @@ class TuneController:
         trial.config = new_config
         trial.experiment_tag = new_tag
         if checkpoint is not None:
+            trial.iterations = self._iteration_of(checkpoint, default=trial.iterations)
             trial.checkpoint = self._copy_checkpoint(checkpoint, trial)
         run = self.runs.get(trial.trial_id)
         if run is not None:
@@ -425,9 +428,18 @@ class TuneController:
                  "checkpoints": {tid: m.state() for tid, m in self.managers.items()}}
         try:
             self.storage.write_bytes("experiment_state.json", json.dumps(state, default=repr).encode())
-            self.storage.write_bytes("search_state.pkl", cloudpickle.dumps((self.search_alg, self.scheduler)))
+            self.storage.write_bytes("search_state.pkl", cloudpickle.dumps(
+                {"search": self.search_alg.get_state(), "scheduler": scheduler_state(self.scheduler)}))
         except Exception as e:  # noqa: BLE001 - a state that cannot be saved must not end the experiment
             logger.warning("Could not save the experiment's state for Tuner.restore: %s", _first_line(e))
+
+    def _iteration_of(self, checkpoint: Checkpoint, default: int) -> int:
+        """The training_iteration a trial's checkpoint was reported at: an exploiting trial counts on from it."""
+        for manager in self.managers.values():
+            for entry in manager.entries:
+                if entry["path"] == checkpoint.path:
+                    return entry["index"]
+        return default
 
     def _copy_checkpoint(self, checkpoint: Checkpoint, trial: Trial) -> Checkpoint:
         """A private copy for an exploiting trial: the source trial may delete its own later."""
@@ -436,6 +448,23 @@ class TuneController:
         with checkpoint.as_directory() as directory:
             storage.persist_directory(directory, dest)
         return storage.checkpoint(dest)
+
+
+def scheduler_state(scheduler: Any) -> bytes:
+    """The scheduler's own save(), as bytes (the experiment's folder may not be on local disk)."""
+    with tempfile.TemporaryDirectory(prefix="juno_tune_") as directory:
+        path = os.path.join(directory, "scheduler.pkl")
+        scheduler.save(path)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def restore_scheduler(scheduler: Any, state: bytes) -> None:
+    with tempfile.TemporaryDirectory(prefix="juno_tune_") as directory:
+        path = os.path.join(directory, "scheduler.pkl")
+        with open(path, "wb") as f:
+            f.write(state)
+        scheduler.restore(path)
 
 
 class _FailFast(Exception):
