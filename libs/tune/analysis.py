@@ -77,7 +77,7 @@ def run(run_or_experiment: Any, *, name: str | None = None, metric: str | None =
         stop: Any = None, time_budget_s: Any = None, config: dict | None = None, resources_per_trial: Any = None,
         num_samples: int = 1, storage_path: str | None = None, local_dir: str | None = None, search_alg: Any = None,
         scheduler: Any = None, checkpoint_config: CheckpointConfig | None = None, verbose: int | None = None,
-        progress_reporter: Any = None, max_failures: int = 0, fail_fast: bool = False, reuse_actors: bool = False,
+        progress_reporter: Any = None, max_failures: int = 0, fail_fast: bool = False, reuse_actors: bool | None = None,
         max_concurrent_trials: int | None = None, raise_on_failed_trial: bool = True, callbacks: list | None = None,
         keep_checkpoints_num: int | None = None, checkpoint_score_attr: str | None = None, checkpoint_freq: int = 0,
         checkpoint_at_end: bool = False, trial_name_creator: Any = None, trial_dirname_creator: Any = None,

@@ -27,7 +27,7 @@ from juno.air.storage import CheckpointManager, StorageContext
 from juno.air.validation import check_resources_fit
 from juno.air.worker import SessionWorker
 from juno.tune.experiment.trial import Trial
-from juno.tune.trainable.function import resources_for, runner_for, trainable_name
+from juno.tune.trainable.function import FunctionRunner, resources_for, runner_for, trainable_name
 from juno.tune.trainable.util import PlacementGroupFactory
 
 logger = logging.getLogger("juno.tune")
@@ -70,7 +70,11 @@ class TuneController:
         for trial in self.trials:
             self._manager(trial).load_state(state.get("checkpoints", {}).get(trial.trial_id, []))
         self.capacity = juno.cluster_resources()
-        self.runner_ref = juno.put(runner_for(trainable, **_class_checkpointing(run_config)))
+        runner = runner_for(trainable, **_class_checkpointing(run_config))
+        self.runner_ref = juno.put(runner)
+        # Ray's default: a function trial's actor serves the next trial (no process start, no imports again).
+        self.reuse_actors = tune_config.reuse_actors if tune_config.reuse_actors is not None \
+            else isinstance(runner, FunctionRunner)
         self.started = time.monotonic()
         self.last_save = 0.0
         self.interrupted = False
@@ -369,7 +373,7 @@ class TuneController:
 
     def _release(self, run: TrialRun, *, reusable: bool) -> None:
         self.runs.pop(run.trial.trial_id, None)
-        if reusable and self.tune_config.reuse_actors and not getattr(self, "_ending", False):
+        if reusable and self.reuse_actors and not getattr(self, "_ending", False):
             head = self._resources(run.trial).bundles[0]
             self.idle_actors.append((tuple(sorted(head.items())), run.actor))
             # Only as many idle actors as could ever run: extra ones give their room back.
