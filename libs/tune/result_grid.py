@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterator
 
-from juno.air.result import Result, metrics_dataframe, read_reports
+from juno.air.result import Result, flatten_dict, metrics_dataframe, read_reports
 from juno.air.storage import StorageContext, metric_value
 from juno.tune.experiment.trial import Trial
 
@@ -72,7 +72,7 @@ class ResultGrid:
                     index = frame[filter_metric].idxmin() if filter_mode == "min" else frame[filter_metric].idxmax()
                     row = frame.loc[index].to_dict()
             row.pop("config", None)
-            row.update({f"config/{k}": v for k, v in _flat(trial.config).items()})
+            row.update({f"config/{k}": v for k, v in flatten_dict(trial.config).items()})
             row.update({"trial_id": trial.trial_id, "logdir": trial.path})
             rows.append(row)
         return pd.DataFrame(rows)
@@ -127,13 +127,3 @@ def _scoped(trial: Trial, metric: str, mode: str, scope: str) -> float | None:
     if not stats:
         return None
     return stats[mode] if scope == "all" else stats[scope]
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out: dict = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}/"))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out

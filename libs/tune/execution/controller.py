@@ -23,6 +23,7 @@ import juno
 from juno.air.checkpoint import Checkpoint
 from juno.air.config import RunConfig
 from juno.air.failure import describe_failure
+from juno.air.result import flatten_dict
 from juno.air.storage import CheckpointManager, StorageContext
 from juno.air.validation import check_resources_fit
 from juno.air.worker import SessionWorker
@@ -496,19 +497,9 @@ def _trial_tag(index: int, search_alg: Any, trial_id: str, config: dict) -> tupl
         return suggestion.experiment_tag, dict(suggestion.evaluated_params)
     except (AttributeError, KeyError):
         pass
-    params = _flatten(config)
+    params = {k: v for k, v in flatten_dict(config).items() if isinstance(v, (int, float, str, bool, type(None)))}
     shown = ",".join(f"{k}={_short(v)}" for k, v in params.items())
     return (f"{index}_{shown}" if shown else str(index)), params
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    flat: dict = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}/"))
-        elif isinstance(value, (int, float, str, bool)) or value is None:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _short(value: Any) -> str:

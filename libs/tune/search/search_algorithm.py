@@ -9,11 +9,9 @@ and evaluated_params. ``create_search_algorithm`` is what the Tuner calls.
 from __future__ import annotations
 
 import copy
-import os
-import pickle
 from dataclasses import dataclass, field
 
-from juno.tune.search.searcher import Searcher, _state_file, check_mode
+from juno.tune.search.searcher import Searcher, StateFiles, check_mode
 from juno.tune.search.variant_generator import (
     experiment_tag, flatten_dict, flatten_resolved_vars, generate_variants, has_unresolved_values, key_path,
     merge_dicts, parse_spec_vars,
@@ -39,7 +37,7 @@ def _num_samples(spec: dict) -> int:
     return num_samples
 
 
-class SearchAlgorithm:
+class SearchAlgorithm(StateFiles):
     """The controller's side of a search: the Searcher interface plus ``total_samples``,
     ``is_finished`` and ``suggestion``."""
 
@@ -98,26 +96,6 @@ class SearchAlgorithm:
     def set_state(self, state: dict) -> None:
         self._suggestions = dict(state["suggestions"])
         self._finished = state["finished"]
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.get_state(), f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.set_state(pickle.load(f))
-
-    def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
-        self.save(os.path.join(checkpoint_dir, self.CKPT_FILE_TMPL.format(session_str)))
-
-    def restore_from_dir(self, checkpoint_dir: str) -> None:
-        path = _state_file(checkpoint_dir, self.CKPT_FILE_TMPL)
-        if path is None:
-            raise FileNotFoundError(f"no search state ({self.CKPT_FILE_TMPL.format('*')}) in {checkpoint_dir}")
-        self.restore(path)
-
-    def has_checkpoint(self, checkpoint_dir: str) -> bool:
-        return _state_file(checkpoint_dir, self.CKPT_FILE_TMPL) is not None
 
 
 class SearchGenerator(SearchAlgorithm):

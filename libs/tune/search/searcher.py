@@ -23,7 +23,40 @@ def check_mode(mode, what: str = "mode"):
     return mode
 
 
-class Searcher:
+class StateFiles:
+    """Saving and loading ``get_state()`` as a file (Ray's ``save``/``restore``/``save_to_dir``), shared by
+    searchers and search algorithms."""
+
+    CKPT_FILE_TMPL = "state-{}.pkl"
+
+    def get_state(self) -> dict:
+        raise NotImplementedError
+
+    def set_state(self, state: dict) -> None:
+        raise NotImplementedError
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.get_state(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.set_state(pickle.load(f))
+
+    def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
+        self.save(os.path.join(checkpoint_dir, self.CKPT_FILE_TMPL.format(session_str)))
+
+    def restore_from_dir(self, checkpoint_dir: str) -> None:
+        path = _state_file(checkpoint_dir, self.CKPT_FILE_TMPL)
+        if path is None:
+            raise FileNotFoundError(f"no saved search state ({self.CKPT_FILE_TMPL.format('*')}) in {checkpoint_dir}")
+        self.restore(path)
+
+    def has_checkpoint(self, checkpoint_dir: str) -> bool:
+        return _state_file(checkpoint_dir, self.CKPT_FILE_TMPL) is not None
+
+
+class Searcher(StateFiles):
     """Suggests trial configs; subclasses implement ``suggest`` and ``on_trial_complete``.
 
     ``suggest`` returns a config dict, None (nothing now: ask again later) or ``Searcher.FINISHED``
@@ -79,26 +112,6 @@ class Searcher:
 
     def set_state(self, state: dict) -> None:
         self.__dict__.update(state)
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.get_state(), f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.set_state(pickle.load(f))
-
-    def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
-        self.save(os.path.join(checkpoint_dir, self.CKPT_FILE_TMPL.format(session_str)))
-
-    def restore_from_dir(self, checkpoint_dir: str) -> None:
-        path = _state_file(checkpoint_dir, self.CKPT_FILE_TMPL)
-        if path is None:
-            raise FileNotFoundError(f"no searcher state ({self.CKPT_FILE_TMPL.format('*')}) in {checkpoint_dir}")
-        self.restore(path)
-
-    def has_checkpoint(self, checkpoint_dir: str) -> bool:
-        return _state_file(checkpoint_dir, self.CKPT_FILE_TMPL) is not None
 
 
 def _state_file(checkpoint_dir: str, template: str) -> str | None:
