@@ -55,12 +55,14 @@ def test_hyperband_pauses_and_resumes_trials(cluster, tmp_path):
 
 
 def test_the_median_rule_stops_below_median_trials(cluster, tmp_path):
-    scheduler = tune.MedianStoppingRule(time_attr="training_iteration", grace_period=2, min_samples_required=2)
+    # The metric and mode only on the scheduler, as tutorials write it: get_best_result still knows them.
+    scheduler = tune.MedianStoppingRule(time_attr="training_iteration", metric="score", mode="max", grace_period=2,
+                                        min_samples_required=2)
     grid = Tuner(curve, param_space={"quality": tune.grid_search([1, 5, 9, 2])},
-                 tune_config=TuneConfig(metric="score", mode="max", scheduler=scheduler, max_concurrent_trials=2),
-                 run_config=_run(tmp_path)).fit()
+                 tune_config=TuneConfig(scheduler=scheduler, max_concurrent_trials=2), run_config=_run(tmp_path)).fit()
     iterations = {r.config["quality"]: r.metrics["training_iteration"] for r in grid}
     assert iterations[9] == 16 and min(iterations.values()) < 16
+    assert grid.get_best_result().config["quality"] == 9
 
 
 def pbt_trainable(config):
