@@ -7,13 +7,12 @@ the scheduler pauses the trial).
 """
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from typing import Any
 
 from juno.air import session as air_session
-from juno.air.checkpoint import Checkpoint
+from juno.air.checkpoint import Checkpoint, write_dict
 from juno.air.session import TrialStopped
 
 
@@ -90,7 +89,7 @@ class Trainable:
         directory = checkpoint_dir or tempfile.mkdtemp(prefix="juno_trainable_")
         state = self.save_checkpoint(directory)
         if isinstance(state, dict):
-            return _with_dict(directory, state)
+            return Checkpoint(write_dict(directory, state))
         if state is not None and not isinstance(state, str):
             raise TypeError(f"{type(self).__name__}.save_checkpoint() returns None (files written into "
                             f"checkpoint_dir) or a dict, got {type(state).__name__}.")
@@ -109,15 +108,6 @@ class Trainable:
 
     def stop(self) -> None:
         self.cleanup()
-
-
-def _with_dict(directory: str, state: dict) -> Checkpoint:
-    from juno.air.checkpoint import _DICT_FILE  # the same file Checkpoint.from_dict writes
-    import cloudpickle
-
-    with open(os.path.join(directory, _DICT_FILE), "wb") as f:
-        cloudpickle.dump(state, f)
-    return Checkpoint(directory)
 
 
 class ClassRunner:
