@@ -12,17 +12,14 @@ and the time per epoch are measured inside the loop the same way everywhere.
 """
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
-
-PROCESS_START = time.time()  # before the heavy imports: "import" is part of a cold start
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
 
 ROWS, FEATURES, HIDDEN, BATCH, WORKERS = 4096, 32, 64, 64, 2
 IMPLS = ("ddp", "ray", "juno")
@@ -184,7 +181,6 @@ def child(impl: str, epochs: int, checkpoint: bool, fits: int) -> None:
                 out = {"fits": [{**out, **json.load(f)}]}
         else:
             out = run_trainer(impl, config, fits)
-    out["process_start"] = PROCESS_START
     print("RESULT " + json.dumps(out), flush=True)
 
 
@@ -197,6 +193,7 @@ def figures(impl: str, out: dict) -> dict[str, float]:
     if impl == "ddp":
         rows["spawn to join"] = first["run_end"] - first["run_start"]
     else:
+        rows["import (the library and torch, on the driver)"] = out["import"]
         rows["init"] = out["init"]
         rows["fit() alone (cluster already up)"] = first["run_end"] - first["run_start"]
         rows["init + fit"] = out["init"] + rows["fit() alone (cluster already up)"]
