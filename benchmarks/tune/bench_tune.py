@@ -68,22 +68,26 @@ def curve(config: dict) -> None:
 
 # --- one run of one row, in a process of its own ---------------------------------------------------------------
 
-def experiment(row: int, storage: str) -> tuple:
-    """The Tuner of a row, built with APIs that exist in both Ray 2.60 and Juno."""
+def experiment(row: int, storage: str, reuse_actors: bool = False):
+    """The Tuner of a row, built with APIs that exist in both Ray 2.60 and Juno. ``reuse_actors``
+    (``--reuse-actors``) turns it on in every row: what is left is the cost of the reports alone."""
+    reuse = reuse_actors or row == 4
     run_config = tune.RunConfig(name=f"bench-row{row}", storage_path=storage, verbose=0)
     if row in (1, 4):
         return tune.Tuner(trivial, param_space={"x": tune.uniform(0, 1)}, run_config=run_config,
                           tune_config=tune.TuneConfig(metric="score", mode="max", num_samples=TRIVIAL_TRIALS,
-                                                      reuse_actors=row == 4))
+                                                      reuse_actors=reuse))
     if row == 2:
         return tune.Tuner(short, param_space={"x": tune.uniform(0, 1)}, run_config=run_config,
-                          tune_config=tune.TuneConfig(metric="score", mode="max", num_samples=SHORT_TRIALS))
+                          tune_config=tune.TuneConfig(metric="score", mode="max", num_samples=SHORT_TRIALS,
+                                                      reuse_actors=reuse))
     scheduler = tune.schedulers.ASHAScheduler(max_t=ASHA_MAX_T, grace_period=ASHA_GRACE, reduction_factor=ASHA_RF)
     return tune.Tuner(curve, param_space={"x": tune.grid_search(ASHA_XS)}, run_config=run_config,
-                      tune_config=tune.TuneConfig(metric="loss", mode="min", scheduler=scheduler))
+                      tune_config=tune.TuneConfig(metric="loss", mode="min", scheduler=scheduler,
+                                                  reuse_actors=reuse))
 
 
-def child(impl: str, row: int) -> None:
+def child(impl: str, row: int, reuse_actors: bool) -> None:
     """Import, init, time fit(), check the results; print the measurements as one JSON line."""
     global tune
     start = time.perf_counter()
@@ -96,7 +100,7 @@ def child(impl: str, row: int) -> None:
     out["init"] = time.perf_counter() - start
     storage = tempfile.mkdtemp(prefix=f"bench-tune-{impl}-")
     try:
-        tuner = experiment(row, storage)
+        tuner = experiment(row, storage, reuse_actors)
         start = time.perf_counter()
         grid = tuner.fit()
         out["fit"] = time.perf_counter() - start
@@ -151,10 +155,9 @@ class LoadSampler:
 def launch(impl: str, python: str, row: int, args) -> dict | str:
     """One fresh process for one run of one row: its measurements, or why there are none."""
     cmd = [python, os.path.abspath(__file__), "--child", impl, "--rows", str(row)]
-    env = {**os.environ, "RAY_DEDUP_LOGS": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"} if impl == "ray" \
-        else os.environ
+    cmd += ["--reuse-actors"] if args.reuse_actors else []
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.run_timeout, env=env)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.run_timeout)
     except subprocess.TimeoutExpired:
         _stop_ray(impl, python)
         return f"did not finish in {args.run_timeout:.0f} s"
@@ -237,6 +240,8 @@ def main() -> None:
     p.add_argument("--ray-python", default=os.environ.get("RAY_PYTHON"),
                    help="the python of a venv with ray[tune]==2.60 (default $RAY_PYTHON; never a Juno dependency)")
     p.add_argument("--run-timeout", type=float, default=300, help="seconds before a run counts as not finishing")
+    p.add_argument("--reuse-actors", action="store_true",
+                   help="reuse_actors=True in every row (a diagnostic: trial start-up left out)")
     p.add_argument("--log-dir", help="keep every run's stdout and stderr here")
     p.add_argument("--child", choices=IMPLS, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -244,7 +249,7 @@ def main() -> None:
     if args.child:
         if len(rows) != 1:
             p.error("--child runs one row")
-        return child(args.child, rows[0])
+        return child(args.child, rows[0], args.reuse_actors)
     if args.impl not in ("all", *IMPLS):
         p.error(f"--impl {args.impl!r}: say all, juno or ray")
     if args.repeat < 1:
@@ -270,8 +275,8 @@ def main() -> None:
                 shown = out if isinstance(out, str) else ", ".join(
                     f"{k} {v:.2f}" for k, v in figures(row, out).items())
                 print(f"round {round_ + 1}, row {row}: {impl:4} {shown}", file=sys.stderr, flush=True)
-    print(f"{began} to {time.strftime('%H:%M:%S UTC', time.gmtime())}, {os.cpu_count()} CPUs, init(num_cpus={CPUS}); "
-          f"{load.stop()}")
+    print(f"{began} to {time.strftime('%H:%M:%S UTC', time.gmtime())}, {os.cpu_count()} CPUs, init(num_cpus={CPUS})"
+          f"{', reuse_actors=True in every row' if args.reuse_actors else ''}; {load.stop()}")
     for row in rows:
         print(f"row {row}: {ROWS[row]}")
     summarize(results)
