@@ -40,7 +40,7 @@ class TuneConfig:
     num_samples: int = 1
     max_concurrent_trials: int | None = None
     time_budget_s: float | datetime.timedelta | None = None
-    reuse_actors: bool | None = None  # None: reuse for function trainables (Ray's default), not for classes
+    reuse_actors: bool | None = None  # None: reuse for function trainables (Ray 2.60: never), not for classes
     trial_name_creator: Callable | None = None
     trial_dirname_creator: Callable | None = None
     chdir_to_trial_dir: bool = False

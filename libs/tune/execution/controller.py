@@ -73,7 +73,7 @@ class TuneController:
         self.capacity = juno.cluster_resources()
         runner = runner_for(trainable, **_class_checkpointing(run_config))
         self.runner_ref = juno.put(runner)
-        # Ray's default: a function trial's actor serves the next trial (no process start, no imports again).
+        # By default a function trial's actor serves the next trial: no process start, no imports again.
         self.reuse_actors = tune_config.reuse_actors if tune_config.reuse_actors is not None \
             else isinstance(runner, FunctionRunner)
         self.started = time.monotonic()
