@@ -82,7 +82,7 @@ __all__ = [
 
 # The libraries load on first use, as Ray's do: `import juno; juno.data.range(10)` works, and
 # `import juno` stays fast for programs that never touch them.
-_LIBRARIES = ("air", "data", "train")
+_LIBRARIES = ("air", "data", "train", "tune")
 
 
 def __getattr__(name: str):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from jupyter_client import KernelManager
 
 DEFAULT_TIMEOUT_S = 60.0
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 @dataclass
@@ -66,6 +67,19 @@ class CellResult:
     def result_text(self) -> str | None:
         results = self.results
         return results[-1].get("text/plain") if results else None
+
+    def live_widget(self) -> tuple[list[str], dict]:
+        """For a cell that showed exactly one progress widget: the HTML values it was updated with in
+        place, and the final bundle its display was rewritten with (what a saved notebook keeps)."""
+        shown = [d for d in (m["content"]["data"] for m in self._of_type("display_data")) if WIDGET_MIME in d]
+        assert len(shown) == 1, shown
+        model_id = shown[0][WIDGET_MIME]["model_id"]
+        live = [m["content"]["data"]["state"]["value"] for m in self._of_type("comm_msg")
+                if m["content"]["comm_id"] == model_id and "value" in m["content"]["data"].get("state", {})]
+        finals = [m["content"]["data"] for m in self._of_type("update_display_data")
+                  if m["content"]["data"].get(WIDGET_MIME, {}).get("model_id") == model_id]
+        assert finals, "the display was never rewritten with the final state"
+        return live, finals[-1]
 
     @property
     def error(self) -> dict | None:

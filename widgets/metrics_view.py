@@ -119,8 +119,21 @@ def svg_chart(name: str, points: Sequence[Sequence[float]], color: str = CHART_C
     pts = _finite(points)
     if not pts:
         return ""
+    return svg_lines(name, [(name, pts, color)], width=width, height=height, x_label=x_label, latest=pts[-1][1])
+
+
+def svg_lines(name: str, lines: Sequence[tuple[str, Sequence[Sequence[float]], str]], *, width: int = CHART_W,
+              height: int = CHART_H, x_label: str = "iteration", latest: float | None = None) -> str:
+    """Several lines (``(label, points, color)``) on one chart titled ``name`` (with ``latest`` beside
+    it when given): shared axes with the y range on the left and the x range under them; each line
+    ends in a dot and carries its label as a tooltip. Non-finite points are left out; "" when none is left."""
+    lines = [(label, _finite(points), color) for label, points, color in lines]
+    lines = [line for line in lines if line[1]]
+    if not lines:
+        return ""
     left, right, top, bottom = 46, 8, 18, 26
-    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    xs = [p[0] for _, pts, _ in lines for p in pts]
+    ys = [p[1] for _, pts, _ in lines for p in pts]
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
     if y0 == y1:  # a flat line sits in the middle, not on an axis
         pad = abs(y0) * 0.1 or 1.0
@@ -136,15 +149,21 @@ def svg_chart(name: str, points: Sequence[Sequence[float]], color: str = CHART_C
         return f"{px:.1f},{top + ph - (y - lo) * sy:.1f}"
 
     text = 'font-family="monospace" font-size="10" fill="#666"'
-    last = at(*pts[-1]).split(",")
-    shape = (f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{" ".join(at(x, y) for x, y in pts)}"/>'
-             if len(pts) > 1 else "")
+    color = lines[0][2]
+    head = f' <tspan fill="{color}" font-weight="bold">{_num(latest)}</tspan>' if latest is not None else ""
+    shapes = []
+    for label, pts, line_color in lines:
+        tip = f"<title>{fmt.escape(label)}</title>" if len(lines) > 1 else ""
+        if len(pts) > 1:
+            shapes.append(f'<polyline fill="none" stroke="{line_color}" stroke-width="1.5" '
+                          f'points="{" ".join(at(x, y) for x, y in pts)}">{tip}</polyline>')
+        last = at(*pts[-1]).split(",")
+        shapes.append(f'<circle cx="{last[0]}" cy="{last[1]}" r="2.5" fill="{line_color}">{tip}</circle>')
     return (
         f'<svg width="{width}" height="{height}" role="img" data-metric="{fmt.escape(name)}" '
         f'style="background:#fafafa;margin:2px 6px 2px 0;vertical-align:top">'
         f"<title>{fmt.escape(name)}</title>"
-        f'<text x="{left}" y="12" font-family="monospace" font-size="11" fill="#333">'
-        f'{fmt.escape(name)} <tspan fill="{color}" font-weight="bold">{_num(ys[-1])}</tspan></text>'
+        f'<text x="{left}" y="12" font-family="monospace" font-size="11" fill="#333">{fmt.escape(name)}{head}</text>'
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" stroke="#bbb"/>'
         f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="#bbb"/>'
         f'<text x="{left - 3}" y="{top + ph - (y1 - lo) * sy + 4:.1f}" text-anchor="end" {text}>{_num(y1)}</text>'
@@ -152,8 +171,7 @@ def svg_chart(name: str, points: Sequence[Sequence[float]], color: str = CHART_C
         f'<text x="{left}" y="{top + ph + 12}" {text}>{_num(x0)}</text>'
         f'<text x="{left + pw}" y="{top + ph + 12}" text-anchor="end" {text}>{_num(x1)}</text>'
         f'<text x="{left + pw / 2:.1f}" y="{height - 2}" text-anchor="middle" {text}>{fmt.escape(x_label)}</text>'
-        f"{shape}"
-        f'<circle cx="{last[0]}" cy="{last[1]}" r="2.5" fill="{color}"/></svg>')
+        f'{"".join(shapes)}</svg>')
 
 
 def run_html(s: progress.RunSnapshot) -> str:
@@ -189,5 +207,5 @@ def run_html(s: progress.RunSnapshot) -> str:
 
 LAYOUT = Layout(status_line, run_text, run_html, summary_line)
 
-__all__ = ["LAYOUT", "FACT_FIELDS", "status_line", "summary_line", "details_text", "run_text", "run_html", "svg_chart",
+__all__ = ["LAYOUT", "FACT_FIELDS", "status_line", "summary_line", "details_text", "run_text", "run_html", "svg_chart", "svg_lines",
            "headline_metrics", "metric_fields", "fact_fields"]

@@ -1,7 +1,8 @@
 """How ``juno.util.progress`` runs look: an overall bar, a fields line, a table, a sparkline per chart.
 
 Runs of reported metrics (kind "train") get their own ``Layout`` (``metrics_view``: a chart per
-metric, the worker table, a compact terminal line); every other kind is drawn as below.
+metric, the worker table, a compact terminal line), so do Tune experiments (kind "tune",
+``tune_view``: the trial table and the best trials' curves); every other kind is drawn as below.
 
 ``run_text(snapshot)`` and ``run_html(snapshot)`` are pure (tested without a kernel). ``RunDisplay``
 shows one run: in a kernel one ipywidgets view per run, updated in place, whose output is rewritten
@@ -139,15 +140,18 @@ class Layout(NamedTuple):
 
 
 GENERIC_LAYOUT = Layout(status_line, run_text, run_html, run_text)
-METRIC_KINDS = ("train",)  # runs of reported metrics: charts, latest values, workers (metrics_view)
+# Kinds drawn by a module of their own (each builds on this one and has a LAYOUT): a Train run's
+# charts and workers (metrics_view), a Tune experiment's trial table and curves (tune_view).
+KIND_LAYOUTS = {"train": "metrics_view", "tune": "tune_view"}
 
 
 def layout_for(kind: str) -> Layout:
-    if kind in METRIC_KINDS:
-        from juno.widgets import metrics_view  # it builds on this module
+    module = KIND_LAYOUTS.get(kind)
+    if module is None:
+        return GENERIC_LAYOUT
+    import importlib
 
-        return metrics_view.LAYOUT
-    return GENERIC_LAYOUT
+    return importlib.import_module(f"juno.widgets.{module}").LAYOUT
 
 
 class RunDisplay:

@@ -37,6 +37,13 @@ def is_local(filesystem: Any) -> bool:
     return isinstance(filesystem, pafs.LocalFileSystem)
 
 
+def write_dict(directory: str, data: dict) -> str:
+    """Pickle ``data`` into ``directory`` where ``Checkpoint.to_dict`` finds it; returns the directory."""
+    with open(os.path.join(directory, _DICT_FILE), "wb") as f:
+        cloudpickle.dump(data, f)
+    return directory
+
+
 class Checkpoint:
     """Files saved by a run: ``Checkpoint.from_directory(d)`` in the loop, ``checkpoint.as_directory()`` to read."""
 
@@ -57,10 +64,7 @@ class Checkpoint:
         """Ray's older form for small state: ``data`` is pickled into a fresh temporary directory."""
         if not isinstance(data, dict):
             raise TypeError(f"Checkpoint.from_dict expects a dict, got {type(data).__name__}.")
-        directory = tempfile.mkdtemp(prefix="juno_checkpoint_")
-        with open(os.path.join(directory, _DICT_FILE), "wb") as f:
-            cloudpickle.dump(data, f)
-        return cls(directory)
+        return cls(write_dict(tempfile.mkdtemp(prefix="juno_checkpoint_"), data))
 
     # ------------------------------------------------------------------ reading one
     def to_dict(self) -> dict:

@@ -57,14 +57,15 @@ def metrics_dataframe(reports: list[dict]) -> Any:
         import pandas as pd
     except ImportError:
         return None
-    return pd.DataFrame([_flatten(r) for r in reports])
+    return pd.DataFrame([flatten_dict(r) for r in reports])
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten_dict(d: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` as ``{"a/b": 1}``: how nested metrics and configs become columns."""
     flat: dict = {}
     for key, value in d.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}/"))
+            flat.update(flatten_dict(value, f"{prefix}{key}/"))
         else:
             flat[f"{prefix}{key}"] = value
     return flat

@@ -18,7 +18,12 @@ from juno.air.checkpoint import Checkpoint
 from juno.air.storage import StorageContext, pack_directory, unpack_archive
 
 
-CHECKPOINT_ACK_TIMEOUT_S = 120.0  # how long report(checkpoint=) waits for the driver to hold it
+REPORT_ACK_TIMEOUT_S = 120.0  # how long a report waits for the driver to hold it (then the loop goes on)
+
+
+class TrialStopped(BaseException):
+    """Raised by ``report()`` in a loop the driver asked to stop (a Tune scheduler's decision): it ends
+    the loop quietly. A BaseException, so a loop's ``except Exception`` does not swallow it."""
 
 
 class SessionMisuseError(RuntimeError):
@@ -78,7 +83,7 @@ class Session:
 
     def __init__(self, context: TrainContext, storage: StorageContext, *, start_iteration: int = 0,
                  checkpoint: Checkpoint | None = None, dataset_shards: dict | None = None,
-                 ship_checkpoints: bool = False) -> None:
+                 ship_checkpoints: bool = False, sync_reports: bool = False) -> None:
         self.context = context
         self.storage = storage
         self.checkpoint = checkpoint
@@ -89,6 +94,8 @@ class Session:
         self._sent = 0      # reports queued so far
         self._acked = 0     # reports the driver said it holds
         self._cond = threading.Condition()
+        self.sync_reports = sync_reports  # Tune: every report waits for the driver's decision
+        self._stop_requested: bool | str = False  # True, or "pause" (a checkpoint is wanted first)
         self._finished = False
         self._error: BaseException | None = None
         self._last_report = time.time()
@@ -108,6 +115,8 @@ class Session:
         entry: dict[str, Any] = {"iteration": self.iteration, "metrics": dict(metrics), "time": now,
                                  "time_this_iter_s": now - self._last_report}
         self._last_report = now
+        if self._stop_requested:
+            raise TrialStopped()
         if checkpoint is not None:
             entry["checkpoint"] = self._save(checkpoint)
         with self._cond:
@@ -115,10 +124,14 @@ class Session:
             entry["seq"] = self._sent
             self._queue.append(entry)
             self._cond.notify_all()
-            if checkpoint is not None:
+            if checkpoint is not None or self.sync_reports:
                 # A checkpoint is worth a round trip: wait until the driver holds it, so a worker that
-                # dies right after reporting one does not take it along.
-                self._cond.wait_for(lambda: self._acked >= entry["seq"] or self._finished, CHECKPOINT_ACK_TIMEOUT_S)
+                # dies right after reporting one does not take it along. Tune waits for every report:
+                # its scheduler decides after each one whether the trial goes on.
+                self._cond.wait_for(lambda: self._acked >= entry["seq"] or self._stop_requested,
+                                    REPORT_ACK_TIMEOUT_S)
+            if self._stop_requested:
+                raise TrialStopped()
 
     def _save(self, checkpoint: Checkpoint) -> tuple[str, Any]:
         """Take the checkpoint's files now: into the run's folder, or into an archive sent with the report."""
@@ -129,8 +142,24 @@ class Session:
             if self.ship_checkpoints:
                 return ("archive", pack_directory(local_dir))
             dest = self.storage.checkpoint_path(self.iteration)
-            self.storage.persist_directory(local_dir, dest)
+            if os.path.abspath(local_dir) != os.path.abspath(dest) or not self.storage.local:
+                self.storage.persist_directory(local_dir, dest)
             return ("persisted", dest)
+
+    @property
+    def stop_wants_checkpoint(self) -> bool:
+        """The driver paused this loop: save a checkpoint (``final_checkpoint``) before ending."""
+        return self._stop_requested == "pause"
+
+    def final_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """A checkpoint of the state the stopped loop ends in, sent without a result."""
+        entry = {"iteration": self.iteration, "final_checkpoint": True, "checkpoint": self._save(checkpoint),
+                 "time": time.time()}
+        with self._cond:
+            self._sent += 1
+            entry["seq"] = self._sent
+            self._queue.append(entry)
+            self._cond.notify_all()
 
     # ------------------------------------------------------------------ the driver's side
     def finish(self, error: BaseException | None = None) -> None:
@@ -138,15 +167,17 @@ class Session:
             self._finished, self._error = True, error
             self._cond.notify_all()
 
-    def poll(self, timeout_s: float, acked: int = 0) -> tuple[list[dict], bool]:
+    def poll(self, timeout_s: float, acked: int = 0, stop: bool | str = False) -> tuple[list[dict], bool]:
         """The reports queued since the last poll, and whether the loop has ended; waits up to
         ``timeout_s`` for either. ``acked``: the last report the driver holds (releasing a report
         that waits with its checkpoint). A loop that raised re-raises its exception here (so the
         caller's ``get`` carries the worker's traceback)."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
-            if acked > self._acked:
-                self._acked = acked
+            if acked > self._acked or stop:
+                self._acked = max(acked, self._acked)
+                self._stop_requested = self._stop_requested or stop
+                self._stop_requested = stop if stop == "pause" else self._stop_requested
                 self._cond.notify_all()
             while not self._queue and not self._finished:
                 left = deadline - time.monotonic()

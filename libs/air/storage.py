@@ -57,6 +57,7 @@ class StorageContext:
     def write_bytes(self, relative: str, data: bytes) -> None:
         """Write a file whole: to a temporary name, then renamed, so a crash never leaves half a state file."""
         path, tmp = f"{self.run_path}/{relative}", f"{self.run_path}/.{relative}.{uuid.uuid4().hex[:8]}.tmp"
+        self.filesystem.create_dir(self.run_path, recursive=True)
         with self.filesystem.open_output_stream(tmp) as f:
             f.write(data)
         self.filesystem.move(tmp, path)
@@ -72,6 +73,7 @@ class StorageContext:
         """Append one JSON line (rank 0's report) to ``relative``; local disk appends in place."""
         line = json.dumps(record, default=_json_default) + "\n"
         if self.local:
+            os.makedirs(self.run_path, exist_ok=True)
             with open(f"{self.run_path}/{relative}", "a") as f:
                 f.write(line)
             return

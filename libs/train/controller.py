@@ -103,7 +103,8 @@ class TrainController:
     def __init__(self, *, loop: Callable, loop_config: dict | None, scaling: ScalingConfig, run_config: RunConfig,
                  storage: StorageContext, state: RunState, backend: Backend, backend_config: Any,
                  datasets: dict, resume_checkpoint: Checkpoint | None, view: Any, context: dict,
-                 on_failed: Callable[[AttemptFailed, RunState], BaseException]) -> None:
+                 on_failed: Callable[[AttemptFailed, RunState], BaseException],
+                 on_iteration: Callable[[dict, str | None], None] | None = None) -> None:
         self.loop, self.loop_config = loop, loop_config
         self.scaling, self.run_config = scaling, run_config
         self.storage, self.state = storage, state
@@ -113,6 +114,7 @@ class TrainController:
         self.view = view
         self.context = context
         self.on_failed = on_failed
+        self.on_iteration = on_iteration  # Tune: each complete iteration is a trial's result
         self.here = juno.get_runtime_context().get_node_id()
 
     def run(self) -> Result:
@@ -201,42 +203,53 @@ class TrainController:
 
     def _drain(self, group: WorkerGroup) -> None:
         """Poll every rank until all loops end; hand complete iterations on as they form."""
-        collector = IterationCollector(len(group.actors))
-        polls = {actor.poll.remote(POLL_S): rank for rank, actor in enumerate(group.actors)}
-        started = time.monotonic() - self.state.time_total_s
+        self._collector = IterationCollector(len(group.actors))
+        self._started = time.monotonic() - self.state.time_total_s
+        polls = {actor.poll.remote(POLL_S): (rank, time.monotonic()) for rank, actor in enumerate(group.actors)}
         acked = [0] * len(group.actors)
         while polls:
-            ready, _ = juno.wait(list(polls), num_returns=1, timeout=POLL_S + WAIT_SLACK_S)
-            if not ready:
-                continue
+            ready, _ = juno.wait(list(polls), num_returns=1, timeout=POLL_S)
+            silent = [(rank, since) for rank, since in polls.values() if time.monotonic() - since > POLL_S + WAIT_SLACK_S]
+            if silent and not ready:
+                rank, since = silent[0]
+                self._fail_attempt([(rank, TimeoutError(
+                    f"rank {rank} did not answer a poll for {time.monotonic() - since:.0f} s: its process or node is "
+                    "stuck or overloaded"))], polls)
             for ref in ready:
-                rank = polls.pop(ref)
+                rank, _ = polls.pop(ref)
                 try:
                     reports, done = juno.get(ref)
                 except Exception as e:  # noqa: BLE001 - any failure of a rank fails the attempt
                     self._fail_attempt([(rank, e)], polls)
                 if reports:
                     acked[rank] = reports[-1]["seq"]
-                for iteration in collector.add(rank, reports):
-                    self._complete(iteration, time.monotonic() - started)
+                self._collect(rank, reports)
                 if done:
                     self.view.worker_state(rank, "finished")
                 else:
-                    polls[group.actors[rank].poll.remote(POLL_S, acked[rank])] = rank
-        if collector.leftover():
+                    polls[group.actors[rank].poll.remote(POLL_S, acked[rank])] = (rank, time.monotonic())
+        if self._collector.leftover():
             logger.warning("The workers reported different numbers of times; the last %d report(s) of some ranks "
                            "had no match on the others and were dropped. Call report() the same number of times "
-                           "on every worker.", collector.leftover())
+                           "on every worker.", self._collector.leftover())
+
+    def _collect(self, rank: int, reports: list[dict]) -> None:
+        for iteration in self._collector.add(rank, reports):
+            self._complete(iteration, time.monotonic() - self._started)
 
     def _fail_attempt(self, failures: list[tuple[int, BaseException]], polls: dict) -> None:
-        """One rank failed: give the others a moment to fail too, then blame the cause, not the fallout
-        (a peer's collective erroring because this rank died)."""
+        """One rank failed: give the others a moment to answer, keeping what they still reported (an
+        iteration the failed rank had finished completes), then blame the cause, not the fallout (a
+        peer's collective erroring because this rank died)."""
         ready, _ = juno.wait(list(polls), num_returns=len(polls), timeout=FALLOUT_WAIT_S) if polls else ([], [])
         for ref in ready:
+            rank, _ = polls[ref]
             try:
-                juno.get(ref)
+                reports, _ = juno.get(ref)
             except Exception as e:  # noqa: BLE001 - collected to choose the cause
-                failures.append((polls[ref], e))
+                failures.append((rank, e))
+            else:
+                self._collect(rank, reports)
         for rank, error in failures:
             self.view.worker_state(rank, "failed" if raised_by_user_code(error) else "dead")
         rank, error = first_failure(failures)
@@ -253,7 +266,8 @@ class TrainController:
         if "trial_id" in self.context:
             metrics["trial_id"] = self.context["trial_id"]
         self.state.metrics = metrics
-        self.storage.append_line("result.json", metrics)
+        if self.on_iteration is None:  # in a Tune trial, Tune logs the trial's results
+            self.storage.append_line("result.json", metrics)
         parts = [r["checkpoint"] for r in reports if "checkpoint" in r]
         path = None
         if parts:
@@ -266,6 +280,8 @@ class TrainController:
             self.state.save()
             self.view.checkpoints([(e["path"], e["metrics"]) for e in self.state.checkpoints.entries])
         self.view.report(head["iteration"], metrics, path)
+        if self.on_iteration is not None:
+            self.on_iteration(metrics, path)
 
 
 def free_port() -> int:

@@ -76,6 +76,9 @@ class DataParallelTrainer:
         else:
             storage.ensure_writable()
         state.config = _plain(self.train_loop_config)
+        hook = getattr(self, "_tune_hook", None) or {}  # set when this run is one trial of a Tune experiment
+        if hook:
+            state.iteration = hook["start_iteration"]
         self._save_state(storage)
         title = f"{type(self).__name__}({getattr(self.train_loop_per_worker, '__name__', 'train_loop')})"
         view = TrainProgress(title=title, name=storage.name, num_workers=self.scaling_config.num_workers,
@@ -85,8 +88,9 @@ class DataParallelTrainer:
             run_config=self.run_config, storage=storage, state=state, backend=self._backend,
             backend_config=self.backend_config, datasets=self.datasets,
             resume_checkpoint=self.resume_from_checkpoint, view=view,
-            context={"experiment_name": storage.name, "metadata": self.metadata},
-            on_failed=self._training_failed)
+            context={"experiment_name": storage.name, "metadata": self.metadata,
+                     **({"trial_id": hook["trial_id"]} if hook else {})},
+            on_failed=self._training_failed, on_iteration=hook.get("on_iteration"))
         try:
             return controller.run()
         except KeyboardInterrupt:

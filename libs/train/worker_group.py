@@ -8,62 +8,17 @@ sees its peers and ``get_device()`` picks the worker's own one by index.
 """
 from __future__ import annotations
 
-import os
-import threading
 from typing import Any, Callable
 
 import juno
-from juno.air import session as air_session
 from juno.air.config import ScalingConfig
-from juno.air.session import Session, TrainContext
-from juno.air.validation import check_loop_signature
+from juno.air.worker import SessionWorker
 from juno.util.placement_group import placement_group, remove_placement_group
 from juno.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 
-class TrainWorker:
-    """The actor hosting one rank. ``max_concurrency=2``: ``poll`` answers while ``execute`` runs."""
-
-    def __init__(self) -> None:
-        self._thread: threading.Thread | None = None
-
-    def info(self) -> dict:
-        ctx = juno.get_runtime_context()
-        node_id = ctx.get_node_id()
-        address = next((n.get("NodeManagerAddress", "127.0.0.1") for n in juno.nodes() if n.get("NodeID") == node_id),
-                       "127.0.0.1")
-        return {"node_id": node_id, "node_ip": address, "pid": os.getpid(), "gpu_ids": list(juno.get_gpu_ids())}
-
-    def set_env(self, env: dict) -> None:
-        os.environ.update({k: str(v) for k, v in env.items()})
-
-    def execute(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
-
-    def start_loop(self, loop: Callable, config: dict | None, session_args: dict) -> None:
-        storage = session_args.pop("storage")
-        info = session_args.pop("context")
-        info["storage"] = storage
-        checkpoint = air_session.restore_checkpoint(session_args.pop("resume"), storage)
-        session = Session(TrainContext(info), storage, checkpoint=checkpoint, **session_args)
-        air_session.set_session(session)
-
-        def run() -> None:
-            try:
-                loop(config) if check_loop_signature(loop) else loop()
-            except BaseException as e:  # noqa: BLE001 - handed to the driver through poll()
-                session.finish(e)
-            else:
-                session.finish()
-
-        self._thread = threading.Thread(target=run, name="juno-train-loop", daemon=True)
-        self._thread.start()
-
-    def poll(self, timeout_s: float, acked: int = 0) -> tuple[list[dict], bool]:
-        session = air_session.get_session()
-        if session is None:
-            raise RuntimeError("poll() before start_loop()")
-        return session.poll(timeout_s, acked)
+class TrainWorker(SessionWorker):
+    """The actor hosting one rank."""
 
 
 class WorkerGroup:

@@ -233,11 +233,14 @@ class RunState:
         self.version += 1
         return True
 
-    def set_table(self, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> bool:
+    def set_table(self, columns: Sequence[str], rows: Iterable[Sequence[Any]], dropped: int = 0) -> bool:
+        """Replace the table; ``dropped``: rows the caller left out itself (shown as "N more")."""
         if isinstance(columns, str) or not columns or not all(isinstance(c, str) for c in columns):
             raise TypeError(f"columns must be a non-empty list of str, got {columns!r}")
+        if isinstance(dropped, bool) or not isinstance(dropped, int) or dropped < 0:
+            raise ValueError(f"dropped must be a non-negative int (rows left out), got {dropped!r}")
         cols = tuple(columns)
-        kept, dropped = [], 0
+        kept = []
         for i, row in enumerate(rows):
             if isinstance(row, (str, bytes)) or len(row) != len(cols):
                 raise ValueError(f"table row {i} has {len(row)} cells, but there are {len(cols)} columns "
@@ -249,6 +252,27 @@ class RunState:
         if self.state != RUNNING:
             return False
         self.columns, self.rows, self.rows_dropped = cols, tuple(kept), dropped
+        self.version += 1
+        return True
+
+    def set_series(self, series: Mapping[str, Iterable[Sequence[float]]]) -> bool:
+        """Replace every chart series at once (a library that charts the best few of many, say)."""
+        if not isinstance(series, Mapping):
+            raise TypeError(f"series must be a dict of name -> [(x, y), ...], got {type(series).__name__}")
+        if len(series) > MAX_SERIES:
+            raise ValueError(f"a run holds at most {MAX_SERIES} chart series, got {len(series)}")
+        new: dict[str, list] = {}
+        for name, points in series.items():
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"series names must be non-empty str, got {name!r}")
+            try:
+                pts = [(float(x), float(y)) for x, y in points]
+            except (TypeError, ValueError):
+                raise TypeError(f"set_series({name!r}): points must be (x, y) pairs of numbers") from None
+            new[name] = pts[-MAX_SERIES_POINTS:]
+        if self.state != RUNNING:
+            return False
+        self.series = new
         self.version += 1
         return True
 
@@ -436,9 +460,14 @@ class ProgressRun:
         """Set the overall counts (absolute); a count left None keeps its value."""
         self._apply("update", done, failed)
 
-    def set_table(self, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-        """Replace the run's table (e.g. one row per operator); cells are scalars, others shown as str()."""
-        self._apply("set_table", columns, rows)
+    def set_table(self, columns: Sequence[str], rows: Iterable[Sequence[Any]], dropped: int = 0) -> None:
+        """Replace the run's table (e.g. one row per operator); cells are scalars, others shown as str().
+        ``dropped``: rows the library left out itself (counted with those past MAX_TABLE_ROWS)."""
+        self._apply("set_table", columns, rows, dropped)
+
+    def set_series(self, series: Mapping[str, Iterable[Sequence[float]]]) -> None:
+        """Replace every chart series: ``{name: [(x, y), ...]}`` (at most MAX_SERIES, the last 500 points each)."""
+        self._apply("set_series", series)
 
     def add_point(self, series: str, x: float, y: float) -> None:
         """Append a point to a chart series (the last 500 points per series are kept)."""

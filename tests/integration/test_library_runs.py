@@ -127,3 +127,49 @@ def test_a_train_run_shows_its_state_and_latest_metrics_in_the_dashboard(cluster
         assert detail["series"] == {"loss": [[1.0, 0.5], [2.0, 0.25]]}
     finally:
         service.close()
+
+
+def test_a_tune_experiment_shows_its_best_trial_counts_and_trial_table_in_the_dashboard(cluster):
+    from types import SimpleNamespace
+
+    from juno.tune.progress import TuneProgress
+
+    title = unique("Tuner(train_fn)")
+    view = TuneProgress(title, "exp-a", metric="loss", mode="min", num_samples=3, display=False)
+    trials = [SimpleNamespace(trial_id=f"t_{i:05d}", config={"lr": 0.1 * (i + 1)}, evaluated_params={"lr": 0.1 * (i + 1)},
+                              status="PENDING", last_result={}, metric_analysis={}, error=None, num_failures=0)
+              for i in range(3)]
+    for t in trials:
+        view.trial_added(t)
+    for i, t in enumerate(trials[:2]):
+        t.status, t.last_result = "RUNNING", {"loss": 1.0 - i / 2, "training_iteration": 1, "time_total_s": 0.5}
+        view.trial_updated(t)
+    full_title = f"{title} · exp-a"
+    service = StateService(global_worker().gcs_address.replace("tcp://", ""), timeout=10)
+
+    def entry():
+        return next((r for r in service.library_runs()["runs"] if r["title"] == full_title), None)
+
+    try:
+        running = wait_for_condition(lambda: (e := entry()) is not None and e["fields"].get("running") == 2 and e,
+                                     timeout=15)
+        assert running["kind"] == "tune" and running["unit"] == "trials" and running["total"] == 3
+        assert running["fields"]["best"] == 0.5 and running["fields"]["best trial"] == "t_00001"
+        assert running["fields"]["pending"] == 1 and running["series_last"] == {"t_00000": 1.0, "t_00001": 0.5}
+        assert running["columns"][:3] == ["trial name", "status", "lr"]
+        assert [row[0] for row in running["rows"]] == ["t_00001", "t_00000", "t_00002"]  # best first
+        for t in trials[:2]:
+            t.status = "TERMINATED"
+            view.trial_updated(t)
+        trials[2].status, trials[2].error = "ERROR", "RuntimeError: boom"
+        view.trial_updated(trials[2])
+        view.finish({"trials": 3, "terminated": 2, "errors": 1})
+        final = entry()  # the final state is in the GCS once finish() returned
+        assert final["state"] == "finished" and final["done"] == 2 and final["failed"] == 1
+        assert final["fields"]["terminated"] == 2 and final["fields"]["error"] == 1 and "running" not in final["fields"]
+        assert final["fields"]["summary"].startswith("3 trials (2 terminated, 1 error) in ")
+        assert [row[1] for row in final["rows"]] == ["TERMINATED", "TERMINATED", "ERROR"]
+        detail = run_of(full_title, kind="tune", detail=True)
+        assert detail["series"] == {"t_00000": [[1.0, 1.0]], "t_00001": [[1.0, 0.5]]}
+    finally:
+        service.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 RUN = '''
 import time
@@ -26,19 +25,10 @@ print("done:", view.snapshot().state)
 def test_a_train_run_shows_one_live_widget_with_charts_and_workers_then_static_html(own_kernel):
     cell = own_kernel.run_ok(RUN)
     assert "done: finished" in cell.stdout
-    widgets = [m["content"]["data"] for m in cell.messages
-               if m["header"]["msg_type"] == "display_data" and WIDGET_MIME in m["content"]["data"]]
-    assert len(widgets) == 1, widgets
-    model_id = widgets[0][WIDGET_MIME]["model_id"]
-    live = [m["content"]["data"]["state"]["value"] for m in cell.messages
-            if m["header"]["msg_type"] == "comm_msg" and m["content"]["comm_id"] == model_id
-            and "value" in m["content"]["data"].get("state", {})]
+    live, final = cell.live_widget()
     assert 2 <= len(live) <= 20, len(live)  # updated in place, a few times a second
     assert any('data-metric="loss"' in v and 'data-state="running"' in v for v in live)
-    finals = [m["content"]["data"] for m in cell.messages if m["header"]["msg_type"] == "update_display_data"
-              and m["content"]["data"][WIDGET_MIME]["model_id"] == model_id]
-    assert finals, "the display was never rewritten with the final state"
-    html, text = finals[-1]["text/html"], finals[-1]["text/plain"]
+    html, text = final["text/html"], final["text/plain"]
     assert 'data-kind="train"' in html and 'data-state="finished"' in html
     assert re.findall(r'data-metric="([^"]+)"', html) == ["loss", "accuracy"]  # epoch is a field, not a chart
     assert ">iteration</text>" in html and ">12</text>" in html  # the x axis runs to the last iteration

@@ -28,6 +28,9 @@ EXPECTED = {
     "05_train_ddp.ipynb": r"first run: epoch 7 \| loss 0\.\d+ \| accuracy 0\.9\d.*checkpoints kept: \['checkpoint_000007', "
                           r"'checkpoint_000008'\].*resumed run trained epochs 8\.\.11 \| accuracy 0\.9\d"
                           r".*held-out accuracy: (0\.9\d|1\.00)",
+    "06_tune_asha.ipynb": r"trials: 8 \| stopped early by ASHA: [1-7] \| iterations run: \d+ of 80"
+                          r".*best config: lr=0\.\d+, hidden=\d+ \| val_loss 0\.\d+ \| accuracy 0\.9\d"
+                          r".*held-out accuracy of the best model: 0\.9\d",
 }
 
 

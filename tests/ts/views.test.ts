@@ -15,6 +15,7 @@ import { ActorsView } from "../../jupyter_extension/src/views/actors";
 import {
   LibrariesView,
   runMetricsText,
+  tuneSummaryText,
 } from "../../jupyter_extension/src/views/libraries";
 import { LogView } from "../../jupyter_extension/src/views/logs";
 import { renderNodes } from "../../jupyter_extension/src/views/nodes";
@@ -345,5 +346,65 @@ describe("LibrariesView", () => {
       "loss=0.1250  val/loss=0.2500 · attempt 2",
     );
     expect(row.textContent).toContain("checkpoints=2 kept"); // all fields in the detail
+  });
+
+  it("shows a Tune experiment's best trial and counts, and its trial table with coloured statuses", () => {
+    const tune = run("e", "running", {
+      kind: "tune",
+      title: "Tuner(train_fn) · exp",
+      done: 10,
+      failed: 1,
+      total: 30,
+      unit: "trials",
+      columns: ["trial name", "status", "lr", "loss", "best loss"],
+      rows: [
+        ["a_00003", "RUNNING", 0.01, 0.1234, 0.1],
+        ["a_00001", "TERMINATED", 0.1, 0.5, 0.4],
+        ["a_00002", "ERROR", 1, "", ""],
+      ],
+      rows_dropped: 27,
+      fields: {
+        metric: "loss",
+        mode: "min",
+        best: 0.1234,
+        "best trial": "a_00003",
+        "best config": "lr=0.01",
+        running: 3,
+        terminated: 10,
+        error: 1,
+      },
+      series_last: { a_00003: 0.1234 },
+    });
+    expect(tuneSummaryText(tune)).toBe(
+      "best loss=0.1234 (a_00003) · 3 running, 10 terminated, 1 error",
+    );
+    expect(
+      tuneSummaryText(
+        run("n", "running", { kind: "tune", fields: { pending: 4 } }),
+      ),
+    ).toBe("4 pending");
+    const view = new LibrariesView();
+    view.update([tune]);
+    const row = view.node.querySelector<HTMLDetailsElement>(
+      "[data-juno=run-row]",
+    )!;
+    const summary = row.querySelector("summary")!;
+    expect(summary.textContent).toContain("10/30 trials (37%), 1 failed");
+    expect(summary.querySelector("[data-juno=run-metrics]")!.textContent).toBe(
+      "best loss=0.1234 (a_00003) · 3 running, 10 terminated, 1 error",
+    );
+    const table = row.querySelector("[data-juno=run-table]")!;
+    const statuses = [...table.querySelectorAll("[data-status]")].map(
+      (s) => s.className,
+    );
+    expect(statuses).toEqual([
+      "juno-state-RUNNING",
+      "juno-state-TERMINATED",
+      "juno-state-ERROR",
+    ]);
+    expect(table.querySelectorAll("tbody tr")[0].textContent).toContain(
+      "a_00003",
+    );
+    expect(row.textContent).toContain("27 more trials not shown");
   });
 });

@@ -119,6 +119,31 @@ def test_table_series_and_fields_are_bounded_and_plain():
     assert st.snapshot().fields == {"iteration": 3}
 
 
+def test_a_library_can_leave_rows_out_and_replace_its_series():
+    st = RunState("r", "tune", "t")
+    st.set_table(["trial", "loss"], [["t1", 0.5]], dropped=7)  # the best rows shown, 7 more counted
+    assert st.snapshot().rows == (("t1", 0.5),) and st.snapshot().rows_dropped == 7
+    st.set_table(["op"], [[i] for i in range(progress.MAX_TABLE_ROWS + 2)], dropped=3)
+    assert st.snapshot().rows_dropped == 5
+    st.add_point("t1", 1, 0.5)
+    st.set_series({"t2": [(1, 0.4), (2, 0.3)], "t3": [(i, i) for i in range(progress.MAX_SERIES_POINTS + 4)]})
+    s = st.snapshot()
+    assert list(s.series) == ["t2", "t3"] and s.series["t2"] == ((1.0, 0.4), (2.0, 0.3))
+    assert len(s.series["t3"]) == progress.MAX_SERIES_POINTS and s.series["t3"][0] == (4.0, 4.0)
+    version = st.version
+    with pytest.raises(ValueError, match="dropped must be a non-negative int"):
+        st.set_table(["a"], [], dropped=-1)
+    with pytest.raises(ValueError, match=f"at most {progress.MAX_SERIES} chart series"):
+        st.set_series({f"s{i}": [] for i in range(progress.MAX_SERIES + 1)})
+    with pytest.raises(TypeError, match=r"set_series\('x'\): points must be \(x, y\) pairs"):
+        st.set_series({"x": [(1, "a")]})
+    with pytest.raises(TypeError, match="series must be a dict"):
+        st.set_series([("x", [])])
+    assert st.version == version and list(st.snapshot().series) == ["t2", "t3"]  # nothing half-applied
+    st.finish()
+    assert not st.set_series({}) and list(st.snapshot().series) == ["t2", "t3"]
+
+
 def test_snapshot_round_trips_through_plain_data():
     st = RunState("r", "tune", "sweep", job_id="01000000")
     st.set_total(4, unit="trials")

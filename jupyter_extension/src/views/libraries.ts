@@ -33,18 +33,49 @@ function cell(value: unknown): string {
 const FACT_FIELDS = ['attempt', 'restarted after', 'checkpoints'];
 const HEADLINE_METRICS = 3;
 
+/** Trials per status, as a Tune experiment sets them (juno.widgets.tune_view.COUNT_FIELDS). */
+const TUNE_COUNTS = ['running', 'pending', 'paused', 'terminated', 'error'];
+
+/**
+ * A Tune experiment's collapsed row: its best trial so far and its trials per
+ * status, "best loss=0.1234 (a_00003) · 3 running, 10 terminated, 1 error".
+ */
+export function tuneSummaryText(run: LibraryRunInfo): string {
+  const f = run.fields || {};
+  const best =
+    f.best === undefined || f.best === null
+      ? ''
+      : `best ${cell(f.metric)}=${cell(f.best)}` + (f['best trial'] ? ` (${cell(f['best trial'])})` : '');
+  const counts = TUNE_COUNTS.filter(k => f[k])
+    .map(k => `${cell(f[k])} ${k}`)
+    .join(', ');
+  return [best, counts].filter(Boolean).join(' · ');
+}
+
 /**
  * The run's latest metrics in one short line, for its collapsed row:
  * "loss=0.1234  val_loss=0.2 · attempt 2". The loss-like ones first, else the
  * first fields, else the charts' last values; empty for runs without either.
+ * A Tune experiment shows its best trial and counts instead (tuneSummaryText).
  */
 export function runMetricsText(run: LibraryRunInfo): string {
+  if (run.kind === 'tune') {
+    return tuneSummaryText(run);
+  }
   const fields = Object.entries(run.fields || {}).filter(([k]) => !FACT_FIELDS.includes(k));
   const values = fields.length ? fields : Object.entries(run.series_last || {});
   const losses = values.filter(([k]) => k.toLowerCase().includes('loss'));
   const head = (losses.length ? losses : values).slice(0, HEADLINE_METRICS).map(([k, v]) => `${k}=${cell(v)}`);
   const attempt = run.fields?.attempt;
   return [head.join('  '), attempt === undefined ? '' : `attempt ${cell(attempt)}`].filter(Boolean).join(' · ');
+}
+
+/** A table cell; a Tune trial's status is coloured by its state (PENDING ... ERROR). */
+function tableCell(value: unknown, isStatus: boolean): HTMLElement {
+  if (!isStatus) {
+    return h('td', {}, cell(value));
+  }
+  return h('td', {}, h('span', { class: `juno-state-${cell(value)}`, 'data-status': cell(value) }, cell(value)));
 }
 
 function runDetail(run: LibraryRunInfo): HTMLElement {
@@ -55,16 +86,18 @@ function runDetail(run: LibraryRunInfo): HTMLElement {
     parts.push(h('div', { class: 'juno-mono juno-muted' }, [...fields, ...last].join('  ')));
   }
   if (run.columns && run.columns.length) {
+    const status = run.kind === 'tune' ? run.columns.indexOf('status') : -1;
     parts.push(
       h(
         'table',
         { class: 'juno-table', 'data-juno': 'run-table' },
         h('thead', {}, h('tr', {}, ...run.columns.map(c => h('th', {}, c)))),
-        h('tbody', {}, ...(run.rows || []).map(row => h('tr', {}, ...row.map(v => h('td', {}, cell(v))))))
+        h('tbody', {}, ...(run.rows || []).map(row => h('tr', {}, ...row.map((v, i) => tableCell(v, i === status)))))
       )
     );
     if (run.rows_dropped) {
-      parts.push(h('div', { class: 'juno-muted' }, `${run.rows_dropped} more rows not shown`));
+      const what = run.kind === 'tune' ? 'trials' : 'rows';
+      parts.push(h('div', { class: 'juno-muted' }, `${run.rows_dropped} more ${what} not shown`));
     }
   }
   if (run.error) {

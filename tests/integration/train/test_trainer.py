@@ -118,7 +118,9 @@ def test_a_killed_worker_restarts_the_group_from_the_latest_checkpoint(cluster, 
     result = TorchTrainer(ddp_loop, train_loop_config=config, scaling_config=ScalingConfig(num_workers=2),
                           run_config=_run_config(tmp_path, failure_config=FailureConfig(max_failures=1))).fit()
     assert os.path.exists(config["marker"])
-    assert result.metrics["epoch"] == 5 and result.metrics["start"] == 3  # resumed after epoch 2's checkpoint
+    # Resumed from the last checkpoint every rank had reported: epoch 2's, or epoch 1's when rank 1 died
+    # before its (metrics-only, so not waited for) report of epoch 2 reached the driver.
+    assert result.metrics["epoch"] == 5 and result.metrics["start"] in (2, 3)
     iterations = list(result.metrics_dataframe["training_iteration"])
     assert iterations == sorted(iterations) and iterations[-1] == 6
 

@@ -1,0 +1,1 @@
+"""The experiment loop on the driver."""

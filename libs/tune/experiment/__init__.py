@@ -1,0 +1,4 @@
+"""A Tune experiment's trials."""
+from juno.tune.experiment.trial import Trial
+
+__all__ = ["Trial"]

@@ -1,0 +1,1 @@
+"""How trainables run in trials."""
