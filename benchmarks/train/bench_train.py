@@ -16,10 +16,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/: the shared runner
+from peer_runs import log_path, python_for, run_child  # noqa: E402
 
 ROWS, FEATURES, HIDDEN, BATCH, WORKERS = 4096, 32, 64, 64, 2
 IMPLS = ("ddp", "ray", "juno")
@@ -209,43 +211,11 @@ def figures(impl: str, out: dict) -> dict[str, float]:
     return rows
 
 
-def python_for(impl: str, args) -> str | None:
-    if impl != "ray":
-        return sys.executable
-    if args.ray_python:
-        return args.ray_python
-    try:
-        import ray  # noqa: F401
-        return sys.executable
-    except ImportError:
-        return None
-
-
 def launch(impl: str, python: str, args) -> dict | str:
     """One fresh process for one run; the measurements, or why there are none."""
     cmd = [python, os.path.abspath(__file__), "--child", impl, "--epochs", str(args.epochs), "--fits", str(args.fits)]
     cmd += ["--checkpoint"] if args.checkpoint else []
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.run_timeout)
-    except subprocess.TimeoutExpired:
-        _stop_ray(impl, python)
-        return f"did not finish in {args.run_timeout:.0f} s"
-    if args.log_dir:
-        with open(os.path.join(args.log_dir, f"{impl}-{time.time():.0f}.log"), "w") as f:
-            f.write(proc.stdout + proc.stderr)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        _stop_ray(impl, python)
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return "failed: " + " | ".join(tail)
-    return json.loads(lines[-1][len("RESULT "):])
-
-
-def _stop_ray(impl: str, python: str) -> None:
-    """Ray's cluster outlives a killed driver; stop it (Juno's dies with its driver)."""
-    if impl == "ray":
-        subprocess.run([os.path.join(os.path.dirname(python), "ray"), "stop", "--force"], capture_output=True,
-                       timeout=120)
+    return run_child(cmd, impl, python, args.run_timeout, log_path(args.log_dir, impl))
 
 
 def summarize(results: dict[str, list]) -> None:
@@ -291,7 +261,7 @@ def main() -> None:
     impls = list(IMPLS) if args.impl == "all" else args.impl.split(",")
     if not impls or set(impls) - set(IMPLS):
         p.error(f"--impl {args.impl!r}: say all, or some of {', '.join(IMPLS)} separated by commas")
-    pythons = {impl: python_for(impl, args) for impl in impls}
+    pythons = {impl: python_for(impl, args.ray_python) for impl in impls}
     if pythons.get("ray") is None and "ray" in impls:
         if args.impl != "all":
             p.error("Ray is not importable here: pass --ray-python or set $RAY_PYTHON to a venv's python with "

@@ -21,11 +21,13 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/: the shared runner
+from peer_runs import log_path, python_for, run_child  # noqa: E402
 
 IMPLS = ("juno", "ray")
 CPUS = 2
@@ -156,27 +158,7 @@ def launch(impl: str, python: str, row: int, args) -> dict | str:
     """One fresh process for one run of one row: its measurements, or why there are none."""
     cmd = [python, os.path.abspath(__file__), "--child", impl, "--rows", str(row)]
     cmd += ["--reuse-actors"] if args.reuse_actors else []
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.run_timeout)
-    except subprocess.TimeoutExpired:
-        _stop_ray(impl, python)
-        return f"did not finish in {args.run_timeout:.0f} s"
-    if args.log_dir:
-        with open(os.path.join(args.log_dir, f"{impl}-row{row}-{time.time():.0f}.log"), "w") as f:
-            f.write(proc.stdout + proc.stderr)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        _stop_ray(impl, python)
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return "failed: " + " | ".join(tail)
-    return json.loads(lines[-1][len("RESULT "):])
-
-
-def _stop_ray(impl: str, python: str) -> None:
-    """Ray's cluster outlives a killed driver; stop it (Juno's ends with its driver)."""
-    if impl == "ray":
-        subprocess.run([os.path.join(os.path.dirname(python), "ray"), "stop", "--force"], capture_output=True,
-                       timeout=120)
+    return run_child(cmd, impl, python, args.run_timeout, log_path(args.log_dir, f"{impl}-row{row}"))
 
 
 def figures(row: int, out: dict) -> dict[str, float]:
@@ -207,18 +189,6 @@ def summarize(results: dict[tuple[int, str], list]) -> None:
         if "juno" in fits and "ray" in fits:
             print(f"\nrow {row} ({ROWS[row]}): Ray's fit() / Juno's fit() = {fits['ray'] / fits['juno']:.1f}x "
                   f"(medians {fits['ray']:.2f} s / {fits['juno']:.2f} s)")
-
-
-def python_for(impl: str, args) -> str | None:
-    if impl == "juno":
-        return sys.executable
-    if args.ray_python:
-        return args.ray_python
-    try:
-        import ray  # noqa: F401
-        return sys.executable
-    except ImportError:
-        return None
 
 
 def parse_rows(text: str, parser: argparse.ArgumentParser) -> list[int]:
@@ -255,7 +225,7 @@ def main() -> None:
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
     impls = list(IMPLS) if args.impl == "all" else [args.impl]
-    pythons = {impl: python_for(impl, args) for impl in impls}
+    pythons = {impl: python_for(impl, args.ray_python) for impl in impls}
     if "ray" in impls and pythons["ray"] is None:
         if args.impl == "ray":
             p.error("Ray is not importable here: pass --ray-python or set $RAY_PYTHON to a venv's python with "
