@@ -131,6 +131,7 @@ class Replica:
 
                 result = await handle_http(self._http_target(), args[0])
             else:
+                args, kwargs = await _resolve_refs(args, kwargs)
                 result = await self._run(self._method(meta.get("method", "__call__")), args, kwargs)
             ok = True
             return result
@@ -149,6 +150,7 @@ class Replica:
                     yield item
             else:
                 method = self._method(meta.get("method", "__call__"))
+                args, kwargs = await _resolve_refs(args, kwargs)
                 async for item in self._iterate(method, args, kwargs):
                     yield item
             ok = True
@@ -220,6 +222,16 @@ class Replica:
             if item is done:
                 return
             yield item
+
+
+async def _resolve_refs(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Top-level ObjectRef arguments (a DeploymentResponse passed on unresolved travels as its ref,
+    inside the args tuple) become their values, as a task's top-level refs do."""
+    if any(isinstance(a, juno.ObjectRef) for a in args):
+        args = tuple([await a if isinstance(a, juno.ObjectRef) else a for a in args])
+    if any(isinstance(v, juno.ObjectRef) for v in kwargs.values()):
+        kwargs = {k: (await v if isinstance(v, juno.ObjectRef) else v) for k, v in kwargs.items()}
+    return args, kwargs
 
 
 def _is_async(fn: Callable) -> bool:
