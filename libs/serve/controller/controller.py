@@ -346,6 +346,7 @@ class ServeController:
                 pass
 
     async def get_http_options(self) -> dict:
+        self._ensure_loop()  # serve.start() calls this first: the loop (and the proxies) start now
         return dict(self._http_options)
 
     async def get_http_address(self) -> str:

@@ -90,6 +90,12 @@ def test_function_and_class_deployments_serve_and_report_status(serve):
     routes = juno.get(controller().get_routes.remote(), timeout=30)["routes"]
     assert routes["/greet"] == {"app": "greet", "deployment": "Greeter"} and None not in routes
 
+    def counted():  # the controller polls the replicas' get_metrics() every second
+        m = juno.get(controller().get_metrics.remote(), timeout=30)["greet"]["Greeter"]
+        return m["requests"] >= 3 and m["errors"] >= 1 and m["p99_ms"] > 0
+
+    wait_for_condition(counted, timeout=15)
+
 
 def test_route_prefix_clash_names_the_app(serve):
     @serve.deployment(**NO_CPU)
