@@ -160,3 +160,39 @@ def test_handle_pickles_into_a_task(serve):
         return h.remote(x).result(timeout_s=30)
 
     assert juno.get(call_through.remote(handle, "hi"), timeout=60) == "hi"
+
+
+def test_rolling_update_through_a_handle_loses_no_request(serve):
+    import threading
+    import time
+
+    @serve.deployment(num_replicas=2, graceful_shutdown_timeout_s=5, **NO_CPU)
+    class Versioned:
+        def __init__(self, version):
+            self.version = version
+
+        async def __call__(self):
+            await asyncio.sleep(0.02)
+            return self.version
+
+    handle = serve.run(Versioned.bind("v1"), name="hroll", route_prefix=None)
+    results, errors = [], []
+    stop = threading.Event()
+
+    def client():
+        while not stop.is_set():
+            try:
+                results.append(handle.remote().result(timeout_s=30))
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    serve.run(Versioned.bind("v2"), name="hroll", route_prefix=None)
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors[:3]
+    assert results[-1] == "v2" and "v1" in results
