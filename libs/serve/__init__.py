@@ -1,0 +1,1 @@
+"""Juno Serve (CORE engineer owns this file; empty on the routing branch so its modules import)."""
