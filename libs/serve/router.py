@@ -152,12 +152,18 @@ class ReplicaScheduler:
         probed; only worth asking when there is a choice to make (two replicas or more)."""
         if now < self._next_probe_at or len(self._slots) < 2:
             return []
-        self._next_probe_at = now + self.probe_period_s
+        period = self.probe_period_s
         due = []
+        next_at = now + period
         for replica_id, slot in self._slots.items():
-            if not slot.probing and (slot.probed_at is None or now - slot.probed_at >= self.probe_period_s):
+            if slot.probing:
+                continue
+            if slot.probed_at is None or now - slot.probed_at >= period:
                 slot.probing = True
                 due.append(replica_id)
+            else:
+                next_at = min(next_at, slot.probed_at + period)
+        self._next_probe_at = next_at  # so the hot path costs one comparison until then
         return due
 
     def probe_result(self, replica_id: str, total_ongoing: int | None, now: float) -> None:
@@ -166,6 +172,7 @@ class ReplicaScheduler:
         if slot is None:
             return
         slot.probing = False
+        self._next_probe_at = min(self._next_probe_at, now + self.probe_period_s)
         if total_ongoing is not None:
             slot.others = max(0, total_ongoing - slot.ongoing)
             slot.probed_at = now
