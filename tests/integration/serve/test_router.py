@@ -270,3 +270,14 @@ def test_a_failed_deployment_fails_waiting_requests(setup):
         future.result(30)
     with pytest.raises(DeploymentUnavailableError):
         run(call(router))
+
+
+def test_a_dropped_response_still_gives_its_slot_back(setup):
+    _, router, actors = setup(("a", 1))
+
+    async def fire_and_forget():
+        await router.assign_request(meta(), (), {"sleep": 0.2})  # the ref is dropped at once
+
+    run(fire_and_forget())
+    wait_for_condition(lambda: router.num_ongoing_requests() == {"a": 0}, timeout=10)
+    assert run(call(router)) == "a"
