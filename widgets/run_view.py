@@ -125,7 +125,7 @@ def run_html(s: progress.RunSnapshot) -> str:
             parts.append(f'<div style="font-family:monospace">{svg_sparkline(pts, line_color)} '
                          f"{fmt.escape(name)} {pts[-1][1]:.4g}</div>")
     if s.error:
-        parts.append(f'<pre style="color:#d9534f;white-space:pre-wrap;margin:2px 0">{fmt.escape(s.error)}</pre>')
+        parts.append(fmt.error_html(s.error))
     parts.append("</div>")
     return "".join(parts)
 
