@@ -141,8 +141,9 @@ class Layout(NamedTuple):
 
 GENERIC_LAYOUT = Layout(status_line, run_text, run_html, run_text)
 # Kinds drawn by a module of their own (each builds on this one and has a LAYOUT): a Train run's
-# charts and workers (metrics_view), a Tune experiment's trial table and curves (tune_view).
-KIND_LAYOUTS = {"train": "metrics_view", "tune": "tune_view"}
+# charts and workers (metrics_view), a Tune experiment's trial table and curves (tune_view), Serve's
+# applications, deployments and their request rate and latency (serve_view).
+KIND_LAYOUTS = {"train": "metrics_view", "tune": "tune_view", "serve": "serve_view"}
 
 
 def layout_for(kind: str) -> Layout:
