@@ -73,6 +73,11 @@ def html_bar(frac: float | None, *, label: str = "", color: str = "#4c8bf5", fai
         f"<span>{escape(label)}</span></div>")
 
 
+def error_html(error: Any) -> str:
+    """A run's error (a traceback, often) as a red pre-formatted block that keeps its line breaks."""
+    return f'<pre style="color:#d9534f;white-space:pre-wrap;margin:2px 0">{escape(error)}</pre>'
+
+
 def text_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A left-aligned, space-padded plain-text table."""
     cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]

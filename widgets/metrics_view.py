@@ -200,7 +200,7 @@ def run_html(s: progress.RunSnapshot) -> str:
     if s.columns:
         parts.append(fmt.html_table(s.columns, s.rows))
     if s.error:
-        parts.append(f'<pre style="color:#d9534f;white-space:pre-wrap;margin:2px 0">{fmt.escape(s.error)}</pre>')
+        parts.append(fmt.error_html(s.error))
     parts.append("</div>")
     return "".join(parts)
 

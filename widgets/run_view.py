@@ -125,7 +125,7 @@ def run_html(s: progress.RunSnapshot) -> str:
             parts.append(f'<div style="font-family:monospace">{svg_sparkline(pts, line_color)} '
                          f"{fmt.escape(name)} {pts[-1][1]:.4g}</div>")
     if s.error:
-        parts.append(f'<pre style="color:#d9534f;white-space:pre-wrap;margin:2px 0">{fmt.escape(s.error)}</pre>')
+        parts.append(fmt.error_html(s.error))
     parts.append("</div>")
     return "".join(parts)
 
@@ -141,8 +141,9 @@ class Layout(NamedTuple):
 
 GENERIC_LAYOUT = Layout(status_line, run_text, run_html, run_text)
 # Kinds drawn by a module of their own (each builds on this one and has a LAYOUT): a Train run's
-# charts and workers (metrics_view), a Tune experiment's trial table and curves (tune_view).
-KIND_LAYOUTS = {"train": "metrics_view", "tune": "tune_view"}
+# charts and workers (metrics_view), a Tune experiment's trial table and curves (tune_view), Serve's
+# applications, deployments and their request rate and latency (serve_view).
+KIND_LAYOUTS = {"train": "metrics_view", "tune": "tune_view", "serve": "serve_view"}
 
 
 def layout_for(kind: str) -> Layout:

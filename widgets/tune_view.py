@@ -170,7 +170,7 @@ def run_html(s: progress.RunSnapshot) -> str:
         parts.append(f'<div data-juno="summary" style="font-family:monospace"><b>{fmt.escape(s.fields[SUMMARY])}'
                      f"</b></div>")
     if s.error:
-        parts.append(f'<pre style="color:#d9534f;white-space:pre-wrap;margin:2px 0">{fmt.escape(s.error)}</pre>')
+        parts.append(fmt.error_html(s.error))
     parts.append("</div>")
     return "".join(parts)
 

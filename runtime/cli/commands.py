@@ -9,6 +9,7 @@
     juno status [--address HOST:PORT]
     juno dashboard [--address HOST:PORT] [--host IP] [--port PORT]   (runtime/cli/dashboard.py)
     juno list|summary|memory|timeline ...   the state API (runtime/cli/state.py)
+    juno serve status|deploy|shutdown ...   Serve applications (runtime/cli/serve.py)
     juno microbenchmark [args...]
     juno --version
 
@@ -159,6 +160,9 @@ def _parser() -> argparse.ArgumentParser:
     tk.set_defaults(func=cmd_token)
 
     cli_dashboard.add_parser(sub)
+    from juno.cli import serve as cli_serve  # imports juno.serve only when a command runs
+
+    cli_serve.add_parser(sub)
 
     mb = sub.add_parser("microbenchmark", add_help=False,
                         help="Ray's microbenchmark rows measured on Juno (see `juno microbenchmark --help`)")

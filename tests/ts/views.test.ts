@@ -15,6 +15,7 @@ import { ActorsView } from "../../jupyter_extension/src/views/actors";
 import {
   LibrariesView,
   runMetricsText,
+  serveSummaryText,
   tuneSummaryText,
 } from "../../jupyter_extension/src/views/libraries";
 import { LogView } from "../../jupyter_extension/src/views/logs";
@@ -406,5 +407,102 @@ describe("LibrariesView", () => {
       "a_00003",
     );
     expect(row.textContent).toContain("27 more trials not shown");
+  });
+
+  it("shows a Serve view's route, status, replicas, req/s and p99, without a bar, and coloured statuses", () => {
+    const serve = run("s", "running", {
+      kind: "serve",
+      title: "Serve · default",
+      done: 0,
+      total: null,
+      unit: "requests",
+      columns: [
+        "application",
+        "deployment",
+        "route",
+        "status",
+        "replicas",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "message",
+      ],
+      rows: [
+        [
+          "default",
+          "",
+          "/",
+          "RUNNING",
+          "2 RUNNING, 1 STARTING",
+          12.5,
+          1.2,
+          4.1,
+          0,
+          "",
+        ],
+        [
+          "default",
+          "Model",
+          "",
+          "UPSCALING",
+          "2 RUNNING, 1 STARTING",
+          12.5,
+          1.2,
+          4.1,
+          0,
+          "",
+        ],
+        [
+          "other",
+          "",
+          "/b",
+          "DEPLOY_FAILED",
+          "",
+          "",
+          "",
+          "",
+          "",
+          "RuntimeError: boom",
+        ],
+      ],
+      fields: {
+        route: "/",
+        status: "RUNNING",
+        replicas: "2 RUNNING, 1 STARTING",
+        "req/s": 12.5,
+        "p99 ms": 4.1,
+        applications: 2,
+      },
+    });
+    expect(serveSummaryText(serve)).toBe(
+      "route / · RUNNING · 2 RUNNING, 1 STARTING · 12.50 req/s · p99 4.100 ms",
+    );
+    expect(
+      serveSummaryText(
+        run("w", "running", {
+          kind: "serve",
+          fields: { note: "waiting for Serve to start" },
+        }),
+      ),
+    ).toBe("waiting for Serve to start");
+    const view = new LibrariesView();
+    view.update([serve]);
+    const row = view.node.querySelector<HTMLDetailsElement>(
+      "[data-juno=run-row]",
+    )!;
+    const summary = row.querySelector("summary")!;
+    expect(summary.querySelector(".juno-bar")).toBeNull();
+    expect(summary.querySelector("[data-juno=run-metrics]")!.textContent).toBe(
+      serveSummaryText(serve),
+    );
+    const statuses = [
+      ...row.querySelectorAll("[data-juno=run-table] [data-status]"),
+    ].map((s) => s.className);
+    expect(statuses).toEqual([
+      "juno-state-RUNNING",
+      "juno-state-UPSCALING",
+      "juno-state-DEPLOY_FAILED",
+    ]);
   });
 });

@@ -208,3 +208,15 @@ def test_import_juno_does_not_import_ipywidgets():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_error_html_is_one_escaped_block_every_view_uses():
+    """The red error block is one helper (formatting.error_html), shared by every run layout."""
+    from juno.util import progress
+    from juno.widgets import formatting, metrics_view, run_view, tune_view
+
+    html = formatting.error_html("ValueError: <bad>\n  line 2")
+    assert html.startswith("<pre") and "&lt;bad&gt;" in html and "\n  line 2" in html
+    snap = progress.RunSnapshot("r", "data", "t", state=progress.FAILED, error="ValueError: <bad>\n  line 2")
+    for layout in (run_view.GENERIC_LAYOUT, metrics_view.LAYOUT, tune_view.LAYOUT):
+        assert html in layout.html(snap)

@@ -53,6 +53,23 @@ export function tuneSummaryText(run: LibraryRunInfo): string {
 }
 
 /**
+ * A Serve view's collapsed row (juno.widgets.serve_view.FIELDS): its route, status, replicas by
+ * state, request rate and p99, "route / · RUNNING · 2 RUNNING, 1 STARTING · 12.5 req/s · p99 4.1 ms".
+ */
+export function serveSummaryText(run: LibraryRunInfo): string {
+  const f = run.fields || {};
+  const parts = [
+    f.route ? `route ${cell(f.route)}` : '',
+    cell(f.status),
+    cell(f.replicas),
+    f['req/s'] === undefined || f['req/s'] === null ? '' : `${cell(f['req/s'])} req/s`,
+    f['p99 ms'] === undefined || f['p99 ms'] === null ? '' : `p99 ${cell(f['p99 ms'])} ms`,
+    f.errors ? `${cell(f.errors)} errors` : ''
+  ];
+  return parts.filter(Boolean).join(' · ') || cell(f.note);
+}
+
+/**
  * The run's latest metrics in one short line, for its collapsed row:
  * "loss=0.1234  val_loss=0.2 · attempt 2". The loss-like ones first, else the
  * first fields, else the charts' last values; empty for runs without either.
@@ -62,6 +79,9 @@ export function runMetricsText(run: LibraryRunInfo): string {
   if (run.kind === 'tune') {
     return tuneSummaryText(run);
   }
+  if (run.kind === 'serve') {
+    return serveSummaryText(run);
+  }
   const fields = Object.entries(run.fields || {}).filter(([k]) => !FACT_FIELDS.includes(k));
   const values = fields.length ? fields : Object.entries(run.series_last || {});
   const losses = values.filter(([k]) => k.toLowerCase().includes('loss'));
@@ -70,7 +90,10 @@ export function runMetricsText(run: LibraryRunInfo): string {
   return [head.join('  '), attempt === undefined ? '' : `attempt ${cell(attempt)}`].filter(Boolean).join(' · ');
 }
 
-/** A table cell; a Tune trial's status is coloured by its state (PENDING ... ERROR). */
+/** Kinds whose table has a "status" column coloured by its value (Tune trials, Serve applications). */
+const STATUS_TABLES = ['tune', 'serve'];
+
+/** A table cell; a status is coloured by its state (PENDING ... ERROR, RUNNING ... DEPLOY_FAILED). */
 function tableCell(value: unknown, isStatus: boolean): HTMLElement {
   if (!isStatus) {
     return h('td', {}, cell(value));
@@ -86,7 +109,7 @@ function runDetail(run: LibraryRunInfo): HTMLElement {
     parts.push(h('div', { class: 'juno-mono juno-muted' }, [...fields, ...last].join('  ')));
   }
   if (run.columns && run.columns.length) {
-    const status = run.kind === 'tune' ? run.columns.indexOf('status') : -1;
+    const status = STATUS_TABLES.includes(run.kind) ? run.columns.indexOf('status') : -1;
     parts.push(
       h(
         'table',
@@ -130,8 +153,31 @@ export class LibrariesView {
     return text ? [h('div', { class: 'juno-mono juno-muted', 'data-juno': 'run-metrics' }, text)] : [];
   }
 
-  private row(run: LibraryRunInfo): HTMLElement {
+  /** The progress bar; none for a Serve view, which has no total to fill (it runs until Serve stops). */
+  private bar(run: LibraryRunInfo): HTMLElement[] {
+    if (run.kind === 'serve') {
+      return [];
+    }
     const frac = run.total ? Math.min(1, (run.done + run.failed) / run.total) : run.state === 'running' ? 0 : 1;
+    return [
+      h(
+        'div',
+        { class: 'juno-bar' },
+        h('span', { class: 'juno-bar-label' }, runRateText(run)),
+        h(
+          'div',
+          { class: 'juno-bar-track' },
+          h('div', {
+            class: `juno-bar-fill${run.state === 'failed' ? ' juno-bar-failed' : ''}`,
+            style: `width:${(frac * 100).toFixed(1)}%`
+          })
+        ),
+        h('span', { class: 'juno-bar-value' }, runProgressText(run))
+      )
+    ];
+  }
+
+  private row(run: LibraryRunInfo): HTMLElement {
     const details = h(
       'details',
       { class: 'juno-run', 'data-juno': 'run-row', 'data-run-id': run.run_id, 'data-state': run.state },
@@ -143,20 +189,7 @@ export class LibrariesView {
         h('span', { class: 'juno-actor-name', title: run.title }, run.title || run.kind),
         ' ',
         h('span', { class: `juno-badge juno-state-${run.state.toUpperCase()}` }, run.state),
-        h(
-          'div',
-          { class: 'juno-bar' },
-          h('span', { class: 'juno-bar-label' }, runRateText(run)),
-          h(
-            'div',
-            { class: 'juno-bar-track' },
-            h('div', {
-              class: `juno-bar-fill${run.state === 'failed' ? ' juno-bar-failed' : ''}`,
-              style: `width:${(frac * 100).toFixed(1)}%`
-            })
-          ),
-          h('span', { class: 'juno-bar-value' }, runProgressText(run))
-        ),
+        ...this.bar(run),
         ...this.metrics(run)
       ),
       runDetail(run)
