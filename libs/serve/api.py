@@ -9,12 +9,14 @@ import time
 from typing import Any
 
 import juno
+from juno.serve import progress
 from juno.serve.config import HTTPOptions
 from juno.serve.controller import CONTROLLER_NAME, SERVE_NAMESPACE, ServeController
 from juno.serve.deployment import Application, build_application
 from juno.serve.handle import DeploymentHandle, shutdown_routers
 from juno.serve.replica import ReplicaContext, current_context
 from juno.serve.schema import ApplicationStatus, DeploymentStatus, ServeStatus
+from juno.widgets.live import kernel_shell
 
 DEFAULT_RUN_TIMEOUT_S = 120.0
 CONTROL_CALL_TIMEOUT_S = 60.0
@@ -74,6 +76,8 @@ def run(target: Application, *, name: str = "default", route_prefix: str | None 
     ingress, infos = build_application(target, name)
     controller = _controller(create=True)
     _call(controller.deploy_application.remote(name, route_prefix, infos, ingress))
+    if kernel_shell() is not None:  # the cell shows the applications live; a script calls progress.watch()
+        progress.watch(name)
     _wait_for_app(controller, name, _timeout_s)
     handle = DeploymentHandle(ingress, name)
     if blocking:

@@ -5,6 +5,8 @@ from its methods and ``reconcile(now)`` from its loop, runs the actions, and rep
 """
 from __future__ import annotations
 
+import time
+
 from juno.serve.controller.deployment_state import DeploymentState
 from juno.serve.schema import ApplicationStatus, DeploymentStatus
 
@@ -15,13 +17,13 @@ class ApplicationState:
         self.route_prefix = route_prefix
         self.ingress = ingress
         self.deployments: dict[str, DeploymentState] = {}
-        self.last_deployed_time_s = now
+        self.last_deployed_time_s = time.time()  # wall time, shown to people (``now`` is monotonic)
         self.deleting = False
 
     def deploy(self, route_prefix: str | None, infos: list[dict], ingress: str, now: float) -> None:
         self.route_prefix = route_prefix
         self.ingress = ingress
-        self.last_deployed_time_s = now
+        self.last_deployed_time_s = time.time()  # wall time, shown to people (``now`` is monotonic)
         self.deleting = False
         names = {info["name"] for info in infos}
         for info in infos:
