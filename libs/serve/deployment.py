@@ -12,8 +12,8 @@ import warnings
 from typing import Any, Callable
 
 import cloudpickle
-
 from juno.serve.config import DeploymentConfig, deployment_config_from_options
+from juno.util import serialization
 
 # The options @serve.deployment and .options() take besides name/version/route_prefix.
 _CONFIG_OPTIONS = ("num_replicas", "max_ongoing_requests", "max_queued_requests", "user_config",
@@ -198,7 +198,7 @@ def deployment_info(dep: Deployment, args: tuple, kwargs: dict) -> dict:
     """The plain dict the controller keeps for one deployment, with its code version: a hash of
     what a change to needs new replicas (code, constructor arguments, resources), so the
     controller can tell a roll from a reconfigure or a rescale."""
-    serialized = cloudpickle.dumps(dep.func_or_class)
+    serialized = serialization.dumps_code(dep.func_or_class)  # tracebacks keep the user's file and lines
     config = dep.config.to_dict()
     heavy = {k: v for k, v in config.items() if k not in _LIGHT_OPTIONS}
     digest = hashlib.sha1()

@@ -16,9 +16,8 @@ import os
 import time
 from typing import Any, AsyncIterator, Callable
 
-import cloudpickle
-
 import juno
+from juno.util import serialization
 
 MAX_KEPT_LATENCIES = 10_000  # between two get_metrics calls; older ones are dropped
 
@@ -74,7 +73,7 @@ class Replica:
         """Run the user's constructor (and reconfigure with user_config); its error is this call's."""
         global _context
         _context = ReplicaContext(self._app, self._deployment, self._replica_id)
-        definition = cloudpickle.loads(self._serialized_def)
+        definition = serialization.loads_code(self._serialized_def)
         if self._is_function:
             self._target = definition
         else:

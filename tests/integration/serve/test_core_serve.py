@@ -118,6 +118,7 @@ def test_constructor_failure_is_deploy_failed_with_the_traceback(serve):
         serve.run(Broken.bind(), name="broken", route_prefix="/broken")
     text = str(info.value)
     assert "Deploying app 'broken' failed" in text and "bad weights file" in text and "Traceback" in text
+    assert f'File "{__file__}"' in text and 'raise ValueError("bad weights file")' in text  # the user's frame
     assert time.monotonic() - start < 30
     assert serve.status().applications["broken"].status == "DEPLOY_FAILED"
     time.sleep(1.0)  # no retry loop: still failed, no replica starting
