@@ -65,13 +65,15 @@ def is_backpressure(exc: BaseException) -> bool:
     return any(cls.__name__ == "BackPressureError" for cls in type(exc).__mro__)
 
 
-def error_answer(exc: BaseException, method: str) -> HTTPError:
+def error_answer(exc: BaseException, method: str, attempts: int = 1) -> HTTPError:
     """The HTTP answer to what went wrong between the proxy and a replica."""
     if isinstance(exc, HTTPError):
         return exc
     if is_backpressure(exc):
         return HTTPError(503, f"Service unavailable, too many requests queued: {exc}", [(b"retry-after", b"1")])
     if isinstance(exc, RayActorError):
+        if method in RETRYABLE_METHODS:
+            return HTTPError(500, f"The replica died while handling this request, on each of {attempts} tries: {exc}")
         return HTTPError(500, f"The replica died while handling this {method} request, which is not retried "
                               f"(only GET and HEAD are): {exc}")
     return HTTPError(500, f"{type(exc).__name__}: {exc}")
@@ -171,7 +173,7 @@ class ProxyApp:
                 return await respond(send, reply["status"], reply["headers"], reply["body"])
             except RayActorError as exc:
                 if method not in RETRYABLE_METHODS or attempt == MAX_ATTEMPTS:
-                    raise error_answer(exc, method) from None
+                    raise error_answer(exc, method, attempt) from None
                 logger.info("replica died with %s %s; retrying (attempt %d)", method, scope["path"], attempt + 1)
             except HTTPError:
                 raise

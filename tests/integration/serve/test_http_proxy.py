@@ -299,3 +299,30 @@ def test_replica_death_retries_get_and_answers_post_500(cluster):
     finally:
         for actor in [proxy, controller, *replicas]:
             juno.kill(actor)
+
+
+def test_a_fastapi_ingress_class_is_served_through_the_proxy(cluster):
+    fastapi = pytest.importorskip("fastapi")
+    from juno.serve.http.ingress import ingress
+
+    app = fastapi.FastAPI()
+
+    @ingress(app)
+    class Api:
+        def __init__(self):
+            self.calls = 0
+
+        @app.get("/count")
+        def count(self):
+            self.calls += 1
+            return {"calls": self.calls}
+
+    replicas = [TinyReplica.remote(Api())]  # the class, with its app, travels by value as a notebook's does
+    controller, proxy, base = start_proxy(cluster, routes={"/v1": {"app": "api", "deployment": "Api"}},
+                                          deployments={("api", "Api"): (replicas, -1)})
+    try:
+        assert [json.loads(request(base, "GET", "/v1/count")[2])["calls"] for _ in range(2)] == [1, 2]
+        assert request(base, "GET", "/v1/missing")[0] == 404
+    finally:
+        for actor in [proxy, controller, *replicas]:
+            juno.kill(actor)
