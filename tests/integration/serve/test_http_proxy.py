@@ -326,3 +326,35 @@ def test_a_fastapi_ingress_class_is_served_through_the_proxy(cluster):
     finally:
         for actor in [proxy, controller, *replicas]:
             juno.kill(actor)
+
+
+def test_proxy_manager_keeps_one_healthy_proxy_per_node(cluster):
+    from helpers import wait_for_condition
+    from juno.serve.http.proxy_manager import ProxyManager
+
+    name = f"TEST_CONTROLLER_{uuid.uuid4().hex[:8]}"
+    controller = TinyController.options(name=name, namespace="serve").remote()
+    juno.get(controller.get_routes.remote())
+    manager = ProxyManager({"host": "127.0.0.1", "port": 0}, controller_name=name, namespace="serve")
+    node = juno.get_runtime_context().get_node_id()
+    try:
+        manager.reconcile()
+        assert manager.status() == {node: "STARTING"}
+
+        def healthy():
+            manager.reconcile()
+            return manager.status() == {node: "HEALTHY"}
+        wait_for_condition(healthy, timeout=60)
+        address = manager.http_address()
+        assert address.startswith("http://127.0.0.1:") and not address.endswith(":0")
+        assert request(address, "GET", "/-/healthz")[0] == 200
+        proxy = juno.get_actor(f"SERVE_PROXY::{node}", namespace="serve")
+        assert juno.get(proxy.get_address.remote()) == ["127.0.0.1", int(address.rsplit(":", 1)[1])]
+        manager.reconcile()  # nothing changes: still one proxy
+        assert list(manager.handles) == [node]
+    finally:
+        asyncio.run(manager.shutdown())
+        juno.kill(controller)
+    assert manager.status() == {}
+    with pytest.raises(Exception):
+        request(address, "GET", "/-/healthz", timeout=5)
