@@ -107,16 +107,40 @@ def run(url: str, concurrency: int = 8, requests: int | None = 500, duration_s: 
     """Drive ``url`` from ``concurrency`` threads for ``requests`` requests in all (or ``duration_s`` seconds);
     returns {"requests", "errors", "seconds", "rps", "p50_ms", "p99_ms", "statuses", "reconnects"}.
     ``warmup`` requests per thread go first, untimed. A status >= 400 or a failed connection is an error."""
+    body = None if json_body is None else json.dumps(json_body).encode()
+    host, port, data = build_request(url, body, method)
+    connections: list[Connection] = []
+
+    def make_call():
+        conn = Connection(host, port, timeout_s)
+        connections.append(conn)
+
+        def call() -> int:
+            try:
+                return conn.request(data)[0]
+            except (OSError, EOFError, ValueError, IndexError):
+                conn.close()
+                raise
+        return call
+
+    result = drive(make_call, concurrency, requests, duration_s, warmup)
+    for conn in connections:
+        conn.close()
+    result["reconnects"] = sum(conn.reconnects for conn in connections)
+    return result
+
+
+def drive(make_call, concurrency: int = 8, requests: int | None = 500, duration_s: float | None = None,
+          warmup: int = 0) -> dict:
+    """The timing loop of ``run``, for any call: ``make_call()`` gives each thread its own ``call()``, which
+    returns a status (an int; >= 400 is an error) or raises (an error). Handle calls reuse it."""
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     if (requests is None) == (duration_s is None):
         raise ValueError("give exactly one of requests or duration_s")
-    body = None if json_body is None else json.dumps(json_body).encode()
-    host, port, data = build_request(url, body, method)
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     statuses: list[dict] = [{} for _ in range(concurrency)]
     failures = [0] * concurrency
-    reconnects = [0] * concurrency
     lock = threading.Lock()
     left = [requests or 0]
     start_barrier = threading.Barrier(concurrency + 1)
@@ -130,26 +154,23 @@ def run(url: str, concurrency: int = 8, requests: int | None = 500, duration_s: 
             return left[0] >= 0
 
     def worker(i: int) -> None:
-        conn = Connection(host, port, timeout_s)
-        try:
-            for _ in range(warmup):
-                conn.request(data)
-        except OSError:
-            pass
+        call = make_call()
+        for _ in range(warmup):
+            try:
+                call()
+            except Exception:  # noqa: BLE001  (warm-up: not counted)
+                pass
         start_barrier.wait()
         mine, codes = latencies[i], statuses[i]
         while take():
             t0 = time.perf_counter()
             try:
-                status, _ = conn.request(data)
-            except (OSError, EOFError, ValueError, IndexError):
+                status = call()
+            except Exception:  # noqa: BLE001  (counted as an error)
                 failures[i] += 1
-                conn.close()
                 continue
             mine.append(time.perf_counter() - t0)
             codes[status] = codes.get(status, 0) + 1
-        reconnects[i] = conn.reconnects
-        conn.close()
 
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(concurrency)]
     for t in threads:
@@ -166,10 +187,9 @@ def run(url: str, concurrency: int = 8, requests: int | None = 500, duration_s: 
         for status, n in mine.items():
             codes[status] = codes.get(status, 0) + n
     bad = sum(n for status, n in codes.items() if status >= 400) + sum(failures)
-    done = len(all_lat) + sum(failures)
-    return {"requests": done, "errors": bad, "seconds": seconds, "rps": len(all_lat) / seconds if seconds else 0.0,
-            "p50_ms": percentile(all_lat, 50) * 1e3, "p99_ms": percentile(all_lat, 99) * 1e3,
-            "statuses": codes, "reconnects": sum(reconnects)}
+    return {"requests": len(all_lat) + sum(failures), "errors": bad, "seconds": seconds,
+            "rps": len(all_lat) / seconds if seconds else 0.0, "p50_ms": percentile(all_lat, 50) * 1e3,
+            "p99_ms": percentile(all_lat, 99) * 1e3, "statuses": codes}
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
