@@ -59,6 +59,16 @@ def asgi_app_of(target: Any):
     return getattr(type(target), "__serve_asgi_app__", None)
 
 
+def streams(target: Any) -> bool:
+    """Whether a deployment's HTTP answers are generators (its ``__call__`` is a generator function): the
+    controller can put ``"stream": True`` in its route so the proxy calls the replica's streaming method and
+    chunks reach the client as they are made (otherwise ``handle_http`` joins them into one reply)."""
+    if asgi_app_of(target) is not None:
+        return False
+    call = target if inspect.isfunction(target) else getattr(target, "__call__", None)
+    return inspect.isgeneratorfunction(call) or inspect.isasyncgenfunction(call)
+
+
 def make_receive(body: bytes):
     """An ASGI receive() that gives the body once, then waits (a disconnect is the proxy's business)."""
     sent = False

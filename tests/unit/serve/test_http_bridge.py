@@ -12,7 +12,7 @@ pytest.importorskip("starlette")
 from starlette.background import BackgroundTask  # noqa: E402
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse  # noqa: E402
 
-from juno.serve.http.bridge import handle_http, stream_http  # noqa: E402
+from juno.serve.http.bridge import handle_http, stream_http, streams  # noqa: E402
 
 
 def payload(path="/", method="GET", body=b"", query=b"", headers=(), root_path=""):
@@ -195,3 +195,15 @@ def test_an_error_mid_stream_is_raised_after_the_start():
 
     got = asyncio.run(collect())
     assert got[0]["status"] == 200 and got[1:] == [b"first"]
+
+
+def test_streams_tells_generator_deployments_apart():
+    class Gen:
+        async def __call__(self, request):
+            yield b"x"
+
+    def gen(request):
+        yield "x"
+
+    assert streams(Gen) and streams(Gen()) and streams(gen)
+    assert not streams(Model) and not streams(Model()) and not streams(lambda r: 1)
