@@ -18,7 +18,6 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("juno.serve.router")
 pytest.importorskip("juno.serve.controller")
 
-import juno  # noqa: E402
 from juno import serve  # noqa: E402
 
 JUNO_SHARED_INIT = {"num_cpus": 4}
