@@ -29,6 +29,7 @@ CONTROLLER_CALL_MARGIN_S = 30.0  # how much longer the router waits for the cont
 QUEUE_REPORT_PERIOD_S = 0.5     # at most one record_queued_requests per router per period
 PROBE_PERIOD_S = 1.0            # a replica's count of others' requests is refreshed at most this often
 PROBE_TIMEOUT_S = 5.0
+FIRST_MEMBERSHIP_TIMEOUT_S = 60.0  # the first replica list, when the caller set no request timeout
 # A deployment in one of these states with no replica left will not get one: waiting requests fail.
 UNAVAILABLE_STATUSES = frozenset({"DEPLOY_FAILED", "DELETING", "DELETED", "NOT_FOUND"})
 _DEAD = "DEAD"
@@ -227,6 +228,7 @@ class Router:
         self._methods: dict[str, tuple] = {}  # replica_id -> (handle_request, handle_request_streaming)
         self._dead: set[str] = set()          # dropped here, until the controller's set leaves them out too
         self._version: int | None = None
+        self._known = asyncio.Event()  # set once the controller's first replica list arrived
         self._status = ""
         self._unavailable: str | None = None  # why no replica will come, while that holds
         self._closed = False
@@ -245,6 +247,8 @@ class Router:
                 raise RequestCancelledError(meta.get("request_id", ""),
                                             f"The router of deployment '{self.deployment}' was shut down; "
                                             f"get a new handle and send the request again.")
+            if self._version is None:  # the queue limit is part of the first answer: a first burst obeys it too
+                await self._first_membership()
             replica_id = scheduler.try_assign()
             if replica_id is None:
                 replica_id = await self._wait_for_slot(meta)
@@ -274,6 +278,16 @@ class Router:
             if scheduler.num_replicas > 1:
                 self._start_probes()
             return result
+
+    async def _first_membership(self) -> None:
+        timeout = self._request_timeout_s or FIRST_MEMBERSHIP_TIMEOUT_S
+        try:
+            await asyncio.wait_for(self._known.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise DeploymentUnavailableError(
+                self.deployment, f"Serve's controller did not answer with the replicas of deployment "
+                                 f"'{self.deployment}' of app '{self.app}' within {timeout:g} s; check "
+                                 f"serve.status().") from None
 
     async def _wait_for_slot(self, meta: dict) -> str:
         if self._unavailable is not None and self._scheduler.num_replicas == 0:
@@ -371,6 +385,7 @@ class Router:
         self._dead &= ids  # the controller left them out: forget them
         replicas = [r for r in replicas if r["replica_id"] not in self._dead]
         self._version = info.get("version")
+        self._known.set()
         self._status = str(info.get("status") or "")
         actors = {r["replica_id"]: r["actor"] for r in replicas}
         methods = self._methods

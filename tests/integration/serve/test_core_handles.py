@@ -4,7 +4,6 @@ import asyncio
 
 import pytest
 
-pytest.importorskip("juno.serve.router", reason="needs the Router (serve-routing)")
 
 JUNO_SHARED_INIT = {"num_cpus": 4}
 NO_CPU = {"ray_actor_options": {"num_cpus": 0}}

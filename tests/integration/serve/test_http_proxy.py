@@ -18,7 +18,6 @@ import uuid
 import cloudpickle
 import pytest
 
-pytest.importorskip("uvicorn")
 
 import juno  # noqa: E402
 from juno.serve.http.bridge import handle_http, stream_http  # noqa: E402
@@ -302,7 +301,7 @@ def test_replica_death_retries_get_and_answers_post_500(cluster):
 
 
 def test_a_fastapi_ingress_class_is_served_through_the_proxy(cluster):
-    fastapi = pytest.importorskip("fastapi")
+    import fastapi
     from juno.serve.http.ingress import ingress
 
     app = fastapi.FastAPI()

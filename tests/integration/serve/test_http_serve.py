@@ -1,7 +1,4 @@
-"""Serve's HTTP end to end with the real pieces: serve.run, the controller's proxy, the Router, replicas.
-
-Needs the whole of juno.serve (core, routing, HTTP); skipped on a branch that has only the HTTP piece.
-"""
+"""Serve's HTTP end to end with the real pieces: serve.run, the controller's proxy, the Router, replicas."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -13,12 +10,7 @@ import time
 
 import cloudpickle
 import pytest
-
-pytest.importorskip("uvicorn")
-pytest.importorskip("juno.serve.router")
-pytest.importorskip("juno.serve.controller")
-
-from juno import serve  # noqa: E402
+from juno import serve
 
 JUNO_SHARED_INIT = {"num_cpus": 4}
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -4,17 +4,14 @@ from __future__ import annotations
 import asyncio
 import json
 
+import fastapi
 import pytest
-
-fastapi = pytest.importorskip("fastapi")
-
-from pydantic import BaseModel  # noqa: E402
-from starlette.applications import Starlette  # noqa: E402
-from starlette.responses import PlainTextResponse  # noqa: E402
-from starlette.routing import Route  # noqa: E402
-
-from juno.serve.http.bridge import handle_http  # noqa: E402
-from juno.serve.http.ingress import ingress  # noqa: E402
+from juno.serve.http.bridge import handle_http
+from juno.serve.http.ingress import ingress
+from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 app = fastapi.FastAPI()
 

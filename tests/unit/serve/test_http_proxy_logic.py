@@ -3,13 +3,9 @@ which http_options are accepted."""
 from __future__ import annotations
 
 import pytest
-
-pytest.importorskip("uvicorn")
-
-from juno.exceptions import ActorDiedError  # noqa: E402
-from juno.serve.http.proxy_manager import (HEALTHY, RESTART_BACKOFF_S, STARTING, UNHEALTHY,  # noqa: E402
-                                           ProxyStates)
-from juno.serve.http.server import HTTPError, ProxyOptions, error_answer  # noqa: E402
+from juno.exceptions import ActorDiedError
+from juno.serve.http.proxy_manager import HEALTHY, RESTART_BACKOFF_S, STARTING, UNHEALTHY, ProxyStates
+from juno.serve.http.server import HTTPError, ProxyOptions, error_answer
 
 
 def test_a_proxy_per_alive_node_and_none_for_dead_ones():
