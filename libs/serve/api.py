@@ -59,6 +59,7 @@ def start(http_options: dict | HTTPOptions | None = None, proxy_location: str | 
     options["proxy_location"] = proxy_location or "EveryNode"
     controller = _controller(create=True, http_options=options)
     _call(controller.get_http_options.remote())  # the controller is up (and its loop running)
+    _call(controller.get_http_address.remote())  # and its proxies serve (or it says why not)
 
 
 def run(target: Application, *, name: str = "default", route_prefix: str | None = "/", blocking: bool = False,
@@ -79,6 +80,8 @@ def run(target: Application, *, name: str = "default", route_prefix: str | None 
     if kernel_shell() is not None:  # the cell shows the applications live; a script calls progress.watch()
         progress.watch(name)
     _wait_for_app(controller, name, _timeout_s)
+    if route_prefix is not None:
+        _call(controller.wait_for_proxy_routes.remote(route_prefix))
     handle = DeploymentHandle(ingress, name)
     if blocking:
         while True:  # Ray's blocking=True: serve until interrupted

@@ -27,13 +27,13 @@ import time
 from typing import Any, Callable, Mapping
 
 import juno
+from juno.serve.names import CONTROLLER_NAME, SERVE_NAMESPACE
 from juno.util import progress
 from juno.widgets import serve_view as view
 
 logger = logging.getLogger("juno.serve")
 
 KIND = "serve"
-CONTROLLER_NAME, SERVE_NAMESPACE = "SERVE_CONTROLLER", "serve"
 POLL_INTERVAL_S = 1.0   # one round of controller calls a second
 CALL_TIMEOUT_S = 5.0    # the most one round may take
 WINDOW_S = 300.0        # the charts show the last five minutes

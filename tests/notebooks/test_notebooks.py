@@ -31,6 +31,10 @@ EXPECTED = {
     "06_tune_asha.ipynb": r"trials: 8 \| stopped early by ASHA: [1-7] \| iterations run: \d+ of 80"
                           r".*best config: lr=0\.\d+, hidden=\d+ \| val_loss 0\.\d+ \| accuracy 0\.9\d"
                           r".*held-out accuracy of the best model: 0\.9\d",
+    "07_serve_model.ipynb": r"HTTP: \{'label': [01]\} for \[.*\], true label [01].*handle: 64 answers \| accuracy (0\.9\d|1\.00)"
+                            r".*composed over HTTP: label [01] \(the same as alone: True\)"
+                            r".*app classifier: RUNNING \| replicas \{'Classifier': \{'RUNNING': 2\}\}"
+                            r".*app pipeline: RUNNING",
 }
 
 

@@ -17,20 +17,17 @@ from juno.serve.controller.application_state import ServeState
 from juno.serve.controller.deployment_state import (CheckHealth, DeploymentState, Reconfigure, StartReplica,
                                                      StopReplica)
 from juno.serve.controller.metrics import DeploymentMetrics
+from juno.serve.http.proxy_manager import ProxyManager
+from juno.serve.names import SERVE_NAMESPACE, replica_actor_name
 from juno.serve.replica import Replica
 from juno.util.placement_group import placement_group, remove_placement_group
 from juno.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-CONTROLLER_NAME = "SERVE_CONTROLLER"
-SERVE_NAMESPACE = "serve"
 LOOP_PERIOD_S = 0.1
 METRICS_PERIOD_S = 1.0
 CONTROL_HEADROOM = 16  # replica concurrency beyond max_ongoing_requests, for control calls
 MIN_AUTOSCALE_PERIOD_S = 0.5
-
-
-def replica_actor_name(app: str, deployment: str, replica_id: str) -> str:
-    return f"SERVE_REPLICA::{app}#{deployment}#{replica_id}"
+PROXY_READY_TIMEOUT_S = 30.0
 
 
 def infeasible_message(info: dict, nodes: list[dict], totals: dict) -> str | None:
@@ -247,11 +244,11 @@ class ServeController:
 
     # ------------------------------------------------------------------ proxies (the HTTP piece)
     def _start_proxies(self) -> None:
-        try:
-            from juno.serve.http.proxy_manager import ProxyManager
-        except ImportError:  # no HTTP piece in this build: handles only
+        location = self._http_options.get("proxy_location") or "EveryNode"
+        if location == "Disabled":  # handles only
             return
-        self._proxy_manager = ProxyManager(self._http_options)
+        only = juno.get_runtime_context().get_node_id() if location == "HeadOnly" else None
+        self._proxy_manager = ProxyManager(self._http_options, only_node=only)
 
     def _reconcile_proxies(self) -> None:
         if self._proxy_manager is None:
@@ -297,10 +294,8 @@ class ServeController:
                 for rid in list(dep.replicas):
                     stops.append(self._stop_replica(dep, rid, graceful=False))
         await asyncio.gather(*stops, return_exceptions=True)
-        if self._proxy_manager is not None and hasattr(self._proxy_manager, "shutdown"):
-            result = self._proxy_manager.shutdown()
-            if asyncio.iscoroutine(result):
-                await result
+        if self._proxy_manager is not None:
+            await self._proxy_manager.shutdown()
         self._state.apps.clear()
         self._notify()
 
@@ -349,13 +344,36 @@ class ServeController:
         self._ensure_loop()  # serve.start() calls this first: the loop (and the proxies) start now
         return dict(self._http_options)
 
-    async def get_http_address(self) -> str:
-        """Where the proxies listen (the real port when port 0 was asked for, once a proxy runs)."""
+    async def get_http_address(self, timeout_s: float = PROXY_READY_TIMEOUT_S) -> str:
+        """Where the proxies listen: once one is serving (so the real port when port 0 was asked for),
+        waiting up to ``timeout_s`` for it; the configured address when proxies are disabled."""
         manager = self._proxy_manager
-        if manager is not None and hasattr(manager, "http_address"):
-            result = manager.http_address()
-            return await result if asyncio.iscoroutine(result) else result
-        return f"http://{self._http_options['host']}:{self._http_options['port']}"
+        if manager is None:
+            return f"http://{self._http_options['host']}:{self._http_options['port']}"
+        deadline = time.monotonic() + timeout_s
+        while not manager.serving() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if not manager.serving():
+            raise TimeoutError(f"no Serve HTTP proxy was serving after {timeout_s:g} s: {manager.status()}; "
+                               f"check that port {self._http_options['port']} is free on "
+                               f"{self._http_options['host']}")
+        return manager.http_address()
+
+    async def wait_for_proxy_routes(self, route_prefix: str, timeout_s: float = PROXY_READY_TIMEOUT_S) -> None:
+        """Until every serving proxy routes ``route_prefix`` (serve.run returns only then, so a request
+        sent right after it is never a 404)."""
+        manager = self._proxy_manager
+        if manager is None:
+            return
+        deadline = time.monotonic() + timeout_s
+        while True:
+            tables = await asyncio.gather(*(asyncio.wrap_future(h.get_routes.remote().future())
+                                            for h in manager.serving_handles()), return_exceptions=True)
+            if tables and all(isinstance(t, dict) and route_prefix in t for t in tables):
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"the Serve HTTP proxies did not route {route_prefix!r} within {timeout_s:g} s")
+            await asyncio.sleep(0.02)
 
     async def record_queued_requests(self, app: str, deployment: str, router_id: str, queued: int) -> None:
         dep = self._state.deployment(app, deployment)
@@ -368,7 +386,7 @@ class ServeController:
     async def get_status(self) -> dict:
         self._ensure_loop()
         proxies = {}
-        if self._proxy_manager is not None and hasattr(self._proxy_manager, "status"):
+        if self._proxy_manager is not None:
             proxies = dict(self._proxy_manager.status())
         return {"proxies": proxies, "applications": self._state.status(), "target_capacity": None}
 

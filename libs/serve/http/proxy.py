@@ -17,19 +17,13 @@ import juno
 from juno.serve.http import require
 from juno.serve.http.routes import RouteTable
 from juno.serve.http.server import ProxyApp, ProxyOptions, RouterPool
+from juno.serve.names import CONTROLLER_NAME, SERVE_NAMESPACE
 
 logger = logging.getLogger(__name__)
 
-CONTROLLER_NAME = "SERVE_CONTROLLER"
-SERVE_NAMESPACE = "serve"
-PROXY_NAME_PREFIX = "SERVE_PROXY::"
 ROUTES_POLL_TIMEOUT_S = 30.0
 ROUTES_RETRY_S = 0.5
 START_TIMEOUT_S = 30.0
-
-
-def proxy_name(node_id: str) -> str:
-    return f"{PROXY_NAME_PREFIX}{node_id}"
 
 
 def default_router(controller, app: str, deployment: str, loop: asyncio.AbstractEventLoop):
@@ -134,6 +128,10 @@ class ProxyActor:
     def get_address(self) -> list:
         """[host, port] the proxy listens on (the real port when port 0 was asked for)."""
         return list(self.address)
+
+    def get_routes(self) -> dict:
+        """The route table as it is now: {prefix: app} (the controller's wait_for_proxy_routes asks)."""
+        return self.routes.prefixes()
 
     def wait_for_routes(self, min_routes: int = 1, timeout_s: float = 10.0) -> dict:
         """Until the table has ``min_routes`` routes (tests and serve.run use it); {prefix: app}."""

@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass, field
 
 import juno
-from juno.serve.http.proxy import CONTROLLER_NAME, SERVE_NAMESPACE, ProxyActor, proxy_name
+from juno.serve.http.proxy import ProxyActor
+from juno.serve.names import CONTROLLER_NAME, SERVE_NAMESPACE, proxy_name
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +85,9 @@ class ProxyManager:
     num_cpus=0)."""
 
     def __init__(self, http_options: dict | None = None, controller_name: str = CONTROLLER_NAME,
-                 namespace: str = SERVE_NAMESPACE) -> None:
+                 namespace: str = SERVE_NAMESPACE, *, only_node: str | None = None) -> None:
         self.http_options = dict(http_options or {})
+        self.only_node = only_node  # proxy_location="HeadOnly": the controller's node only
         self.controller_name = controller_name
         self.namespace = namespace
         self.states = ProxyStates()
@@ -95,6 +97,8 @@ class ProxyManager:
     def reconcile(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         alive = {n["NodeID"] for n in juno.nodes() if n.get("Alive")}
+        if self.only_node is not None:
+            alive &= {self.only_node}
         start, stop = self.states.plan(alive, now)
         for node in stop:
             self._kill(node)
@@ -152,6 +156,14 @@ class ProxyManager:
 
     def status(self) -> dict[str, str]:
         return self.states.status()
+
+    def serving_handles(self) -> list:
+        """The proxies that answered ready (or their last health check)."""
+        return [self.handles[node] for node, rec in self.states.records.items()
+                if rec.state == HEALTHY and node in self.handles]
+
+    def serving(self) -> bool:
+        return bool(self.serving_handles())
 
     def http_address(self) -> str:
         """The address of a healthy proxy, this node's first ("http://host:port"); http_options' before any."""
