@@ -137,6 +137,32 @@ class Algorithm(Trainable):
         return self._steps_offset + self.env_runner_group.num_env_steps_sampled
 
     # ------------------------------------------------------------------ one iteration
+    def train(self) -> dict:
+        """One iteration (``step()`` with Tune's bookkeeping), shown live by ``juno.rl.progress``'s view
+        where that module is installed; an interrupt leaves the algorithm usable."""
+        view = self._progress_view()
+        if view is not None:
+            view.begin()
+        try:
+            result = super().train()
+        except BaseException as e:
+            if view is not None:
+                view.fail(e)  # a KeyboardInterrupt only notes the interrupt; the view stays open
+            raise
+        if view is not None:
+            view.on_result(result)
+        return result
+
+    def _progress_view(self) -> Any:
+        if not hasattr(self, "_view"):
+            try:
+                from juno.rl.progress import RLProgress, summarize_config
+            except ImportError:  # the view is a separate piece; training works without it
+                self._view = None
+            else:
+                self._view = RLProgress(type(self).__name__, summarize_config(self.config))
+        return self._view
+
     def training_step(self) -> dict:
         raise NotImplementedError(f"{type(self).__name__}.training_step() must sample, update the learner, sync "
                                   "the weights and return the learner's metrics.")
@@ -316,6 +342,8 @@ class Algorithm(Trainable):
 
     # ------------------------------------------------------------------ stopping
     def cleanup(self) -> None:
+        if getattr(self, "_view", None) is not None:
+            self._view.finish()
         for group in (getattr(self, "env_runner_group", None), getattr(self, "eval_env_runner_group", None)):
             if group is not None:
                 group.stop()

@@ -41,6 +41,9 @@ _RENAMED = {
     "num_learner_workers": "num_learners",
     "num_gpus_per_learner_worker": "num_gpus_per_learner",
 }
+# RLlib keywords accepted for ported code that change nothing in Juno.
+_ACCEPTED_DEBUGGING = ("logger_creator", "logger_config", "log_sys_usage", "fake_sampler")
+_ACCEPTED_REPORTING = ("metrics_episode_collection_timeout_s", "log_gradients")
 # Keys of to_dict() that are Python keywords as attributes (``lambda`` is ``lambda_``).
 _DICT_ALIASES = {"lambda": "lambda_"}
 
@@ -273,16 +276,23 @@ class AlgorithmConfig:
             evaluation_config=evaluation_config, evaluation_parallel_to_training=evaluation_parallel_to_training))
 
     def debugging(self, *, seed: int | None = NotProvided, log_level: str = NotProvided,
-                  **_ignored: Any) -> "AlgorithmConfig":
-        """``seed`` seeds the module, each env (per runner and env index) and exploration."""
+                  **others: Any) -> "AlgorithmConfig":
+        """``seed`` seeds the module, each env (per runner and env index) and exploration. RLlib's
+        logger settings are accepted and have no effect."""
+        _unknown("debugging", {k: v for k, v in others.items() if k not in _ACCEPTED_DEBUGGING},
+                 ["seed", "log_level", *_ACCEPTED_DEBUGGING])
         return self._apply("debugging", dict(seed=seed, log_level=log_level))
 
     def reporting(self, *, metrics_num_episodes_for_smoothing: int = NotProvided,
                   min_sample_timesteps_per_iteration: int = NotProvided,
                   min_train_timesteps_per_iteration: int = NotProvided, min_time_s_per_iteration: float = NotProvided,
-                  keep_per_episode_custom_metrics: bool = NotProvided, **_ignored: Any) -> "AlgorithmConfig":
+                  keep_per_episode_custom_metrics: bool = NotProvided, **others: Any) -> "AlgorithmConfig":
         """Episode stats are over the last ``metrics_num_episodes_for_smoothing`` episodes; an iteration
         samples at least ``min_sample_timesteps_per_iteration`` steps and lasts ``min_time_s_per_iteration``."""
+        _unknown("reporting", {k: v for k, v in others.items() if k not in _ACCEPTED_REPORTING},
+                 ["metrics_num_episodes_for_smoothing", "min_sample_timesteps_per_iteration",
+                  "min_train_timesteps_per_iteration", "min_time_s_per_iteration", "keep_per_episode_custom_metrics",
+                  *_ACCEPTED_REPORTING])
         return self._apply("reporting", dict(
             metrics_num_episodes_for_smoothing=metrics_num_episodes_for_smoothing,
             min_sample_timesteps_per_iteration=min_sample_timesteps_per_iteration,
