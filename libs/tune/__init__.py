@@ -27,7 +27,7 @@ from juno.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Repeater
 from juno.tune.search.sample import (choice, grid_search, lograndint, loguniform, qlograndint, qloguniform, qrandint,
                                      qrandn, quniform, randint, randn, sample_from, uniform)
 from juno.tune.stopper import Stopper
-from juno.tune.trainable.function import register_trainable
+from juno.tune.registry import register_env, register_trainable
 from juno.tune.trainable.trainable import Trainable
 from juno.tune.trainable.util import PlacementGroupFactory, with_parameters, with_resources
 from juno.tune.tuner import TuneConfig, Tuner
@@ -38,6 +38,6 @@ __all__ = [
     "PlacementGroupFactory", "PopulationBasedTraining", "Repeater", "Result", "ResultGrid", "RunConfig", "Searcher",
     "Stopper", "SyncConfig", "Trainable", "Trial", "TrialScheduler", "TuneConfig", "TuneError", "Tuner", "choice",
     "get_checkpoint", "get_context", "grid_search", "lograndint", "loguniform", "qlograndint", "qloguniform",
-    "qrandint", "qrandn", "quniform", "randint", "randn", "register_trainable", "report", "run", "sample_from",
+    "qrandint", "qrandn", "quniform", "randint", "randn", "register_env", "register_trainable", "report", "run", "sample_from",
     "schedulers", "search", "stopper", "uniform", "with_parameters", "with_resources",
 ]

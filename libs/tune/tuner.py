@@ -67,6 +67,8 @@ class Tuner:
             raise TypeError("Tuner needs a trainable: a function taking the config, a tune.Trainable class, a "
                             "trainer (TorchTrainer(...)) or a registered name.")
         self.trainable = resolve(trainable)
+        if param_space is not None and not isinstance(param_space, dict) and hasattr(param_space, "to_dict"):
+            param_space = param_space.to_dict()  # an RL AlgorithmConfig; search spaces inside it still sample
         self.param_space = dict(param_space or {})
         self.tune_config = tune_config or TuneConfig()
         self.run_config = run_config or RunConfig()

@@ -22,13 +22,23 @@ def register_trainable(name: str, trainable: Any) -> None:
     _REGISTRY[name] = trainable
 
 
+def get_trainable_cls(name: str) -> Any:
+    """The trainable registered under ``name``, else RL's algorithm of that name ("PPO", "DQN", "SAC"),
+    imported only when asked for."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    from juno.rl.algorithms.registry import ALGORITHMS, get_algorithm_class
+
+    if name in ALGORITHMS:
+        return get_algorithm_class(name)
+    known = sorted(set(_REGISTRY) | set(ALGORITHMS))
+    raise ValueError(f"Unknown trainable {name!r}: register it first with tune.register_trainable({name!r}, ...); "
+                     f"known: {known}.")
+
+
 def resolve(trainable: Any) -> Any:
     if isinstance(trainable, str):
-        if trainable not in _REGISTRY:
-            known = sorted(_REGISTRY)
-            raise ValueError(f"Unknown trainable {trainable!r}: register it first with "
-                             f"tune.register_trainable({trainable!r}, ...){'; known: ' + str(known) if known else ''}.")
-        return _REGISTRY[trainable]
+        return get_trainable_cls(trainable)
     return trainable
 
 

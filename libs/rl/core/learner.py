@@ -1,0 +1,110 @@
+"""``Learner``: owns a module and its optimizers and updates them from sample batches.
+
+Each algorithm subclasses it and implements ``update(batch, timestep)`` (its minibatches, epochs and
+target updates); the helpers here move batches to the learner's device and apply gradients with the
+config's clipping. The learner runs in the driver or in a learner actor; it cannot tell which.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from juno.rl.core.rl_module import RLModule
+
+
+class Learner:
+    def __init__(self, config: Any, module: RLModule) -> None:
+        self.config = config
+        use_gpu = config.learner_gpus > 0 and torch.cuda.is_available()
+        self.device = torch.device("cuda" if use_gpu else "cpu")
+        self.module = module.to(self.device)
+        self.optimizers: dict[str, torch.optim.Optimizer] = self.configure_optimizers()
+        self.build()
+
+    # ------------------------------------------------------------------ to override
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """One Adam over every parameter at ``config.lr``; algorithms with several override."""
+        return {"default": torch.optim.Adam(self.module.parameters(), lr=self.config.lr)}
+
+    def build(self) -> None:
+        """Set up algorithm state (target networks, schedules) after the optimizers exist."""
+
+    def update(self, batch: dict[str, np.ndarray], timestep: int) -> dict[str, float]:
+        raise NotImplementedError(f"{type(self).__name__}.update(batch, timestep) must run one training step's "
+                                  "updates and return its metrics.")
+
+    def get_extra_state(self) -> dict:
+        """Algorithm state beside the module and optimizers (counters, schedules) for checkpoints."""
+        return {}
+
+    def set_extra_state(self, state: dict) -> None:
+        pass
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return next(iter(self.optimizers.values()))
+
+    def to_tensors(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """Every array column as a tensor on the learner's device (float64 becomes float32)."""
+        out = {}
+        for key, value in batch.items():
+            array = np.asarray(value)
+            if array.dtype == np.float64:
+                array = array.astype(np.float32)
+            out[key] = torch.as_tensor(np.array(array, copy=True) if not array.flags.writeable else array,
+                                       device=self.device)
+        return out
+
+    def apply_gradients(self, loss: torch.Tensor, optimizer: str | torch.optim.Optimizer = "default",
+                        parameters: Any = None) -> float:
+        """Backward, clip per ``grad_clip``/``grad_clip_by``, step; returns the gradient norm before clipping."""
+        opt = self.optimizers[optimizer] if isinstance(optimizer, str) else optimizer
+        params = list(parameters) if parameters is not None else [p for g in opt.param_groups for p in g["params"]]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grads = [p.grad for p in params if p.grad is not None]
+        norm = float(torch.norm(torch.stack([g.norm() for g in grads]))) if grads else 0.0
+        clip = self.config.grad_clip
+        if clip:
+            if self.config.grad_clip_by == "value":
+                torch.nn.utils.clip_grad_value_(params, clip)
+            elif self.config.grad_clip_by == "norm":
+                for p in params:
+                    if p.grad is not None:
+                        torch.nn.utils.clip_grad_norm_([p], clip)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+        return norm
+
+    # ------------------------------------------------------------------ state
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return self.module.get_state()
+
+    def set_weights(self, weights: dict) -> None:
+        self.module.set_state(weights)
+
+    def get_state(self) -> dict:
+        return {"module": self.module.get_state(),
+                "optimizers": {name: _to_cpu(opt.state_dict()) for name, opt in self.optimizers.items()},
+                "extra": self.get_extra_state()}
+
+    def set_state(self, state: dict) -> None:
+        self.module.set_state(state["module"])
+        for name, opt_state in state.get("optimizers", {}).items():
+            if name in self.optimizers:
+                self.optimizers[name].load_state_dict(opt_state)
+        self.set_extra_state(state.get("extra", {}))
+
+
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value

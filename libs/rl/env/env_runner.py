@@ -1,0 +1,174 @@
+"""``EnvRunner``: a vector of envs and a copy of the module; ``sample()`` steps them and returns a
+time-major batch.
+
+The same class runs in the driver (``num_env_runners=0``) and as an actor. Envs keep going across
+``sample()`` calls (episodes span fragments); an env is reset as soon as it terminates or truncates,
+and ``next_obs`` keeps the episode's true final observation.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from juno.rl.core.columns import Columns
+from juno.rl.core.rl_module import RLModuleSpec
+from juno.rl.env.env_context import EnvContext
+from juno.rl.env.env_creation import EnvError, env_name, make_env
+
+
+class EnvRunner:
+    def __init__(self, config: Any, env_creator: Callable, module_spec: RLModuleSpec, worker_index: int = 0,
+                 num_envs: int | None = None) -> None:
+        self.config = config
+        self.worker_index = worker_index
+        self.name = env_name(config.env)
+        self.num_envs = num_envs or config.num_envs_per_env_runner
+        self.fragment_length = config.get_rollout_fragment_length()
+        seed = config.seed
+        if seed is not None and worker_index > 0:  # the driver's runner shares the driver's seeded RNG
+            torch.manual_seed(seed + worker_index)
+        context = EnvContext(config.env_config, worker_index, 0, config.num_env_runners)
+        self.envs = [make_env(env_creator, context.copy_with_overrides(vector_index=i), self.name)
+                     for i in range(self.num_envs)]
+        self.observation_space = self.envs[0].observation_space
+        self.action_space = self.envs[0].action_space
+        self.module = module_spec.build()
+        self.module.eval()
+        self.timestep = 0
+        self._discrete = isinstance(self.action_space, gym.spaces.Discrete)
+        self._obs = np.stack([self._reset(i, None if seed is None else seed + 1000 * worker_index + i)
+                              for i in range(self.num_envs)])
+        self._returns = np.zeros(self.num_envs, dtype=np.float64)
+        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
+
+    # ------------------------------------------------------------------ env calls, with the env's name in errors
+    def _reset(self, i: int, seed: int | None = None) -> np.ndarray:
+        try:
+            obs, _ = self.envs[i].reset(seed=seed)
+            if seed is not None:
+                self.envs[i].action_space.seed(seed)
+        except Exception as e:  # noqa: BLE001 - re-raised naming the env
+            raise EnvError(f"Env {self.name!r} raised in reset(): {type(e).__name__}: {e}") from e
+        return self._flat(obs)
+
+    def _step_env(self, i: int, action: Any) -> tuple:
+        try:
+            return self.envs[i].step(action)
+        except Exception as e:  # noqa: BLE001 - re-raised naming the env
+            raise EnvError(f"Env {self.name!r} raised in step({action!r}): {type(e).__name__}: {e}") from e
+
+    @staticmethod
+    def _flat(obs: Any) -> np.ndarray:
+        return np.asarray(obs, dtype=np.float32).reshape(-1)
+
+    # ------------------------------------------------------------------ stepping
+    def _step(self, explore: bool) -> tuple[dict, list[tuple[float, int]]]:
+        """One step of every env: the step's columns and the episodes that ended."""
+        obs = self._obs
+        with torch.no_grad():
+            tensor = torch.from_numpy(obs)
+            out = self.module.forward_exploration(tensor, self.timestep) if explore \
+                else self.module.forward_inference(tensor)
+        raw = out["actions"].detach().cpu().numpy()
+        if self._discrete:
+            actions = raw.astype(np.int64).reshape(self.num_envs)
+            env_actions = actions
+        else:
+            raw = raw.astype(np.float32).reshape(self.num_envs, -1)
+            actions = np.clip(raw, self.action_space.low.reshape(-1), self.action_space.high.reshape(-1))
+            env_actions = actions.reshape((self.num_envs,) + self.action_space.shape)
+        rewards = np.zeros(self.num_envs, dtype=np.float32)
+        terminateds = np.zeros(self.num_envs, dtype=bool)
+        truncateds = np.zeros(self.num_envs, dtype=bool)
+        next_obs = np.empty_like(obs)
+        new_obs = np.empty_like(obs)
+        ended = []
+        for i in range(self.num_envs):
+            o, r, term, trunc, _ = self._step_env(i, env_actions[i])
+            rewards[i], terminateds[i], truncateds[i] = r, term, trunc
+            next_obs[i] = new_obs[i] = self._flat(o)
+            self._returns[i] += r
+            self._lengths[i] += 1
+            if term or trunc:
+                ended.append((float(self._returns[i]), int(self._lengths[i])))
+                self._returns[i], self._lengths[i] = 0.0, 0
+                new_obs[i] = self._reset(i)
+        self._obs = new_obs
+        self.timestep += self.num_envs
+        step = {Columns.OBS: obs, Columns.ACTIONS: actions, Columns.REWARDS: rewards,
+                Columns.TERMINATEDS: terminateds, Columns.TRUNCATEDS: truncateds, Columns.NEXT_OBS: next_obs}
+        if not self._discrete:
+            step[Columns.ACTIONS_RAW] = raw
+        for key, value in out.items():
+            if key != Columns.ACTIONS and key not in step:
+                step[key] = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        return step, ended
+
+    def sample(self, num_env_steps: int | None = None, explore: bool | None = None) -> tuple[dict, dict]:
+        """``T`` steps of every env (``T``: the fragment length, or ``num_env_steps`` spread over the
+        envs): a time-major batch ``[T, N, ...]`` and the metrics of the episodes that ended."""
+        started = time.perf_counter()
+        explore = self.config.explore if explore is None else explore
+        steps = self.fragment_length if num_env_steps is None else max(1, math.ceil(num_env_steps / self.num_envs))
+        columns: dict[str, list] = {}
+        returns, lengths = [], []
+        for _ in range(steps):
+            step, ended = self._step(explore)
+            for key, value in step.items():
+                columns.setdefault(key, []).append(value)
+            for ret, length in ended:
+                returns.append(ret)
+                lengths.append(length)
+        batch = {key: np.stack(values) for key, values in columns.items()}
+        metrics = {"episode_returns": returns, "episode_lengths": lengths, "num_env_steps": steps * self.num_envs,
+                   "sample_time_s": time.perf_counter() - started}
+        return batch, metrics
+
+    def sample_episodes(self, num_episodes: int | None = None, num_timesteps: int | None = None,
+                        explore: bool = False, max_steps: int = 1_000_000) -> dict:
+        """Fresh episodes (every env reset first) until ``num_episodes`` ended or ``num_timesteps``
+        steps were taken; for evaluation. Returns the same metrics as ``sample``."""
+        started = time.perf_counter()
+        self._obs = np.stack([self._reset(i) for i in range(self.num_envs)])
+        self._returns[:], self._lengths[:] = 0.0, 0
+        returns, lengths, steps = [], [], 0
+        while steps < max_steps:
+            _, ended = self._step(explore)
+            steps += self.num_envs
+            for ret, length in ended:
+                returns.append(ret)
+                lengths.append(length)
+            if (num_episodes is not None and len(returns) >= num_episodes) or \
+                    (num_timesteps is not None and steps >= num_timesteps):
+                break
+        if num_episodes is not None:
+            returns, lengths = returns[:num_episodes], lengths[:num_episodes]
+        return {"episode_returns": returns, "episode_lengths": lengths, "num_env_steps": steps,
+                "sample_time_s": time.perf_counter() - started}
+
+    # ------------------------------------------------------------------ weights and info
+    def set_weights(self, weights: dict, timestep: int | None = None) -> None:
+        self.module.set_state(weights)
+        if timestep is not None:
+            self.timestep = int(timestep)
+
+    def get_weights(self) -> dict:
+        return self.module.get_state()
+
+    def get_spaces(self) -> tuple[Any, Any]:
+        return self.observation_space, self.action_space
+
+    def ping(self) -> str:
+        return "ok"
+
+    def stop(self) -> None:
+        for env in self.envs:
+            try:
+                env.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
