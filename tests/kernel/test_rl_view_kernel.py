@@ -89,3 +89,68 @@ def test_watching_a_policy_shows_a_small_animation_and_its_returns(own_kernel):
     gif = Image.open(io.BytesIO(base64.b64decode(data)))
     assert gif.format == "GIF" and max(gif.size) <= 240 and gif.n_frames > 10
     assert len(data) < 400_000  # the saved notebook stays small
+
+
+SLOW_ALGO = '''
+import os, sys, time
+import gymnasium as gym
+import juno
+sys.path.insert(0, {tests!r})
+from rl_standin import StandInConfig
+from juno.tune.registry import register_env
+
+juno.init(num_cpus=2)
+
+class SlowCartPole(gym.Env):
+    """CartPole whose every step takes 20 ms and leaves a mark in a file (to see sampling stop)."""
+    def __init__(self, config):
+        self.inner = gym.make("CartPole-v1")
+        self.observation_space, self.action_space = self.inner.observation_space, self.inner.action_space
+        self.log = config["log"]
+    def reset(self, *, seed=None, options=None):
+        return self.inner.reset(seed=seed)
+    def step(self, action):
+        time.sleep(0.02)
+        with open(self.log, "a") as f:
+            f.write(".")
+        return self.inner.step(action)
+
+register_env("slow_cartpole", lambda config: SlowCartPole(config))
+algo = (StandInConfig().environment("slow_cartpole", env_config={{"log": {log!r}}})
+        .env_runners(num_env_runners=2, rollout_fragment_length=200).training(train_batch_size=400)
+        .evaluation(evaluation_duration=2, evaluation_duration_unit="episodes").debugging(seed=0).build_algo())
+print("iteration", algo.train()["training_iteration"])
+'''
+
+
+def test_interrupting_a_training_loop_stops_sampling_and_the_algorithm_stays_usable(own_kernel, tmp_path):
+    import os
+
+    log, checkpoint = tmp_path / "steps.log", str(tmp_path / "ckpt")
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    first = own_kernel.run_ok(SLOW_ALGO.format(tests=tests, log=str(log)), timeout=120)
+    assert "iteration 1" in first.stdout
+    before = log.stat().st_size
+    cell = own_kernel.submit("for _ in range(100):\n    algo.train()")
+    own_kernel.wait_for(lambda: log.stat().st_size > before + 100, timeout=60, what="sampling under way")
+    own_kernel.interrupt()
+    own_kernel.wait(cell, timeout=30)
+    assert not cell.ok and cell.error["ename"] == "KeyboardInterrupt"
+    assert "juno: interrupted; cancelled" in cell.stderr
+    stopped = log.stat().st_size
+    import time
+
+    time.sleep(1.5)  # a runner still sampling would add ~75 steps a second
+    assert log.stat().st_size - stopped <= 4, "env runners kept sampling after the interrupt"
+
+    after = own_kernel.run_ok(
+        "ev = algo.evaluate()\n"
+        "r = algo.train()\n"
+        f"path = algo.save({checkpoint!r})\n"
+        "print('usable', r['training_iteration'], ev['env_runners']['num_episodes'] >= 2)\n"
+        "restored = type(algo).from_checkpoint(path)\n"
+        "obs = [0.01, 0.02, -0.03, 0.04]\n"
+        "print('same', restored.compute_single_action(obs) == algo.compute_single_action(obs))\n"
+        "restored.stop()", timeout=120)
+    assert "usable 2 True" in after.stdout and "same True" in after.stdout, after.stdout + after.error_text
+    own_kernel.run_ok("algo.stop()")
