@@ -142,8 +142,9 @@ class Layout(NamedTuple):
 GENERIC_LAYOUT = Layout(status_line, run_text, run_html, run_text)
 # Kinds drawn by a module of their own (each builds on this one and has a LAYOUT): a Train run's
 # charts and workers (metrics_view), a Tune experiment's trial table and curves (tune_view), Serve's
-# applications, deployments and their request rate and latency (serve_view).
-KIND_LAYOUTS = {"train": "metrics_view", "tune": "tune_view", "serve": "serve_view"}
+# applications, deployments and their request rate and latency (serve_view), RL training's learning
+# curve and sampling speed (rl_view).
+KIND_LAYOUTS = {"train": "metrics_view", "tune": "tune_view", "serve": "serve_view", "rl": "rl_view"}
 
 
 def layout_for(kind: str) -> Layout:
@@ -153,6 +154,15 @@ def layout_for(kind: str) -> Layout:
     import importlib
 
     return importlib.import_module(f"juno.widgets.{module}").LAYOUT
+
+
+def current_cell() -> str | None:
+    """The execute request the kernel is running (its msg_id, else its execution count); None outside a kernel."""
+    ip = kernel_shell()
+    if ip is None:
+        return None
+    header = (getattr(ip, "parent_header", None) or {}).get("header") or {}
+    return header.get("msg_id") or str(getattr(ip, "execution_count", ""))
 
 
 class RunDisplay:
@@ -169,6 +179,21 @@ class RunDisplay:
             from IPython.display import display
 
             self._handle = display(self, display_id=True)
+        self._cells = {current_cell()}
+
+    def show_here(self) -> bool:
+        """Show the run in the cell running now as well, if it is not there yet: a run that lives across
+        cells (RL's ``algo.train()`` called again later) follows the user. Every copy shares one display
+        id, so each stays live and each gets the final static HTML. True if a copy was added."""
+        cell = current_cell()
+        if not self.in_kernel or self._handle is None or cell in self._cells:
+            return False
+        from IPython.display import display
+
+        self._cells.add(cell)
+        self._handle.update(self)  # the earlier copies keep today's state in a saved notebook
+        display(self, display_id=self._handle.display_id)
+        return True
 
     def text(self) -> str:
         return self.layout.text(self.snapshot)
@@ -227,3 +252,13 @@ class DisplaySink:
             display.close(event.snapshot)
         else:
             display.update(event.snapshot)
+
+    def show_here(self, run_id: str) -> bool:
+        display = self._displays.get(run_id)
+        return display.show_here() if display is not None else False
+
+
+def show_in_this_cell(run_id: str) -> bool:
+    """Show the live view of run ``run_id`` (displayed earlier in another cell) in the running cell too.
+    False outside a kernel, for a run that is not displayed, or when it is already shown here."""
+    return any(sink.show_here(run_id) for sink in progress.sinks() if isinstance(sink, DisplaySink))
