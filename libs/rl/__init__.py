@@ -12,5 +12,6 @@ updates it; weights go out through the object store once per iteration. Built on
 """
 from juno.rl.algorithms.algorithm import Algorithm
 from juno.rl.algorithms.algorithm_config import AlgorithmConfig
+from juno.rl.rollout import watch_policy
 
-__all__ = ["Algorithm", "AlgorithmConfig"]
+__all__ = ["Algorithm", "AlgorithmConfig", "watch_policy"]

@@ -29,6 +29,7 @@ from juno.rl.core.rl_module import RLModuleSpec
 from juno.rl.env.env_context import EnvContext
 from juno.rl.env.env_creation import check_spaces, env_creator_for, env_name, make_env
 from juno.rl.env.env_runner_group import EnvRunnerGroup
+from juno.rl.progress import RLProgress, summarize_config
 from juno.rl.utils.metrics import EpisodeStats, build_result, summarize_episodes
 from juno.rl.utils.resources import plan_env_runners
 from juno.tune.trainable.trainable import Trainable
@@ -62,6 +63,7 @@ class Algorithm(Trainable):
     def __init__(self, config: AlgorithmConfig | dict | None = None, env: Any = None, logger_creator: Any = None,
                  **kwargs: Any) -> None:
         self._algo_config = self._as_config(config, env)
+        self._view: RLProgress | None = None  # opened by the first train()
         super().__init__({}, **kwargs)
 
     @classmethod
@@ -138,30 +140,18 @@ class Algorithm(Trainable):
 
     # ------------------------------------------------------------------ one iteration
     def train(self) -> dict:
-        """One iteration (``step()`` with Tune's bookkeeping), shown live by ``juno.rl.progress``'s view
-        where that module is installed; an interrupt leaves the algorithm usable."""
-        view = self._progress_view()
-        if view is not None:
-            view.begin()
+        """One iteration (``step()`` with Tune's bookkeeping), shown live (``juno.rl.progress``); an
+        interrupt leaves the algorithm usable."""
+        if self._view is None:
+            self._view = RLProgress(type(self).__name__, summarize_config(self.config))
+        self._view.begin()
         try:
             result = super().train()
         except BaseException as e:
-            if view is not None:
-                view.fail(e)  # a KeyboardInterrupt only notes the interrupt; the view stays open
+            self._view.fail(e)  # a KeyboardInterrupt only notes the interrupt; the view stays open
             raise
-        if view is not None:
-            view.on_result(result)
+        self._view.on_result(result)
         return result
-
-    def _progress_view(self) -> Any:
-        if not hasattr(self, "_view"):
-            try:
-                from juno.rl.progress import RLProgress, summarize_config
-            except ImportError:  # the view is a separate piece; training works without it
-                self._view = None
-            else:
-                self._view = RLProgress(type(self).__name__, summarize_config(self.config))
-        return self._view
 
     def training_step(self) -> dict:
         raise NotImplementedError(f"{type(self).__name__}.training_step() must sample, update the learner, sync "
@@ -342,7 +332,7 @@ class Algorithm(Trainable):
 
     # ------------------------------------------------------------------ stopping
     def cleanup(self) -> None:
-        if getattr(self, "_view", None) is not None:
+        if self._view is not None:
             self._view.finish()
         for group in (getattr(self, "env_runner_group", None), getattr(self, "eval_env_runner_group", None)):
             if group is not None:

@@ -102,14 +102,22 @@ class EnvRunnerGroup:
         refs = {i: actor.sample.remote(per_runner, explore) for i, actor in self._actors.items()}
         deadline = time.monotonic() + self.config.sample_timeout_s
         batches, metrics, failed = [], [], []
-        for index, ref in refs.items():
-            try:
-                batch, m = juno.get(ref, timeout=max(0.1, deadline - time.monotonic()))
-            except _RUNNER_LOST as e:
-                failed.append((index, e))
-                continue
-            batches.append(batch)
-            metrics.append(m)
+        try:
+            for index, ref in refs.items():
+                try:
+                    batch, m = juno.get(ref, timeout=max(0.1, deadline - time.monotonic()))
+                except _RUNNER_LOST as e:
+                    failed.append((index, e))
+                    continue
+                batches.append(batch)
+                metrics.append(m)
+        except KeyboardInterrupt:  # Ctrl-C in a script: the runners stop sampling now, not at the fragment's end
+            for ref in refs.values():
+                try:
+                    juno.cancel(ref)
+                except Exception:  # noqa: BLE001 - finished or gone already
+                    pass
+            raise
         for index, error in failed:
             self._replace(index, error)
         if not batches:
