@@ -33,6 +33,10 @@ class Config:
     max_pending_lease_requests: int = 4
     # Workers started when a node comes up (None: one per CPU).
     num_prestart_workers: int | None = None
+    # New workers are forked from a per-node template process that has imported what a worker
+    # imports (runtime/worker/zygote.py), not started from scratch; off (JUNO_WORKER_FORK_SERVER=0)
+    # spawns every worker with `python -m juno.worker`. Linux only.
+    worker_fork_server: bool = True
     # Idle workers above the CPU count are stopped after this long.
     idle_worker_kill_s: float = 60.0
     # How often the node manager reports its available resources to the GCS, at most.

@@ -9,6 +9,7 @@ import sys
 import time
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> bool:
@@ -25,6 +26,19 @@ def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> bool:
         except (OSError, AttributeError):
             pass
     return os.getppid() == parent_pid  # reparented already: the parent died before we asked
+
+
+def become_subreaper() -> bool:
+    """Make this process the parent of its descendants' orphans (Linux's child subreaper), so a
+    process forked by a child of ours becomes our child when that child exits. False if the
+    system cannot (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 # The environment variable that names the read end of a lifeline pipe (below) in a child.

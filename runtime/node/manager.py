@@ -28,7 +28,8 @@ from juno.node.scheduler import LeaseRequest, LeaseScheduler
 from juno.node.spillback import Spillback
 from juno.node.store_janitor import StoreJanitor
 from juno.node.worker_pool import WorkerPool
-from juno.cluster.processes import pid_alive, watch_lifeline
+from juno.node.zygote import reap_orphans
+from juno.cluster.processes import become_subreaper, pid_alive, watch_lifeline
 from juno.comm.rpc import DEFER, Reply, RpcNode
 from juno.store.object_store import ObjectStore
 from juno.store.transfer import ObjectTransfer
@@ -82,6 +83,11 @@ class NodeManager(RpcNode):
         }
         self.pool = WorkerPool(session_dir=session_dir, node=self.node, gcs_address=gcs_address,
                                config_env=config.to_env(), log_dir=self.log_dir)
+        # Fork workers from a zygote (runtime/node/zygote.py): they are re-parented to this
+        # process, which must be a subreaper to wait for them.
+        self._subreaper = config.worker_fork_server and become_subreaper()
+        if self._subreaper:
+            self.pool.start_zygote()
         self.scheduler = LeaseScheduler(self.resources, node_id)
         self.spillback = Spillback(self)  # cross-node placement of lease requests
         self.bundles = bundles.BundleTable(self.resources)  # placement-group bundles (runtime/node/placement_group_bundles.py)
@@ -408,8 +414,19 @@ class NodeManager(RpcNode):
                 self.owner_gone(worker.address)
                 self.loop.disconnect(worker.address)
             self.report_resources_soon()
+        if self._subreaper:
+            self._reap_adopted()
         if not self._stopping:
             self.schedule()
+
+    def _reap_adopted(self) -> None:
+        """As a subreaper this process adopts orphans of its workers' children: wait for them."""
+        zygote = self.pool.zygote
+        if zygote is not None and zygote.proc is not None:
+            zygote.proc.poll()  # a dead zygote is reaped here, replaced at the next fork
+        known = {worker.pid for worker in self.pool.workers.values()}
+        known.update(p.pid for p in (zygote and zygote.proc, self.janitor.proc) if p is not None)
+        reap_orphans(known)
 
     def owner_gone(self, address: str, local: bool = True) -> None:
         """A driver or worker that held leases is gone: reclaim what it held. ``local``: it ran

@@ -2,7 +2,8 @@
 
 Workers are keyed by runtime env: a worker started with one set of env vars or
 working dir only ever serves that env. Idle workers are reused (process start
-is the slowest thing in the system) and stopped when surplus for a while.
+is the slowest thing in the system) and stopped when surplus for a while. New workers
+are forked from the node's zygote where their runtime env allows (runtime/node/zygote.py).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any
 
 from juno import ids
 from juno.job_config import CODE_SEARCH_PATH_KEY
+from juno.node.zygote import ForkedProcess, Zygote, forkable
 
 DEFAULT_ENV_KEY = ""
 
@@ -32,7 +34,7 @@ class WorkerProcess:
     __slots__ = ("worker_id", "proc", "env_key", "address", "pid", "lease_id", "idle_since",
                  "log_path", "kill_reason", "kill_kind", "registered", "actor_id")
 
-    def __init__(self, worker_id: bytes, proc: subprocess.Popen, env_key_: str, log_path: str):
+    def __init__(self, worker_id: bytes, proc: subprocess.Popen | ForkedProcess, env_key_: str, log_path: str):
         self.worker_id = worker_id
         self.proc = proc
         self.env_key = env_key_
@@ -58,11 +60,33 @@ class WorkerPool:
         self.idle: dict[str, list[bytes]] = {}
         self.starting: dict[str, int] = {}
         self.failed_starts: dict[str, int] = {}
+        self.zygote: Zygote | None = None  # the worker fork server, when on (start_zygote)
 
     # ---- starting ----
     def start_worker(self, runtime_env: dict | None) -> WorkerProcess:
+        """Start a worker for ``runtime_env``: forked by the zygote where it can be, else spawned."""
         key = env_key(runtime_env)
         worker_id = ids.random_id(16)
+        env, cwd = self.worker_env(runtime_env)
+        env["JUNO_WORKER_INFO"] = json.dumps({
+            "worker_id": worker_id.hex(), "node": self.node, "gcs_address": self.gcs_address,
+            "session_dir": self.session_dir,
+        })
+        log_path = os.path.join(self.log_dir, f"worker-{worker_id.hex()[:12]}.log")
+        proc = None
+        if self.zygote is not None and forkable(runtime_env):
+            proc = self.zygote.fork(env, cwd, log_path)
+        if proc is None:
+            with open(log_path, "ab", buffering=0) as log:
+                proc = subprocess.Popen([sys.executable, "-m", "juno.worker"], env=env, cwd=cwd,
+                                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        worker = WorkerProcess(worker_id, proc, key, log_path)
+        self.workers[worker_id] = worker
+        self.starting[key] = self.starting.get(key, 0) + 1
+        return worker
+
+    def worker_env(self, runtime_env: dict | None) -> tuple[dict, str]:
+        """The environment and working directory of a worker for ``runtime_env``."""
         env = os.environ.copy()
         env.pop("JUNO_READY_FD", None)
         cwd = os.getcwd()
@@ -81,21 +105,15 @@ class WorkerPool:
             python_path.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(python_path)
         env["JUNO_SYSTEM_CONFIG"] = self.config_env
-        env["JUNO_WORKER_INFO"] = json.dumps({
-            "worker_id": worker_id.hex(), "node": self.node, "gcs_address": self.gcs_address,
-            "session_dir": self.session_dir,
-        })
-        log_path = os.path.join(self.log_dir, f"worker-{worker_id.hex()[:12]}.log")
-        log = open(log_path, "ab", buffering=0)
-        try:
-            proc = subprocess.Popen([sys.executable, "-m", "juno.worker"], env=env, cwd=cwd,
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        finally:
-            log.close()
-        worker = WorkerProcess(worker_id, proc, key, log_path)
-        self.workers[worker_id] = worker
-        self.starting[key] = self.starting.get(key, 0) + 1
-        return worker
+        return env, cwd
+
+    def start_zygote(self) -> None:
+        """Fork workers from now on (runtime/node/zygote.py); the node manager is a subreaper."""
+        env, cwd = self.worker_env(None)
+        # `juno stop` finds a worker's cluster by this variable (a forked worker shows the zygote's)
+        env["JUNO_WORKER_INFO"] = json.dumps({"session_dir": self.session_dir, "zygote": True})
+        self.zygote = Zygote(env, cwd, os.path.join(self.log_dir, "worker-zygote.log"))
+        self.zygote.start()
 
     def _materialize_working_dir(self, path: str) -> str:
         """Copy a working_dir into the session once per content version; workers run in the copy."""
@@ -232,3 +250,5 @@ class WorkerPool:
                     pass
         self.workers.clear()
         self.idle.clear()
+        if self.zygote is not None:
+            self.zygote.stop(grace_s)

@@ -28,7 +28,6 @@ import threading
 import time
 import weakref
 
-import numpy as np
 from typing import TYPE_CHECKING
 
 from juno import exceptions as exc
@@ -37,6 +36,8 @@ from juno.store import format as fmt
 from juno.store.object_store import ARENA_FILE
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from juno.owner.core_worker import CoreWorker
 
 # How long the last object written or read stays pinned after its last view is gone.
@@ -170,6 +171,10 @@ class StoreClient:
 
     def _map(self, object_id: bytes, location: tuple) -> np.ndarray:
         """The holder of a pinned object's bytes; its collection unpins the object."""
+        # numpy is imported on the first read, not at import: a worker that never reads the store
+        # starts without it, and a worker's fork server must not load it (OpenBLAS starts threads).
+        import numpy as np
+
         if location[0] == "arena":
             _, offset, size = location
             # A numpy array over the object's bytes: weak-referenceable, so the pin

@@ -1,4 +1,5 @@
-"""Entry point of a worker process: ``python -m juno.worker`` (started by a node manager)."""
+"""Entry point of a worker process: ``python -m juno.worker`` (started by a node manager),
+or of a node's worker fork server: ``python -m juno.worker --zygote NODE_PID`` (runtime/worker/zygote.py)."""
 from __future__ import annotations
 
 import json
@@ -42,4 +43,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--zygote":
+        from juno.worker.zygote import serve
+        sys.exit(serve(int(sys.argv[2])))
     sys.exit(main())
