@@ -51,3 +51,49 @@ def stop_ray(impl: str, python: str) -> None:
 
 def log_path(log_dir: str | None, name: str) -> str | None:
     return os.path.join(log_dir, f"{name}-{time.time():.0f}.log") if log_dir else None
+
+
+def add_run_arguments(parser, impls: tuple[str, ...], ray_extra: str, *, repeat_help: str = "runs of each row per "
+                      "implementation, each a fresh process") -> None:
+    """The options every benchmark takes: how many runs, the peer's interpreter, a run's time limit,
+    where logs go, and the hidden --child that one measurement process is started with."""
+    import argparse
+
+    parser.add_argument("--repeat", type=int, default=3, help=repeat_help)
+    parser.add_argument("--ray-python", default=os.environ.get("RAY_PYTHON"),
+                        help=f"the python of a venv with ray[{ray_extra}]==2.60 (default $RAY_PYTHON; never a Juno "
+                             f"dependency)")
+    parser.add_argument("--run-timeout", type=float, default=300, help="seconds before a run counts as not finishing")
+    parser.add_argument("--log-dir", help="keep every run's stdout and stderr here")
+    parser.add_argument("--child", choices=impls, help=argparse.SUPPRESS)
+
+
+def parse_impls(parser, args, impls: tuple[str, ...], ray_extra: str) -> tuple[list[str], dict[str, str]]:
+    """``--impl`` (all, or some of ``impls`` separated by commas) and each one's interpreter. Ray is left
+    out, with a note, when "all" was asked and there is no Ray; asked by name, that is an error."""
+    chosen = list(impls) if args.impl == "all" else [i.strip() for i in args.impl.split(",") if i.strip()]
+    if not chosen or set(chosen) - set(impls):
+        parser.error(f"--impl {args.impl!r}: say all, or some of {', '.join(impls)} separated by commas")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    pythons = {impl: python_for(impl, args.ray_python) for impl in chosen}
+    if "ray" in chosen and pythons["ray"] is None:
+        if args.impl != "all":
+            parser.error(f"Ray is not importable here: pass --ray-python or set $RAY_PYTHON to a venv's python with "
+                         f"ray[{ray_extra}]==2.60 installed")
+        print("skipping ray: set $RAY_PYTHON or pass --ray-python", file=sys.stderr)
+        chosen.remove("ray")
+    if args.log_dir:
+        os.makedirs(args.log_dir, exist_ok=True)
+    return chosen, pythons
+
+
+def parse_rows(parser, text: str, rows, convert=str) -> list:
+    """``--rows`` as a list of known row names (``convert`` turns each into the name's type)."""
+    try:
+        chosen = [convert(r.strip()) for r in text.split(",") if r.strip()]
+    except ValueError:
+        chosen = []
+    if not chosen or set(chosen) - set(rows):
+        parser.error(f"--rows {text!r}: give some of {', '.join(map(str, rows))} separated by commas")
+    return chosen

@@ -21,7 +21,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/: the shared runner
-from peer_runs import log_path, python_for, run_child  # noqa: E402
+from peer_runs import add_run_arguments, log_path, parse_impls, run_child  # noqa: E402
 
 ROWS, FEATURES, HIDDEN, BATCH, WORKERS = 4096, 32, 64, 64, 2
 IMPLS = ("ddp", "ray", "juno")
@@ -246,30 +246,14 @@ def main() -> None:
     p.add_argument("--impl", default="all", help=f"all, or some of {', '.join(IMPLS)} separated by commas")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--checkpoint", action="store_true", help="rank 0 saves a checkpoint each epoch (torch.save)")
-    p.add_argument("--repeat", type=int, default=3, help="runs of each implementation, each a fresh process")
     p.add_argument("--fits", type=int, default=2, help="fit() calls per Ray/Juno run (the second on a warm cluster)")
-    p.add_argument("--ray-python", default=os.environ.get("RAY_PYTHON"),
-                   help="the python of a venv with ray[train] (default $RAY_PYTHON; Ray is never a Juno dependency)")
-    p.add_argument("--run-timeout", type=float, default=300, help="seconds before a run counts as not finishing")
-    p.add_argument("--log-dir", help="keep every run's stdout and stderr here")
-    p.add_argument("--child", choices=IMPLS, help=argparse.SUPPRESS)
+    add_run_arguments(p, IMPLS, "train", repeat_help="runs of each implementation, each a fresh process")
     args = p.parse_args()
     if args.epochs < 2:
         p.error("--epochs must be at least 2: the time per epoch leaves out the first")
     if args.child:
         return child(args.child, args.epochs, args.checkpoint, args.fits)
-    impls = list(IMPLS) if args.impl == "all" else args.impl.split(",")
-    if not impls or set(impls) - set(IMPLS):
-        p.error(f"--impl {args.impl!r}: say all, or some of {', '.join(IMPLS)} separated by commas")
-    pythons = {impl: python_for(impl, args.ray_python) for impl in impls}
-    if pythons.get("ray") is None and "ray" in impls:
-        if args.impl != "all":
-            p.error("Ray is not importable here: pass --ray-python or set $RAY_PYTHON to a venv's python with "
-                    "ray[train] installed")
-        print("skipping ray: set $RAY_PYTHON or pass --ray-python", file=sys.stderr)
-        impls.remove("ray")
-    if args.log_dir:
-        os.makedirs(args.log_dir, exist_ok=True)
+    impls, pythons = parse_impls(p, args, IMPLS, "train")
     results: dict[str, list] = {impl: [] for impl in impls}
     for round_ in range(args.repeat):  # alternated, so a burst of load on the shared machine hits all alike
         for impl in impls:

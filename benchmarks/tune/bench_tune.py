@@ -27,7 +27,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/: the shared runner
-from peer_runs import log_path, python_for, run_child  # noqa: E402
+from peer_runs import add_run_arguments, log_path, parse_impls, parse_rows, run_child  # noqa: E402
 
 IMPLS = ("juno", "ray")
 CPUS = 2
@@ -191,49 +191,21 @@ def summarize(results: dict[tuple[int, str], list]) -> None:
                   f"(medians {fits['ray']:.2f} s / {fits['juno']:.2f} s)")
 
 
-def parse_rows(text: str, parser: argparse.ArgumentParser) -> list[int]:
-    try:
-        rows = [int(r) for r in text.split(",")]
-    except ValueError:
-        rows = []
-    if not rows or set(rows) - set(ROWS):
-        parser.error(f"--rows {text!r}: give some of {', '.join(map(str, ROWS))} separated by commas")
-    return rows
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--impl", default="all", help="all, juno or ray")
     p.add_argument("--rows", default="1,2,3,4", help="which rows, e.g. 1,4 (1: 100 trivial trials, 2: 30 short "
                    "trials, 3: ASHA, 4: 100 trivial trials with reuse_actors)")
-    p.add_argument("--repeat", type=int, default=3, help="runs of each row per implementation, each a fresh process")
-    p.add_argument("--ray-python", default=os.environ.get("RAY_PYTHON"),
-                   help="the python of a venv with ray[tune]==2.60 (default $RAY_PYTHON; never a Juno dependency)")
-    p.add_argument("--run-timeout", type=float, default=300, help="seconds before a run counts as not finishing")
     p.add_argument("--reuse-actors", action="store_true",
                    help="reuse_actors=True in every row (a diagnostic: trial start-up left out)")
-    p.add_argument("--log-dir", help="keep every run's stdout and stderr here")
-    p.add_argument("--child", choices=IMPLS, help=argparse.SUPPRESS)
+    add_run_arguments(p, IMPLS, "tune")
     args = p.parse_args()
-    rows = parse_rows(args.rows, p)
+    rows = parse_rows(p, args.rows, ROWS, int)
     if args.child:
         if len(rows) != 1:
             p.error("--child runs one row")
         return child(args.child, rows[0], args.reuse_actors)
-    if args.impl not in ("all", *IMPLS):
-        p.error(f"--impl {args.impl!r}: say all, juno or ray")
-    if args.repeat < 1:
-        p.error("--repeat must be at least 1")
-    impls = list(IMPLS) if args.impl == "all" else [args.impl]
-    pythons = {impl: python_for(impl, args.ray_python) for impl in impls}
-    if "ray" in impls and pythons["ray"] is None:
-        if args.impl == "ray":
-            p.error("Ray is not importable here: pass --ray-python or set $RAY_PYTHON to a venv's python with "
-                    "ray[tune]==2.60 installed")
-        print("skipping ray: set $RAY_PYTHON or pass --ray-python", file=sys.stderr)
-        impls.remove("ray")
-    if args.log_dir:
-        os.makedirs(args.log_dir, exist_ok=True)
+    impls, pythons = parse_impls(p, args, IMPLS, "tune")
     load = LoadSampler()
     began = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     results: dict[tuple[int, str], list] = {(row, impl): [] for row in rows for impl in impls}
