@@ -268,9 +268,23 @@ class TuneController:
         polls = {run.poll_ref: run for run in self.runs.values()}
         if not polls:
             return
-        ready, _ = juno.wait(list(polls), num_returns=1, timeout=POLL_S + 30)
+        # A start that failed (the trainable could not be unpickled, the session could not be made) is
+        # the trial's failure: its polls would only ever come back empty.
+        starts = {run.start_ref: run for run in self.runs.values() if run.start_ref is not None}
+        ready, _ = juno.wait([*polls, *starts], num_returns=1, timeout=POLL_S + 30)
         for ref in ready:
+            if ref in starts:
+                run = starts[ref]
+                run.start_ref = None
+                try:
+                    juno.get(ref)
+                except Exception as e:  # noqa: BLE001 - start_loop raised, or its actor died
+                    if self.runs.get(run.trial.trial_id) is run:
+                        self._trial_failed(run, e)
+                continue
             run = polls[ref]
+            if self.runs.get(run.trial.trial_id) is not run:
+                continue
             try:
                 reports, done = juno.get(ref)
             except Exception as e:  # noqa: BLE001 - the trial's loop raised, or its actor died

@@ -110,6 +110,29 @@ def test_trials_that_can_never_fit_fail_within_seconds(cluster, tmp_path):
     assert time.monotonic() - started < 10
 
 
+class _BreaksInTheWorker:
+    """Pickles in the driver, raises when a worker unpickles it (a module missing there, a bad __setstate__)."""
+
+    def __reduce__(self):
+        return (_refuse, ("this object cannot be rebuilt in the worker",))
+
+
+def _refuse(message):
+    raise RuntimeError(message)
+
+
+def test_a_trainable_that_cannot_start_fails_its_trials_instead_of_hanging(cluster, tmp_path):
+    broken = _BreaksInTheWorker()
+
+    def uses_it(config):
+        tune.report({"loss": float(broken is not None)})
+
+    started = time.monotonic()
+    results = Tuner(uses_it, param_space={"x": tune.grid_search([1, 2])}, run_config=_run(tmp_path)).fit()
+    assert len(results.errors) == 2 and "cannot be rebuilt in the worker" in str(results.errors[0])
+    assert time.monotonic() - started < 60
+
+
 def test_the_class_api_with_parameters_and_checkpoints(cluster, tmp_path):
     class Counter(tune.Trainable):
         def setup(self, config, data=None):
