@@ -5,7 +5,9 @@ cluster finds the Serve an earlier one started); the decisions are the controlle
 """
 from __future__ import annotations
 
+import ipaddress
 import time
+import warnings
 from typing import Any
 
 import juno
@@ -56,10 +58,23 @@ def start(http_options: dict | HTTPOptions | None = None, proxy_location: str | 
     if proxy_location not in _PROXY_LOCATIONS and proxy_location is not None:
         raise ValueError(f"proxy_location must be one of {list(_PROXY_LOCATIONS)}, got {proxy_location!r}")
     options = HTTPOptions.from_value(http_options).to_dict()
+    if not _is_loopback(options["host"]):
+        warnings.warn(f"Serve's HTTP proxies will listen on {options['host']}:{options['port']}, reachable from "
+                      "the network: no cluster token protects that port, so anyone who can reach this machine can "
+                      "call your applications (the default host 127.0.0.1 keeps it local)", UserWarning, stacklevel=2)
     options["proxy_location"] = proxy_location or "EveryNode"
     controller = _controller(create=True, http_options=options)
     _call(controller.get_http_options.remote())  # the controller is up (and its loop running)
     _call(controller.get_http_address.remote())  # and its proxies serve (or it says why not)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: the proxy binds whatever it resolves to
+        return False
 
 
 def run(target: Application, *, name: str = "default", route_prefix: str | None = "/", blocking: bool = False,
@@ -84,9 +99,19 @@ def run(target: Application, *, name: str = "default", route_prefix: str | None 
         _call(controller.wait_for_proxy_routes.remote(route_prefix))
     handle = DeploymentHandle(ingress, name)
     if blocking:
-        while True:  # Ray's blocking=True: serve until interrupted
-            time.sleep(1.0)
+        _block_until_interrupted(name)
     return handle
+
+
+def _block_until_interrupted(name: str) -> None:
+    """Ray's ``blocking=True``: serve until Ctrl-C (or a kernel interrupt), which ends the wait cleanly;
+    the application keeps running until serve.delete or serve.shutdown."""
+    try:
+        while True:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        print(f"serve.run: interrupted; application {name!r} keeps running (serve.delete({name!r}) or "
+              "serve.shutdown() stops it)", flush=True)
 
 
 def _wait_for_app(controller: Any, name: str, timeout_s: float) -> None:

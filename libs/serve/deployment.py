@@ -160,9 +160,15 @@ def build_application(app: Application, app_name: str) -> tuple[str, list[dict]]
     from juno.serve.handle import DeploymentHandle
 
     if not isinstance(app, Application):
+        expects = "`serve.run` expects an `Application` returned by `Deployment.bind()`"  # Ray's words
         if isinstance(app, Deployment):
-            raise TypeError(f"serve.run takes an Application: call {app.name}.bind(...) first")
-        raise TypeError(f"serve.run takes an Application (Deployment.bind(...)), got {type(app).__name__}")
+            raise TypeError(f"{expects}, got the Deployment {app.name!r}: pass {app.name}.bind(...) "
+                            "(with its constructor's arguments, if any)")
+        if inspect.isclass(app) or inspect.isfunction(app):
+            kind = "class" if inspect.isclass(app) else "function"
+            raise TypeError(f"{expects}, got the plain {kind} {app.__name__!r}: decorate it with "
+                            f"@serve.deployment, then pass {app.__name__}.bind(...)")
+        raise TypeError(f"{expects}, got {type(app).__name__}")
     seen: dict[str, Application] = {}
     built: list[dict] = []
 
@@ -210,4 +216,15 @@ def deployment_info(dep: Deployment, args: tuple, kwargs: dict) -> dict:
     digest.update(repr(sorted(heavy.items())).encode())
     return {"name": dep.name, "serialized_def": serialized, "init_args": tuple(args), "init_kwargs": dict(kwargs),
             "config": config, "code_version": digest.hexdigest()[:16],
-            "is_function": not inspect.isclass(dep.func_or_class), "route_prefix": dep.route_prefix}
+            "is_function": not inspect.isclass(dep.func_or_class), "route_prefix": dep.route_prefix,
+            "stream": _streams_over_http(dep.func_or_class)}
+
+
+def _streams_over_http(func_or_class: Callable) -> bool:
+    """Whether HTTP requests to this deployment answer with a stream (a generator ``__call__``): computed
+    here in the driver, since the controller never unpickles user code; its route carries it to the proxy."""
+    try:
+        from juno.serve.http.bridge import streams
+    except ImportError:  # no HTTP extra installed: nothing is served over HTTP
+        return False
+    return streams(func_or_class)

@@ -111,10 +111,15 @@ class Replica:
                 "latencies_ms": latencies}
 
     async def prepare_for_shutdown(self) -> None:
-        """Wait for the requests in flight to finish, up to graceful_shutdown_timeout_s."""
+        """Wait graceful_shutdown_wait_loop_s first (as Ray does): routers learn that this replica left
+        the set and stop sending to it, so no request arrives after it stopped; then wait for the
+        requests in flight to finish, all within graceful_shutdown_timeout_s."""
         timeout = float(self._config.get("graceful_shutdown_timeout_s", 20.0))
+        settle = min(timeout, float(self._config.get("graceful_shutdown_wait_loop_s", 2.0)))
+        start = time.monotonic()
+        await asyncio.sleep(settle)
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(self._idle.wait(), max(0.0, timeout - (time.monotonic() - start)))
         except asyncio.TimeoutError:
             pass
         self._executor.shutdown(wait=False)

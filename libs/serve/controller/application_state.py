@@ -36,6 +36,10 @@ class ApplicationState:
             if name not in names:  # gone from the new graph: its replicas stop
                 dep.delete()
 
+    def ingress_streams(self) -> bool:
+        ingress = self.deployments.get(self.ingress)
+        return bool(ingress is not None and ingress.info.get("stream", False))
+
     def delete(self) -> None:
         self.deleting = True
         for dep in self.deployments.values():
@@ -130,7 +134,8 @@ class ServeState:
         return out
 
     def routes(self) -> dict[str, dict]:
-        return {app.route_prefix: {"app": app.name, "deployment": app.ingress}
+        """{route_prefix: {"app", "deployment" (the ingress), "stream" (its HTTP answers are generators)}}."""
+        return {app.route_prefix: {"app": app.name, "deployment": app.ingress, "stream": app.ingress_streams()}
                 for app in self.apps.values() if app.route_prefix is not None and not app.deleting}
 
     def status(self) -> dict[str, dict]:

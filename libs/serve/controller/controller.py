@@ -13,6 +13,7 @@ import traceback
 from typing import Any
 
 import juno
+from juno.serve.autoscaling_policy import AutoscalingPolicy
 from juno.serve.controller.application_state import ServeState
 from juno.serve.controller.deployment_state import (CheckHealth, DeploymentState, Reconfigure, StartReplica,
                                                      StopReplica)
@@ -219,10 +220,6 @@ class ServeController:
                 window.record(replica_id, sample, now)
 
     def _autoscale(self, now: float) -> None:
-        try:
-            from juno.serve.autoscaling_policy import AutoscalingPolicy
-        except ImportError:  # the policy is not there yet: targets stay at initial/min replicas
-            return
         for app in self._state.apps.values():
             for dep in app.deployments.values():
                 cfg = dep.config.get("autoscaling_config")
@@ -396,7 +393,9 @@ class ServeController:
         for app in self._state.apps.values():
             for dep in app.deployments.values():
                 window = self._metrics.get((app.name, dep.name)) or DeploymentMetrics()
-                out.setdefault(app.name, {})[dep.name] = window.summary(now)
+                summary = window.summary(now)
+                summary["queued"] = dep.total_queued()  # waiting in routers for a replica (routers report it)
+                out.setdefault(app.name, {})[dep.name] = summary
         return out
 
 

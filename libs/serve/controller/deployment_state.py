@@ -128,8 +128,10 @@ class DeploymentState:
         self.trigger = DeploymentStatusTrigger.DELETING
 
     def fail(self, message: str) -> None:
-        """DEPLOY_FAILED with this message; replicas of the failed version stop."""
+        """DEPLOY_FAILED with this message; replicas of the failed version stop. The membership version
+        moves too, so routers' long polls wake and fail the requests waiting for a replica."""
         self.failed_message = message
+        self.version += 1
         self.trigger = DeploymentStatusTrigger.REPLICA_STARTUP_FAILED
         for r in self.replicas.values():
             if r.version == self.code_version and r.state == ReplicaState.STARTING:

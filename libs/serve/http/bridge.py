@@ -60,11 +60,12 @@ def asgi_app_of(target: Any):
 
 
 def streams(target: Any) -> bool:
-    """Whether a deployment's HTTP answers are generators (its ``__call__`` is a generator function): the
+    """Whether a deployment's HTTP answers are generators (its ``__call__`` is a generator function; ``target``
+    is the function, the class or an instance): the driver computes it when it builds the app and the
     controller can put ``"stream": True`` in its route so the proxy calls the replica's streaming method and
     chunks reach the client as they are made (otherwise ``handle_http`` joins them into one reply)."""
-    if asgi_app_of(target) is not None:
-        return False
+    if asgi_app_of(target) is not None or getattr(target, "__serve_asgi_app__", None) is not None:
+        return False  # an @serve.ingress class (or its instance): the ASGI app answers, streaming or not
     call = target if inspect.isfunction(target) else getattr(target, "__call__", None)
     return inspect.isgeneratorfunction(call) or inspect.isasyncgenfunction(call)
 

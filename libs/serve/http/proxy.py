@@ -26,11 +26,13 @@ ROUTES_RETRY_S = 0.5
 START_TIMEOUT_S = 30.0
 
 
-def default_router(controller, app: str, deployment: str, loop: asyncio.AbstractEventLoop):
-    """ROUTING's Router: power of two choices over the deployment's replicas."""
+def default_router(controller, app: str, deployment: str, loop: asyncio.AbstractEventLoop,
+                   request_timeout_s: float | None = None):
+    """ROUTING's Router: power of two choices over the deployment's replicas; a request waits for a free
+    replica at most request_timeout_s (then 504, or 503 when the deployment has no replica at all)."""
     from juno.serve.router import Router
 
-    return Router(controller, app, deployment, loop=loop)
+    return Router(controller, app, deployment, loop=loop, request_timeout_s=request_timeout_s)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -51,7 +53,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 class ProxyActor:
     """The proxy. ``controller_name``/``namespace`` find the controller; ``make_router(controller, app,
-    deployment, loop)`` makes a deployment's router (ROUTING's Router unless told otherwise)."""
+    deployment, loop, request_timeout_s=...)`` makes a deployment's router (ROUTING's Router unless told
+    otherwise)."""
 
     def __init__(self, http_options: dict | None = None, controller_name: str = CONTROLLER_NAME,
                  namespace: str = SERVE_NAMESPACE, make_router=None) -> None:
@@ -85,7 +88,8 @@ class ProxyActor:
         except ImportError:  # uvicorn[standard] brings uvloop; plain asyncio still works
             self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
-        routers = RouterPool(lambda app, dep: self._make_router(self.controller, app, dep, self.loop))
+        routers = RouterPool(lambda app, dep: self._make_router(self.controller, app, dep, self.loop,
+                                                                request_timeout_s=self.options.request_timeout_s))
         self.routers = routers
         config = uvicorn.Config(ProxyApp(self.routes, routers, self.options), loop="none", http="httptools",
                                 lifespan="off", access_log=False, log_level="warning",

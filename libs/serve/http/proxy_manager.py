@@ -22,6 +22,7 @@ HEALTHY, STARTING, UNHEALTHY = "HEALTHY", "STARTING", "UNHEALTHY"
 HEALTH_CHECK_PERIOD_S = 10.0
 HEALTH_CHECK_TIMEOUT_S = 30.0
 START_TIMEOUT_S = 60.0
+WILDCARD_HOSTS = ("0.0.0.0", "::")  # every interface: a client connects to loopback instead
 RESTART_BACKOFF_S = 2.0
 
 
@@ -171,7 +172,8 @@ class ProxyManager:
         records = sorted(self.states.records.items(), key=lambda item: item[0] != local)
         for _, rec in records:
             if rec.state == HEALTHY and rec.address:
-                return f"http://{rec.address[0]}:{rec.address[1]}"
+                host = "127.0.0.1" if rec.address[0] in WILDCARD_HOSTS else rec.address[0]  # also on loopback
+                return f"http://{host}:{rec.address[1]}"
         return f"http://{self.http_options.get('host', '127.0.0.1')}:{self.http_options.get('port', 8000)}"
 
     async def shutdown(self, timeout_s: float = 10.0) -> None:

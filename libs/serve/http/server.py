@@ -3,8 +3,8 @@
 Per request: match the route (no controller call), read the body (at most ``max_body_bytes``, within the
 request timeout), build the payload, ``await router.assign_request(meta, (payload,), {})`` on the ingress
 deployment's Router, await the one ref (or iterate the stream) and answer. Status codes: 404 no route,
-413 body too large (refused before it is read), 408 body too slow, 503 back-pressure (Retry-After), 504
-reply too slow, 500 a failed replica or user error, and GET/HEAD retried on another replica when the
+413 body too large (refused before it is read), 408 body too slow, 503 back-pressure (Retry-After) or no
+replica to take it, 504 no answer (or no free replica) within request_timeout_s, 500 a failed replica or user error, and GET/HEAD retried on another replica when the
 replica died with the request. ``/-/healthz`` and ``/-/routes`` answer as Ray's proxy does.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import juno
 from juno.exceptions import RayActorError
+from juno.serve.exceptions import BackPressureError, DeploymentUnavailableError, RequestTimeoutError
 from juno.serve.http.routes import Route, RouteTable
 
 logger = logging.getLogger(__name__)
@@ -60,17 +61,16 @@ class HTTPError(Exception):
         self.status, self.text, self.headers = status, text, headers or []
 
 
-def is_backpressure(exc: BaseException) -> bool:
-    """The Router refused the request because too many wait (``juno.serve.exceptions.BackPressureError``)."""
-    return any(cls.__name__ == "BackPressureError" for cls in type(exc).__mro__)
-
-
 def error_answer(exc: BaseException, method: str, attempts: int = 1) -> HTTPError:
     """The HTTP answer to what went wrong between the proxy and a replica."""
     if isinstance(exc, HTTPError):
         return exc
-    if is_backpressure(exc):
+    if isinstance(exc, BackPressureError):
         return HTTPError(503, f"Service unavailable, too many requests queued: {exc}", [(b"retry-after", b"1")])
+    if isinstance(exc, DeploymentUnavailableError):
+        return HTTPError(503, f"Service unavailable, no replica can take this request: {exc}")
+    if isinstance(exc, RequestTimeoutError):
+        return HTTPError(504, f"No replica was free within request_timeout_s ({exc.timeout_s:g} s): {exc}")
     if isinstance(exc, RayActorError):
         if method in RETRYABLE_METHODS:
             return HTTPError(500, f"The replica died while handling this request, on each of {attempts} tries: {exc}")
@@ -160,13 +160,16 @@ class ProxyApp:
         payload = {"scope": replica_scope(scope, route.prefix), "body": body}
         router = self.routers.get(route.app, route.deployment)
         timeout = self.options.request_timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout  # the router's wait for a slot counts too
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 if route.stream:
                     return await self.stream(router, meta, payload, send, timeout)
                 ref = await router.assign_request(meta, (payload,), {})
+                remaining = None if deadline is None else max(0.0, deadline - loop.time())
                 try:
-                    reply = await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout)
+                    reply = await asyncio.wait_for(asyncio.wrap_future(ref.future()), remaining)
                 except asyncio.TimeoutError:
                     cancel_quietly(ref)
                     raise HTTPError(504, f"The replica did not answer within request_timeout_s ({timeout:g} s)")

@@ -88,7 +88,7 @@ def test_function_and_class_deployments_serve_and_report_status(serve):
     import juno
 
     routes = juno.get(controller().get_routes.remote(), timeout=30)["routes"]
-    assert routes["/greet"] == {"app": "greet", "deployment": "Greeter"} and None not in routes
+    assert routes["/greet"] == {"app": "greet", "deployment": "Greeter", "stream": False} and None not in routes
 
     def counted():  # the controller polls the replicas' get_metrics() every second
         m = juno.get(controller().get_metrics.remote(), timeout=30)["greet"]["Greeter"]
@@ -235,6 +235,108 @@ def test_replica_context_inside_a_replica(serve):
     serve.run(WhoAmI.bind(), name="ctx", route_prefix=None)
     rep = replicas("ctx", "WhoAmI")[0]
     assert call_replica(rep) == ("ctx", "WhoAmI", rep["replica_id"], True)
+
+
+def test_autoscaling_scales_up_under_load_and_back_down(serve):
+    auto = {"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 1, "upscale_delay_s": 0.5,
+            "downscale_delay_s": 1.0, "metrics_interval_s": 0.5, "look_back_period_s": 1.0}
+
+    @serve.deployment(max_ongoing_requests=4, autoscaling_config=auto, **NO_CPU)
+    class Slow:
+        async def __call__(self):
+            import asyncio
+
+            await asyncio.sleep(0.3)
+            return os.getpid()
+
+    handle = serve.run(Slow.bind(), name="auto", route_prefix=None)
+    seen, stop = [], threading.Event()
+
+    def watch():  # every status the deployment shows, as fast as serve.status() answers
+        while not stop.is_set():
+            d = serve.status().applications["auto"].deployments["Slow"]
+            seen.append((d.status, d.status_trigger, d.replica_states.get("RUNNING", 0), sum(d.replica_states.values())))
+
+    def load():  # about 6 requests in flight until the replicas are up
+        while not stop.is_set() and max((s[2] for s in seen), default=0) < 3:
+            for response in [handle.remote() for _ in range(6)]:
+                response.result(timeout_s=30)
+
+    threads = [threading.Thread(target=watch), threading.Thread(target=load)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for_condition(lambda: any(s[2] == 3 for s in seen), timeout=60)  # up to max_replicas
+        threads[1].join(60)  # the load ends: back down to min_replicas
+        wait_for_condition(lambda: seen and seen[-1][2:] == (1, 1) and seen[-1][0] == "HEALTHY", timeout=60)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    statuses = [s[0] for s in seen]
+    assert "UPSCALING" in statuses and "DOWNSCALING" in statuses  # serve.status() shows each move
+    assert seen[-1][1] == "DOWNSCALE_COMPLETED"
+    serve.delete("auto")
+
+
+def test_a_failing_check_health_replaces_the_replica(serve, tmp_path):
+    sick = tmp_path / "sick"
+
+    @serve.deployment(health_check_period_s=0.2, health_check_timeout_s=5, **NO_CPU)
+    class Fragile:
+        def __init__(self, flag):
+            self.flag = flag
+
+        def check_health(self):
+            if os.path.exists(self.flag):
+                raise RuntimeError("the model server is gone")
+
+        def __call__(self):
+            return os.getpid()
+
+    handle = serve.run(Fragile.bind(str(sick)), name="fragile", route_prefix=None)
+    first = handle.remote().result(timeout_s=30)
+    deployment = lambda: serve.status().applications["fragile"].deployments["Fragile"]  # noqa: E731
+    sick.touch()
+    unhealthy = wait_for_condition(lambda: (d := deployment()).status == "UNHEALTHY" and d, timeout=30)
+    assert "failed its health check" in unhealthy.message and "the model server is gone" in unhealthy.message
+    assert serve.status().applications["fragile"].status == "UNHEALTHY"
+    sick.unlink()
+    wait_for_condition(lambda: deployment().status == "HEALTHY", timeout=60)
+    assert handle.remote().result(timeout_s=30) != first  # a new replica (process) serves
+    assert serve.status().applications["fragile"].status == "RUNNING"
+    serve.delete("fragile")
+
+
+def test_blocking_run_ends_cleanly_on_ctrl_c(serve, capsys):
+    import _thread
+    import sys
+
+    @serve.deployment(**NO_CPU)
+    def hello():
+        return "hi"
+
+    main = threading.get_ident()
+
+    def interrupt_once_blocking():
+        def blocking():
+            frame = sys._current_frames().get(main)
+            while frame is not None:
+                if frame.f_code.co_name == "_block_until_interrupted":
+                    return True
+                frame = frame.f_back
+            return False
+
+        wait_for_condition(blocking, timeout=60)
+        _thread.interrupt_main()  # what Ctrl-C (or a kernel interrupt) does
+
+    interrupter = threading.Thread(target=interrupt_once_blocking)
+    interrupter.start()
+    handle = serve.run(hello.bind(), name="blocking", route_prefix=None, blocking=True)
+    interrupter.join(10)
+    assert handle.remote().result(timeout_s=30) == "hi"  # it keeps running
+    assert "interrupted; application 'blocking' keeps running" in capsys.readouterr().out
+    serve.delete("blocking")
 
 
 def test_delete_removes_app_and_replicas(serve):

@@ -1,154 +1,121 @@
-"""The Serve proxy over real HTTP on loopback: every status code, retries when a replica dies, streaming,
-slow clients, and the proxy manager.
+"""Serve over real HTTP on loopback, the whole stack: serve.start on a free port, serve.run, the controller's
+proxy, the Router, replicas. Every status code, longest-prefix routing, retries when a replica dies (and
+none lost under GET load), streaming that reaches the client chunk by chunk, slow clients, back pressure,
+a FastAPI ingress, and the proxy going away with Serve.
 
-The proxy is the real actor; the controller, replicas and router it talks to are tiny contract-shaped
-fixtures defined here (the real ones are other pieces of issue 16), so these tests need only the HTTP piece.
+One cluster and one Serve for the module; each application is deployed once, when a test first needs it.
 """
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import http.client
 import json
 import os
 import socket
 import sys
 import time
-import uuid
 
 import cloudpickle
 import pytest
 
-
-import juno  # noqa: E402
-from juno.serve.http.bridge import handle_http, stream_http  # noqa: E402
-from juno.serve.http.proxy import ProxyActor  # noqa: E402
+import juno
+from helpers import wait_for_condition
+from juno import serve
 
 JUNO_SHARED_INIT = {"num_cpus": 4}
-# The user code, router and fixtures below travel to the proxy and replicas by value, as a notebook's would.
+NO_CPU = {"num_cpus": 0}
+REQUEST_TIMEOUT_S = 2.0
+HTTP_OPTIONS = {"port": 0, "request_timeout_s": REQUEST_TIMEOUT_S, "max_body_bytes": 1000}
+# The user code below travels to the replicas by value, as a notebook's would.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
-# --- contract-shaped fixtures: controller, replica, router ------------------------------------------------------
+# --- user code ---------------------------------------------------------------------------------------------------
 
-@juno.remote
-class TinyController:
-    """The controller's route and replica long polls, set by the test."""
+@serve.deployment(ray_actor_options=NO_CPU, health_check_period_s=0.5)
+class Echo:
+    def __init__(self, flag_dir: str):
+        self.flag_dir = flag_dir
 
-    def __init__(self):
-        self.routes, self.version, self.replicas = {}, 0, {}
-        self.changed = asyncio.Event()
-
-    async def set_routes(self, routes):
-        self.routes, self.version = routes, self.version + 1
-        self.changed.set()
-        self.changed = asyncio.Event()
-
-    async def set_replicas(self, app, deployment, replicas, max_queued=-1):
-        self.replicas[(app, deployment)] = {"version": 1, "replicas": replicas, "max_queued_requests": max_queued,
-                                            "status": "HEALTHY"}
-
-    async def get_routes(self):
-        return {"version": self.version, "routes": self.routes}
-
-    async def wait_for_routes(self, known_version, timeout_s):
-        if known_version == self.version:
-            try:
-                await asyncio.wait_for(self.changed.wait(), timeout_s)
-            except asyncio.TimeoutError:
-                pass
-        return await self.get_routes()
-
-    async def get_replicas(self, app, deployment):
-        return self.replicas[(app, deployment)]
-
-
-@juno.remote(max_concurrency=64)
-class TinyReplica:
-    """The replica contract's two request methods, through the HTTP bridge."""
-
-    def __init__(self, target, name="r"):
-        self.target, self.name = target, name
-
-    async def handle_request(self, meta, args, kwargs):
-        if meta["route"] == "/die" or args[0]["scope"]["path"].startswith("/die"):
-            if self.name.startswith("dies"):
+    async def __call__(self, request):
+        path = request.url.path
+        if path.endswith("/boom"):
+            raise ValueError("boom in user code")
+        if path.endswith("/slow"):
+            await asyncio.sleep(REQUEST_TIMEOUT_S + 1.0)
+        if "/die/" in path:  # the first replica that sees this path dies with it; others answer it
+            flag = os.path.join(self.flag_dir, path.rsplit("/", 1)[1])
+            if not os.path.exists(flag):
+                open(flag, "w").close()
                 os._exit(1)
-        return await handle_http(self.target, args[0])
-
-    async def handle_request_streaming(self, meta, args, kwargs):
-        async for item in stream_http(self.target, args[0]):
-            yield item
+        if request.method == "POST":
+            return {"json": await request.json(), "root_path": request.scope["root_path"]}
+        return {"path": path, "q": dict(request.query_params), "h": request.headers.get("x-test")}
 
 
-class BackPressureError(Exception):
-    """Stands in for juno.serve.exceptions.BackPressureError (the proxy matches it by name)."""
+@serve.deployment(ray_actor_options=NO_CPU)
+async def chunks(request):
+    """Three chunks; with ?flag=PATH the rest waits (at most 20 s) until the client created PATH."""
+    flag = request.query_params.get("flag")
+    yield "chunk0;"
+    deadline = time.monotonic() + 20
+    while flag and not os.path.exists(flag) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    yield "chunk1;"
+    yield "chunk2;"
 
 
-class TinyRouter:
-    """Round robin over the controller's replicas; BackPressureError past max_queued_requests in flight."""
-
-    def __init__(self, controller, app, deployment, loop):
-        self.controller, self.app, self.deployment, self.loop = controller, app, deployment, loop
-        self.info, self.next, self.ongoing = None, 0, 0
-
-    async def assign_request(self, meta, args, kwargs):
-        if self.info is None:
-            self.info = await self.controller.get_replicas.remote(self.app, self.deployment)
-        limit = self.info["max_queued_requests"]
-        if limit >= 0 and self.ongoing > limit:
-            raise BackPressureError(f"{self.ongoing} requests in flight, max_queued_requests {limit}")
-        replica = self.info["replicas"][self.next % len(self.info["replicas"])]["actor"]
-        self.next += 1
-        self.ongoing += 1
-        if meta["stream"]:
-            self.ongoing -= 1
-            return replica.handle_request_streaming.options(num_returns="streaming").remote(meta, args, kwargs)
-        ref = replica.handle_request.remote(meta, args, kwargs)
-        ref.future().add_done_callback(lambda _: self.loop.call_soon_threadsafe(self._done))
-        return ref
-
-    def _done(self):
-        self.ongoing -= 1
-
-    def shutdown(self):
-        pass
+@serve.deployment(ray_actor_options=NO_CPU, max_ongoing_requests=1, max_queued_requests=0)
+async def slow(request):
+    await asyncio.sleep(1.0)
+    return "done"
 
 
-# --- user code served by the replicas ----------------------------------------------------------------------------
-
-async def echo(request):
-    path = request.url.path
-    if path.endswith("/boom"):
-        raise ValueError("boom in user code")
-    if path.endswith("/slow"):
-        await asyncio.sleep(3)
-    if request.method == "POST":
-        return {"json": await request.json(), "root_path": request.scope["root_path"]}
-    return {"path": path, "q": dict(request.query_params), "h": request.headers.get("x-test")}
+@serve.deployment(ray_actor_options=NO_CPU)
+class Broken:
+    def __init__(self):
+        raise RuntimeError("no model at /nowhere")
 
 
-def counting_stream(request):
-    for i in range(3):
-        yield f"chunk{i};"
+# --- the module's Serve and applications -------------------------------------------------------------------------
+
+_serve: dict = {}
 
 
-# --- fixtures ----------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module", autouse=True)
+def _serve_shutdown():
+    yield
+    if juno.is_initialized():
+        serve.shutdown()
 
-def start_proxy(cluster, http_options=None, routes=None, deployments=None):
-    """A controller, replicas and a proxy on port 0: (controller, proxy, "http://host:port")."""
-    name = f"TEST_CONTROLLER_{uuid.uuid4().hex[:8]}"
-    controller = TinyController.options(name=name, namespace="serve").remote()
-    for (app, dep), (replicas, max_queued) in (deployments or {}).items():
-        juno.get(controller.set_replicas.remote(app, dep, [{"replica_id": str(i), "actor": r, "node_id": "",
-                                                            "max_ongoing_requests": 5}
-                                                           for i, r in enumerate(replicas)], max_queued))
-    juno.get(controller.set_routes.remote(routes or {}))
-    options = {"host": "127.0.0.1", "port": 0, **(http_options or {})}
-    proxy = juno.remote(ProxyActor).options(num_cpus=0, max_concurrency=8).remote(options, name, "serve",
-                                                                                 TinyRouter)
-    host, port = juno.get(proxy.ready.remote(), timeout=60)
-    juno.get(proxy.wait_for_routes.remote(len(routes or {})), timeout=30)
-    return controller, proxy, f"http://{host}:{port}"
+
+@pytest.fixture
+def base(cluster, tmp_path_factory):
+    """The proxy's address ("http://127.0.0.1:PORT"); Serve is started once for the module."""
+    if "base" not in _serve:
+        serve.start(http_options=HTTP_OPTIONS)
+        wait_for_condition(lambda: not serve.get_http_address().endswith(":0"), timeout=60)
+        _serve["base"] = serve.get_http_address()
+        _serve["flags"] = str(tmp_path_factory.mktemp("flags"))
+        _serve["apps"] = set()
+    return _serve["base"]
+
+
+def deploy(base, name, app, prefix):
+    """Deploy ``app`` as ``name`` on ``prefix`` once, and wait until the proxy routes to it."""
+    if name not in _serve["apps"]:
+        serve.run(app, name=name, route_prefix=prefix)
+        wait_for_condition(lambda: prefix in json.loads(request(base, "GET", "/-/routes")[2]), timeout=30)
+        _serve["apps"].add(name)
+    return base
+
+
+@pytest.fixture
+def echo(base):
+    """Echo on /api (2 replicas) and on / (1 replica)."""
+    deploy(base, "echo", Echo.options(num_replicas=2).bind(_serve["flags"]), "/api")
+    return deploy(base, "root", Echo.bind(_serve["flags"]), "/")
 
 
 def request(base, method, path, body=None, headers=None, timeout=30):
@@ -160,62 +127,6 @@ def request(base, method, path, body=None, headers=None, timeout=30):
         return resp.status, dict(resp.getheaders()), resp.read()
     finally:
         conn.close()
-
-
-@pytest.fixture
-def echo_proxy(cluster):
-    replicas = [TinyReplica.remote(echo) for _ in range(2)]
-    routes = {"/api": {"app": "a", "deployment": "Echo"}, "/": {"app": "root", "deployment": "Echo"},
-              "/stream": {"app": "s", "deployment": "Stream", "stream": True}}
-    deployments = {("a", "Echo"): (replicas, -1), ("root", "Echo"): (replicas, -1),
-                   ("s", "Stream"): ([TinyReplica.remote(counting_stream)], -1)}
-    controller, proxy, base = start_proxy(cluster, {"max_body_bytes": 1000, "body_timeout_s": 1.0,
-                                                    "request_timeout_s": 1.5}, routes, deployments)
-    yield base
-    juno.get(proxy.shutdown.remote(), timeout=30)
-    for actor in [proxy, controller, *replicas]:
-        juno.kill(actor)
-
-
-# --- the tests ---------------------------------------------------------------------------------------------------
-
-def test_get_and_post_reach_user_code_by_longest_prefix(echo_proxy):
-    status, headers, body = request(echo_proxy, "GET", "/api/items?k=v", headers={"x-test": "yes"})
-    assert status == 200 and headers["content-type"] == "application/json"
-    assert json.loads(body) == {"path": "/api/items", "q": {"k": "v"}, "h": "yes"}
-    status, _, body = request(echo_proxy, "POST", "/api/x", json.dumps({"n": 1}),
-                              {"content-type": "application/json"})
-    assert (status, json.loads(body)) == (200, {"json": {"n": 1}, "root_path": "/api"})
-    status, _, body = request(echo_proxy, "POST", "/other", b"[1]")
-    assert (status, json.loads(body)) == (200, {"json": [1], "root_path": ""})
-
-
-def test_healthz_and_routes(echo_proxy):
-    assert request(echo_proxy, "GET", "/-/healthz")[::2] == (200, b"success")
-    status, _, body = request(echo_proxy, "GET", "/-/routes")
-    assert status == 200 and json.loads(body) == {"/": "root", "/api": "a", "/stream": "s"}
-
-
-def test_404_names_the_routes(cluster):
-    replicas = [TinyReplica.remote(echo)]
-    controller, proxy, base = start_proxy(cluster, routes={"/only": {"app": "a", "deployment": "Echo"}},
-                                          deployments={("a", "Echo"): (replicas, -1)})
-    try:
-        status, _, body = request(base, "GET", "/elsewhere")
-        assert status == 404 and b"/elsewhere" in body and b"/only" in body
-        assert request(base, "GET", "/onlyx")[0] == 404
-        assert request(base, "GET", "/only/1")[0] == 200
-    finally:
-        for actor in [proxy, controller, *replicas]:
-            juno.kill(actor)
-
-
-def test_user_error_is_500_with_traceback_and_bad_json_is_400(echo_proxy):
-    status, _, body = request(echo_proxy, "GET", "/api/boom")
-    assert status == 500 and body.startswith(b"ValueError: boom in user code") and b"Traceback" in body
-    status, _, body = request(echo_proxy, "POST", "/api/x", b"{broken", {"content-type": "application/json"})
-    assert status == 400 and b"not valid JSON" in body
-    assert request(echo_proxy, "GET", "/-/healthz")[0] == 200  # the proxy is fine
 
 
 def raw_exchange(base, data: bytes, wait_s: float = 10.0) -> bytes:
@@ -233,80 +144,174 @@ def raw_exchange(base, data: bytes, wait_s: float = 10.0) -> bytes:
         return b"".join(chunks)
 
 
-def test_malformed_http_is_400(echo_proxy):
-    assert raw_exchange(echo_proxy, b"NOT HTTP AT ALL\r\n\r\n").startswith(b"HTTP/1.1 400")
+def replica_ids(app, deployment):
+    controller = juno.get_actor("SERVE_CONTROLLER", namespace="serve")
+    return {r["replica_id"] for r in juno.get(controller.get_replicas.remote(app, deployment), timeout=30)["replicas"]}
 
 
-def test_body_past_the_limit_is_413_without_reading_it(echo_proxy):
+def wait_for_replacement(app, deployment, before, count=2):
+    """Until a replica that died is replaced: ``count`` replicas, not all of them from ``before``."""
+    wait_for_condition(lambda: len(ids := replica_ids(app, deployment)) == count and not ids <= before, timeout=60)
+
+
+# --- the tests ---------------------------------------------------------------------------------------------------
+
+def test_404_names_the_routes(base):
+    """First: no "/" catch-all is deployed yet."""
+    deploy(base, "only", slow.options(max_queued_requests=-1).bind(), "/only")
+    status, _, body = request(base, "GET", "/elsewhere")
+    assert status == 404 and b"/elsewhere" in body and b"/only" in body
+    assert request(base, "GET", "/onlyx")[0] == 404
+    assert request(base, "GET", "/only/1")[0] == 200
+
+
+def test_get_and_post_reach_user_code_by_longest_prefix(echo):
+    status, headers, body = request(echo, "GET", "/api/items?k=v", headers={"x-test": "yes"})
+    assert status == 200 and headers["content-type"] == "application/json"
+    assert json.loads(body) == {"path": "/api/items", "q": {"k": "v"}, "h": "yes"}
+    status, _, body = request(echo, "POST", "/api/x", json.dumps({"n": 1}), {"content-type": "application/json"})
+    assert (status, json.loads(body)) == (200, {"json": {"n": 1}, "root_path": "/api"})
+    status, _, body = request(echo, "POST", "/other", b"[1]")
+    assert (status, json.loads(body)) == (200, {"json": [1], "root_path": ""})
+    assert request(echo, "GET", "/apix")[0] == 200  # "/api" matches whole segments only: "/" takes it
+    assert set(serve.status().proxies.values()) == {"HEALTHY"}
+
+
+def test_healthz_routes_and_404(echo):
+    assert request(echo, "GET", "/-/healthz")[::2] == (200, b"success")
+    status, _, body = request(echo, "GET", "/-/routes")
+    assert status == 200 and json.loads(body)["/api"] == "echo" and json.loads(body)["/"] == "root"
+    status, _, body = request(echo, "GET", "/-/nothing")
+    assert status == 404 and b"/-/healthz" in body
+
+
+def test_user_error_is_500_with_traceback_and_bad_json_is_400(echo):
+    status, _, body = request(echo, "GET", "/api/boom")
+    assert status == 500 and body.startswith(b"ValueError: boom in user code") and b"Traceback" in body
+    status, _, body = request(echo, "POST", "/api/x", b"{broken", {"content-type": "application/json"})
+    assert status == 400 and b"not valid JSON" in body
+    assert request(echo, "GET", "/-/healthz")[0] == 200  # the proxy is fine
+
+
+def test_malformed_http_is_400(echo):
+    assert raw_exchange(echo, b"NOT HTTP AT ALL\r\n\r\n").startswith(b"HTTP/1.1 400")
+
+
+def test_body_past_the_limit_is_413_without_reading_it(echo):
     start = time.monotonic()
-    reply = raw_exchange(echo_proxy, b"POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n")
+    reply = raw_exchange(echo, b"POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 413") and time.monotonic() - start < 5
     chunked = (b"POST /api/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                + b"".join(b"200\r\n" + b"x" * 512 + b"\r\n" for _ in range(4)))
-    assert raw_exchange(echo_proxy, chunked).startswith(b"HTTP/1.1 413")
+    assert raw_exchange(echo, chunked).startswith(b"HTTP/1.1 413")
 
 
-def test_slow_body_is_408_and_slow_reply_is_504(echo_proxy):
-    reply = raw_exchange(echo_proxy, b"POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{}")
+def test_slow_body_is_408_and_slow_reply_is_504(echo):
+    reply = raw_exchange(echo, b"POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{}")
     assert reply.startswith(b"HTTP/1.1 408")
-    status, _, body = request(echo_proxy, "GET", "/api/slow")
-    assert status == 504 and b"request_timeout_s" in body
+    status, _, body = request(echo, "GET", "/api/slow")
+    assert status == 504 and b"did not answer within request_timeout_s" in body
 
 
-def test_a_slow_client_does_not_block_others(echo_proxy):
-    host, port = echo_proxy[len("http://"):].split(":")
-    with socket.create_connection((host, int(port))) as slow:
-        slow.sendall(b"GET /api/x HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+def test_no_free_replica_within_the_timeout_is_504(base, tmp_path):
+    deploy(base, "busy", chunks.options(name="busy", max_ongoing_requests=1).bind(), "/busy")
+    flag = tmp_path / "go"
+    host, port = base[len("http://"):].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request("GET", f"/busy/held?flag={flag}")  # holds the only slot until the flag exists
+        resp = conn.getresponse()
+        assert resp.read1() == b"chunk0;"
         start = time.monotonic()
-        assert request(echo_proxy, "GET", "/api/fast")[0] == 200
+        status, _, body = request(base, "GET", "/busy/waits")
+        assert status == 504 and b"No replica was free within request_timeout_s" in body
+        assert REQUEST_TIMEOUT_S - 0.5 < time.monotonic() - start < REQUEST_TIMEOUT_S + 5
+        flag.touch()
+        assert resp.read() == b"chunk1;chunk2;"
+    finally:
+        conn.close()
+
+
+def test_a_deployment_that_failed_to_deploy_is_503(base):
+    with pytest.raises(RuntimeError, match="no model at /nowhere"):
+        serve.run(Broken.bind(), name="broken", route_prefix="/broken")
+    _serve["apps"].add("broken")
+    wait_for_condition(lambda: "/broken" in json.loads(request(base, "GET", "/-/routes")[2]), timeout=30)
+    status, _, body = request(base, "GET", "/broken")
+    assert status == 503 and b"no replica can take this request" in body and b"DEPLOY_FAILED" in body
+
+
+def test_a_slow_client_does_not_block_others(echo):
+    host, port = echo[len("http://"):].split(":")
+    with socket.create_connection((host, int(port))) as slow_client:
+        slow_client.sendall(b"GET /api/x HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        start = time.monotonic()
+        assert request(echo, "GET", "/api/fast")[0] == 200
         assert time.monotonic() - start < 5
 
 
-def test_streaming_route_sends_chunks(echo_proxy):
-    status, headers, body = request(echo_proxy, "GET", "/stream/x")
+def test_a_generator_streams_chunk_by_chunk(base, tmp_path):
+    deploy(base, "s", chunks.bind(), "/stream")
+    status, headers, body = request(base, "GET", "/stream/x")
     assert status == 200 and body == b"chunk0;chunk1;chunk2;"
     assert headers.get("transfer-encoding") == "chunked"
 
-
-def test_back_pressure_is_503_with_retry_after(cluster):
-    replicas = [TinyReplica.remote(echo)]
-    controller, proxy, base = start_proxy(cluster, routes={"/": {"app": "a", "deployment": "Echo"}},
-                                          deployments={("a", "Echo"): (replicas, 0)})
+    flag = tmp_path / "go"
+    host, port = base[len("http://"):].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
-        import concurrent.futures
-
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            results = list(pool.map(lambda _: request(base, "GET", "/slow"), range(4)))
-        statuses = sorted(r[0] for r in results)
-        assert 503 in statuses and 200 in statuses
-        busy = next(r for r in results if r[0] == 503)
-        assert busy[1].get("retry-after") == "1" and b"too many requests" in busy[2]
+        conn.request("GET", f"/stream/gated?flag={flag}")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert resp.read1() == b"chunk0;"  # the first chunk came while the generator still waits
+        assert not flag.exists()
+        flag.touch()
+        assert resp.read() == b"chunk1;chunk2;"
     finally:
-        for actor in [proxy, controller, *replicas]:
-            juno.kill(actor)
+        conn.close()
 
 
-def test_replica_death_retries_get_and_answers_post_500(cluster):
-    replicas = [TinyReplica.remote(echo, "dies-a"), TinyReplica.remote(echo, "dies-b"), TinyReplica.remote(echo)]
-    controller, proxy, base = start_proxy(cluster, routes={"/": {"app": "a", "deployment": "Echo"}},
-                                          deployments={("a", "Echo"): (replicas, -1)})
-    try:
-        status, _, body = request(base, "POST", "/die", b"{}")  # replica a dies with it
-        assert status == 500 and b"replica died" in body
-        status, _, body = request(base, "GET", "/die/again")  # replica b dies, c answers the retry
-        assert status == 200 and json.loads(body)["path"] == "/die/again"
-    finally:
-        for actor in [proxy, controller, *replicas]:
-            juno.kill(actor)
+def test_back_pressure_is_503_with_retry_after(base):
+    deploy(base, "slow", slow.bind(), "/slow")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: request(base, "GET", "/slow"), range(4)))
+    statuses = sorted(r[0] for r in results)
+    assert 503 in statuses and 200 in statuses, statuses
+    busy = next(r for r in results if r[0] == 503)
+    assert busy[1].get("retry-after") == "1" and b"too many requests" in busy[2]
 
 
-def test_a_fastapi_ingress_class_is_served_through_the_proxy(cluster):
+def test_replica_death_answers_post_500_and_retries_get(echo):
+    before = replica_ids("echo", "Echo")
+    status, _, body = request(echo, "POST", "/api/die/post", b"{}")  # the replica dies with it
+    assert status == 500 and b"replica died" in body and b"not retried" in body
+    wait_for_replacement("echo", "Echo", before)  # its health check found it dead
+    before = replica_ids("echo", "Echo")
+    status, _, body = request(echo, "GET", "/api/die/get")  # a replica dies, the other answers the retry
+    assert status == 200 and json.loads(body)["path"] == "/api/die/get", body
+    wait_for_replacement("echo", "Echo", before)
+
+
+def test_a_replica_killed_under_get_load_loses_no_request(echo):
+    def load(i):
+        return [request(echo, "GET", f"/api/{i}-{n}")[0] for n in range(20)]
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(load, i) for i in range(5)]
+        time.sleep(0.2)
+        futures.append(pool.submit(lambda: [request(echo, "GET", "/api/die/load")[0]]))
+        statuses = [s for f in futures for s in f.result(timeout=120)]
+    assert os.path.exists(os.path.join(_serve["flags"], "load"))
+    assert statuses == [200] * len(statuses)
+
+
+def test_a_fastapi_ingress_class_is_served(base):
     import fastapi
-    from juno.serve.http.ingress import ingress
 
     app = fastapi.FastAPI()
 
-    @ingress(app)
+    @serve.deployment(ray_actor_options=NO_CPU)
+    @serve.ingress(app)
     class Api:
         def __init__(self):
             self.calls = 0
@@ -316,44 +321,19 @@ def test_a_fastapi_ingress_class_is_served_through_the_proxy(cluster):
             self.calls += 1
             return {"calls": self.calls}
 
-    replicas = [TinyReplica.remote(Api())]  # the class, with its app, travels by value as a notebook's does
-    controller, proxy, base = start_proxy(cluster, routes={"/v1": {"app": "api", "deployment": "Api"}},
-                                          deployments={("api", "Api"): (replicas, -1)})
-    try:
-        assert [json.loads(request(base, "GET", "/v1/count")[2])["calls"] for _ in range(2)] == [1, 2]
-        assert request(base, "GET", "/v1/missing")[0] == 404
-    finally:
-        for actor in [proxy, controller, *replicas]:
-            juno.kill(actor)
+    deploy(base, "api", Api.bind(), "/v1")
+    assert [json.loads(request(base, "GET", "/v1/count")[2])["calls"] for _ in range(2)] == [1, 2]
+    assert request(base, "GET", "/v1/missing")[0] == 404
 
 
-def test_proxy_manager_keeps_one_healthy_proxy_per_node(cluster):
-    from helpers import wait_for_condition
-    from juno.serve.http.proxy_manager import ProxyManager
-
-    name = f"TEST_CONTROLLER_{uuid.uuid4().hex[:8]}"
-    controller = TinyController.options(name=name, namespace="serve").remote()
-    juno.get(controller.get_routes.remote())
-    manager = ProxyManager({"host": "127.0.0.1", "port": 0}, controller_name=name, namespace="serve")
+def test_one_healthy_proxy_per_node_gone_with_serve(base):
+    """Last: it shuts Serve down."""
     node = juno.get_runtime_context().get_node_id()
-    try:
-        manager.reconcile()
-        assert manager.status() == {node: "STARTING"}
-
-        def healthy():
-            manager.reconcile()
-            return manager.status() == {node: "HEALTHY"}
-        wait_for_condition(healthy, timeout=60)
-        address = manager.http_address()
-        assert address.startswith("http://127.0.0.1:") and not address.endswith(":0")
-        assert request(address, "GET", "/-/healthz")[0] == 200
-        proxy = juno.get_actor(f"SERVE_PROXY::{node}", namespace="serve")
-        assert juno.get(proxy.get_address.remote()) == ["127.0.0.1", int(address.rsplit(":", 1)[1])]
-        manager.reconcile()  # nothing changes: still one proxy
-        assert list(manager.handles) == [node]
-    finally:
-        asyncio.run(manager.shutdown())
-        juno.kill(controller)
-    assert manager.status() == {}
-    with pytest.raises(Exception):
-        request(address, "GET", "/-/healthz", timeout=5)
+    assert serve.status().proxies == {node: "HEALTHY"}
+    proxy = juno.get_actor(f"SERVE_PROXY::{node}", namespace="serve")
+    assert juno.get(proxy.get_address.remote(), timeout=30) == ["127.0.0.1", int(base.rsplit(":", 1)[1])]
+    serve.shutdown()
+    _serve.clear()
+    assert serve.status().proxies == {}
+    with pytest.raises(OSError):
+        request(base, "GET", "/-/healthz", timeout=5)

@@ -140,8 +140,47 @@ def test_code_version_ignores_light_options_only():
 
 
 def test_run_rejects_a_deployment_that_is_not_bound():
-    with pytest.raises(TypeError, match=r"bind"):
+    expects = r"`serve.run` expects an `Application` returned by `Deployment.bind\(\)`"
+    with pytest.raises(TypeError, match=expects + r", got the Deployment 'Echo': pass Echo.bind\(...\)"):
         build_application(Echo, "app")
+
+    def plain(request):
+        return "hi"
+
+    class Plain:
+        pass
+
+    with pytest.raises(TypeError, match=expects + r", got the plain function 'plain': decorate it with "
+                                                  r"@serve.deployment, then pass plain.bind"):
+        serve.run(plain)
+    with pytest.raises(TypeError, match=r"got the plain class 'Plain'"):
+        serve.run(Plain)
+    with pytest.raises(TypeError, match=expects + ", got int"):
+        build_application(3, "app")
+
+
+def test_a_generator_ingress_is_marked_as_streaming_over_http():
+    @serve.deployment
+    def chunks(request):
+        yield "a"
+
+    @serve.deployment
+    class AsyncChunks:
+        async def __call__(self, request):
+            yield b"a"
+
+    assert build_application(chunks.bind(), "a")[1][0]["stream"] is True
+    assert build_application(AsyncChunks.bind(), "a")[1][0]["stream"] is True
+    assert build_application(Echo.bind(), "a")[1][0]["stream"] is False
+    assert build_application(double.bind(), "a")[1][0]["stream"] is False
+
+
+def test_a_wildcard_host_is_allowed_and_is_not_loopback():
+    from juno.serve.api import _is_loopback
+
+    assert HTTPOptions.from_value({"host": "0.0.0.0"}).host == "0.0.0.0"
+    assert _is_loopback("127.0.0.1") and _is_loopback("localhost") and _is_loopback("::1")
+    assert not _is_loopback("0.0.0.0") and not _is_loopback("10.1.2.3") and not _is_loopback("myhost")
 
 
 def test_handle_options_and_pickling():

@@ -153,9 +153,18 @@ def test_routes_are_unique_and_checked():
     with pytest.raises(ValueError, match="must start with '/'"):
         state.deploy("b", "x", [info()], "D", 0.0)
     state.deploy("b", None, [info()], "D", 0.0)
-    assert state.routes() == {"/x": {"app": "a", "deployment": "D"}}
+    assert state.routes() == {"/x": {"app": "a", "deployment": "D", "stream": False}}
     state.deploy("a", "/y", [info()], "D", 1.0)  # same app, new prefix
-    assert state.routes() == {"/y": {"app": "a", "deployment": "D"}}
+    assert state.routes() == {"/y": {"app": "a", "deployment": "D", "stream": False}}
+
+
+def test_a_streaming_ingress_route_says_so_and_a_change_bumps_the_version():
+    state = ServeState()
+    state.deploy("a", "/s", [dict(info(), stream=True)], "D", 0.0)
+    assert state.routes() == {"/s": {"app": "a", "deployment": "D", "stream": True}}
+    v = state.routes_version
+    state.deploy("a", "/s", [info(version="v2")], "D", 1.0)  # the new code answers in one piece
+    assert state.routes()["/s"]["stream"] is False and state.routes_version == v + 1
 
 
 def test_app_status_failed_names_deployment_and_message():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from juno.exceptions import ActorDiedError
+from juno.serve.exceptions import BackPressureError, DeploymentUnavailableError, RequestTimeoutError
 from juno.serve.http.proxy_manager import HEALTHY, RESTART_BACKOFF_S, STARTING, UNHEALTHY, ProxyStates
 from juno.serve.http.server import HTTPError, ProxyOptions, error_answer
 
@@ -45,19 +46,34 @@ def test_health_checks_are_due_by_period_and_time_out():
     assert not states.due_for_check("n", 1) and states.due_for_check("n", 11)
 
 
-class BackPressureError(Exception):
-    pass
-
-
 def test_errors_map_to_statuses():
-    busy = error_answer(BackPressureError("5 queued"), "GET")
-    assert busy.status == 503 and (b"retry-after", b"1") in busy.headers
+    busy = error_answer(BackPressureError(5, 4, "Echo"), "GET")
+    assert busy.status == 503 and (b"retry-after", b"1") in busy.headers and "max_queued_requests=4" in busy.text
+    gone = error_answer(DeploymentUnavailableError("Echo"), "GET")
+    assert gone.status == 503 and "no replica can take this request" in gone.text and "serve.status()" in gone.text
+    late = error_answer(RequestTimeoutError("Echo", 2.0), "GET")
+    assert late.status == 504 and "request_timeout_s (2 s)" in late.text
+    assert error_answer(type("BackPressureError", (Exception,), {})("same name"), "GET").status == 500  # by class
     died = ActorDiedError(error_msg="the replica's process exited")
     assert error_answer(died, "POST").status == 500 and "not retried" in error_answer(died, "POST").text
     assert "3 tries" in error_answer(died, "GET", 3).text
     assert error_answer(RuntimeError("x"), "GET").status == 500
     same = HTTPError(413, "too big")
     assert error_answer(same, "POST") is same
+
+
+def test_a_wildcard_host_binds_every_interface_and_is_reached_on_loopback():
+    import socket
+
+    from juno.serve.http.proxy import bind_socket
+
+    sock = bind_socket("0.0.0.0", 0)
+    try:
+        host, port = sock.getsockname()[:2]
+        assert host == "0.0.0.0" and port > 0
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    finally:
+        sock.close()
 
 
 def test_http_options_are_checked():
