@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
+
 from juno.rl.algorithms.algorithm import Algorithm
 from juno.rl.algorithms.dqn.dqn_learner import DQNLearner
 from juno.rl.algorithms.dqn.dqn_rl_module import DQNRLModule
@@ -64,6 +66,7 @@ class DQNConfig(OffPolicyConfig):
 class DQN(OffPolicyTrainingStep, Algorithm):
     module_class = DQNRLModule
     learner_class = DQNLearner
+    supported_action_spaces = (gym.spaces.Discrete,)
 
     @classmethod
     def get_default_config(cls) -> DQNConfig:

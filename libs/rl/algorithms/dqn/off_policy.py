@@ -84,8 +84,11 @@ class OffPolicyConfig(AlgorithmConfig):
 def polyak_update(target: torch.nn.Module, source: torch.nn.Module, tau: float) -> None:
     """target <- tau * source + (1 - tau) * target (tau=1: a hard copy)."""
     with torch.no_grad():
-        for t, s in zip(target.parameters(), source.parameters()):
-            t.mul_(1.0 - tau).add_(s, alpha=tau)
+        targets, sources = list(target.parameters()), list(source.parameters())
+        if tau >= 1.0:
+            torch._foreach_copy_(targets, sources)
+        else:
+            torch._foreach_lerp_(targets, sources, tau)  # one fused op over every tensor
 
 
 class TargetNetworkSchedule:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
+
 from juno.rl.algorithms.algorithm import Algorithm
 from juno.rl.algorithms.dqn.off_policy import OffPolicyConfig, OffPolicyTrainingStep
 from juno.rl.algorithms.sac.sac_learner import SACLearner
@@ -89,6 +91,8 @@ class SACConfig(OffPolicyConfig):
 class SAC(OffPolicyTrainingStep, Algorithm):
     module_class = SACRLModule
     learner_class = SACLearner
+    supported_action_spaces = (gym.spaces.Box,)
+    requires_bounded_actions = True  # the tanh squashes into [low, high]
 
     @classmethod
     def get_default_config(cls) -> SACConfig:

@@ -45,8 +45,12 @@ class SACLearner(Learner):
         critic_loss = sum((weights * 0.5 * td.pow(2)).mean() for td in td_errors)
         self.apply_gradients(critic_loss, "critic")
 
-        # Actor: maximise min Q(s, a~pi) - alpha log pi (critics held fixed: only the actor steps).
+        # Actor: maximise min Q(s, a~pi) - alpha log pi; the critics are held fixed (no gradients for them).
+        for critic in module.critics():
+            critic.requires_grad_(False)
         q_new = torch.stack(module.q_values(t["obs"], out["actions_new"])).min(0).values
+        for critic in module.critics():
+            critic.requires_grad_(True)
         actor_loss = (alpha * out["logp"] - q_new).mean()
         self.apply_gradients(actor_loss, "actor")
 
