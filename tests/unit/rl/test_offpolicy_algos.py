@@ -93,18 +93,18 @@ def test_dqn_and_sac_refuse_the_wrong_action_space():
 
 def test_dqn_learner_fits_a_fixed_target_and_reports_td_errors():
     torch.manual_seed(0)
-    config = DQNConfig().training(lr=1e-2, model={"fcnet_hiddens": [16]}, hiddens=[16], target_network_update_freq=0,
+    config = DQNConfig().training(lr=3e-2, model={"fcnet_hiddens": [16]}, hiddens=[16], target_network_update_freq=0,
                                   tau=1.0)
     module = DQNRLModule(CARTPOLE_OBS, gym.spaces.Discrete(2), config.model_config)
     learner = DQNLearner(config, module)
     batch = replay_batch(4, np.zeros(16, np.int64))
     batch["terminateds"][:] = True  # targets are the rewards alone
     first = learner.update(batch, timestep=1)
-    for t in range(2, 200):
+    for t in range(2, 60):
         last = learner.update(batch, timestep=t)
-    assert last["qf_loss"] < first["qf_loss"] / 10
+    assert last["qf_loss"] < first["qf_loss"] / 5
     assert last["td_error"].shape == (16,) and "mean_q" in last
-    assert last["num_target_updates"] == 199
+    assert last["num_target_updates"] == 59
 
 
 def test_dqn_learner_state_round_trips():
@@ -129,7 +129,7 @@ def test_sac_module_actions_stay_in_bounds_and_learner_tunes_alpha():
     learner = SACLearner(config, module)
     assert learner.target_entropy == -1.0
     batch = replay_batch(3, np.random.default_rng(1).uniform(-2, 2, (16, 1)).astype(np.float32))
-    metrics = [learner.update(batch, timestep=t) for t in range(1, 30)]
+    metrics = [learner.update(batch, timestep=t) for t in range(1, 10)]
     assert {"actor_loss", "critic_loss", "alpha_loss", "alpha_value"} <= set(metrics[-1])
     assert metrics[-1]["alpha_value"] != pytest.approx(0.5)  # the temperature is being tuned
     assert metrics[-1]["td_error"].shape == (16,)
