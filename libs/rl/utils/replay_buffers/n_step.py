@@ -1,0 +1,59 @@
+"""Transitions with n-step returns from an env runner's time-major batch.
+
+For step t of env i the window runs m = min(n, steps to the episode's end, steps to the
+fragment's end) steps: R = sum_{k<m} gamma^k r_{t+k}, and the target bootstraps from the true
+next observation after step t+m-1 with discount gamma^m, unless that step terminated. A window
+cut short by truncation or by the fragment's end still bootstraps (the episode goes on), only
+over fewer steps; no transition ever mixes two episodes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# The contract's columns a transition keeps; other extras of the runner (logp, ...) are on-policy only.
+TRANSITION_COLUMNS = ("obs", "actions", "rewards", "next_obs", "terminateds", "truncateds")
+
+
+def n_step_transitions(batch: dict[str, np.ndarray], n_step: int = 1, gamma: float = 0.99) -> dict[str, np.ndarray]:
+    """Flatten a time-major batch ([T, N, ...]) into T*N transitions with n-step ``rewards``,
+    ``next_obs``, ``terminateds`` and a ``discounts`` column (gamma^m), ready for a replay buffer."""
+    if not isinstance(n_step, (int, np.integer)) or isinstance(n_step, bool) or n_step < 1:
+        raise ValueError(f"n_step must be an int >= 1, got {n_step!r}.")
+    missing = [key for key in TRANSITION_COLUMNS if key not in batch]
+    if missing:
+        raise ValueError(f"An env runner batch needs the columns {list(TRANSITION_COLUMNS)}; missing {missing}.")
+    rewards = np.asarray(batch["rewards"], dtype=np.float32)
+    if rewards.ndim != 2:
+        raise ValueError(f"rewards must be time-major [T, N]; got shape {rewards.shape}.")
+    terminateds = np.asarray(batch["terminateds"], dtype=bool)
+    done = terminateds | np.asarray(batch["truncateds"], dtype=bool)
+    horizon, num_envs = rewards.shape
+    next_obs = np.asarray(batch["next_obs"])
+
+    returns = rewards.copy()
+    last = np.arange(horizon)[:, None].repeat(num_envs, axis=1)  # the step each window ends on
+    open_ = ~done.copy()  # windows that may still grow
+    discount = np.full((horizon, num_envs), gamma, dtype=np.float32)
+    for k in range(1, n_step):
+        # A window starting at t may take step t+k if it is still open and t+k is inside the fragment.
+        can_grow = open_[: horizon - k]
+        if not can_grow.any():
+            break
+        returns[: horizon - k] += np.where(can_grow, gamma ** k * rewards[k:], 0.0)
+        last[: horizon - k] = np.where(can_grow, np.arange(k, horizon)[:, None], last[: horizon - k])
+        discount[: horizon - k] = np.where(can_grow, gamma ** (k + 1), discount[: horizon - k])
+        open_[: horizon - k] &= ~done[k:]
+        open_[horizon - k:] = False
+
+    envs = np.arange(num_envs)[None, :].repeat(horizon, axis=0)
+    out = {
+        "obs": batch["obs"],
+        "actions": batch["actions"],
+        "rewards": returns,
+        "next_obs": next_obs[last, envs],
+        "terminateds": terminateds[last, envs],
+        "truncateds": np.asarray(batch["truncateds"], dtype=bool)[last, envs],
+        "discounts": discount,
+    }
+    return {key: np.asarray(value).reshape((horizon * num_envs,) + np.asarray(value).shape[2:])
+            for key, value in out.items()}
