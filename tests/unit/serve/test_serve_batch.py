@@ -218,18 +218,26 @@ def test_max_concurrent_batches_lets_batches_overlap():
 
 def test_one_batch_at_a_time_by_default_and_waiting_items_batch_up():
     sizes = []
+    release = None
 
     @batch(max_batch_size=10, batch_wait_timeout_s=0)
     async def work(xs):
         sizes.append(len(xs))
-        await asyncio.sleep(0.05)
+        await release.wait()  # the first batch holds the only slot until the rest are queued
         return xs
 
     async def main():
+        nonlocal release
+        release = asyncio.Event()
         first = asyncio.ensure_future(work(0))
-        await asyncio.sleep(0.01)
-        rest = await asyncio.gather(*(work(i) for i in range(1, 6)))
-        return [await first, *rest]
+        while not sizes:
+            await asyncio.sleep(0)
+        rest = [asyncio.ensure_future(work(i)) for i in range(1, 6)]
+        for _ in range(5):  # each caller queues its item in its first step
+            await asyncio.sleep(0)
+        assert sizes == [1]
+        release.set()
+        return [await first, *[await r for r in rest]]
 
     assert run(main()) == list(range(6))
     assert sizes == [1, 5]
