@@ -54,8 +54,8 @@ class _Pickler(cloudpickle.Pickler):
     dispatch_table = code_pickling.dispatch_table(cloudpickle.Pickler.dispatch_table, code_pickling.reduce_code)
 
     def reducer_override(self, obj: Any) -> Any:
-        torch = sys.modules.get("torch")
-        if torch is not None and type(obj) is torch.Tensor and _zero_copy_tensor(obj):
+        tensor = getattr(sys.modules.get("torch"), "Tensor", None)  # None while torch is being imported
+        if tensor is not None and type(obj) is tensor and _zero_copy_tensor(obj):
             return _rebuild_tensor, (obj.detach().numpy(),)
         return super().reducer_override(obj)
 
@@ -121,8 +121,10 @@ def serialize(value: Any, *, error: bool = False) -> SerializedObject:
 
 def _plain_array(value: Any) -> bool:
     """A numpy array (not a subclass) whose items are numbers, not Python objects."""
-    np = sys.modules.get("numpy")
-    return np is not None and type(value) is np.ndarray and not value.dtype.hasobject
+    # getattr: another thread may be importing numpy right now (workers import it lazily), and a
+    # module still being initialised has no ``ndarray`` yet; no value can be one before it does.
+    ndarray = getattr(sys.modules.get("numpy"), "ndarray", None)
+    return ndarray is not None and type(value) is ndarray and not value.dtype.hasobject
 
 
 def dumps_code(obj: Any) -> bytes:

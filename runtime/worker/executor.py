@@ -470,7 +470,13 @@ class TaskExecutor:
         error = self._task_error(spec, e) if wrap else e
         if not wrap and self.ev is not None:
             self.ev.worker_error(spec, error)
-        blob = serialization.serialize(error, error=True).to_bytes()
+        try:
+            blob = serialization.serialize(error, error=True).to_bytes()
+        except Exception as e2:  # noqa: BLE001 - the caller must hear of the failure in any case
+            text = f"{type(error).__name__}: {error}"
+            blob = serialization.serialize(exc.RaySystemError(
+                f"{spec.name} failed, and its error could not be sent ({type(e2).__name__}: {e2}); it was: "
+                f"{text}"), error=True).to_bytes()
         n = spec.num_returns
         if n == ts.STREAMING:
             self.cw.send_any_thread(spec.owner, messages.gen_item(spec.task_id, None, ("v", blob)))

@@ -32,3 +32,17 @@ def test_object_arrays_and_subclasses_take_the_general_path():
     tagged = np.arange(4).view(Tagged)
     back, _ = serialization.deserialize_bytes(serialization.serialize(tagged).to_bytes())
     assert type(back).__name__ == "Tagged"
+
+
+def test_values_serialize_while_another_thread_is_still_importing_numpy_or_torch(monkeypatch):
+    """Workers import numpy (and torch) lazily: a thread may serialize while another is halfway through
+    the import, when sys.modules already holds a module without ``ndarray``/``Tensor``. A task's
+    result (or error) must still pickle; it used to raise AttributeError, and the call was lost."""
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "numpy", types.ModuleType("numpy"))  # partially initialised
+    monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))
+    for value in ({"reports": [1, 2]}, ([], False), ValueError("boom")):
+        back, _ = serialization.deserialize_bytes(serialization.serialize(value).to_bytes())
+        assert type(back) is type(value)
