@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from juno.rl.algorithms.ppo.ppo_math import (compute_gae, explained_variance, ppo_surrogate_loss, standardize,
-                                             update_kl_coeff)
+from juno.rl.algorithms.ppo.ppo_math import (compute_gae, explained_variance, merge_fragments, ppo_surrogate_loss,
+                                             standardize, update_kl_coeff)
 
 
 def test_gae_bootstraps_at_truncation_and_fragment_end_not_at_termination():
@@ -91,3 +91,30 @@ def test_standardize_and_explained_variance():
     assert explained_variance(targets, targets) == 1.0
     assert explained_variance(targets, torch.full((3,), 2.0)) == pytest.approx(0.0)
     assert explained_variance(targets, -10 * targets) == -1.0
+
+
+def fragment(T, N, start):
+    rewards = np.arange(start, start + T * N, dtype=np.float32).reshape(T, N)
+    return {"rewards": rewards, "truncateds": np.zeros((T, N), bool), "obs": rewards[..., None].repeat(2, -1)}
+
+
+def test_merge_fragments_of_one_length_side_by_side():
+    merged = merge_fragments([fragment(3, 2, 0), fragment(3, 1, 100)])
+    assert merged["rewards"].shape == (3, 3) and merged["obs"].shape == (3, 3, 2)
+    assert merged["rewards"][:, 2].tolist() == [100, 101, 102]
+    assert not merged["truncateds"].any()
+
+
+def test_merge_fragments_of_different_lengths_end_to_end_with_each_fragment_end_truncated():
+    merged = merge_fragments([fragment(2, 2, 0), fragment(3, 1, 100)])
+    # env columns in time order: (0, 2), (1, 3), (100, 101, 102)
+    assert merged["rewards"][:, 0].tolist() == [0, 2, 1, 3, 100, 101, 102]
+    assert merged["obs"].shape == (7, 1, 2)
+    assert merged["truncateds"][:, 0].tolist() == [False, True, False, True, False, False, True]
+    # GAE over the merged column equals GAE over each fragment alone
+    values = np.zeros((7, 1), np.float32)
+    adv, _ = compute_gae(merged["rewards"], values, values + 1.0, np.zeros((7, 1), bool), merged["truncateds"],
+                         0.9, 0.8)
+    alone, _ = compute_gae(np.array([[100], [101], [102]], np.float32), np.zeros((3, 1), np.float32),
+                           np.ones((3, 1), np.float32), np.zeros((3, 1), bool), np.zeros((3, 1), bool), 0.9, 0.8)
+    np.testing.assert_allclose(adv[4:], alone, rtol=1e-6)

@@ -87,3 +87,28 @@ def update_kl_coeff(kl_coeff: float, mean_kl: float, kl_target: float) -> float:
     if mean_kl < 0.5 * kl_target:
         return kl_coeff * 0.5
     return kl_coeff
+
+
+def merge_fragments(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One time-major batch from the runners' fragments, keeping what GAE needs to know.
+
+    Fragments of the same length sit side by side (their envs become more columns). Fragments of
+    different lengths are laid end to end as one long column each env, with the last step of every
+    fragment marked truncated: GAE then bootstraps there from ``next_obs`` and stops, exactly what it
+    does at a fragment's end."""
+    if not batches:
+        raise ValueError("merge_fragments needs at least one batch")
+    if len(batches) == 1:
+        return batches[0]
+    lengths = {len(b["rewards"]) for b in batches}
+    if len(lengths) == 1:
+        return {key: np.concatenate([b[key] for b in batches], axis=1) for key in batches[0]}
+    columns: dict[str, list[np.ndarray]] = {key: [] for key in batches[0]}
+    for batch in batches:
+        ends = np.zeros_like(batch["truncateds"])
+        ends[-1] = True
+        for key in columns:
+            value = (batch[key] | ends) if key == "truncateds" else batch[key]
+            # [T, N, ...] -> [N * T, 1, ...]: env by env, each env's steps in time order
+            columns[key].append(np.swapaxes(value, 0, 1).reshape((-1, 1) + value.shape[2:]))
+    return {key: np.concatenate(parts, axis=0) for key, parts in columns.items()}
