@@ -108,7 +108,8 @@ def recorded(gym_id: str):
             obs, reward, terminated, truncated, info = self.env.step(action)
             self.total += float(reward)
             if terminated or truncated:
-                EPISODE_RETURNS.append(self.total)
+                # looked up at run time: RLlib pickles the env creator by value, which would copy the list
+                sys.modules["__main__"].EPISODE_RETURNS.append(self.total)
                 self.total = 0.0
             return obs, reward, terminated, truncated, info
 
@@ -135,8 +136,9 @@ def child(impl: str, row: str, seed: int) -> None:
     init = {"log_to_driver": False} if impl == "ray" else {}
     lib.init(num_cpus=CPUS, include_dashboard=False, **init)
     try:
+        config = build_config(lib.__name__, algo, env, settings, seed)  # imports the rl package: not timed
         start = time.perf_counter()
-        algorithm = build_config(lib.__name__, algo, env, settings, seed).build_algo()
+        algorithm = config.build_algo()
         built = time.perf_counter()
         curve, crossed, crossed_library = [], {}, {}
         while True:
