@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 import juno
+from juno.rl.core.learner import cpu_threads, set_cpu_threads
 from juno.rl.core.rl_module import RLModuleSpec
 
 LEARNER_CALL_TIMEOUT_S = 600.0
@@ -21,6 +22,7 @@ class LearnerHost:
     """The learner actor's class: builds the learner from its spec in the actor's process."""
 
     def __init__(self, config: Any, learner_class: type, module_spec: RLModuleSpec) -> None:
+        set_cpu_threads(config.num_cpus_per_learner)
         self.learner = learner_class(config, module_spec.build())
 
     def update(self, batch: dict, timestep: int) -> dict:
@@ -67,7 +69,8 @@ class LearnerGroup:
         self.num_env_steps_trained += int(np.asarray(rewards).size) if rewards is not None else 0
         self.version += 1
         if self._local is not None:
-            return self._local.update(batch, timestep)
+            with cpu_threads(self.config.num_cpus_per_learner):
+                return self._local.update(batch, timestep)
         return juno.get(self._actor.update.remote(batch, timestep), timeout=LEARNER_CALL_TIMEOUT_S)
 
     def get_weights(self) -> dict[str, np.ndarray]:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from juno.rl.core.columns import Columns
+from juno.rl.core.learner import set_cpu_threads
 from juno.rl.core.rl_module import RLModuleSpec
 from juno.rl.env.env_context import EnvContext
 from juno.rl.env.env_creation import EnvError, env_name, make_env
@@ -172,3 +173,12 @@ class EnvRunner:
                 env.close()
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
+
+
+class RemoteEnvRunner(EnvRunner):
+    """An env runner in an actor of its own: torch there uses the CPUs the actor holds, not a thread
+    per core of the machine (the runners would crowd each other and the learner out)."""
+
+    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
+        set_cpu_threads(config.num_cpus_per_env_runner)
+        super().__init__(config, *args, **kwargs)

@@ -15,7 +15,8 @@ from typing import Any, Callable
 import juno
 from juno.exceptions import ActorDiedError, GetTimeoutError, RayActorError, WorkerCrashedError
 from juno.rl.core.rl_module import RLModuleSpec
-from juno.rl.env.env_runner import EnvRunner
+from juno.rl.core.learner import cpu_threads
+from juno.rl.env.env_runner import EnvRunner, RemoteEnvRunner
 
 logger = logging.getLogger("juno.rl")
 _RUNNER_LOST = (ActorDiedError, RayActorError, WorkerCrashedError, GetTimeoutError)
@@ -42,8 +43,8 @@ class EnvRunnerGroup:
 
     # ------------------------------------------------------------------ actors
     def _start(self, index: int) -> Any:
-        runner = juno.remote(EnvRunner).options(num_cpus=self.config.num_cpus_per_env_runner,
-                                                num_gpus=self.config.num_gpus_per_env_runner)
+        runner = juno.remote(RemoteEnvRunner).options(num_cpus=self.config.num_cpus_per_env_runner,
+                                                      num_gpus=self.config.num_gpus_per_env_runner)
         return runner.remote(self.config, self._creator, self._spec, index)
 
     def _wait_ready(self, indices: list[int]) -> None:
@@ -96,7 +97,8 @@ class EnvRunnerGroup:
         """One batch per runner, sampled in parallel (``num_env_steps`` spread over the runners),
         and each runner's metrics."""
         if self.local_env_runner is not None:
-            batch, metrics = self.local_env_runner.sample(num_env_steps, explore)
+            with cpu_threads(1):
+                batch, metrics = self.local_env_runner.sample(num_env_steps, explore)
             return self._record([batch], [metrics])
         per_runner = None if num_env_steps is None else max(1, math.ceil(num_env_steps / len(self._actors)))
         refs = {i: actor.sample.remote(per_runner, explore) for i, actor in self._actors.items()}

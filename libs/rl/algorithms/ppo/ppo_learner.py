@@ -29,10 +29,6 @@ class PPOLearner(Learner):
 
     def build(self) -> None:
         self.curr_kl_coeff = float(self.config.kl_coeff)
-        if self.device.type == "cpu":
-            # torch's default (a thread per core) makes PPO's small matmuls wait on each other: 10x slower
-            # on a busy 2-core machine. A learner holds num_cpus_per_learner CPUs; it uses that many.
-            torch.set_num_threads(max(1, int(self.config.num_cpus_per_learner)))
 
     def get_extra_state(self) -> dict:
         return {"curr_kl_coeff": self.curr_kl_coeff}
