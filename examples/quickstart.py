@@ -1,4 +1,4 @@
-"""Juno quick start: tasks, actors and objects on a local cluster, then a Data pipeline and a Train run.
+"""Juno quick start: tasks, actors and objects on a local cluster, then Data, Train, Tune, Serve and RL.
 
     bash scripts/demo.sh            # sets up .venv, then runs this file
     .venv/bin/python examples/quickstart.py
@@ -15,10 +15,11 @@ import time
 import numpy as np
 
 import juno
+from juno import serve
 
 # If the runtime hangs, dump every thread's stack and exit(1) instead of waiting
 # forever (the demo itself takes a few seconds).
-WATCHDOG_S = 120
+WATCHDOG_S = 300
 
 
 def section(title: str) -> None:
@@ -171,6 +172,61 @@ def main() -> None:
         print(f"DDP over {result.metrics['world_size']} workers: loss {losses[0]:.3f} -> {losses[-1]:.3f} "
               f"in {len(losses)} epochs; checkpoint {result.checkpoint.path.rsplit('/', 1)[-1]}")
         assert result.metrics["world_size"] == 2 and losses[-1] < losses[0] / 4
+
+    section("juno.tune: a grid of trials, each in an actor (Ray Tune's API)")
+    from juno import tune
+
+    with tempfile.TemporaryDirectory() as storage:
+        grid = tune.Tuner(parabola, param_space={"x": tune.grid_search([-2, 0, 1, 3])},
+                          tune_config=tune.TuneConfig(metric="y", mode="min"),
+                          run_config=tune.RunConfig(storage_path=storage, name="grid", verbose=0)).fit()
+        best = grid.get_best_result()
+        print(f"{len(grid)} trials; best x = {best.config['x']} (y = {best.metrics['y']})")
+        assert best.config["x"] == 1 and not grid.errors
+
+    section("juno.serve: a deployment over HTTP and by handle (Ray Serve's API)")
+    import json
+    import urllib.request
+
+    serve.start(http_options={"port": 0})  # any free port (the default is 8000)
+    handle = serve.run(Doubler.bind(), name="doubler", route_prefix="/double")
+    request = urllib.request.Request(serve.get_http_address() + "/double", data=json.dumps({"x": 21}).encode())
+    with urllib.request.urlopen(request, timeout=30) as response:
+        over_http = json.loads(response.read())
+    by_handle = handle.double.remote(4).result(timeout_s=30)
+    print(f"HTTP: {over_http} | handle: {by_handle}")
+    assert over_http == {"doubled": 42} and by_handle == 8
+    serve.shutdown()
+
+    section("juno.rl: PPO on CartPole (RLlib's API)")
+    from juno.rl.algorithms.ppo import PPOConfig
+
+    algo = (PPOConfig().environment("CartPole-v1")
+            .env_runners(num_env_runners=0, num_envs_per_env_runner=8, rollout_fragment_length=64)
+            .training(lr=1e-3, train_batch_size=512, minibatch_size=128, num_epochs=6, use_kl_loss=False)
+            .debugging(seed=0)).build_algo()
+    returns = [algo.train()["env_runners"]["episode_return_mean"] for _ in range(6)]
+    algo.stop()
+    print("mean episode return per iteration:", [round(r, 1) for r in returns])
+    assert returns[-1] > returns[0]
+
+
+def parabola(config: dict) -> None:
+    """A Tune trainable: one report of (x - 1)^2."""
+    from juno import tune
+
+    tune.report({"y": (config["x"] - 1) ** 2})
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25})
+class Doubler:
+    """A Serve deployment: JSON over HTTP, or a method by handle."""
+
+    def double(self, x: int) -> int:
+        return 2 * x
+
+    async def __call__(self, request) -> dict:
+        return {"doubled": self.double((await request.json())["x"])}
 
 
 def fit_a_line(config: dict) -> None:

@@ -35,6 +35,9 @@ EXPECTED = {
                             r".*composed over HTTP: label [01] \(the same as alone: True\)"
                             r".*app classifier: RUNNING \| replicas \{'Classifier': \{'RUNNING': 2\}\}"
                             r".*app pipeline: RUNNING",
+    "08_rl_ppo_cartpole.ipynb": r"after \d+ iterations \(\d+ env steps\): mean return (\d{3}|[5-9]\d)"
+                                r".*greedy episode returns: \[\d+, \d+\]"
+                                r".*restored PPO: same greedy actions: True",
 }
 
 

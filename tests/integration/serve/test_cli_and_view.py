@@ -37,13 +37,6 @@ class Doomed:
         raise RuntimeError("no model at /x")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _serve_shutdown():
-    yield
-    if juno.is_initialized():
-        serve.shutdown()
-
-
 @pytest.fixture
 def app(cluster):
     """Application "default" on /hello, two replicas, which has answered requests (the view's figures)."""

@@ -9,23 +9,6 @@ JUNO_SHARED_INIT = {"num_cpus": 4}
 NO_CPU = {"ray_actor_options": {"num_cpus": 0}}
 
 
-@pytest.fixture
-def serve(juno_shared):
-    from juno import serve as serve_module
-
-    yield serve_module
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _serve_shutdown():
-    yield
-    import juno
-    from juno import serve
-
-    if juno.is_initialized():
-        serve.shutdown()
-
-
 def test_class_and_function_through_handles(serve):
     @serve.deployment(num_replicas=2, **NO_CPU)
     class Adder:

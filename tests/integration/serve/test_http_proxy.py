@@ -83,13 +83,6 @@ class Broken:
 _serve: dict = {}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _serve_shutdown():
-    yield
-    if juno.is_initialized():
-        serve.shutdown()
-
-
 @pytest.fixture
 def base(cluster, tmp_path_factory):
     """The proxy's address ("http://127.0.0.1:PORT"); Serve is started once for the module."""

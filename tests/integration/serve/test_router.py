@@ -61,13 +61,6 @@ class Worker:
         return {"max_seen": self.max_seen, "ongoing": self.ongoing}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _serve_shutdown():
-    yield
-    if juno.is_initialized():
-        serve.shutdown()
-
-
 _deployed: set = set()
 _routers: list = []
 
