@@ -18,6 +18,7 @@ from juno.serve.deployment import Application, build_application
 from juno.serve.handle import DeploymentHandle, shutdown_routers
 from juno.serve.replica import ReplicaContext, current_context
 from juno.serve.schema import ApplicationStatus, DeploymentStatus, ServeStatus
+from juno.util import notebook
 from juno.widgets.live import kernel_shell
 
 DEFAULT_RUN_TIMEOUT_S = 120.0
@@ -97,6 +98,7 @@ def run(target: Application, *, name: str = "default", route_prefix: str | None 
     _wait_for_app(controller, name, _timeout_s)
     if route_prefix is not None:
         _call(controller.wait_for_proxy_routes.remote(route_prefix))
+    _claim_replica_output(controller, name, infos)
     handle = DeploymentHandle(ingress, name)
     if blocking:
         _block_until_interrupted(name)
@@ -112,6 +114,17 @@ def _block_until_interrupted(name: str) -> None:
     except KeyboardInterrupt:
         print(f"serve.run: interrupted; application {name!r} keeps running (serve.delete({name!r}) or "
               "serve.shutdown() stops it)", flush=True)
+
+
+def _claim_replica_output(controller: Any, app: str, infos: list[dict]) -> None:
+    """In a notebook, the replicas' prints go under the cell that deployed them (the controller, not
+    this process, created them). Replicas started later (autoscaling, replacements) print to the cell
+    running at the time."""
+    if kernel_shell() is None:
+        return
+    for info in infos:
+        for replica in _call(controller.get_replicas.remote(app, info["name"]))["replicas"]:
+            notebook.claim_actor_output(replica["actor"])
 
 
 def _wait_for_app(controller: Any, name: str, timeout_s: float) -> None:

@@ -136,6 +136,18 @@ def add_submit_hook(hook: Callable[[Any], None], connection: Any = None) -> None
         cw.submit_hooks.append(hook)
 
 
+def claim_actor_output(handle: Any, connection: Any = None) -> None:
+    """The output of ``handle``'s actor belongs with the cell running now, as if this process had
+    created it: for actors a library starts elsewhere on this driver's behalf (Serve's replicas are
+    created by its controller), so their prints land under the cell that asked for them."""
+    cw = connection or global_worker()
+    if cw is None or not cw.submit_hooks:
+        return
+    from juno.owner.actor_submitter import ActorCreation
+
+    cw.note_submit(ActorCreation(handle._actor_id))
+
+
 def set_output_router(route: Callable[[list], None] | None, connection: Any = None) -> None:
     """Give the driver's worker output to ``route(entries)`` on Juno's IO thread instead of
     printing it; None prints it again. Each entry is ``(prefix, is_err, line, task_id, actor_id)``
