@@ -89,18 +89,17 @@ class Learner:
         params = list(parameters) if parameters is not None else [p for g in opt.param_groups for p in g["params"]]
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        grads = [p.grad for p in params if p.grad is not None]
-        norm = float(torch.norm(torch.stack([g.norm() for g in grads]))) if grads else 0.0
         clip = self.config.grad_clip
-        if clip:
-            if self.config.grad_clip_by == "value":
-                torch.nn.utils.clip_grad_value_(params, clip)
-            elif self.config.grad_clip_by == "norm":
-                for p in params:
-                    if p.grad is not None:
-                        torch.nn.utils.clip_grad_norm_([p], clip)
-            else:
-                torch.nn.utils.clip_grad_norm_(params, clip)
+        if clip and self.config.grad_clip_by == "value":
+            norm = float(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
+            torch.nn.utils.clip_grad_value_(params, clip)
+        elif clip and self.config.grad_clip_by == "norm":  # each parameter on its own
+            norm = float(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
+            for p in params:
+                if p.grad is not None:
+                    torch.nn.utils.clip_grad_norm_([p], clip)
+        else:  # global norm (the default): the clipping computes the norm it reports
+            norm = float(torch.nn.utils.clip_grad_norm_(params, clip or float("inf")))
         opt.step()
         return norm
 
