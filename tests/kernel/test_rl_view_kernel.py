@@ -24,6 +24,7 @@ for i in (1, 2, 3):
     view.begin()
     time.sleep(0.3)
     view.on_result(result(i))
+time.sleep(1.0)  # the display is updated at most every 0.25 s: let the last one out while this cell runs
 print("state:", view.snapshot().state)
 '''
 

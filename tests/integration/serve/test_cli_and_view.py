@@ -152,7 +152,11 @@ def test_the_view_follows_serve_live_and_finishes_when_serve_goes(app):
     # One line per state change, not one per poll (many rounds ran between them).
     assert lines[:2] == ["[serve] application 'default' (/hello): RUNNING",
                          "[serve] deployment default/Ingress: HEALTHY, 2 RUNNING"], lines
-    assert "[serve] deployment default/Ingress: HEALTHY, 3 RUNNING" in lines[2:], lines
+    # The rescale shows in the view's fields (waited for above); a terminal line comes only when a status
+    # changes, and the deployment's UPDATING can be shorter than a poll, so it may have no line of its own
+    # (and serve.shutdown's deletion may print one more before the end).
+    assert all("2 RUNNING, 1 STARTING" in line or "3 RUNNING" in line or line.endswith("UPDATING")
+               for line in lines[2:-1] if line.startswith("[serve] deployment")), lines
     # serve.shutdown deletes the applications first: the view may see that before the controller goes.
     assert lines[-1] in ("[serve] view ended: Serve shut down",
                          "[serve] view ended: application 'default' was deleted"), lines
