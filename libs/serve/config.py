@@ -31,6 +31,19 @@ def check_number(field: str, value: Any, *, minimum: float = 0.0, strict: bool =
         raise ValueError(f"{field} must be {kind} {relation} {minimum:g}, got {value!r}")
 
 
+def _from_fields(cls: type, value: Any, option: str, noun: str) -> Any:
+    """A config dataclass from itself or a dict of its fields; an unknown name is an error naming the known."""
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, dict):
+        raise TypeError(f"{option} must be a dict or {cls.__name__}, got {type(value).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ValueError(f"{option} has unknown {noun} {unknown}; allowed: {sorted(known)}")
+    return cls(**value)
+
+
 @dataclasses.dataclass
 class AutoscalingConfig:
     """How a deployment scales on its ongoing requests per replica (Ray's fields and defaults)."""
@@ -76,15 +89,7 @@ class AutoscalingConfig:
     @classmethod
     def from_value(cls, value: Any) -> "AutoscalingConfig":
         """An AutoscalingConfig from itself or a dict of its fields (unknown keys are an error)."""
-        if isinstance(value, cls):
-            return value
-        if not isinstance(value, dict):
-            raise TypeError(f"autoscaling_config must be a dict or AutoscalingConfig, got {type(value).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise ValueError(f"autoscaling_config has unknown field(s) {unknown}; allowed: {sorted(known)}")
-        return cls(**value)
+        return _from_fields(cls, value, "autoscaling_config", "field(s)")
 
     def initial_target(self) -> int:
         return self.min_replicas if self.initial_replicas is None else self.initial_replicas
@@ -220,15 +225,7 @@ class HTTPOptions:
     def from_value(cls, value: Any) -> "HTTPOptions":
         if value is None:
             return cls()
-        if isinstance(value, cls):
-            return value
-        if not isinstance(value, dict):
-            raise TypeError(f"http_options must be a dict or HTTPOptions, got {type(value).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise ValueError(f"http_options has unknown key(s) {unknown}; allowed: {sorted(known)}")
-        return cls(**value)
+        return _from_fields(cls, value, "http_options", "key(s)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
