@@ -162,6 +162,11 @@ class Session:
             self._cond.notify_all()
 
     # ------------------------------------------------------------------ the driver's side
+    @property
+    def finished(self) -> bool:
+        """The loop has ended (returned, raised or stopped); its thread may still be exiting."""
+        return self._finished
+
     def finish(self, error: BaseException | None = None) -> None:
         with self._cond:
             self._finished, self._error = True, error

@@ -21,6 +21,7 @@ class SessionWorker:
 
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None
+        self._session: Session | None = None
         self._loop_id: str | None = None
         self._started = threading.Condition()
 
@@ -40,7 +41,9 @@ class SessionWorker:
     def start_loop(self, loop: Callable, config: dict | None, session_args: dict, loop_id: str = "") -> None:
         """Start ``loop(config)`` (or ``loop()``) in a thread with a session made of ``session_args``;
         ``loop_id`` names it for :meth:`poll` (an actor may run several loops, one after another)."""
-        if self._thread is not None and self._thread.is_alive():
+        # The previous loop counts as ended once its session says so: the driver learns that through
+        # poll() and may reuse this actor at once, while the old thread is still on its way out.
+        if self._session is not None and not self._session.finished:
             raise RuntimeError("start_loop() while the previous loop still runs")
         session_args = dict(session_args)
         storage = session_args.pop("storage")
@@ -48,6 +51,7 @@ class SessionWorker:
         checkpoint = air_session.restore_checkpoint(session_args.pop("resume", None), storage)
         session = Session(TrainContext(info), storage, checkpoint=checkpoint, **session_args)
         air_session.set_session(session)
+        self._session = session
 
         def run() -> None:
             try:
