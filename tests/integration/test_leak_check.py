@@ -123,7 +123,7 @@ def test_a_test_beside_an_unrelated_cluster_passes_its_leak_check(tmp_path, neig
 
 def test_a_store_and_a_process_left_behind_are_still_reported(tmp_path, _juno_leak_guard):
     leak = tmp_path / "leak"
-    inner = run_inner(tmp_path, LEAKS, {"INNER_LEAK": str(leak)})
+    inner = run_inner(tmp_path, LEAKS, {"INNER_LEAK": str(leak), "PYTEST_JUNO_LEAK_WAIT_S": "2"})
     try:
         out, _ = inner.communicate(timeout=4 * CMD_TIMEOUT)
     finally:
