@@ -319,6 +319,19 @@ def normalize_address(address: str) -> str:
     return "tcp://" + address
 
 
+def connection_refused(address: str, timeout: float = 1.0) -> bool:
+    """Whether ``host:port`` (or tcp://host:port) refuses a TCP connection: nothing listens there.
+    Only a refusal counts; a timeout or any other error is not proof that the cluster is gone."""
+    host, _, port = normalize_address(address)[len("tcp://"):].rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 # ============================================================================ cluster tokens
 def token_dir() -> str:
     return os.path.join(os.path.dirname(os.path.abspath(current_cluster_file())), TOKEN_DIR_NAME)

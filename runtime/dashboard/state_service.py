@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import juno
+from juno.cluster import local_cluster
 from juno.comm import auth
 from juno.observability import state_schema as schema
 from juno.observability import task_events as te
@@ -26,6 +27,9 @@ from juno.observability.state_schema import StateApiException
 
 MAX_LOG_BYTES = 4 << 20
 _NO_ANSWER = object()  # a node that did not answer in time (None: it has no such log)
+# A GCS that has not answered by then is checked for a listener: a cluster that is gone (or a wrong
+# port) is reported at once instead of after the whole timeout.
+REFUSAL_CHECK_AFTER_S = 0.5
 
 
 class NotFound(Exception):
@@ -104,6 +108,12 @@ class StateService:
         probe = self._get_probe()
         futures = [probe.call_future(self._gcs, method, *args) for method, *args in calls]
         deadline = time.monotonic() + self.timeout
+        done, _ = concurrent.futures.wait(futures, timeout=min(REFUSAL_CHECK_AFTER_S, self.timeout))
+        if len(done) < len(futures) and local_cluster.connection_refused(self._gcs):
+            for f in futures:
+                f.cancel()
+            raise Unreachable(f"Nothing listens at {self.address}: no Juno cluster runs there (it stopped, or the "
+                              "address is wrong). `juno status` lists the clusters on this machine.")
         out = []
         for (method, *_), fut in zip(calls, futures):
             try:
