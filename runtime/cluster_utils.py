@@ -29,10 +29,21 @@ from typing import Any
 
 from juno.cluster.probe import GcsProbe
 from juno.config import Config
-from juno.cluster.local_cluster import (forget_cluster_token, new_session, read_session_token, start_gcs, start_node,
-                                stop_processes)
+from juno.cluster.local_cluster import (forget_cluster_token, new_session, read_session_token, start_gcs,
+                                        start_gcs_and_head, start_node, stop_processes)
 
 _NODE_ARGS = {"num_cpus", "num_gpus", "resources", "object_store_memory"}
+
+
+def _start_node_args(node_args: dict) -> dict:
+    """``add_node``'s arguments checked, with this helper's defaults (1 CPU, a 128 MiB store: nodes
+    share this machine), as local_cluster.start_node takes them."""
+    unknown = set(node_args) - _NODE_ARGS
+    if unknown:
+        raise TypeError(f"add_node() got unexpected arguments {sorted(unknown)}; it takes {sorted(_NODE_ARGS)}")
+    return {"num_cpus": node_args.get("num_cpus", 1), "num_gpus": node_args.get("num_gpus"),
+            "resources": node_args.get("resources"),
+            "object_store_memory": node_args.get("object_store_memory") or 128 << 20}
 
 
 class ClusterNode:
@@ -82,7 +93,12 @@ class Cluster:
         self._connected = False
         self._probe: GcsProbe | None = None
         try:
-            gcs_proc, self.gcs_address = start_gcs(self.session_dir, self.config, owner_pid=os.getpid())
+            if initialize_head:  # the head node starts beside the GCS (local_cluster.start_gcs_and_head)
+                gcs_proc, self.gcs_address, head_proc, head_info = start_gcs_and_head(
+                    self.session_name, self.session_dir, self.config, owner_pid=os.getpid(),
+                    **_start_node_args(head_node_args or {}))
+            else:
+                gcs_proc, self.gcs_address = start_gcs(self.session_dir, self.config, owner_pid=os.getpid())
         except BaseException:
             shutil.rmtree(self.session_dir, ignore_errors=True)
             raise
@@ -91,7 +107,7 @@ class Cluster:
             atexit.register(self.shutdown)
         if initialize_head:
             try:
-                self.add_node(**(head_node_args or {}))
+                self._added(ClusterNode(head_proc, head_info, head=True), wait=True)
                 if connect:
                     self.connect()
             except BaseException:
@@ -114,17 +130,15 @@ class Cluster:
         Takes ``num_cpus`` (default 1, not the machine's count: nodes share this
         machine), ``num_gpus``, ``resources`` and ``object_store_memory``
         (default 128 MiB)."""
-        unknown = set(node_args) - _NODE_ARGS
-        if unknown:
-            raise TypeError(f"add_node() got unexpected arguments {sorted(unknown)}; it takes {sorted(_NODE_ARGS)}")
+        kwargs = _start_node_args(node_args)
         head = self.head_node is None
         proc, info = start_node(self.session_name, self.session_dir, self.gcs_address, self.config,
-                                num_cpus=node_args.get("num_cpus", 1), num_gpus=node_args.get("num_gpus"),
-                                resources=node_args.get("resources"),
-                                object_store_memory=node_args.get("object_store_memory") or 128 << 20,
-                                owner_pid=os.getpid(), head=head)
-        node = ClusterNode(proc, info, head)
-        if head:
+                                owner_pid=os.getpid(), head=head, **kwargs)
+        return self._added(ClusterNode(proc, info, head), wait)
+
+    def _added(self, node: ClusterNode, wait: bool) -> ClusterNode:
+        """Keep a started node; ``wait``: until the GCS sees it alive."""
+        if node.head:
             self.head_node = node
         else:
             self.worker_nodes.append(node)

@@ -69,11 +69,13 @@ def _make_session_dir(session_dir: str, fresh: bool) -> None:
 
 
 def spawn_process(cmd: list[str], *, log_path: str, token: str | None = None,
-                  env: dict[str, str] | None = None, lifeline: bool = False) -> tuple[subprocess.Popen, int]:
+                  env: dict[str, str] | None = None, lifeline: bool = False,
+                  stdin_pipe: bool = False) -> tuple[subprocess.Popen, int]:
     """Start ``cmd`` in a session of its own, its output appended to ``log_path``, with a pipe it
     reports readiness on ($JUNO_READY_FD); returns it and the pipe's read end (for
     :func:`read_ready_line`; the caller closes it). ``lifeline``: it gets this process's lifeline
-    (processes.owner_lifeline, $JUNO_LIFELINE_FD) and stops the moment this process dies."""
+    (processes.owner_lifeline, $JUNO_LIFELINE_FD) and stops the moment this process dies.
+    ``stdin_pipe``: its stdin is a pipe (``proc.stdin``) instead of /dev/null."""
     r, w = os.pipe()
     full_env = {**os.environ, **(env or {}), "JUNO_READY_FD": str(w)}
     full_env.pop(LIFELINE_ENV, None)
@@ -85,8 +87,9 @@ def spawn_process(cmd: list[str], *, log_path: str, token: str | None = None,
         full_env[auth.TOKEN_ENV] = token  # the environment, never the command line (ps shows that)
     log = open(log_path, "ab", buffering=0)
     try:
-        proc = subprocess.Popen(cmd, env=full_env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                pass_fds=pass_fds, start_new_session=True, close_fds=True)
+        proc = subprocess.Popen(cmd, env=full_env, stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, pass_fds=pass_fds, start_new_session=True,
+                                close_fds=True)
     except BaseException:
         os.close(r)
         raise
@@ -96,16 +99,60 @@ def spawn_process(cmd: list[str], *, log_path: str, token: str | None = None,
     return proc, r
 
 
-def _start(cmd: list[str], *, log_path: str, config: Config, what: str, token: str | None = None,
-           owner_pid: int | None = None) -> tuple[subprocess.Popen, str]:
-    """Start a runtime process; one whose owner is this process holds its lifeline too."""
+@dataclass
+class StartingProcess:
+    """A runtime process started but not yet ready: its ready pipe is still to be read."""
+    proc: subprocess.Popen
+    ready_fd: int
+    what: str
+    log_path: str
+    store_dir: str | None = None  # a node's object store, removed if it fails
+
+    def wait_ready(self, config: Config) -> str:
+        """Its ready line; on failure it is stopped (its store removed) and the error raised."""
+        try:
+            return read_ready_line(self.ready_fd, config.process_start_timeout_s, self.proc, self.what,
+                                   self.log_path)
+        except BaseException:
+            self.abort(config)
+            raise
+        finally:
+            self._close_fd()
+
+    def send_address(self, gcs_address: str) -> None:
+        """Hand a node started with ``--gcs-address -`` its GCS's address (one line on its stdin).
+        A node that died already is not an error here: :meth:`wait_ready` reports it."""
+        try:
+            self.proc.stdin.write(gcs_address.encode() + b"\n")
+            self.proc.stdin.close()
+        except OSError:
+            pass
+
+    def abort(self, config: Config) -> None:
+        """Stop it and leave nothing of it behind (its store in /dev/shm included)."""
+        self._close_fd()
+        if self.proc.stdin:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        stop_processes([self.proc], config.shutdown_grace_s)
+        if self.store_dir:
+            # It may have created its store before failing: leave nothing in /dev/shm.
+            shutil.rmtree(self.store_dir, ignore_errors=True)
+
+    def _close_fd(self) -> None:
+        if self.ready_fd >= 0:
+            os.close(self.ready_fd)
+            self.ready_fd = -1
+
+
+def _launch(cmd: list[str], *, log_path: str, config: Config, what: str, token: str | None = None,
+            owner_pid: int | None = None, stdin_pipe: bool = False, store_dir: str | None = None) -> StartingProcess:
+    """Start a runtime process without waiting for it; one whose owner is this process holds its lifeline too."""
     proc, r = spawn_process(cmd, log_path=log_path, token=token, env={"JUNO_SYSTEM_CONFIG": config.to_env()},
-                            lifeline=owner_pid == os.getpid())
-    try:
-        line = read_ready_line(r, config.process_start_timeout_s, proc, what, log_path)
-    finally:
-        os.close(r)
-    return proc, line
+                            lifeline=owner_pid == os.getpid(), stdin_pipe=stdin_pipe)
+    return StartingProcess(proc, r, what, log_path, store_dir)
 
 
 def read_ready_line(fd: int, timeout: float, proc: subprocess.Popen, what: str, log_path: str) -> str:
@@ -156,6 +203,15 @@ def start_gcs(session_dir: str, config: Config, *, host: str = "127.0.0.1", port
     """Start the GCS of the cluster whose session folder is ``session_dir``. Its token is ``token``,
     else the session's (a restarted GCS), else $JUNO_CLUSTER_TOKEN, else a new one; it is kept in
     the session folder and, by address, where local clients look (:func:`read_cluster_token`)."""
+    gcs, token = _launch_gcs(session_dir, config, host=host, port=port, owner_pid=owner_pid, token=token,
+                             owner_linger_s=owner_linger_s)
+    address = gcs.wait_ready(config)
+    write_cluster_token(address, token)
+    return gcs.proc, address
+
+
+def _launch_gcs(session_dir: str, config: Config, *, host: str, port: int, owner_pid: int | None,
+                token: str | None, owner_linger_s: float) -> tuple[StartingProcess, str]:
     token = token or read_session_token(session_dir) or auth.token_for_new_cluster()
     write_session_token(session_dir, token)
     cmd = [sys.executable, "-m", "juno.gcs", "--host", host, "--port", str(port), "--session-dir", session_dir]
@@ -163,10 +219,9 @@ def start_gcs(session_dir: str, config: Config, *, host: str = "127.0.0.1", port
         cmd += ["--owner-pid", str(owner_pid)]
         if owner_linger_s > 0:
             cmd += ["--owner-linger-s", str(owner_linger_s)]
-    proc, address = _start(cmd, log_path=os.path.join(session_dir, "logs", "gcs.log"), config=config,
-                           what="GCS", token=token, owner_pid=owner_pid)
-    write_cluster_token(address, token)
-    return proc, address
+    gcs = _launch(cmd, log_path=os.path.join(session_dir, "logs", "gcs.log"), config=config, what="GCS",
+                  token=token, owner_pid=owner_pid)
+    return gcs, token
 
 
 def start_node(session_name: str, session_dir: str, gcs_address: str, config: Config, *,
@@ -177,10 +232,22 @@ def start_node(session_name: str, session_dir: str, gcs_address: str, config: Co
     machine), else the one :func:`juno.comm.auth.resolve_token` finds for ``gcs_address``. It listens on
     ipc sockets, or with ``node_ip_address`` not loopback, on TCP on that address (CURVE)."""
     token = token or read_session_token(session_dir) or auth.resolve_token(gcs_address)[0]
+    node = launch_node(session_name, session_dir, gcs_address, config, num_cpus=num_cpus, num_gpus=num_gpus,
+                        resources=resources, object_store_memory=object_store_memory, owner_pid=owner_pid,
+                        head=head, token=token, node_ip_address=node_ip_address)
+    return node.proc, json.loads(node.wait_ready(config))
+
+
+def launch_node(session_name: str, session_dir: str, gcs_address: str | None, config: Config, *,
+                num_cpus: float | None = None, num_gpus: float | None = None, resources: dict | None = None,
+                object_store_memory: int | None = None, owner_pid: int | None = None, head: bool = False,
+                token: str, node_ip_address: str | None = None) -> StartingProcess:
+    """Start a node manager without waiting; ``gcs_address`` None: it reads it on its stdin
+    (:meth:`StartingProcess.send_address`) once it has imported everything."""
     node_id = secrets.token_hex(14)
     store_dir = store_dir_for(session_name, node_id[:8])
     cmd = [sys.executable, "-m", "juno.node", "--node-id", node_id, "--session-dir", session_dir,
-           "--gcs-address", gcs_address, "--store-dir", store_dir, "--resources", json.dumps(resources or {})]
+           "--gcs-address", gcs_address or "-", "--store-dir", store_dir, "--resources", json.dumps(resources or {})]
     if num_cpus is not None:
         cmd += ["--num-cpus", str(num_cpus)]
     if num_gpus is not None:
@@ -193,14 +260,43 @@ def start_node(session_name: str, session_dir: str, gcs_address: str, config: Co
         cmd.append("--head")
     if node_ip_address:
         cmd += ["--node-ip-address", node_ip_address]
+    return _launch(cmd, log_path=os.path.join(session_dir, "logs", f"node-{node_id[:8]}.log"), config=config,
+                   what="node manager", token=token, owner_pid=owner_pid, stdin_pipe=gcs_address is None,
+                   store_dir=store_dir)
+
+
+def start_gcs_and_head(session_name: str, session_dir: str, config: Config, *, host: str = "127.0.0.1",
+                       port: int = 0, owner_pid: int | None = None, token: str | None = None,
+                       owner_linger_s: float = 0.0, **node_args) -> tuple[subprocess.Popen, str, subprocess.Popen, dict]:
+    """Start a GCS (as :func:`start_gcs`) and its head node manager side by side: the node's Python
+    start-up and imports (half of start-up) overlap the GCS's, and it gets the GCS's address on its
+    stdin once the GCS is ready. With ``owner_linger_s`` the node's owner is the GCS. Returns the
+    GCS's process and address, the node's process and info. On any failure both are stopped, the
+    node's store and the stored token are removed (the caller removes the session folder), and
+    the error of the process that failed is raised."""
+    gcs, token = _launch_gcs(session_dir, config, host=host, port=port, owner_pid=owner_pid, token=token,
+                             owner_linger_s=owner_linger_s)
     try:
-        proc, line = _start(cmd, log_path=os.path.join(session_dir, "logs", f"node-{node_id[:8]}.log"),
-                            config=config, what="node manager", token=token, owner_pid=owner_pid)
+        node = launch_node(session_name, session_dir, None, config, token=token, head=True,
+                            owner_pid=gcs.proc.pid if owner_linger_s > 0 else owner_pid, **node_args)
     except BaseException:
-        # It may have created its store before failing: leave nothing in /dev/shm.
-        shutil.rmtree(store_dir, ignore_errors=True)
+        gcs.abort(config)
         raise
-    return proc, json.loads(line)
+    try:
+        address = gcs.wait_ready(config)
+    except BaseException:
+        node.abort(config)
+        raise
+    try:
+        write_cluster_token(address, token)
+        node.send_address(address)
+        info = json.loads(node.wait_ready(config))
+    except BaseException:
+        node.abort(config)
+        gcs.abort(config)
+        forget_cluster_token(address, token)
+        raise
+    return gcs.proc, address, node.proc, info
 
 
 def start_local_cluster(config: Config, *, num_cpus=None, num_gpus=None, resources=None,
@@ -212,23 +308,15 @@ def start_local_cluster(config: Config, *, num_cpus=None, num_gpus=None, resourc
     kernel's cluster, runtime/cluster/kernel_cluster.py); the head node then lives as long as the GCS."""
     name, session_dir = new_session()
     token = token or auth.token_for_new_cluster()
-    gcs_proc, gcs_address = start_gcs(session_dir, config, host=host, port=port, owner_pid=owner_pid,
-                                      token=token, owner_linger_s=owner_linger_s)
-    cluster = ClusterProcesses(name, session_dir, gcs_address, [gcs_proc], token=token)
-    node_owner = gcs_proc.pid if owner_linger_s > 0 else owner_pid
     try:
-        node_proc, node = start_node(name, session_dir, gcs_address, config, num_cpus=num_cpus, num_gpus=num_gpus,
-                                     resources=resources, object_store_memory=object_store_memory,
-                                     owner_pid=node_owner, head=True, token=token,
-                                     node_ip_address=node_ip_address)
+        gcs_proc, gcs_address, node_proc, node = start_gcs_and_head(
+            name, session_dir, config, host=host, port=port, owner_pid=owner_pid, token=token,
+            owner_linger_s=owner_linger_s, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+            object_store_memory=object_store_memory, node_ip_address=node_ip_address)
     except BaseException:
-        stop_processes(cluster.procs, config.shutdown_grace_s)
         shutil.rmtree(session_dir, ignore_errors=True)
-        forget_cluster_token(gcs_address, token)
         raise
-    cluster.procs.append(node_proc)
-    cluster.nodes.append(node)
-    return cluster
+    return ClusterProcesses(name, session_dir, gcs_address, [gcs_proc, node_proc], [node], token=token)
 
 
 def forget_cluster(session_dir: str, gcs_address: str, token: str | None) -> None:

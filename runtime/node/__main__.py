@@ -5,7 +5,9 @@ import argparse
 import json
 import logging
 import os
+import select
 import sys
+import time
 
 from juno.config import Config
 from juno.node.gpu import detect_gpu_ids
@@ -17,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m juno.node")
     p.add_argument("--node-id", required=True)
     p.add_argument("--session-dir", required=True)
-    p.add_argument("--gcs-address", required=True)
+    p.add_argument("--gcs-address", required=True,
+                   help="'-': read it as one line on stdin once started (a head node started beside its GCS)")
     p.add_argument("--store-dir", required=True)
     p.add_argument("--num-cpus", type=float, default=None)
     p.add_argument("--num-gpus", type=float, default=None)
@@ -45,8 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     resources[f"node:{args.node_ip_address}"] = 1.0
     if args.head:
         resources["node:__internal_head__"] = 1.0
+    config = Config.from_env()
+    if args.gcs_address == "-":
+        args.gcs_address = await_gcs_address(config.process_start_timeout_s)
+        if args.gcs_address is None:
+            return 1
     nm = NodeManager(node_id=args.node_id, session_dir=args.session_dir, gcs_address=args.gcs_address,
-                     resources=resources, gpu_ids=gpu_ids, config=Config.from_env(),
+                     resources=resources, gpu_ids=gpu_ids, config=config,
                      owner_pid=args.owner_pid or None, store_dir=args.store_dir,
                      object_store_memory=object_store_memory, is_head=args.head, node_ip=args.node_ip_address)
     nm.watch_owner(take_lifeline())
@@ -56,6 +64,35 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         nm.cleanup()
     return 0
+
+
+def await_gcs_address(timeout: float) -> str | None:
+    """The GCS's address, one line on stdin from the process that started us beside the GCS (the
+    imports are done by now: that overlap is the point). None, logged, if the line does not come
+    within ``timeout`` or stdin closes first: the GCS never came (its starter stops us or died).
+    Stdin becomes /dev/null again, so the workers we start inherit no pipe."""
+    log = logging.getLogger("juno.node")
+    deadline = time.monotonic() + timeout
+    buf = b""
+    try:
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.error("The GCS never came: no GCS address on stdin within %.0f s; exiting.", timeout)
+                return None
+            if not select.select([0], [], [], left)[0]:
+                continue
+            chunk = os.read(0, 4096)
+            if not chunk:
+                log.error("The GCS never came: stdin closed before the GCS address was sent "
+                          "(the GCS failed to start, or the process starting the cluster died); exiting.")
+                return None
+            buf += chunk
+    finally:
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+    return buf.split(b"\n", 1)[0].decode().strip()
 
 
 def default_object_store_memory(store_dir: str) -> int:
