@@ -462,6 +462,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     gcs_address, source = resolve_gcs_address(args.address)
     shown = gcs_address.replace("tcp://", "")
+    hint = ("`juno start --head` starts one" if source == "--address" else
+            f"the address came from {source}; `juno start --head` starts a cluster")
+    if local_cluster.connection_refused(gcs_address):  # say so now, not after the whole timeout
+        raise CliError(f"nothing listens at {shown}: no Juno cluster runs there ({hint})")
     try:
         with GcsProbe(gcs_address) as probe:
             info = probe.call_gcs("cluster_info", timeout=args.timeout)
@@ -473,8 +477,6 @@ def cmd_status(args: argparse.Namespace) -> int:
             stores.update(_local_store_stats(probe, nodes))
             dashboard = cli_dashboard.status_line(probe, min(args.timeout, 2.0))
     except TimeoutError:
-        hint = ("`juno start --head` starts one" if source == "--address" else
-                f"the address came from {source}; `juno start --head` starts a cluster")
         raise CliError(f"the Juno cluster at {shown} did not answer within {args.timeout:g} s; is it running? "
                        f"({hint})") from None
     print(cluster_status.render_status(shown, info, nodes, jobs, pgs, stores))

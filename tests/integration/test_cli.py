@@ -221,7 +221,12 @@ def test_other_user_mistakes(cli):
 
 def test_status_without_a_cluster_exits_1(cli):
     assert_user_error(cli.run("status"), 1, "no running Juno cluster", "juno start --head")
-    r = cli.run("status", "--address", f"127.0.0.1:{free_port()}", "--timeout", 1)
+    r = cli.run("status", "--address", f"127.0.0.1:{free_port()}", "--timeout", 30)
+    assert_user_error(r, 1, "nothing listens at 127.0.0.1:", "juno start --head")  # at once, not after 30 s
+    with socket.socket() as silent:  # something listens but never answers: the timeout applies
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        r = cli.run("status", "--address", f"127.0.0.1:{silent.getsockname()[1]}", "--timeout", 1)
     assert_user_error(r, 1, "did not answer within 1 s")
     r = cli.run("stop", "--address", f"127.0.0.1:{free_port()}")
     assert r.returncode == 0 and "nothing to stop" in r.stdout, r.stdout + r.stderr
