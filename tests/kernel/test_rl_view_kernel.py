@@ -103,21 +103,23 @@ from juno.tune.registry import register_env
 juno.init(num_cpus=2)
 
 class SlowCartPole(gym.Env):
-    """CartPole whose every step takes 20 ms and leaves a mark in a file (to see sampling stop)."""
+    """CartPole whose every step leaves a mark in a file (to see sampling stop) and, while the
+    test's "slow" file exists, takes 20 ms (so only the interrupted loop waits on the env)."""
     def __init__(self, config):
         self.inner = gym.make("CartPole-v1")
         self.observation_space, self.action_space = self.inner.observation_space, self.inner.action_space
-        self.log = config["log"]
+        self.log, self.slow = config["log"], config["slow"]
     def reset(self, *, seed=None, options=None):
         return self.inner.reset(seed=seed)
     def step(self, action):
-        time.sleep(0.02)
+        if os.path.exists(self.slow):
+            time.sleep(0.02)
         with open(self.log, "a") as f:
             f.write(".")
         return self.inner.step(action)
 
 register_env("slow_cartpole", lambda config: SlowCartPole(config))
-algo = (StandInConfig().environment("slow_cartpole", env_config={{"log": {log!r}}})
+algo = (StandInConfig().environment("slow_cartpole", env_config={{"log": {log!r}, "slow": {slow!r}}})
         .env_runners(num_env_runners=2, rollout_fragment_length=200).training(train_batch_size=400)
         .evaluation(evaluation_duration=2, evaluation_duration_unit="episodes").debugging(seed=0).build_algo())
 print("iteration", algo.train()["training_iteration"])
@@ -127,11 +129,12 @@ print("iteration", algo.train()["training_iteration"])
 def test_interrupting_a_training_loop_stops_sampling_and_the_algorithm_stays_usable(own_kernel, tmp_path):
     import os
 
-    log, checkpoint = tmp_path / "steps.log", str(tmp_path / "ckpt")
+    log, slow, checkpoint = tmp_path / "steps.log", tmp_path / "slow", str(tmp_path / "ckpt")
     tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    first = own_kernel.run_ok(SLOW_ALGO.format(tests=tests, log=str(log)), timeout=120)
+    first = own_kernel.run_ok(SLOW_ALGO.format(tests=tests, log=str(log), slow=str(slow)), timeout=120)
     assert "iteration 1" in first.stdout
     before = log.stat().st_size
+    slow.touch()  # from here every env step takes 20 ms: the interrupt lands inside a sample
     cell = own_kernel.submit("for _ in range(100):\n    algo.train()")
     own_kernel.wait_for(lambda: log.stat().st_size > before + 100, timeout=60, what="sampling under way")
     own_kernel.interrupt()
@@ -144,6 +147,7 @@ def test_interrupting_a_training_loop_stops_sampling_and_the_algorithm_stays_usa
 
     time.sleep(1.5)  # a runner still sampling would add ~75 steps a second
     assert log.stat().st_size - stopped <= 4, "env runners kept sampling after the interrupt"
+    slow.unlink()
 
     after = own_kernel.run_ok(
         "ev = algo.evaluate()\n"

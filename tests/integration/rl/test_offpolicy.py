@@ -34,12 +34,13 @@ def fast_dqn_config():
 
 
 def fast_sac_config():
-    """Settings that improve Pendulum-v1 within a few thousand env steps (also the benchmark's SAC row)."""
+    """Settings that lift Pendulum-v1's return within ~1.5k env steps: larger learning rates and batch, and
+    faster-moving target critics (tau=0.02) than RLlib's defaults; one iteration is one 200-step episode."""
     return (SACConfig().environment("Pendulum-v1").debugging(seed=0)
-            .training(train_batch_size=128, model={"fcnet_hiddens": [64, 64]}, actor_lr=1e-3, critic_lr=1e-3,
-                      alpha_lr=1e-3, initial_alpha=0.2, num_steps_sampled_before_learning_starts=500,
+            .training(train_batch_size=256, model={"fcnet_hiddens": [64, 64]}, actor_lr=3e-3, critic_lr=3e-3,
+                      alpha_lr=3e-3, initial_alpha=0.2, tau=0.02, num_steps_sampled_before_learning_starts=500,
                       replay_buffer_config={"type": "EpisodeReplayBuffer", "capacity": 20000})
-            .reporting(min_sample_timesteps_per_iteration=500, metrics_num_episodes_for_smoothing=5))
+            .reporting(min_sample_timesteps_per_iteration=200, metrics_num_episodes_for_smoothing=2))
 
 
 def train_until(algo, threshold, max_iterations):
@@ -80,11 +81,13 @@ def test_dqn_learns_cartpole_and_restores_the_same_greedy_actions(tmp_path):
 def test_sac_improves_pendulum():
     algo = fast_sac_config().build_algo()
     try:
-        result, returns = train_until(algo, threshold=-700, max_iterations=12)
+        result, returns = train_until(algo, threshold=-700, max_iterations=15)
         learner = result["learners"]["default_policy"]
         assert {"actor_loss", "critic_loss", "alpha_loss", "alpha_value"} <= set(learner)
-        # A random policy scores about -1200 on Pendulum; learning lifts the mean well above it.
+        # A random policy scores about -1200 on Pendulum; learning lifts the mean (of the last two
+        # episodes) well above it, and above the episodes played before learning started (500 steps).
         assert returns[-1] >= -700, f"SAC's mean return per iteration: {returns}"
+        assert returns[-1] >= max(returns[:2]) + 100, f"SAC's mean return per iteration: {returns}"
     finally:
         algo.stop()
 

@@ -58,11 +58,12 @@ def test_a_crashing_runner_is_replaced_and_the_iteration_goes_on(cluster, tmp_pa
 
 
 def test_more_runners_than_cpus_scale_down_with_a_warning(cluster):
+    """Two CPUs a runner: the scaled-down group is half the free CPUs (fewer actors to start)."""
     free = int(cluster.available_resources().get("CPU", 0))
-    with pytest.warns(UserWarning, match=rf"num_env_runners=9 asks for 9 CPUs.*{free} CPUs left.*using {free} env"):
-        algo = _config(num_env_runners=9).build_algo()
+    with pytest.warns(UserWarning, match=rf"num_env_runners=9 asks for 18 CPUs.*{free} CPUs left.*using {free // 2} env"):
+        algo = _config(num_env_runners=9, num_cpus_per_env_runner=2).build_algo()
     try:
-        assert algo.env_runner_group.num_env_runners == free
+        assert algo.env_runner_group.num_env_runners == free // 2
         algo.train()
     finally:
         algo.stop()
