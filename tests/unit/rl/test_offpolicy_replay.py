@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from juno.rl.utils.replay_buffers import (PrioritizedReplayBuffer, ReplayBuffer, SumTree, make_replay_buffer,
-                                          n_step_transitions)
+from juno.rl.utils.replay_buffers import (NStepTransitions, PrioritizedReplayBuffer, ReplayBuffer, SumTree,
+                                          make_replay_buffer, n_step_transitions)
 
 
 def rows(start, n, obs_dim=3):
@@ -140,3 +140,52 @@ def test_n_step_rejects_bad_input():
     del batch["next_obs"]
     with pytest.raises(ValueError, match="missing \\['next_obs'\\]"):
         n_step_transitions(batch)
+
+
+def _fragments(batch, length):
+    return [{key: value[t:t + length] for key, value in batch.items()} for t in range(0, len(batch["rewards"]), length)]
+
+
+@pytest.mark.parametrize("length", [1, 2, 4])
+def test_n_step_windows_run_across_a_runners_fragments(length):
+    """SAC samples one step per fragment: the windows must not stop at each fragment's end."""
+    rewards = [[1, 1], [2, 2], [4, 4], [8, 8], [16, 16], [32, 32], [64, 64], [128, 128]]
+    whole = time_major(rewards, [[0, 0], [0, 1], [0, 0], [0, 0], [0, 0], [0, 0], [0, 0], [0, 0]],
+                       [[0, 0], [0, 0], [0, 0], [0, 0], [1, 0], [0, 0], [0, 0], [0, 0]])
+    whole["obs"] = whole["obs"] + np.arange(2)[None, :, None] * 100  # envs apart
+    whole["next_obs"] = whole["obs"] + 1
+    builder = NStepTransitions(n_step=3, gamma=0.5)
+    parts = [builder(0, fragment) for fragment in _fragments(whole, length)]
+    got = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    expected = n_step_transitions(whole, n_step=3, gamma=0.5)
+    ready = (8 - 2) * 2  # the last n-1 steps of each env wait for a next fragment
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key][:ready], err_msg=key)
+    assert ready < len(expected["rewards"])
+
+
+def test_n_step_a_fragment_that_does_not_continue_ends_the_held_windows():
+    builder = NStepTransitions(n_step=3, gamma=0.5)
+    first = time_major([[1], [2], [4]], [[0], [0], [0]], [[0], [0], [0]])
+    assert len(builder(0, first)["rewards"]) == 1  # t=0's window is complete; t=1, t=2 wait
+    other = time_major([[8], [16], [32]], [[0], [0], [0]], [[0], [0], [0]])
+    other["obs"] = other["obs"] + 50  # a replaced runner: not where the held steps left off
+    other["next_obs"] = other["obs"] + 1
+    out = builder(0, other)
+    # The held t=1, t=2 end where the first fragment ended, as if it had been truncated there.
+    np.testing.assert_allclose(out["rewards"][:2], [2 + 0.5 * 4, 4])
+    np.testing.assert_array_equal(out["next_obs"][:2, 0], [3, 3])
+    np.testing.assert_allclose(out["rewards"][2:], [8 + 0.5 * 16 + 0.25 * 32])
+    # Another runner's fragments are held apart; one-step transitions hold nothing.
+    assert len(builder(1, first)["rewards"]) == 1
+    assert len(NStepTransitions(1)(0, first)["rewards"]) == 3
+    with pytest.raises(ValueError, match="n_step must be an int >= 1"):
+        NStepTransitions(0)
+
+
+def test_n_step_a_fragment_of_other_envs_flushes_the_held_steps():
+    builder = NStepTransitions(n_step=2, gamma=1.0)
+    builder(0, time_major([[1], [1]], [[0], [0]], [[0], [0]]))
+    out = builder(0, time_major([[1, 1], [1, 1]], np.zeros((2, 2)), np.zeros((2, 2))))
+    # the held step of the one-env fragment (a 1-step window), then the first step of both new envs
+    np.testing.assert_allclose(out["rewards"], [1, 2, 2])

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from juno.rl.algorithms.algorithm_config import AlgorithmConfig
-from juno.rl.utils.replay_buffers import make_replay_buffer, n_step_transitions
+from juno.rl.utils.replay_buffers import NStepTransitions, make_replay_buffer
 from juno.rl.utils.sentinel import NotProvided
 
 
@@ -140,14 +140,15 @@ class OffPolicyTrainingStep:
             self._replay_rng = np.random.default_rng(config.seed)
             self._update_credit = UpdateCredit(config.training_intensity, config.total_train_batch_size)
             self._num_env_steps_added = 0
+            self._n_step = NStepTransitions(config.n_step, config.gamma)
 
     def training_step(self) -> dict:
         self._off_policy_state()
         config = self.config
         batches, _ = self.env_runner_group.sample()
         sampled = 0
-        for batch in batches:
-            transitions = n_step_transitions(batch, config.n_step, config.gamma)
+        for runner, batch in enumerate(batches):
+            transitions = self._n_step(runner, batch)
             self.replay_buffer.add(transitions)
             sampled += len(transitions["rewards"])
         self._num_env_steps_added += sampled

@@ -1,6 +1,6 @@
 """Replay buffers for the off-policy algorithms (DQN, SAC), and n-step transitions."""
 from juno.rl.utils.replay_buffers.factory import make_replay_buffer
-from juno.rl.utils.replay_buffers.n_step import n_step_transitions
+from juno.rl.utils.replay_buffers.n_step import NStepTransitions, n_step_transitions
 from juno.rl.utils.replay_buffers.replay_buffer import PrioritizedReplayBuffer, ReplayBuffer
 from juno.rl.utils.replay_buffers.sum_tree import SumTree
 
@@ -8,5 +8,5 @@ from juno.rl.utils.replay_buffers.sum_tree import SumTree
 EpisodeReplayBuffer = ReplayBuffer
 PrioritizedEpisodeReplayBuffer = PrioritizedReplayBuffer
 
-__all__ = ["EpisodeReplayBuffer", "PrioritizedEpisodeReplayBuffer", "PrioritizedReplayBuffer", "ReplayBuffer",
+__all__ = ["EpisodeReplayBuffer", "NStepTransitions", "PrioritizedEpisodeReplayBuffer", "PrioritizedReplayBuffer", "ReplayBuffer",
            "SumTree", "make_replay_buffer", "n_step_transitions"]
