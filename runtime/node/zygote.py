@@ -174,7 +174,9 @@ class Zygote:
         self.stop(0.0)
 
     def stop(self, grace_s: float) -> None:
-        """Close its pipe (it exits on EOF); kill it if it is still there after ``grace_s``."""
+        """Close its pipe and terminate it: it holds nothing worth a graceful exit (its workers are not
+        its children), and a zygote still importing would read the EOF only once done, which made
+        every shutdown soon after a start wait for its imports. Killed if still there after ``grace_s``."""
         proc, self.proc, self.ready = self.proc, None, False
         if proc is None:
             return
@@ -184,6 +186,7 @@ class Zygote:
             except OSError:
                 pass
         try:
+            proc.terminate()
             proc.wait(grace_s)
         except subprocess.TimeoutExpired:
             proc.kill()
