@@ -28,7 +28,7 @@ from juno.node.scheduler import LeaseRequest, LeaseScheduler
 from juno.node.spillback import Spillback
 from juno.node.store_janitor import StoreJanitor
 from juno.node.worker_pool import WorkerPool
-from juno.node.zygote import reap_orphans
+from juno.node.zygote import forkable, reap_orphans
 from juno.cluster.processes import become_subreaper, pid_alive, watch_lifeline
 from juno.comm.rpc import DEFER, Reply, RpcNode
 from juno.store.object_store import ObjectStore
@@ -36,6 +36,10 @@ from juno.store.transfer import ObjectTransfer
 from juno.comm.transport import EventLoop, listen_address
 
 logger = logging.getLogger(__name__)
+# A new node's first workers wait this long for its worker fork server (then they are spawned),
+# checking every PRESTART_POLL_S.
+PRESTART_FORK_WAIT_S = 3.0
+PRESTART_POLL_S = 0.02
 _BATCHED_STORE_CALLS = frozenset({"unpin_objects", "delete_objects", "create_object", "pin_object", "seal_object"})
 
 class Lease:
@@ -115,6 +119,8 @@ class NodeManager(RpcNode):
         self.memory_monitor = MemoryMonitor(config, lambda: self.pool.workers.values(),
                                             lambda worker: self._lease_of(worker.worker_id),
                                             lambda: [os.getpid(), *self.drivers.values()])
+        self._fork_wait_until = 0.0  # set at registration: see _zygote_warming
+        self._fork_wait_scheduled = False
         self._install_sigchld()
 
     # ------------------------------------------------------------------ lifecycle
@@ -124,8 +130,8 @@ class NodeManager(RpcNode):
                 raise SystemExit(f"could not register with the GCS: {value}")
             if value is False:
                 raise SystemExit("the GCS refused this node: it declared a node with this id dead")
-            for _ in range(self.num_prestart):
-                self.pool.start_worker(None)
+            self._fork_wait_until = time.monotonic() + PRESTART_FORK_WAIT_S
+            self._start_workers_when_forkable()
             on_ready()
             self.loop.call_later(self.config.heartbeat_interval_s, self._heartbeat)
 
@@ -357,6 +363,9 @@ class NodeManager(RpcNode):
         for req, error in decisions.failures:
             req.reply.fail(error)
         for _key, runtime_env in decisions.starts:
+            if forkable(runtime_env) and self._zygote_warming():
+                self._start_workers_when_forkable()  # started (forked) in a moment: see there
+                continue
             try:
                 pool.start_worker(runtime_env)
             except OSError as e:
@@ -480,6 +489,32 @@ class NodeManager(RpcNode):
         except Exception:  # noqa: BLE001 - a failed sample must not stop the node
             logger.exception("the memory monitor failed")
         self.loop.call_later(self.config.memory_monitor_interval_s, self._check_memory)
+
+    # ------------------------------------------------------------------ a new node's first workers
+    def _zygote_warming(self) -> bool:
+        """The worker fork server is still importing, and a new node waits for it a little longer:
+        one Python start-up and import for all of the first workers, not one each competing with
+        the zygote's own (on a small machine that made the first task slower, not faster)."""
+        zygote = self.pool.zygote
+        return zygote is not None and time.monotonic() < self._fork_wait_until and not zygote.poll_ready()
+
+    def _start_workers_when_forkable(self) -> None:
+        """Once the zygote is ready (or the wait is over): the prestarted workers (``num_prestart``,
+        less those started for tasks meanwhile), then the workers waiting tasks need."""
+        if self._stopping:
+            return
+        if self._zygote_warming():
+            if not self._fork_wait_scheduled:
+                self._fork_wait_scheduled = True
+                self.loop.call_later(PRESTART_POLL_S, self._fork_wait_over)
+            return
+        for _ in range(self.num_prestart - len(self.pool.workers)):
+            self.pool.start_worker(None)
+        self.schedule()
+
+    def _fork_wait_over(self) -> None:
+        self._fork_wait_scheduled = False
+        self._start_workers_when_forkable()
 
     def _reap_idle(self) -> None:
         for worker in self.pool.surplus_idle(self.num_prestart, self.config.idle_worker_kill_s):

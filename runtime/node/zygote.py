@@ -137,6 +137,10 @@ class Zygote:
             return None
         return ForkedProcess(int(reply["pid"]))
 
+    def poll_ready(self) -> bool:
+        """Whether it forks now (without waiting); a zygote that exited is replaced."""
+        return self._usable()
+
     def _usable(self) -> bool:
         if self.proc is None or self.proc.poll() is not None:
             if self.proc is not None:
