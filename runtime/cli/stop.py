@@ -35,7 +35,6 @@ from juno.store.shm import SHM_ROOT
 # stop: a cluster that is starting right now has its folders before its processes.
 LEFTOVER_MIN_AGE_S = 60.0
 ROLES = {"juno.gcs": "GCS", "juno.node": "node manager", "juno.worker": "worker", "juno.dashboard": "dashboard"}
-FORK_SERVER = "worker fork server"
 
 
 @dataclass
@@ -114,14 +113,12 @@ def session_processes(session_dir: str, procs: list[JunoProcess] | None = None) 
 def _summary(stopped: list[JunoProcess]) -> str:
     counts: dict[str, int] = {}
     for p in stopped:
-        # A node's fork server runs as `juno.worker --zygote`, but it is not a worker anyone started.
-        label = FORK_SERVER if p.role == "worker" and "--zygote" in p.cmdline else p.role
-        counts[label] = counts.get(label, 0) + 1
+        counts[p.role] = counts.get(p.role, 0) + 1
     parts = []
-    for label in (*ROLES.values(), FORK_SERVER):
-        n = counts.get(label, 0)
+    for role in ROLES.values():
+        n = counts.get(role, 0)
         if n:
-            parts.append(f"{n} {label}{'' if n == 1 or label == 'GCS' else 's'}")
+            parts.append(f"{n} {role}{'' if n == 1 or role == 'GCS' else 's'}")
     return ", ".join(parts)
 
 
