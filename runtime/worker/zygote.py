@@ -16,6 +16,7 @@ SIGCHLD when it dies and signals it exactly as it does a worker it spawned itsel
 from __future__ import annotations
 
 import atexit
+import gc
 import json
 import os
 import sys
@@ -51,6 +52,9 @@ def serve(node_pid: int) -> int:
     requests = os.fdopen(0, "rb")
     replies = os.dup(1)
     os.dup2(2, 1)  # a stray print goes to the zygote's log, not into the replies
+    # Everything imported so far goes to the collector's permanent generation: a forked worker's
+    # collections would otherwise walk (and so copy) every page of it that it shares with us.
+    gc.freeze()
     os.write(replies, b'{"ready": true}\n')
     while True:
         line = requests.readline()
