@@ -67,6 +67,7 @@ class TuneController:
         self.search_done = state.get("search_done", False)
         self.runs: dict[str, TrialRun] = {}
         self.idle_actors: list[tuple[tuple, Any]] = []
+        self._pausing: set[str] = set()  # trials told to pause whose loops are still ending
         self.managers: dict[str, CheckpointManager] = {}
         for trial in self.trials:
             self._manager(trial).load_state(state.get("checkpoints", {}).get(trial.trial_id, []))
@@ -102,6 +103,7 @@ class TuneController:
         run = self.runs.get(trial.trial_id)
         if run is not None:
             run.stop = True
+            self._pausing.discard(trial.trial_id)  # a pause still ending becomes the trial's end
         elif not trial.is_finished():
             trial.set_status(Trial.TERMINATED)
             self.scheduler.on_trial_remove(self, trial)
@@ -122,6 +124,10 @@ class TuneController:
             trial.set_status(Trial.PENDING)
 
     def has_resources_for_trial(self, trial: Trial) -> bool:
+        """Room to start ``trial`` now. A paused trial whose loop is still ending has none yet: a
+        scheduler that chose it now would forget it (HyperBand drops it from its resume queue)."""
+        if trial.trial_id in self.runs:
+            return False
         if self.tune_config.max_concurrent_trials and len(self.runs) >= self.tune_config.max_concurrent_trials:
             return False
         used: dict[str, float] = {}
@@ -133,7 +139,6 @@ class TuneController:
 
     # ================================================================== the loop
     def run(self) -> list[Trial]:
-        self._pausing: set[str] = set()
         try:
             while True:
                 if self._out_of_time() or (self.stopper is not None and self.stopper.stop_all()):
@@ -141,10 +146,8 @@ class TuneController:
                     break
                 self._add_trials()
                 self._start_trials()
-                if not self.runs and self.search_done and not self._startable():
+                if not self.runs and ((self.search_done and not self._startable()) or self._nothing_will_start()):
                     break
-                if not self.runs and not self._can_start_any():
-                    self._wait_for_suggestions()
                 self._step()
                 self._save_state_now_and_then()
         except KeyboardInterrupt:
@@ -165,17 +168,27 @@ class TuneController:
     def _startable(self) -> list[Trial]:
         return [t for t in self.trials if t.status in (Trial.PENDING, Trial.PAUSED) and t.trial_id not in self.runs]
 
-    def _can_start_any(self) -> bool:
-        return any(t.status == Trial.PENDING for t in self._startable())
-
-    def _wait_for_suggestions(self) -> None:
-        """Nothing runs and nothing can start: a searcher is waiting for results that will never come."""
-        if self.search_done or self._startable():
-            return
+    def _nothing_will_start(self) -> bool:
+        """Nothing runs: give the searcher a poll's time, then ask again. Still nothing means nothing ever
+        will, since only results change a searcher's or scheduler's mind: the experiment ends, and trials
+        the scheduler left waiting end with it (a warning says which) instead of a loop spinning forever."""
         time.sleep(POLL_S)
-        if not self.runs and not self._startable():
+        self._add_trials()
+        self._start_trials()
+        if self.runs:
+            return False
+        waiting = self._startable()
+        if waiting:
+            logger.warning("%s starts none of the %d trial(s) still waiting (%s) while no trial runs; ending them.",
+                           type(self.scheduler).__name__, len(waiting), ", ".join(str(t) for t in waiting[:5]))
+            for trial in waiting:
+                if not trial.is_finished():  # ending one may have ended others (HyperBand's bracket)
+                    self._complete(trial)
+                    self.view.trial_updated(trial)
+        elif not self.search_done:
             logger.warning("The search algorithm suggests nothing while no trial runs; ending the experiment.")
-            self.search_done = True
+        self.search_done = True
+        return True
 
     # ------------------------------------------------------------------ trials in
     def _add_trials(self) -> None:
@@ -226,7 +239,7 @@ class TuneController:
     def _start_trials(self) -> None:
         while True:
             trial = self.scheduler.choose_trial_to_run(self)
-            if trial is None or trial.trial_id in self.runs or not self.has_resources_for_trial(trial):
+            if trial is None or not self.has_resources_for_trial(trial):
                 return
             self._start(trial)
 

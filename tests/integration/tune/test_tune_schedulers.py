@@ -1,6 +1,7 @@
 """Schedulers and search algorithms driving real trials: ASHA stops the trailing trials at each rung,
 HyperBand pauses and resumes them, the median rule stops the slow ones, PBT clones the best trial's
 checkpoint into the worst, and Optuna and HyperOpt search through the Tuner."""
+import pathlib
 import sys
 import time
 
@@ -52,6 +53,71 @@ def test_hyperband_pauses_and_resumes_trials(cluster, tmp_path):
     for result in grid:
         steps = list(result.metrics_dataframe["step"])
         assert steps == list(range(len(steps)))
+
+
+def pauses_slowly(config):
+    """Two trials per bracket: the leader's loop takes a second to end once paused, and the follower
+    reaches the milestone within that second (it waits for the leader's pause to begin)."""
+    checkpoint = tune.get_checkpoint()
+    start = checkpoint.to_dict()["step"] + 1 if checkpoint else 0
+    me = config["t"]
+    paused = pathlib.Path(config["dir"]) / f"paused_{me['bracket']}"
+    for step in range(start, 2):
+        saw_pause = False
+        if me["role"] == "follower":
+            deadline = time.monotonic() + 30
+            while not paused.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            saw_pause = paused.exists()
+        try:
+            tune.report({"score": me["quality"], "step": step, "saw_pause": saw_pause},
+                        checkpoint=Checkpoint.from_dict({"step": step}))
+        except BaseException:  # the controller stopped or paused the loop at this report
+            paused.touch()
+            time.sleep(1.0)
+            raise
+
+
+def test_hyperband_decisions_about_a_trial_whose_pause_is_still_ending(cluster, tmp_path, caplog):
+    """max_t=2, eta=2: the first bracket runs two trials to 2 and stops them, the second halves two
+    trials at 1. In both, the leader pauses and its loop is still ending when the follower's result
+    settles the bracket: the first leader must end (not stay paused), the second must resume."""
+    def trial(bracket, role, quality):
+        return {"bracket": bracket, "role": role, "quality": quality}
+
+    space = {"dir": str(tmp_path), "t": tune.grid_search([trial(0, "leader", 4), trial(0, "follower", 3),
+                                                         trial(1, "leader", 2), trial(1, "follower", 1)])}
+    grid = Tuner(pauses_slowly, param_space=space,
+                 tune_config=TuneConfig(metric="score", mode="max",
+                                        scheduler=tune.HyperBandScheduler(max_t=2, reduction_factor=2)),
+                 run_config=_run(tmp_path)).fit()
+    assert grid.num_errors == 0 and grid.num_terminated == 4
+    assert "starts none" not in caplog.text  # no trial was left paused for the controller to end
+    by_role = {(r.config["t"]["bracket"], r.config["t"]["role"]): r for r in grid}
+    assert all(by_role[(b, "follower")].metrics["saw_pause"] for b in (0, 1))  # the race was really run
+    iterations = {key: r.metrics["training_iteration"] for key, r in by_role.items()}
+    assert iterations == {(0, "leader"): 2, (0, "follower"): 2, (1, "leader"): 2, (1, "follower"): 1}
+    # The second bracket's leader went on from its checkpoint after the halving.
+    assert list(by_role[(1, "leader")].metrics_dataframe["step"]) == [0, 1]
+
+
+class PausesForever(tune.schedulers.FIFOScheduler):
+    """A faulty custom scheduler: pauses every trial at its first result and never resumes one."""
+
+    def on_trial_result(self, tune_controller, trial, result):
+        return self.PAUSE
+
+    def choose_trial_to_run(self, tune_controller):
+        return next((t for t in tune_controller.get_trials() if t.status == "PENDING"), None)
+
+
+def test_trials_a_scheduler_never_resumes_end_the_experiment_with_a_warning(cluster, tmp_path, caplog):
+    grid = Tuner(curve, param_space={"quality": tune.grid_search([1, 2, 3]), "checkpoint": True},
+                 tune_config=TuneConfig(metric="score", mode="max", scheduler=PausesForever()),
+                 run_config=_run(tmp_path)).fit()
+    assert grid.num_terminated == 3 and grid.num_errors == 0
+    assert all(r.metrics["training_iteration"] == 1 for r in grid)
+    assert "PausesForever starts none of the 3 trial(s) still waiting" in caplog.text
 
 
 def test_the_median_rule_stops_below_median_trials(cluster, tmp_path):
