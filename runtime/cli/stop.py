@@ -43,6 +43,7 @@ class JunoProcess:
     role: str
     cmdline: tuple[str, ...] = ()
     parent_pid: int | None = None
+    name: str = ""  # the process name (Linux's comm), read when found: a stopped process has none
 
     def arg(self, name: str) -> str | None:
         """The value after ``name`` on the command line."""
@@ -51,6 +52,14 @@ class JunoProcess:
             if cmd[i] == name:
                 return cmd[i + 1]
         return None
+
+    @property
+    def label(self) -> str:
+        """The role as `juno stop` reports it: a node's worker fork server counts apart from its workers
+        (they share its command line, not its process name)."""
+        if self.role == "worker" and self.name == processes.FORK_SERVER_PROCESS_NAME:
+            return "worker fork server"
+        return self.role
 
     def worker_session_dir(self) -> str | None:
         try:
@@ -71,7 +80,7 @@ def scan_processes() -> list[JunoProcess]:
     """Every live Juno runtime process of this user on this machine."""
     found = []
     uid, me = os.getuid(), os.getpid()
-    for p in psutil.process_iter(["cmdline", "uids", "ppid", "status"]):
+    for p in psutil.process_iter(["cmdline", "uids", "ppid", "status", "name"]):
         try:
             info = p.info
             uids = info.get("uids")
@@ -80,7 +89,7 @@ def scan_processes() -> list[JunoProcess]:
             cmdline = info.get("cmdline") or []
             role = _role(cmdline)
             if role:
-                found.append(JunoProcess(p, role, tuple(cmdline), info.get("ppid")))
+                found.append(JunoProcess(p, role, tuple(cmdline), info.get("ppid"), info.get("name") or ""))
         except psutil.Error:
             continue
     return found
@@ -113,9 +122,9 @@ def session_processes(session_dir: str, procs: list[JunoProcess] | None = None) 
 def _summary(stopped: list[JunoProcess]) -> str:
     counts: dict[str, int] = {}
     for p in stopped:
-        counts[p.role] = counts.get(p.role, 0) + 1
+        counts[p.label] = counts.get(p.label, 0) + 1
     parts = []
-    for role in ROLES.values():
+    for role in (*ROLES.values(), "worker fork server"):
         n = counts.get(role, 0)
         if n:
             parts.append(f"{n} {role}{'' if n == 1 or role == 'GCS' else 's'}")

@@ -9,7 +9,12 @@ import sys
 import time
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
 _PR_SET_CHILD_SUBREAPER = 36
+
+# The process name (Linux's comm, what ps and top show) of a node's worker fork server: its forked
+# workers keep its command line, so `juno stop` tells it from them by this name.
+FORK_SERVER_PROCESS_NAME = "juno-fork-srv"
 
 
 def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> bool:
@@ -37,6 +42,26 @@ def become_subreaper() -> bool:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def process_name() -> str:
+    """This process's name as the kernel keeps it (Linux's comm); "" where there is none."""
+    try:
+        with open("/proc/self/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def set_process_name(name: str) -> bool:
+    """Set this process's name (Linux's comm, at most 15 bytes); False if the system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
 

@@ -118,7 +118,7 @@ class Zygote:
 
     def fork(self, env: dict, cwd: str, log_path: str) -> ForkedProcess | None:
         """A worker forked with this env, cwd and log; None when the caller must spawn it."""
-        if not self._usable():
+        if not self.poll_ready():
             return None
         request = json.dumps({"env": env, "cwd": cwd, "log_path": log_path}).encode() + b"\n"
         try:
@@ -139,9 +139,6 @@ class Zygote:
 
     def poll_ready(self) -> bool:
         """Whether it forks now (without waiting); a zygote that exited is replaced."""
-        return self._usable()
-
-    def _usable(self) -> bool:
         if self.proc is None or self.proc.poll() is not None:
             if self.proc is not None:
                 logger.warning("the worker fork server exited (code %s); spawning workers until it is replaced",

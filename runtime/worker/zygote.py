@@ -28,12 +28,14 @@ import time
 import cloudpickle  # noqa: F401 - imported for the forked workers
 import zmq  # noqa: F401 - imported for the forked workers (no context is created)
 
-from juno.cluster.processes import die_with_parent
+from juno.cluster.processes import FORK_SERVER_PROCESS_NAME, die_with_parent, process_name, set_process_name
 from juno.worker.__main__ import main as worker_main
 
 # How long a forked worker waits to be re-parented to its node manager (it is at once,
 # when the middle process exits; longer means the node manager died meanwhile).
 REPARENT_TIMEOUT_S = 5.0
+
+_worker_process_name = ""
 
 
 def thread_count() -> int:
@@ -49,6 +51,9 @@ def serve(node_pid: int) -> int:
     """Answer fork requests on stdin until it closes (the node manager stopped or gave up on us)."""
     if not die_with_parent(node_pid):
         return 1
+    global _worker_process_name
+    _worker_process_name = process_name()  # what a spawned worker is called; forked ones take it back
+    set_process_name(FORK_SERVER_PROCESS_NAME)
     requests = os.fdopen(0, "rb")
     replies = os.dup(1)
     os.dup2(2, 1)  # a stray print goes to the zygote's log, not into the replies
@@ -117,6 +122,8 @@ def _become_worker(request: dict, node_pid: int, middle_pid: int) -> None:
         os.dup2(log, 2)
         os.close(log)
         _close_inherited_fds()  # the zygote's pipes: a worker holds none of them
+        if _worker_process_name:
+            set_process_name(_worker_process_name)
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])

@@ -119,6 +119,7 @@ def test_head_status_drivers_second_node_and_stop(cli):
     r = cli.run("stop", "--address", address)
     assert r.returncode == 0, f"{r.stdout}\n{r.stderr}"
     assert "Stopped 1 GCS, 2 node managers" in r.stdout, r.stdout
+    assert "2 worker fork servers" in r.stdout, r.stdout  # counted apart from the workers they forked
     assert cli.processes() == []
     assert shm_dirs(session) == []
     assert not os.path.exists(session)
