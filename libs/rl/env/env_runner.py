@@ -2,8 +2,10 @@
 time-major batch.
 
 The same class runs in the driver (``num_env_runners=0``) and as an actor. Envs keep going across
-``sample()`` calls (episodes span fragments); an env is reset as soon as it terminates or truncates,
-and ``next_obs`` keeps the episode's true final observation.
+``sample()`` calls (episodes span fragments; with ``batch_mode="complete_episodes"`` they never do);
+an env is reset as soon as it terminates or truncates, and ``next_obs`` keeps the episode's true final
+observation. The config's callbacks run here too: the env and episode hooks, with the runner's own
+``MetricsLogger`` (``self.metrics``), whose values go back with each sample's metrics.
 """
 from __future__ import annotations
 
@@ -23,6 +25,11 @@ from juno.rl.env.env_context import EnvContext
 from juno.rl.env.env_creation import EnvError, env_name, make_env
 from juno.rl.env.single_agent_episode import SingleAgentEpisode
 from juno.rl.utils.metrics_logger import MetricsLogger
+
+
+# complete_episodes: a sample that takes this many env steps (or 100 times the asked-for steps) is an
+# env whose episodes never end.
+_MAX_COMPLETE_EPISODES_STEPS = 1_000_000
 
 
 class EnvRunner:
@@ -142,24 +149,57 @@ class EnvRunner:
 
     def sample(self, num_env_steps: int | None = None, explore: bool | None = None) -> tuple[dict, dict]:
         """``T`` steps of every env (``T``: the fragment length, or ``num_env_steps`` spread over the
-        envs): a time-major batch ``[T, N, ...]`` and the metrics of the episodes that ended."""
+        envs): a time-major batch ``[T, N, ...]`` and the metrics of the episodes that ended. With
+        ``batch_mode="complete_episodes"``: at least ``T * N`` steps, every env's episodes whole, in
+        one column (``[sum of the envs' steps, 1, ...]``; see ``_sample_complete_episodes``)."""
         started = time.perf_counter()
         explore = self.config.explore if explore is None else explore
         steps = self.fragment_length if num_env_steps is None else max(1, math.ceil(num_env_steps / self.num_envs))
-        columns: dict[str, list] = {}
         returns, lengths = [], []
-        for _ in range(steps):
-            step, ended = self._step(explore)
+        if self.config.batch_mode == "complete_episodes":
+            batch = self._sample_complete_episodes(steps * self.num_envs, explore, returns, lengths)
+        else:
+            columns: dict[str, list] = {}
+            for _ in range(steps):
+                step, ended = self._step(explore)
+                for key, value in step.items():
+                    columns.setdefault(key, []).append(value)
+                for ret, length in ended:
+                    returns.append(ret)
+                    lengths.append(length)
+            batch = {key: np.stack(values) for key, values in columns.items()}
+        self._callbacks("on_sample_end", env_runner=self, metrics_logger=self.metrics, samples=batch)
+        metrics = {"episode_returns": returns, "episode_lengths": lengths,
+                   "num_env_steps": int(batch[Columns.REWARDS].size), "sample_time_s": time.perf_counter() - started,
+                   "custom_metrics": self.metrics.pop_records()}
+        return batch, metrics
+
+    def _sample_complete_episodes(self, min_steps: int, explore: bool, returns: list, lengths: list) -> dict:
+        """Step the envs until ``min_steps`` steps were taken in all, then each env until its episode
+        ends (an env that ended is idle: its next episode starts with the next sample). No episode is
+        cut across samples, and every env's column ends with its episode's last step, so GAE and
+        n-step windows stop there. The envs' steps go end to end in one column, env by env, since
+        their lengths differ: ``[sum of the envs' steps, 1, ...]``."""
+        rows: list[dict[str, list]] = [{} for _ in range(self.num_envs)]
+        active = np.arange(self.num_envs)
+        total, limit = 0, max(_MAX_COMPLETE_EPISODES_STEPS, 100 * min_steps)
+        while len(active):
+            step, ended = self._step(explore, active)
+            total += len(active)
             for key, value in step.items():
-                columns.setdefault(key, []).append(value)
+                for row, i in enumerate(active):
+                    rows[i].setdefault(key, []).append(value[row])
             for ret, length in ended:
                 returns.append(ret)
                 lengths.append(length)
-        batch = {key: np.stack(values) for key, values in columns.items()}
-        self._callbacks("on_sample_end", env_runner=self, metrics_logger=self.metrics, samples=batch)
-        metrics = {"episode_returns": returns, "episode_lengths": lengths, "num_env_steps": steps * self.num_envs,
-                   "sample_time_s": time.perf_counter() - started, "custom_metrics": self.metrics.pop_records()}
-        return batch, metrics
+            if total >= min_steps:
+                active = active[~(step[Columns.TERMINATEDS] | step[Columns.TRUNCATEDS])]
+            if total > limit:
+                raise EnvError(f"Env {self.name!r}: batch_mode='complete_episodes' waited {total} steps for "
+                               "episodes to end; an env whose episodes do not end needs "
+                               "batch_mode='truncate_episodes' (or a gymnasium TimeLimit wrapper).")
+        keys = [key for key in rows[0]]
+        return {key: np.stack([v for env_rows in rows for v in env_rows.get(key, ())])[:, None] for key in keys}
 
     def sample_episodes(self, num_episodes: int | None = None, num_timesteps: int | None = None,
                         explore: bool = False, max_steps: int = 1_000_000) -> dict:
