@@ -127,7 +127,11 @@ class Algorithm(Trainable):
         self._inference_version = -1
         self._steps_offset = 0
         self.env_runner_group.sync_weights(self.learner_group.get_weights(), 0)
-        self.callbacks("on_algorithm_init", algorithm=self, metrics_logger=self.metrics)
+        try:
+            self.callbacks("on_algorithm_init", algorithm=self, metrics_logger=self.metrics)
+        except BaseException:  # the user's hook failed: the actors started for this algorithm go too
+            self.cleanup()
+            raise
 
     def _runners_recreated(self, is_evaluation: bool) -> Any:
         def hook(group: EnvRunnerGroup, indices: list[int]) -> None:

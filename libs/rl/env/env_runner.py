@@ -86,7 +86,7 @@ class EnvRunner:
 
     def _episode_hook(self, hook: str, i: int) -> None:
         self._callbacks(hook, episode=self._episodes[i], env_runner=self, metrics_logger=self.metrics,
-                        env=self.envs[i], env_index=i, rl_module=self.module)
+                        env=self.envs[i], env_index=int(i), rl_module=self.module)
 
     def _step_env(self, i: int, action: Any) -> tuple:
         try:
@@ -180,15 +180,15 @@ class EnvRunner:
         cut across samples, and every env's column ends with its episode's last step, so GAE and
         n-step windows stop there. The envs' steps go end to end in one column, env by env, since
         their lengths differ: ``[sum of the envs' steps, 1, ...]``."""
-        rows: list[dict[str, list]] = [{} for _ in range(self.num_envs)]
+        steps: list[dict] = []
+        stepped: list[np.ndarray] = []  # the envs of each step's rows
         active = np.arange(self.num_envs)
         total, limit = 0, max(_MAX_COMPLETE_EPISODES_STEPS, 100 * min_steps)
         while len(active):
             step, ended = self._step(explore, active)
+            steps.append(step)
+            stepped.append(active)
             total += len(active)
-            for key, value in step.items():
-                for row, i in enumerate(active):
-                    rows[i].setdefault(key, []).append(value[row])
             for ret, length in ended:
                 returns.append(ret)
                 lengths.append(length)
@@ -198,8 +198,8 @@ class EnvRunner:
                 raise EnvError(f"Env {self.name!r}: batch_mode='complete_episodes' waited {total} steps for "
                                "episodes to end; an env whose episodes do not end needs "
                                "batch_mode='truncate_episodes' (or a gymnasium TimeLimit wrapper).")
-        keys = [key for key in rows[0]]
-        return {key: np.stack([v for env_rows in rows for v in env_rows.get(key, ())])[:, None] for key in keys}
+        order = np.argsort(np.concatenate(stepped), kind="stable")  # env by env, each env's steps in time order
+        return {key: np.concatenate([step[key] for step in steps])[order][:, None] for key in steps[0]}
 
     def sample_episodes(self, num_episodes: int | None = None, num_timesteps: int | None = None,
                         explore: bool = False, max_steps: int = 1_000_000) -> dict:
