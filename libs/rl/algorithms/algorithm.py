@@ -24,6 +24,7 @@ import torch
 import juno
 from juno.air.checkpoint import Checkpoint
 from juno.rl.algorithms.algorithm_config import AlgorithmConfig
+from juno.rl.callbacks.callbacks import CallbackSet
 from juno.rl.core.learner_group import LearnerGroup
 from juno.rl.core.rl_module import RLModuleSpec
 from juno.rl.env.env_context import EnvContext
@@ -31,6 +32,7 @@ from juno.rl.env.env_creation import check_spaces, env_creator_for, env_name, ma
 from juno.rl.env.env_runner_group import EnvRunnerGroup
 from juno.rl.progress import RLProgress, summarize_config
 from juno.rl.utils.metrics import EpisodeStats, build_result, summarize_episodes
+from juno.rl.utils.metrics_logger import MetricsLogger, merge_metrics
 from juno.rl.utils.resources import plan_env_runners
 from juno.tune.trainable.trainable import Trainable
 
@@ -107,6 +109,10 @@ class Algorithm(Trainable):
         self.observation_space, self.action_space = observation_space, action_space
         self.module_spec = RLModuleSpec(self.module_class, observation_space, action_space, config.model_config,
                                         seed=config.seed)
+        self.callbacks = CallbackSet.from_config(config)
+        self.metrics = MetricsLogger()  # the driver's hooks log here; its values go to the result's top level
+        self._env_runner_metrics = MetricsLogger()  # what the runners' hooks logged, under result["env_runners"]
+        self._eval_metrics = MetricsLogger()
         num_runners = self._plan_resources()
         self.learner_group = LearnerGroup(config, self.learner_class, self.module_spec)
         try:
@@ -114,12 +120,24 @@ class Algorithm(Trainable):
         except BaseException:
             self.learner_group.stop()
             raise
+        self.env_runner_group.on_recreated = self._runners_recreated(is_evaluation=False)
         self.eval_env_runner_group: EnvRunnerGroup | None = None
         self._episode_stats = EpisodeStats(config.metrics_num_episodes_for_smoothing)
         self._inference_module = None
         self._inference_version = -1
         self._steps_offset = 0
         self.env_runner_group.sync_weights(self.learner_group.get_weights(), 0)
+        try:
+            self.callbacks("on_algorithm_init", algorithm=self, metrics_logger=self.metrics)
+        except BaseException:  # the user's hook failed: the actors started for this algorithm go too
+            self.cleanup()
+            raise
+
+    def _runners_recreated(self, is_evaluation: bool) -> Any:
+        def hook(group: EnvRunnerGroup, indices: list[int]) -> None:
+            self.callbacks("on_env_runners_recreated", algorithm=self, env_runner_group=group,
+                           env_runner_indices=indices, is_evaluation=is_evaluation)
+        return hook
 
     def _plan_resources(self) -> int:
         """Check GPUs and CPUs before any actor exists; fewer runners on a small local cluster."""
@@ -170,6 +188,8 @@ class Algorithm(Trainable):
                 break
         metrics = self.env_runner_group.pop_metrics()
         count = self._episode_stats.add(metrics)
+        for m in metrics:
+            self._env_runner_metrics.log_records(m.get("custom_metrics", ()))
         elapsed = time.perf_counter() - started
         iteration = self.iteration + 1
         result = build_result(
@@ -178,8 +198,11 @@ class Algorithm(Trainable):
             steps_sampled_this_iter=self.global_env_steps - steps_before, steps_sampled_lifetime=self.global_env_steps,
             steps_trained_lifetime=self.learner_group.num_env_steps_trained,
             sample_time_s=sum(m["sample_time_s"] for m in metrics))
+        merge_metrics(result["env_runners"], self._env_runner_metrics.reduce())
+        merge_metrics(result, self.metrics.reduce())
         if config.evaluation_interval and iteration % config.evaluation_interval == 0:
             result["evaluation"] = self.evaluate()
+        self.callbacks("on_train_result", algorithm=self, metrics_logger=self.metrics, result=result)
         return result
 
     # ------------------------------------------------------------------ evaluation
@@ -187,6 +210,7 @@ class Algorithm(Trainable):
         """Greedy episodes (``evaluation_duration`` episodes or timesteps) on the evaluation runners,
         or in the driver; returns ``{"env_runners": {"episode_return_mean": ...}, ...}``."""
         config = self.config
+        self.callbacks("on_evaluate_start", algorithm=self, metrics_logger=self.metrics)
         if self.eval_env_runner_group is None:
             eval_config = config.copy()
             if config.evaluation_config:
@@ -200,6 +224,7 @@ class Algorithm(Trainable):
                 if warning:
                     warnings.warn("evaluation: " + warning, UserWarning, stacklevel=2)
             self.eval_env_runner_group = EnvRunnerGroup(eval_config, self._env_creator, self.module_spec, count)
+            self.eval_env_runner_group.on_recreated = self._runners_recreated(is_evaluation=True)
         self.eval_env_runner_group.sync_weights(self.learner_group.get_weights(), self.global_env_steps)
         duration = 10 if config.evaluation_duration == "auto" else config.evaluation_duration
         by_episodes = config.evaluation_duration_unit == "episodes"
@@ -207,10 +232,15 @@ class Algorithm(Trainable):
             num_episodes=duration if by_episodes else None, num_timesteps=None if by_episodes else duration,
             explore=bool(config.evaluation_config and config.evaluation_config.get("explore")))
         stats = summarize_episodes(metrics)
+        for m in metrics:
+            self._eval_metrics.log_records(m.get("custom_metrics", ()))
+        merge_metrics(stats, self._eval_metrics.reduce())
         older = {"episode_reward_mean": stats["episode_return_mean"], "episode_reward_min":
                  stats["episode_return_min"], "episode_reward_max": stats["episode_return_max"],
                  "episode_len_mean": stats["episode_len_mean"], "episodes_this_iter": stats["num_episodes"]}
-        return {"env_runners": stats, **older, "evaluation": {"env_runners": stats, **older}}
+        out = {"env_runners": stats, **older, "evaluation": {"env_runners": stats, **older}}
+        self.callbacks("on_evaluate_end", algorithm=self, metrics_logger=self.metrics, evaluation_metrics=out)
+        return out
 
     # ------------------------------------------------------------------ acting with the trained policy
     def get_module(self, module_id: str = "default_policy") -> Any:
@@ -295,6 +325,7 @@ class Algorithm(Trainable):
         self._episode_stats.returns.extend(state["episodes"][0])
         self._episode_stats.lengths.extend(state["episodes"][1])
         self.env_runner_group.sync_weights(self.learner_group.get_weights(), self.global_env_steps)
+        self.callbacks("on_checkpoint_loaded", algorithm=self)
 
     def save(self, checkpoint_dir: str | None = None) -> AlgorithmCheckpoint:
         """A checkpoint directory (a new temporary one unless given) readable by ``from_checkpoint``."""

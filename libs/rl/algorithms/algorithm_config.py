@@ -13,6 +13,7 @@ import inspect
 import warnings
 from typing import Any
 
+from juno.rl.callbacks.callbacks import HOOKS, RLlibCallback, check_callback_functions, check_callbacks_class
 from juno.rl.utils.sentinel import NotProvided
 
 # The model settings RLlib's older ``model={...}`` dict takes; the module catalog reads them.
@@ -45,7 +46,7 @@ _RENAMED = {
 _ACCEPTED_DEBUGGING = ("logger_creator", "logger_config", "log_sys_usage", "fake_sampler")
 _ACCEPTED_REPORTING = ("metrics_episode_collection_timeout_s", "log_gradients")
 # Keys of to_dict() that are Python keywords as attributes (``lambda`` is ``lambda_``).
-_DICT_ALIASES = {"lambda": "lambda_"}
+_DICT_ALIASES = {"lambda": "lambda_", "callbacks": "callbacks_class"}
 
 
 def _unknown(method: str, unknown: dict, known: list[str]) -> None:
@@ -131,6 +132,9 @@ class AlgorithmConfig:
         self.max_num_env_runner_restarts = 1000
         self.ignore_env_runner_failures = False
         self.env_runner_restore_timeout_s = 60.0
+        # callbacks: a class (or a list of them) and the keyword form's functions by hook
+        self.callbacks_class: Any = RLlibCallback
+        self.callbacks_functions: dict = {}
         # api stack (accepted; Juno has one stack)
         self.enable_rl_module_and_learner = True
         self.enable_env_runner_and_connector_v2 = True
@@ -316,9 +320,17 @@ class AlgorithmConfig:
             ignore_env_runner_failures=ignore_env_runner_failures,
             env_runner_restore_timeout_s=env_runner_restore_timeout_s))
 
-    def callbacks(self, *_args: Any, **_kwargs: Any) -> "AlgorithmConfig":
-        """Accepted for RLlib code; Juno RL does not call RLlib callbacks yet."""
-        warnings.warn("config.callbacks(...) is accepted but not called by Juno RL yet.", UserWarning, stacklevel=2)
+    def callbacks(self, callbacks_class: Any = NotProvided, **functions: Any) -> "AlgorithmConfig":
+        """``callbacks(MyCallbacks)`` (an ``RLlibCallback`` subclass, or a list of them; None: none) and/or
+        RLlib's keyword form ``callbacks(on_episode_end=fn, on_train_result=[f, g])``. Functions given
+        for a hook replace the ones given for it before; classes run before functions."""
+        if callbacks_class is not NotProvided:
+            self.callbacks_class = RLlibCallback if callbacks_class is None else callbacks_class
+            check_callbacks_class(self.callbacks_class)
+        unknown = {k: v for k, v in functions.items() if k not in HOOKS}
+        _unknown("callbacks", unknown, ["callbacks_class", *HOOKS])
+        given = {k: v for k, v in functions.items() if v is not NotProvided and v is not None}
+        self.callbacks_functions = {**self.callbacks_functions, **check_callback_functions(given)}
         return self
 
     def multi_agent(self, **kwargs: Any) -> "AlgorithmConfig":
@@ -400,6 +412,8 @@ class AlgorithmConfig:
         need(self.seed is None or is_int(self.seed), "seed", "None or an int")
         need(is_int(self.metrics_num_episodes_for_smoothing) and self.metrics_num_episodes_for_smoothing > 0,
              "metrics_num_episodes_for_smoothing", "a positive int")
+        check_callbacks_class(self.callbacks_class)
+        check_callback_functions(self.callbacks_functions)
         need(isinstance(self.model, dict), "model", "a dict such as {'fcnet_hiddens': [64, 64]}")
         hiddens = self.model_config.get("fcnet_hiddens")
         if not (isinstance(hiddens, (list, tuple)) and all(is_int(h) and h > 0 for h in hiddens)):

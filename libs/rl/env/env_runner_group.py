@@ -35,6 +35,7 @@ class EnvRunnerGroup:
         self.num_restarts = 0
         self.num_env_steps_sampled = 0
         self._metrics: list[dict] = []
+        self.on_recreated: Callable[["EnvRunnerGroup", list[int]], None] | None = None  # the algorithm's hook
         if count == 0:
             self.local_env_runner = EnvRunner(config, env_creator, module_spec, 0)
         else:
@@ -83,6 +84,8 @@ class EnvRunnerGroup:
         self._wait_ready([index])
         if self._weights is not None:
             self._actors[index].set_weights.remote(*self._weights)
+        if self.on_recreated is not None:
+            self.on_recreated(self, [index])
 
     # ------------------------------------------------------------------ sampling
     @property

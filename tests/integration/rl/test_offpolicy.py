@@ -125,3 +125,19 @@ def test_dqn_with_env_runner_actors_and_a_learner_actor(cluster):
             assert all(np.array_equal(runner_weights[k], weights[k]) for k in weights)
     finally:
         algo.stop()
+
+
+def test_dqn_with_complete_episodes_fills_its_buffer_with_whole_episodes():
+    def log_episode_steps(*, episode, metrics_logger, **kwargs):
+        metrics_logger.log_value("episode_steps", len(episode), reduce="sum")
+
+    config = fast_dqn_config().env_runners(batch_mode="complete_episodes", num_envs_per_env_runner=2).training(
+        num_steps_sampled_before_learning_starts=100).reporting(min_sample_timesteps_per_iteration=200)
+    algo = config.callbacks(on_episode_end=log_episode_steps).build_algo()
+    try:
+        result = algo.train()
+        steps = result["num_env_steps_sampled_lifetime"]
+        assert result["env_runners"]["episode_steps"] == steps == len(algo.replay_buffer) >= 200
+        assert np.isfinite(result["learners"]["default_policy"]["qf_loss"])
+    finally:
+        algo.stop()

@@ -111,3 +111,23 @@ def test_ppo_samples_with_env_runner_actors(cluster):
         assert all(np.array_equal(weights[k], runner[k]) for k in weights)
     finally:
         algo.stop()
+
+
+def _log_episode_steps(*, episode, metrics_logger, **kwargs):
+    metrics_logger.log_value("episode_steps", len(episode), reduce="sum", clear_on_reduce=True)
+
+
+def test_complete_episodes_train_on_whole_episodes_only():
+    config = cartpole(seed=4, train_batch_size=128, minibatch_size=64, num_epochs=1).env_runners(
+        num_envs_per_env_runner=2, rollout_fragment_length=32, batch_mode="complete_episodes")
+    algo = config.callbacks(on_episode_end=_log_episode_steps).build_algo()
+    try:
+        for _ in range(2):
+            before = algo.global_env_steps
+            result = algo.train()
+            sampled = result["num_env_steps_sampled_lifetime"] - before
+            # every step sampled belongs to an episode that ended in this iteration
+            assert result["env_runners"]["episode_steps"] == sampled >= 128
+        assert np.isfinite(result["learners"]["default_policy"]["policy_loss"])
+    finally:
+        algo.stop()

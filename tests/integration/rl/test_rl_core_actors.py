@@ -45,11 +45,15 @@ def test_runners_sample_in_parallel_and_weights_go_out_in_one_put(cluster, monke
 def test_a_crashing_runner_is_replaced_and_the_iteration_goes_on(cluster, tmp_path):
     register_env("crash_once", lambda cfg: CrashOnceEnv(cfg))
     config = _config().environment("crash_once", env_config={"marker": str(tmp_path / "crashed"), "crash_at": 5})
+    recreated = []
+    config.callbacks(on_env_runners_recreated=lambda env_runner_indices, is_evaluation, **kw:
+                     recreated.append((env_runner_indices, is_evaluation)))
     algo = config.build_algo()
     try:
         with pytest.warns(UserWarning, match="starting a new one"):
             result = algo.train()
         assert (tmp_path / "crashed").exists() and algo.env_runner_group.num_restarts == 1
+        assert len(recreated) == 1 and recreated[0][0] in ([1], [2]) and recreated[0][1] is False
         assert result["num_env_steps_sampled_lifetime"] == 32  # this iteration: the other runner's batch
         result = algo.train()
         assert result["num_env_steps_sampled_lifetime"] == 96 and algo.env_runner_group.num_env_runners == 2

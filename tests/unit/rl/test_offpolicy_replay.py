@@ -189,3 +189,11 @@ def test_n_step_a_fragment_of_other_envs_flushes_the_held_steps():
     out = builder(0, time_major([[1, 1], [1, 1]], np.zeros((2, 2)), np.zeros((2, 2))))
     # the held step of the one-env fragment (a 1-step window), then the first step of both new envs
     np.testing.assert_allclose(out["rewards"], [1, 2, 2])
+
+
+def test_n_step_holds_nothing_back_when_every_env_ended_its_episode():
+    # complete_episodes: each fragment ends with every env's episode; its windows are all complete
+    batch = time_major([[1, 1], [1, 1], [1, 1]], [[0, 0], [0, 0], [1, 0]], [[0, 0], [0, 0], [0, 1]])
+    out = NStepTransitions(n_step=3, gamma=1.0)(0, batch)
+    assert len(out["rewards"]) == 6
+    assert out["rewards"].reshape(3, 2)[:, 0].tolist() == [3.0, 2.0, 1.0]

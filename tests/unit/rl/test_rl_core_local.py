@@ -223,3 +223,50 @@ def test_juno_rllib_is_juno_rl_one_set_of_modules():
     assert Learner is RealLearner and sys.modules["juno.rllib.core.learner"] is sys.modules["juno.rl.core.learner"]
     with pytest.raises(ImportError):
         importlib.import_module("juno.rllib.no_such_module")
+
+
+def _complete_runner(env="CartPole-v1", envs=3, fragment=20):
+    config = StandInConfig().environment(env).env_runners(
+        num_envs_per_env_runner=envs, rollout_fragment_length=fragment, batch_mode="complete_episodes").debugging(seed=0)
+    creator = env_creator_for(env)
+    probe = creator(config.env_config)
+    spec = RLModuleSpec(StandInModule, probe.observation_space, probe.action_space, {}, seed=0)
+    return EnvRunner(config, creator, spec)
+
+
+def test_complete_episodes_never_cut_an_episode_across_samples():
+    runner = _complete_runner(envs=3, fragment=20)
+    for _ in range(3):
+        batch, metrics = runner.sample()
+        steps = metrics["num_env_steps"]
+        assert steps >= 60 and batch["rewards"].shape == (steps, 1) and batch["obs"].shape == (steps, 1, 4)
+        # every step belongs to an episode that started and ended in this sample
+        assert sum(metrics["episode_lengths"]) == steps
+        done = (batch["terminateds"] | batch["truncateds"])[:, 0]
+        assert done[-1] and done.sum() == len(metrics["episode_returns"])
+        # within an episode, the next step's obs is this step's next_obs
+        inside = np.flatnonzero(~done[:-1])
+        assert np.allclose(batch["next_obs"][inside, 0], batch["obs"][inside + 1, 0])
+
+
+class NeverEnds(gym.Env):
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, config=None):
+        pass
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 0.0, False, False, {}
+
+
+def test_complete_episodes_stops_with_a_clear_error_on_an_env_whose_episodes_never_end(monkeypatch):
+    import juno.rl.env.env_runner as env_runner
+
+    monkeypatch.setattr(env_runner, "_MAX_COMPLETE_EPISODES_STEPS", 500)
+    runner = _complete_runner(env=NeverEnds, envs=1, fragment=1)
+    with pytest.raises(EnvError, match="batch_mode='truncate_episodes'"):
+        runner.sample()

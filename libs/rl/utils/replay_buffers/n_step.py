@@ -96,6 +96,8 @@ class NStepTransitions:
                 batch = {key: np.concatenate([held[key], batch[key]]) for key in batch}
         horizon, num_envs = batch["rewards"].shape[:2]
         ready = max(0, horizon - (self.n_step - 1))
+        if np.all(batch["terminateds"][-1] | batch["truncateds"][-1]):
+            ready = horizon  # every env's episode ended (complete_episodes): no window can run on
         if ready < horizon:
             self._held[runner] = {key: value[ready:] for key, value in batch.items()}
         out = n_step_transitions(batch, self.n_step, self.gamma)
