@@ -10,6 +10,7 @@ declarative way: applications the file names are deployed or updated in place, t
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import inspect
 import json
@@ -211,7 +212,7 @@ def import_attr(path: str, search_dirs: Iterable[str] = ()) -> Any:
     """The object at ``path``, imported with ``search_dirs`` (and the current folder) on sys.path. The
     code of modules found there is pickled by value, so replicas need not find their files."""
     module_name, attr = split_import_path(path)
-    dirs = [os.path.abspath(d) for d in (*search_dirs, os.getcwd())]
+    dirs = _user_dirs(search_dirs)
     for d in reversed(dirs):
         if d not in sys.path:
             sys.path.insert(0, d)
@@ -233,6 +234,30 @@ def import_attr(path: str, search_dirs: Iterable[str] = ()) -> Any:
 
         cloudpickle.register_pickle_by_value(sys.modules[module_name.partition(".")[0]])
     return value
+
+
+def _user_dirs(search_dirs: Iterable[str]) -> list[str]:
+    return [os.path.abspath(d) for d in (*search_dirs, os.getcwd())]
+
+
+def code_version(app: ServeApplicationSchema, search_dirs: Iterable[str] = ()) -> str:
+    """A version for the deployments of a config's application that is the same in every process for the
+    same code and file: its import path, args and runtime_env, and the source of every imported module
+    found in the user's folders. (The pickled code cannot serve: a class pickled by value carries a
+    per-process id.) So deploying a file again rolls the replicas only when the code or these fields
+    changed; a changed user_config or num_replicas alone reconfigures or rescales them (Ray's rule)."""
+    digest = hashlib.sha1(json.dumps([app.import_path, app.args, app.runtime_env], sort_keys=True,
+                                     default=repr).encode())
+    dirs = _user_dirs(search_dirs)
+    for name, module in sorted(sys.modules.items(), key=lambda item: item[0]):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and any(os.path.abspath(file).startswith(d + os.sep) for d in dirs):
+            try:
+                with open(file, "rb") as f:
+                    digest.update(name.encode() + b"\0" + f.read())
+            except OSError:
+                digest.update(name.encode())
+    return "config-" + digest.hexdigest()[:16]
 
 
 def application_from(target: Any, args: dict, path: str) -> Application:
@@ -291,6 +316,7 @@ def _load_application(app: ServeApplicationSchema) -> Application:
         raise ConfigFileError(f"application {app.name!r}: the config sets options of deployment(s) {missing}, "
                               f"which the application does not have; its deployments are {sorted(known)}")
     overrides = {d.name: d.options for d in app.deployments}
+    version = code_version(app, search)
 
     def change(dep: Deployment) -> Deployment:
         options = dict(overrides.get(dep.name, {}))
@@ -298,7 +324,7 @@ def _load_application(app: ServeApplicationSchema) -> Application:
             actor_options = dict(options.get("ray_actor_options", dep.ray_actor_options))
             actor_options["runtime_env"] = _merge_runtime_envs(runtime_env, actor_options.get("runtime_env"))
             options["ray_actor_options"] = actor_options
-        return dep.options(**options) if options else dep
+        return dep.options(version=dep.version or version, **options)
 
     try:
         return rebind(application, change)

@@ -239,3 +239,23 @@ def test_build_writes_every_deployment_and_reads_back_the_same(module, tmp_path)
 def test_a_user_config_yaml_cannot_hold_is_a_clear_error():
     with pytest.raises(ConfigFileError, match="user_config and the other options must be plain data"):
         config_file.dump_config({"applications": [{"deployments": [{"user_config": object()}]}]})
+
+
+def test_the_code_version_is_the_same_for_the_same_code_and_file_and_moves_with_either(module):
+    """What lets a redeploy of a changed user_config reconfigure the live replicas instead of rolling them
+    (a class pickled by value differs from process to process, so its bytes cannot be the version)."""
+    app = parse_config({"applications": [{"import_path": "cfgmod_a:app"}]}).applications[0]
+    config_file.import_attr(app.import_path)
+    first = config_file.code_version(app)
+    assert config_file.code_version(app) == first
+    _, infos = build_application(config_file.load_applications(
+        parse_config({"applications": [{"import_path": "cfgmod_a:app"}]}))["default"], "default")
+    again = config_file.load_applications(parse_config({"applications": [
+        {"import_path": "cfgmod_a:app", "deployments": [{"name": "Adder", "user_config": {"increment": 1}}]}]}))
+    _, infos_again = build_application(again["default"], "default")
+    assert [i["code_version"] for i in infos] == [i["code_version"] for i in infos_again]
+    app.args = {"x": 1}
+    assert config_file.code_version(app) != first
+    app.args = {}
+    (module / "cfgmod_a.py").write_text(MODULE + "\nCHANGED = True\n")
+    assert config_file.code_version(app) != first
