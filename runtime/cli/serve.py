@@ -25,9 +25,10 @@ NOT_RUNNING = "Serve is not running on the cluster at {address} (`juno serve dep
 
 
 def add_parser(sub) -> None:
-    sv = sub.add_parser("serve", help="Serve applications: status, deploy, shutdown",
-                        description="Inspect, deploy and shut down Juno Serve applications on a running cluster "
-                                    "(Ray's `serve` command).")
+    sv = sub.add_parser("serve", help="Serve applications: status, deploy, build, shutdown",
+                        description="Inspect, deploy (from module:app or a config file), build config files for and "
+                                    "shut down Juno Serve applications on a running cluster (Ray's `serve` "
+                                    "command).")
     cmds = sv.add_subparsers(dest="serve_command", metavar="SUBCOMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
