@@ -219,7 +219,7 @@ def _deploy_config_file(args: argparse.Namespace) -> int:
     address = _connect(args)
     try:
         config_file.deploy_config(config, applications, report=lambda line: print(line, flush=True))
-    except (RuntimeError, ValueError, TimeoutError) as e:
+    except Exception as e:  # noqa: BLE001 - a deployment's own error, a route clash, a timeout: said, no traceback
         raise CliError(f"{e} (on the cluster at {address})") from None
     print(f"    {PROG} serve status" + (f" --address {address}" if args.address else ""))
     return 0

@@ -146,6 +146,13 @@ def test_build_writes_a_config_that_deploys_as_it_is(folder, started):
     assert get(started, "/?x=1")["sum"] == 1  # the code's options: no user_config
 
 
+def test_deploy_of_module_colon_app_still_works_beside_a_config(folder, started):
+    r = run_cli(folder, "deploy", "cfg_user_app:adder", "--name", "mod", "--route-prefix", "/mod")
+    assert r.returncode == 0, r.stderr
+    assert "Deployed application 'mod' at route '/mod'" in r.stdout
+    assert get(started, "/mod?x=2")["sum"] == 2 and set(serve.status().applications) == {"app1", "mod"}
+
+
 def test_mistakes_exit_1_with_a_message_before_the_cluster_is_touched(folder):
     (folder / "typo.yaml").write_text(textwrap.dedent("""\
         applications:
