@@ -240,24 +240,40 @@ def _user_dirs(search_dirs: Iterable[str]) -> list[str]:
     return [os.path.abspath(d) for d in (*search_dirs, os.getcwd())]
 
 
-def code_version(app: ServeApplicationSchema, search_dirs: Iterable[str] = ()) -> str:
+def code_version(app: ServeApplicationSchema) -> str:
     """A version for the deployments of a config's application that is the same in every process for the
-    same code and file: its import path, args and runtime_env, and the source of every imported module
-    found in the user's folders. (The pickled code cannot serve: a class pickled by value carries a
-    per-process id.) So deploying a file again rolls the replicas only when the code or these fields
-    changed; a changed user_config or num_replicas alone reconfigures or rescales them (Ray's rule)."""
+    same code and file: its import path, args and runtime_env, and the source of the module (or whole
+    package) the import path names, which is the code shipped by value. (The pickled code cannot serve:
+    a class pickled by value carries a per-process id.) So deploying a file again rolls the replicas
+    only when that code or these fields changed; a changed user_config or num_replicas alone
+    reconfigures or rescales them (Ray's rule). Call it once the module is imported."""
     digest = hashlib.sha1(json.dumps([app.import_path, app.args, app.runtime_env], sort_keys=True,
                                      default=repr).encode())
-    dirs = _user_dirs(search_dirs)
-    for name, module in sorted(sys.modules.items(), key=lambda item: item[0]):
-        file = getattr(module, "__file__", None)
-        if isinstance(file, str) and any(os.path.abspath(file).startswith(d + os.sep) for d in dirs):
-            try:
-                with open(file, "rb") as f:
-                    digest.update(name.encode() + b"\0" + f.read())
-            except OSError:
-                digest.update(name.encode())
+    top = sys.modules.get(split_import_path(app.import_path)[0].partition(".")[0])
+    for name, file in _source_files(top):
+        try:
+            with open(file, "rb") as f:
+                digest.update(name.encode() + b"\0" + f.read())
+        except OSError:
+            digest.update(name.encode())
     return "config-" + digest.hexdigest()[:16]
+
+
+def _source_files(module: Any) -> list[tuple[str, str]]:
+    """(name within the module or package, path) of a module's file or of every .py file of a package,
+    sorted; the names, not the paths, go into the version, so moving the project changes nothing."""
+    if module is None:
+        return []
+    if not hasattr(module, "__path__"):
+        file = getattr(module, "__file__", None)
+        return [(os.path.basename(file), file)] if isinstance(file, str) else []
+    files = []
+    for root in module.__path__:
+        for folder, subfolders, names in os.walk(root):
+            subfolders[:] = [d for d in subfolders if d != "__pycache__"]
+            files.extend((os.path.relpath(os.path.join(folder, n), root), os.path.join(folder, n))
+                         for n in names if n.endswith(".py"))
+    return sorted(files)
 
 
 def application_from(target: Any, args: dict, path: str) -> Application:
@@ -316,7 +332,7 @@ def _load_application(app: ServeApplicationSchema) -> Application:
         raise ConfigFileError(f"application {app.name!r}: the config sets options of deployment(s) {missing}, "
                               f"which the application does not have; its deployments are {sorted(known)}")
     overrides = {d.name: d.options for d in app.deployments}
-    version = code_version(app, search)
+    version = code_version(app)
 
     def change(dep: Deployment) -> Deployment:
         options = dict(overrides.get(dep.name, {}))

@@ -259,3 +259,17 @@ def test_the_code_version_is_the_same_for_the_same_code_and_file_and_moves_with_
     app.args = {}
     (module / "cfgmod_a.py").write_text(MODULE + "\nCHANGED = True\n")
     assert config_file.code_version(app) != first
+
+
+def test_a_package_versions_with_every_file_in_it(module):
+    (module / "cfgpkg" / "models").mkdir(parents=True)
+    (module / "cfgpkg" / "__init__.py").write_text("from cfgmod_a import app\n")
+    (module / "cfgpkg" / "models" / "net.py").write_text("LAYERS = 2\n")
+    app = parse_config({"applications": [{"import_path": "cfgpkg:app"}]}).applications[0]
+    config_file.import_attr(app.import_path)
+    try:
+        first = config_file.code_version(app)
+        (module / "cfgpkg" / "models" / "net.py").write_text("LAYERS = 3\n")  # a file the app never imported
+        assert config_file.code_version(app) != first
+    finally:
+        __import__("sys").modules.pop("cfgpkg", None)
