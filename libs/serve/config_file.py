@@ -297,7 +297,8 @@ def application_from(target: Any, args: dict, path: str) -> Application:
                               f"{type(e).__name__}: {e}") from None
     if not isinstance(built, Application):
         raise ConfigFileError(f"import_path {path!r}: the application builder {target.__name__} returned "
-                              f"{built!r:.60} ({type(built).__name__}), not an Application (return MyDeployment.bind(...))")
+                              f"{built!r:.60} ({type(built).__name__}), not an Application "
+                              "(return MyDeployment.bind(...))")
     return built
 
 
