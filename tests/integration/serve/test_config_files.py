@@ -105,10 +105,14 @@ def replica_ids(app: str, deployment: str) -> set[str]:
     return {r["replica_id"] for r in juno.get(controller.get_replicas.remote(app, deployment), timeout=30)["replicas"]}
 
 
-def test_a_config_with_two_applications_deploys_both_with_the_files_options(folder, started):
+def test_a_config_with_two_applications_deploys_both_with_the_files_options(folder, cluster):
+    assert serve.status().applications == {}
     (folder / "two.yaml").write_text(TWO_APPS)
-    r = run_cli(folder, "deploy", "two.yaml")
+    r = run_cli(folder, "deploy", "two.yaml")  # Serve is not running: the file's options start it
     assert r.returncode == 0, r.stderr
+    started = serve.get_http_address()
+    assert juno.get(juno.get_actor("SERVE_CONTROLLER", namespace="serve").get_http_options.remote(),
+                    timeout=30) == {**serve.HTTPOptions(port=0).to_dict(), "proxy_location": "HeadOnly"}
     assert "Deployed application 'adder' at route '/add': RUNNING." in r.stdout
     assert "Deployed application 'greeter' at route '/greet': RUNNING." in r.stdout
     apps = serve.status().applications
