@@ -172,17 +172,9 @@ def build_application(app: Application, app_name: str) -> tuple[str, list[dict]]
     seen: dict[str, Application] = {}
     built: list[dict] = []
 
-    def replace(value: Any) -> Any:
-        if isinstance(value, Application):
-            visit(value)
-            return DeploymentHandle(value.deployment.name, app_name)
-        if isinstance(value, list):
-            return [replace(v) for v in value]
-        if isinstance(value, tuple):
-            return tuple(replace(v) for v in value)
-        if isinstance(value, dict):
-            return {k: replace(v) for k, v in value.items()}
-        return value
+    def replace(node: Application) -> DeploymentHandle:
+        visit(node)
+        return DeploymentHandle(node.deployment.name, app_name)
 
     def visit(node: Application) -> None:
         name = node.deployment.name
@@ -192,12 +184,53 @@ def build_application(app: Application, app_name: str) -> tuple[str, list[dict]]
                                  f"give one another name with .options(name=...)")
             return
         seen[name] = node
-        args = replace(node._args)
-        kwargs = replace(node._kwargs)
+        args = _map_applications(node._args, replace)
+        kwargs = _map_applications(node._kwargs, replace)
         built.append(deployment_info(node.deployment, args, kwargs))
 
     visit(app)
     return app.deployment.name, built
+
+
+def _map_applications(value: Any, fn: Callable[[Application], Any]) -> Any:
+    """``value`` with every Application in it (at any depth in lists, tuples and dicts) replaced by ``fn(app)``."""
+    if isinstance(value, Application):
+        return fn(value)
+    if isinstance(value, list):
+        return [_map_applications(v, fn) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_map_applications(v, fn) for v in value)
+    if isinstance(value, dict):
+        return {k: _map_applications(v, fn) for k, v in value.items()}
+    return value
+
+
+def graph_deployments(app: Application) -> dict[str, Deployment]:
+    """Every deployment of the graph by name, the ingress first (what ``serve build`` lists)."""
+    found: dict[str, Deployment] = {}
+
+    def visit(node: Application) -> Application:
+        if node.deployment.name not in found:
+            found[node.deployment.name] = node.deployment
+            _map_applications((node._args, node._kwargs), visit)
+        return node
+
+    visit(app)
+    return found
+
+
+def rebind(app: Application, change: Callable[[Deployment], Deployment]) -> Application:
+    """A copy of the graph with each deployment replaced by ``change(deployment)`` (a config file's
+    options); a node bound once and used in several places stays one node."""
+    done: dict[int, Application] = {}
+
+    def visit(node: Application) -> Application:
+        if id(node) not in done:
+            done[id(node)] = Application(change(node.deployment), _map_applications(node._args, visit),
+                                         _map_applications(node._kwargs, visit))
+        return done[id(node)]
+
+    return visit(app)
 
 
 def deployment_info(dep: Deployment, args: tuple, kwargs: dict) -> dict:

@@ -1,19 +1,20 @@
-"""The ``juno serve`` commands (Ray's ``serve status|deploy|shutdown``), wired into runtime/cli/commands.py.
+"""The ``juno serve`` commands (Ray's ``serve status|deploy|build|shutdown``), wired into runtime/cli/commands.py.
 
     juno serve status [--address HOST:PORT] [--name APP]      applications, deployments, replica states
     juno serve deploy module:app [--name APP] [--route-prefix /p] [--address HOST:PORT]
+    juno serve deploy config.yaml [--address HOST:PORT]       every application of a config file
+    juno serve build module:app [module:app ...] [-o config.yaml]
     juno serve shutdown [--address HOST:PORT] [-y]
 
-Each connects to the cluster at --address (else $JUNO_ADDRESS, else the one `juno start --head`
-recorded) as a driver and talks to its Serve controller. ``juno.serve`` is imported only inside
-``deploy`` and ``shutdown``, so the rest of the CLI never pays for it.
+Each but ``build`` connects to the cluster at --address (else $JUNO_ADDRESS, else the one `juno start
+--head` recorded) as a driver and talks to its Serve controller. ``juno.serve`` is imported only inside
+``deploy``, ``build`` and ``shutdown``, so the rest of the CLI never pays for it; config files are read
+and written by juno.serve.config_file.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
-import os
 import sys
 from typing import Any, Mapping
 
@@ -24,9 +25,10 @@ NOT_RUNNING = "Serve is not running on the cluster at {address} (`juno serve dep
 
 
 def add_parser(sub) -> None:
-    sv = sub.add_parser("serve", help="Serve applications: status, deploy, shutdown",
-                        description="Inspect, deploy and shut down Juno Serve applications on a running cluster "
-                                    "(Ray's `serve` command).")
+    sv = sub.add_parser("serve", help="Serve applications: status, deploy, build, shutdown",
+                        description="Inspect, deploy (from module:app or a config file), build config files for and "
+                                    "shut down Juno Serve applications on a running cluster (Ray's `serve` "
+                                    "command).")
     cmds = sv.add_subparsers(dest="serve_command", metavar="SUBCOMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -42,16 +44,34 @@ def add_parser(sub) -> None:
     common(st)
     st.set_defaults(func=cmd_status)
 
-    dp = cmds.add_parser("deploy", help="deploy an application given as module:attribute",
+    dp = cmds.add_parser("deploy", help="deploy an application (module:attribute) or a config file",
                          description="Import the Application at IMPORT_PATH (module:attribute, e.g. my_app:app, "
                                      "looked up from the current folder too) and run it on the cluster with "
-                                     "serve.run; returns when it is RUNNING. The module's code travels with it.")
-    dp.add_argument("import_path", metavar="IMPORT_PATH", help="module:attribute of a bound application")
-    dp.add_argument("--name", default="default", metavar="APP", help="the application's name (default 'default')")
+                                     "serve.run; returns when it is RUNNING. The module's code travels with it. "
+                                     "Given a config file (.yaml, .yml or .json: Ray's proxy_location, "
+                                     "http_options and applications, as `juno serve build` writes it), make "
+                                     "Serve match the file: each application is imported (a bound application, "
+                                     "or a builder function called with its args), its deployments get the "
+                                     "file's options, and it is deployed or updated in place; applications "
+                                     "the file does not name are deleted.")
+    dp.add_argument("import_path", metavar="IMPORT_PATH_OR_CONFIG",
+                    help="module:attribute of a bound application, or a config file (.yaml/.yml/.json)")
+    dp.add_argument("--name", default=None, metavar="APP",
+                    help="the application's name (default 'default'; not with a config file)")
     dp.add_argument("--route-prefix", default=None, metavar="PREFIX",
-                    help="the HTTP route of the application (default: serve.run's, '/')")
+                    help="the HTTP route of the application (default: serve.run's, '/'; not with a config file)")
     common(dp)
     dp.set_defaults(func=cmd_deploy)
+
+    bd = cmds.add_parser("build", help="write a config file for applications given as module:attribute",
+                         description="Import each application (module:attribute) and write a Serve config file "
+                                     "(YAML) listing its deployments with their current options, ready to edit "
+                                     "and to deploy with `juno serve deploy FILE` (Ray's `serve build`). One "
+                                     "application is named app1 on route '/'; several are app1, app2 ... on "
+                                     "/app1, /app2 ... Needs no cluster.")
+    bd.add_argument("import_paths", nargs="+", metavar="IMPORT_PATH", help="module:attribute of an application")
+    bd.add_argument("-o", "--output-path", metavar="FILE", help="write the config here (default: print it)")
+    bd.set_defaults(func=cmd_build)
 
     sd = cmds.add_parser("shutdown", help="delete every application and stop Serve",
                          description="Shut down Serve on the cluster: delete every application, stop the replicas, "
@@ -103,13 +123,6 @@ def status_document(status: Mapping[str, Any], routes: Mapping[str, Any] | None 
             "target_capacity": status.get("target_capacity")}
 
 
-def parse_import_path(path: str) -> tuple[str, str]:
-    module, sep, attr = path.partition(":")
-    if not sep or not module or not attr:
-        raise CliError(f"IMPORT_PATH must be module:attribute (e.g. my_app:app), got {path!r}", 2)
-    return module, attr
-
-
 # ============================================================================ the cluster
 def _connect(args: argparse.Namespace) -> str:
     """Attach this process to the cluster as a driver; the address shown in messages."""
@@ -159,47 +172,78 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _import_application(import_path: str) -> Any:
-    """The object at module:attribute, imported with the current folder on sys.path; the module's code
-    is pickled by value so replicas need not find the file."""
-    module_name, attr = parse_import_path(import_path)
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise CliError(f"could not import {module_name!r} (from {import_path!r}): {e}") from None
-    value: Any = module
-    for part in attr.split("."):
-        if not hasattr(value, part):
-            raise CliError(f"module {module_name!r} has no attribute {attr!r} (from {import_path!r})")
-        value = getattr(value, part)
-    if os.path.abspath(getattr(module, "__file__", "") or "").startswith(os.getcwd() + os.sep):
-        import cloudpickle
-
-        cloudpickle.register_pickle_by_value(sys.modules[module_name.partition(".")[0]])
-    return value
-
-
 def cmd_deploy(args: argparse.Namespace) -> int:
-    target = _import_application(args.import_path)
+    from juno.serve import config_file
+
+    if config_file.is_config_path(args.import_path):
+        return _deploy_config_file(args)
+    try:
+        target = config_file.application_from(config_file.import_attr(args.import_path), {}, args.import_path)
+    except config_file.ConfigFileError as e:
+        raise CliError(str(e)) from None
     from juno import serve
 
-    application = getattr(serve, "Application", None)
-    if application is not None and not isinstance(target, application):
-        hint = " (a deployment: bind it first, e.g. `app = MyDeployment.bind()`)" if hasattr(target, "bind") else ""
-        raise CliError(f"{args.import_path} is a {type(target).__name__}, not a Serve application{hint}", 2)
     address = _connect(args)
-    kwargs = {"name": args.name}
+    name = args.name or "default"
+    kwargs = {"name": name}
     if args.route_prefix is not None:
         kwargs["route_prefix"] = args.route_prefix
     try:
         serve.run(target, blocking=False, **kwargs)
     except Exception as e:  # noqa: BLE001 - the deployment's own error (a constructor that raised ...)
-        raise CliError(f"application {args.name!r} failed to deploy on the cluster at {address}:\n{e}") from None
+        raise CliError(f"application {name!r} failed to deploy on the cluster at {address}:\n{e}") from None
     route = f" at route {args.route_prefix!r}" if args.route_prefix else ""
-    print(f"Deployed application {args.name!r}{route} on the cluster at {address}: RUNNING.")
-    print(f"    {PROG} serve status --name {args.name}" + (f" --address {address}" if args.address else ""))
+    print(f"Deployed application {name!r}{route} on the cluster at {address}: RUNNING.")
+    print(f"    {PROG} serve status --name {name}" + (f" --address {address}" if args.address else ""))
+    return 0
+
+
+def _deploy_config_file(args: argparse.Namespace) -> int:
+    """``juno serve deploy config.yaml``: the whole file is checked and every application imported
+    before the cluster is touched, so a mistake changes nothing."""
+    from juno.serve import config_file
+
+    if args.name is not None or args.route_prefix is not None:
+        raise CliError("--name and --route-prefix apply to module:app; a config file gives each application's "
+                       "name and route_prefix", 2)
+    try:
+        config = config_file.load_config_file(args.import_path)  # its errors name the file
+    except config_file.ConfigFileError as e:
+        raise CliError(str(e)) from None
+    try:
+        applications = config_file.load_applications(config)
+    except config_file.ConfigFileError as e:
+        raise CliError(f"{args.import_path}: {e}") from None
+    for note in config.notes:
+        print(f"note: {note}", file=sys.stderr)
+    address = _connect(args)
+    try:
+        config_file.deploy_config(config, applications, report=lambda line: print(line, flush=True))
+    except Exception as e:  # noqa: BLE001 - a deployment's own error, a route clash, a timeout: said, no traceback
+        raise CliError(f"{e} (on the cluster at {address})") from None
+    print(f"    {PROG} serve status" + (f" --address {address}" if args.address else ""))
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from juno.serve import config_file
+
+    try:
+        document = config_file.build_config(args.import_paths)
+        text = config_file.dump_config(document, header=f"Written by `{PROG} serve build "
+                                                           f"{' '.join(args.import_paths)}`; deploy it with "
+                                                           f"`{PROG} serve deploy FILE`.")
+    except config_file.ConfigFileError as e:
+        raise CliError(str(e)) from None
+    if args.output_path is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(args.output_path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise CliError(f"cannot write {args.output_path!r}: {e.strerror or e}") from None
+    print(f"Wrote the config of {len(document['applications'])} application(s) to {args.output_path}.", file=sys.stderr)
     return 0
 
 

@@ -76,6 +76,16 @@ class ApplicationState:
                 "deployments": deployments, "route_prefix": self.route_prefix}
 
 
+def check_route_prefix(route_prefix: object) -> None:
+    """Raise ValueError unless ``route_prefix`` is None (no HTTP route) or a path like ``/api``."""
+    if route_prefix is None:
+        return
+    if not isinstance(route_prefix, str) or not route_prefix.startswith("/"):
+        raise ValueError(f"route_prefix must start with '/', got {route_prefix!r} (None: no HTTP route)")
+    if route_prefix != "/" and route_prefix.endswith("/"):
+        raise ValueError(f"route_prefix must not end with '/', got {route_prefix!r}")
+
+
 class ServeState:
     """The controller's decisions: applications, routes and replica targets."""
 
@@ -88,10 +98,7 @@ class ServeState:
         if not isinstance(name, str) or not name:
             raise ValueError(f"an application name must be a non-empty string, got {name!r}")
         if route_prefix is not None:
-            if not isinstance(route_prefix, str) or not route_prefix.startswith("/"):
-                raise ValueError(f"route_prefix must start with '/', got {route_prefix!r} (None: no HTTP route)")
-            if route_prefix != "/" and route_prefix.endswith("/"):
-                raise ValueError(f"route_prefix must not end with '/', got {route_prefix!r}")
+            check_route_prefix(route_prefix)
             for other in self.apps.values():
                 if other.name != name and other.route_prefix == route_prefix and not other.deleting:
                     raise ValueError(f"route_prefix {route_prefix!r} is already used by application {other.name!r}: "

@@ -5,7 +5,7 @@ import enum
 import pytest
 
 from juno.cli.commands import CliError
-from juno.cli.serve import parse_import_path, plain, status_document
+from juno.cli.serve import plain, status_document
 from juno.observability.state_schema import format_yaml
 
 STATUS = {"proxies": {"n1": "HEALTHY"}, "target_capacity": None, "applications": {
@@ -41,10 +41,3 @@ def test_status_objects_become_plain_data():
 
     assert plain({"a": Overview(State.RUNNING, {State.RUNNING: 1})}) == \
         {"a": {"status": "RUNNING", "replica_states": {"RUNNING": 1}}}
-
-
-@pytest.mark.parametrize("bad", ["app", ":app", "mod:", ""])
-def test_import_paths_are_module_colon_attribute(bad):
-    with pytest.raises(CliError, match="module:attribute"):
-        parse_import_path(bad)
-    assert parse_import_path("pkg.mod:app.inner") == ("pkg.mod", "app.inner")
