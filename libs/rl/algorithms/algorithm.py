@@ -23,6 +23,7 @@ import torch
 
 import juno
 from juno.air.checkpoint import Checkpoint
+from juno.air.validation import check_resources_fit
 from juno.rl.algorithms.algorithm_config import AlgorithmConfig
 from juno.rl.callbacks.callbacks import CallbackSet
 from juno.rl.core.learner_group import LearnerGroup
@@ -147,6 +148,9 @@ class Algorithm(Trainable):
         if not juno.is_initialized():
             juno.init(ignore_reinit_error=True)
         nodes = [n for n in juno.nodes() if n.get("Alive", True)]
+        if config.num_learners > 1:  # each learner actor on some node, or the group would wait forever
+            check_resources_fit([{"CPU": config.num_cpus_per_learner, "GPU": config.learner_gpus}]
+                                * config.num_learners, "PACK", nodes, unit="learner")
         runners, warning = plan_env_runners(config, juno.cluster_resources(), juno.available_resources(), len(nodes))
         if warning:
             warnings.warn(warning, UserWarning, stacklevel=4)
