@@ -94,3 +94,11 @@ def test_a_learner_that_dies_is_an_error_naming_its_rank(cluster):
             algo.train()
     finally:
         algo.stop()
+
+
+def test_learners_that_can_never_be_placed_are_an_error_before_any_actor_starts(cluster):
+    config = PPOConfig().environment("CartPole-v1").env_runners(num_env_runners=0).learners(
+        num_learners=3, num_cpus_per_learner=1)
+    with pytest.raises(ValueError, match=r"num_learners=3, num_cpus_per_learner=1, .*never be placed.*CPU=3.*"
+                                         "Lower num_learners"):
+        config.build_algo()
