@@ -71,9 +71,13 @@ class PPOLearner(Learner):
         use_kl = config.use_kl_loss
         totals = torch.zeros(len(STAT_KEYS), device=self.device)
         grad_norms, count = 0.0, 0
+        # With several learners, every rank runs the minibatch count of the biggest shard (a smaller one
+        # wraps around its rows), so their gradient all-reduces pair up.
+        steps = -(-self.lockstep_max(size) // minibatch)
         for _ in range(config.num_epochs):
             order = torch.randperm(size, device=self.device)
-            for start in range(0, size, minibatch):
+            for step in range(steps):
+                start = (step * minibatch) % size
                 idx = order[start:start + minibatch]
                 out = module.forward_train({"obs": obs[idx]})
                 dist = module.dist_class(out["action_dist_inputs"])
@@ -87,7 +91,7 @@ class PPOLearner(Learner):
                 grad_norms += self.apply_gradients(loss)
                 totals += torch.stack([stats[k] for k in STAT_KEYS])
                 count += 1
-        metrics = dict(zip(STAT_KEYS, (totals / count).tolist()))
+        metrics = dict(zip(STAT_KEYS, self.mean_across_learners(totals / count).tolist()))  # KL coeff: same on all
         if use_kl:
             self.curr_kl_coeff = update_kl_coeff(self.curr_kl_coeff, metrics["mean_kl_loss"], config.kl_target)
         module.eval()
