@@ -83,11 +83,14 @@ class Learner:
         out = {}
         for key, value in batch.items():
             array = np.asarray(value)
-            if array.dtype == np.float64:
-                array = array.astype(np.float32)
-            out[key] = torch.as_tensor(np.array(array, copy=True) if not array.flags.writeable else array,
-                                       device=self.device)
+            out[key] = self.as_tensor(array, np.float32 if array.dtype == np.float64 else None)
         return out
+
+    def as_tensor(self, value: Any, dtype: Any = None) -> torch.Tensor:
+        """``value`` as a tensor on the learner's device. An array read from the object store is read-only,
+        which torch does not support (it warns): such an array is copied first."""
+        array = np.asarray(value, dtype)
+        return torch.as_tensor(array if array.flags.writeable else array.copy(), device=self.device)
 
     def apply_gradients(self, loss: torch.Tensor, optimizer: str | torch.optim.Optimizer = "default",
                         parameters: Any = None) -> float:

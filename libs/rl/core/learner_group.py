@@ -41,10 +41,9 @@ class LearnerHost:
 
     def rendezvous_address(self) -> tuple[str, int]:
         """This node's address and a port free on it: where rank 0 hosts the process group's store."""
-        from juno.air.worker import SessionWorker
-        from juno.train.controller import free_port
+        from juno.air.worker import free_port, node_ip
 
-        return SessionWorker().info()["node_ip"], free_port()
+        return node_ip(), free_port()
 
     def join_group(self, rank: int, world_size: int, address: str, port: int, timeout_s: float) -> str:
         from juno.train.torch.config import TorchConfig, setup_process_group

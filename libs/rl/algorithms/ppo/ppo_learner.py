@@ -42,7 +42,7 @@ class PPOLearner(Learner):
         rewards = batch["rewards"]
         T, N = rewards.shape
         if config.use_critic:
-            next_obs = torch.as_tensor(np.asarray(batch["next_obs"], np.float32).reshape(T * N, -1), device=self.device)
+            next_obs = self.as_tensor(np.asarray(batch["next_obs"], np.float32).reshape(T * N, -1))
             with torch.no_grad():
                 values = self.module.compute_values(torch.cat([obs, next_obs])).cpu().numpy()
             values, next_values = values[:T * N].reshape(T, N), values[T * N:].reshape(T, N)
@@ -59,14 +59,12 @@ class PPOLearner(Learner):
         module.train()
         T, N = np.shape(batch["rewards"])
         size = T * N
-        obs = torch.as_tensor(np.asarray(batch["obs"], np.float32).reshape(size, -1), device=self.device)
+        obs = self.as_tensor(np.asarray(batch["obs"], np.float32).reshape(size, -1))
         advantages, value_targets = self.advantages(batch, obs)
         action_key = "actions_raw" if "actions_raw" in batch else "actions"
-        actions = torch.as_tensor(np.asarray(batch[action_key]).reshape((size,) + np.shape(batch[action_key])[2:]),
-                                  device=self.device)
-        old_logp = torch.as_tensor(np.asarray(batch["action_logp"], np.float32).reshape(size), device=self.device)
-        old_inputs = torch.as_tensor(np.asarray(batch["action_dist_inputs"], np.float32).reshape(size, -1),
-                                     device=self.device)
+        actions = self.as_tensor(np.asarray(batch[action_key]).reshape((size,) + np.shape(batch[action_key])[2:]))
+        old_logp = self.as_tensor(np.asarray(batch["action_logp"], np.float32).reshape(size))
+        old_inputs = self.as_tensor(np.asarray(batch["action_dist_inputs"], np.float32).reshape(size, -1))
         minibatch = min(config.minibatch_size or size, size)
         use_kl = config.use_kl_loss
         totals = torch.zeros(len(STAT_KEYS), device=self.device)
