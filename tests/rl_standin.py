@@ -86,7 +86,7 @@ class BoxOnly(StandIn):
 
 
 class CrashOnceEnv(gym.Env):
-    """CartPole that kills its process on one step, once: the marker file says it already did."""
+    """CartPole that kills its process on one step, once in all runners: the marker file says it already did."""
 
     def __init__(self, config):
         self.inner = gym.make("CartPole-v1")
@@ -101,9 +101,13 @@ class CrashOnceEnv(gym.Env):
     def step(self, action):
         self.steps += 1
         import os
-        if self.steps == self.crash_at and not os.path.exists(self.marker):
-            open(self.marker, "w").close()
-            os._exit(1)
+        if self.steps == self.crash_at:
+            try:  # created atomically: of the runners that get here together, one crashes
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                pass
+            else:
+                os._exit(1)
         return self.inner.step(action)
 
 

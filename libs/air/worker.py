@@ -7,6 +7,7 @@ loop leaves the actor ready for another (Tune's ``reuse_actors``).
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from typing import Any, Callable
 
@@ -14,6 +15,21 @@ import juno
 from juno.air import session as air_session
 from juno.air.session import Session, TrainContext, TrialStopped
 from juno.air.validation import check_loop_signature
+
+
+def node_ip() -> str:
+    """The address of the node this process runs on, as the cluster knows it (where a process group meets)."""
+    node_id = juno.get_runtime_context().get_node_id()
+    return next((n.get("NodeManagerAddress", "127.0.0.1") for n in juno.nodes() if n.get("NodeID") == node_id),
+                "127.0.0.1")
+
+
+
+def free_port() -> int:
+    """A TCP port free on every interface of this node now (where rank 0 hosts a process group's store)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
 
 
 class SessionWorker:
@@ -26,11 +42,8 @@ class SessionWorker:
         self._started = threading.Condition()
 
     def info(self) -> dict:
-        ctx = juno.get_runtime_context()
-        node_id = ctx.get_node_id()
-        address = next((n.get("NodeManagerAddress", "127.0.0.1") for n in juno.nodes() if n.get("NodeID") == node_id),
-                       "127.0.0.1")
-        return {"node_id": node_id, "node_ip": address, "pid": os.getpid(), "gpu_ids": list(juno.get_gpu_ids())}
+        return {"node_id": juno.get_runtime_context().get_node_id(), "node_ip": node_ip(), "pid": os.getpid(),
+                "gpu_ids": list(juno.get_gpu_ids())}
 
     def set_env(self, env: dict) -> None:
         os.environ.update({k: str(v) for k, v in env.items()})

@@ -21,6 +21,7 @@ from juno.air.failure import first_failure, raised_by_user_code
 from juno.air.result import Result, metrics_dataframe, read_reports
 from juno.air.validation import check_resources_fit
 from juno.air.storage import CheckpointManager, StorageContext, pack_directory
+from juno.air.worker import free_port
 from juno.exceptions import RayActorError
 from juno.train.worker_group import WorkerGroup
 
@@ -282,15 +283,6 @@ class TrainController:
         self.view.report(head["iteration"], metrics, path)
         if self.on_iteration is not None:
             self.on_iteration(metrics, path)
-
-
-def free_port() -> int:
-    """A TCP port free on every interface of this node now (rank 0's rendezvous port)."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
 
 
 def _worker_row(info: dict) -> dict:

@@ -28,6 +28,7 @@ from juno.comm.rpc import DEFER, Reply, RpcNode
 from juno.comm.transport import EventLoop
 
 logger = logging.getLogger(__name__)
+GOODBYE_DRAIN_S = 0.05  # after SIGTERM: how long the GCS still answers the goodbyes of nodes stopping with it
 
 
 class GcsServer(RpcNode):
@@ -68,7 +69,10 @@ class GcsServer(RpcNode):
         self.loop.serve(self.failures.messages())
         self.recovery.recover()  # what a previous GCS of this session wrote (nothing on a fresh start)
         self.start_time = time.time()
-        signal.signal(signal.SIGTERM, lambda *_: self.loop.stop())
+        # Stopping with its nodes (juno.shutdown signals them all at once), the GCS still answers the
+        # nodes' goodbyes for a moment: each node waits for that answer (NodeManager.shutdown).
+        signal.signal(signal.SIGTERM, lambda *_: self.loop.call_soon(self.loop.call_later, GOODBYE_DRAIN_S,
+                                                                      self.loop.stop))
         self.loop.call_later(config.parent_check_interval_s, self._check_owner)
         self.loop.call_later(config.heartbeat_interval_s, self._check_heartbeats)
 

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 # checking every PRESTART_POLL_S.
 PRESTART_FORK_WAIT_S = 3.0
 PRESTART_POLL_S = 0.02
+GOODBYE_TIMEOUT_S = 0.5  # how long a stopping node waits for the GCS to take its goodbye
 _BATCHED_STORE_CALLS = frozenset({"unpin_objects", "delete_objects", "create_object", "pin_object", "seal_object"})
 
 class Lease:
@@ -147,7 +148,10 @@ class NodeManager(RpcNode):
         os.set_blocking(w, False)
         signal.set_wakeup_fd(w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
-        signal.signal(signal.SIGTERM, lambda *_: self.shutdown())
+        # A handler runs between two bytecodes of the main thread, possibly inside a send that holds the
+        # loop's send lock: shutting down right there (it sends the GCS a goodbye) would deadlock the
+        # node, which then died silent. The loop runs it instead, at once (the wakeup fd woke it).
+        signal.signal(signal.SIGTERM, lambda *_: self.loop.call_soon(self.shutdown))
 
         def on_signal() -> None:
             try:
@@ -162,11 +166,14 @@ class NodeManager(RpcNode):
         if self._stopping:
             return
         self._stopping = True
-        try:  # tell the GCS now rather than let it wait for the heartbeat timeout
-            self.notify(self.gcs_address, "unregister_node", self.node_id, "the node was stopped")
+        # Tell the GCS now rather than let it wait for the heartbeat timeout, and stop once it has the
+        # goodbye: one sent just as the loop closes its sockets can be lost on a busy machine. A GCS
+        # that does not answer within GOODBYE_TIMEOUT_S is stopping too (juno.shutdown stops both).
+        try:
+            self.call(self.gcs_address, "unregister_node", self.node_id, "the node was stopped",
+                      callback=lambda ok, value: self.loop.stop(), timeout=GOODBYE_TIMEOUT_S)
         except Exception:  # noqa: BLE001 - the GCS may be gone already
-            pass
-        self.loop.stop()
+            self.loop.stop()
 
     def cleanup(self) -> None:
         """After the loop stopped: stop workers and remove the store."""

@@ -23,6 +23,7 @@ import torch
 
 import juno
 from juno.air.checkpoint import Checkpoint
+from juno.air.validation import ResourcesUnavailableError, check_resources_fit
 from juno.rl.algorithms.algorithm_config import AlgorithmConfig
 from juno.rl.callbacks.callbacks import CallbackSet
 from juno.rl.core.learner_group import LearnerGroup
@@ -147,6 +148,16 @@ class Algorithm(Trainable):
         if not juno.is_initialized():
             juno.init(ignore_reinit_error=True)
         nodes = [n for n in juno.nodes() if n.get("Alive", True)]
+        if config.num_learners > 1:  # each learner actor on some node, or the group would wait forever
+            try:
+                check_resources_fit([{"CPU": config.num_cpus_per_learner, "GPU": config.learner_gpus}]
+                                    * config.num_learners, "PACK", nodes, unit="learner")
+            except ResourcesUnavailableError as e:  # its advice names Train's settings: give RL's instead
+                facts = str(e).split(" Use fewer")[0]
+                raise ResourcesUnavailableError(
+                    f"learners(num_learners={config.num_learners}, num_cpus_per_learner={config.num_cpus_per_learner}"
+                    f", num_gpus_per_learner={config.learner_gpus}) can never be placed on this cluster. {facts} "
+                    "Lower num_learners or the resources per learner, or add nodes.") from None
         runners, warning = plan_env_runners(config, juno.cluster_resources(), juno.available_resources(), len(nodes))
         if warning:
             warnings.warn(warning, UserWarning, stacklevel=4)

@@ -3,6 +3,12 @@
 Each algorithm subclasses it and implements ``update(batch, timestep)`` (its minibatches, epochs and
 target updates); the helpers here move batches to the learner's device and apply gradients with the
 config's clipping. The learner runs in the driver or in a learner actor; it cannot tell which.
+
+With several learners (``num_learners > 1``) each is one rank of a torch process group and updates on
+its shard of the batch: ``apply_gradients`` averages the gradients over the ranks before clipping, so
+every rank takes the same step and the weights stay identical. An ``update`` must therefore call
+``apply_gradients`` the same number of times on every rank (``lockstep_max`` gives the largest shard),
+and state it derives from its own shard's numbers (PPO's KL coefficient) from ``mean_across_learners``.
 """
 from __future__ import annotations
 
@@ -45,6 +51,7 @@ class Learner:
         self.device = torch.device("cuda" if use_gpu else "cpu")
         self.module = module.to(self.device)
         self.optimizers: dict[str, torch.optim.Optimizer] = self.configure_optimizers()
+        self.rank, self.world_size = 0, 1  # a LearnerGroup with several learners sets these
         self.build()
 
     # ------------------------------------------------------------------ to override
@@ -76,11 +83,14 @@ class Learner:
         out = {}
         for key, value in batch.items():
             array = np.asarray(value)
-            if array.dtype == np.float64:
-                array = array.astype(np.float32)
-            out[key] = torch.as_tensor(np.array(array, copy=True) if not array.flags.writeable else array,
-                                       device=self.device)
+            out[key] = self.as_tensor(array, np.float32 if array.dtype == np.float64 else None)
         return out
+
+    def as_tensor(self, value: Any, dtype: Any = None) -> torch.Tensor:
+        """``value`` as a tensor on the learner's device. An array read from the object store is read-only,
+        which torch does not support (it warns): such an array is copied first."""
+        array = np.asarray(value, dtype)
+        return torch.as_tensor(array if array.flags.writeable else array.copy(), device=self.device)
 
     def apply_gradients(self, loss: torch.Tensor, optimizer: str | torch.optim.Optimizer = "default",
                         parameters: Any = None) -> float:
@@ -89,6 +99,8 @@ class Learner:
         params = list(parameters) if parameters is not None else [p for g in opt.param_groups for p in g["params"]]
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if self.world_size > 1:
+            _average_gradients(params, self.world_size)
         clip = self.config.grad_clip
         if clip and self.config.grad_clip_by == "value":
             norm = float(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
@@ -102,6 +114,27 @@ class Learner:
             norm = float(torch.nn.utils.clip_grad_norm_(params, clip or float("inf")))
         opt.step()
         return norm
+
+    def lockstep_max(self, n: int) -> int:
+        """The largest ``n`` over the learners (``n`` alone with one): size loops by it so that every rank
+        runs as many optimizer steps as the one with the biggest shard."""
+        if self.world_size == 1:
+            return int(n)
+        import torch.distributed as dist
+
+        value = torch.tensor([int(n)], dtype=torch.int64, device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return int(value.item())
+
+    def mean_across_learners(self, value: torch.Tensor) -> torch.Tensor:
+        """``value`` averaged over the learners (itself with one): for numbers every rank must agree on."""
+        if self.world_size == 1:
+            return value
+        import torch.distributed as dist
+
+        value = value.detach().clone()
+        dist.all_reduce(value)
+        return value / self.world_size
 
     # ------------------------------------------------------------------ state
     def get_weights(self) -> dict[str, np.ndarray]:
@@ -121,6 +154,24 @@ class Learner:
             if name in self.optimizers:
                 self.optimizers[name].load_state_dict(opt_state)
         self.set_extra_state(state.get("extra", {}))
+
+
+def _average_gradients(params: list, world_size: int) -> None:
+    """Average the parameters' gradients over the process group in one all-reduce (one flat buffer).
+
+    Every rank runs the same update code, so the same parameters have gradients on each."""
+    import torch.distributed as dist
+
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
 
 
 def _to_cpu(value: Any) -> Any:

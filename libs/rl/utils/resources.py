@@ -13,13 +13,14 @@ def plan_env_runners(config: Any, cluster: dict, available: dict, num_nodes: int
     numbers. More runners than CPUs left: on one node, fewer runners and a warning naming both
     numbers; on several nodes, an error when even the whole cluster's CPUs would not do."""
     runners = config.num_env_runners if requested is None else requested
-    learner_gpus = float(config.learner_gpus)  # one learner, in the driver or in its actor
+    learner_gpus = float(config.learner_gpus) * max(1, config.num_learners)  # the driver's learner, or each actor
     runner_gpus = runners * config.num_gpus_per_env_runner
     total_gpus = float(cluster.get("GPU", 0))
     if learner_gpus + runner_gpus > total_gpus + 1e-9:
         parts = []
         if learner_gpus:
-            parts.append(f"{learner_gpus:g} for the learner (num_gpus_per_learner / resources(num_gpus=))")
+            parts.append(f"{learner_gpus:g} for {max(1, config.num_learners)} learner(s) (num_gpus_per_learner / "
+                         "resources(num_gpus=))")
         if runner_gpus:
             parts.append(f"{runner_gpus:g} for {runners} env runners (num_gpus_per_env_runner)")
         raise ValueError(f"The config asks for {learner_gpus + runner_gpus:g} GPUs ({', '.join(parts)}) but the cluster "
@@ -28,7 +29,7 @@ def plan_env_runners(config: Any, cluster: dict, available: dict, num_nodes: int
     per_runner = float(config.num_cpus_per_env_runner)
     if runners == 0 or per_runner == 0:
         return runners, None
-    learner_cpus = float(config.num_cpus_per_learner) if config.num_learners > 0 else 0.0
+    learner_cpus = float(config.num_cpus_per_learner) * config.num_learners
     cpus_left = float(available.get("CPU", 0)) - learner_cpus
     if runners * per_runner <= cpus_left + 1e-9:
         return runners, None

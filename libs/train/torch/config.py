@@ -1,6 +1,6 @@
 """torch.distributed set-up for Train's workers: ``TorchConfig`` and what each worker actor runs.
 
-The worker group finds a free port on the rank-0 worker (``juno.train.controller.free_port``), then
+The worker group finds a free port on the rank-0 worker (``juno.air.worker.free_port``), then
 calls ``setup_process_group(...)`` on every worker, and ``teardown_process_group()`` when the run ends.
 torch is imported only inside those calls, so the driver can build a ``TorchConfig`` (and import
 ``juno.train``) without paying for torch.

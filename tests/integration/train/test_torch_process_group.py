@@ -20,7 +20,7 @@ class TorchWorker:
     """What the worker group's actors do around a train loop, step by step."""
 
     def free_port(self):
-        from juno.train.controller import free_port as find_free_port
+        from juno.air.worker import free_port as find_free_port
 
         return find_free_port()
 

@@ -3,6 +3,7 @@ result dict, errors naming env and space, checkpoints, the resource plan and the
 import importlib
 import math
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -270,3 +271,23 @@ def test_complete_episodes_stops_with_a_clear_error_on_an_env_whose_episodes_nev
     runner = _complete_runner(env=NeverEnds, envs=1, fragment=1)
     with pytest.raises(EnvError, match="batch_mode='truncate_episodes'"):
         runner.sample()
+
+
+def test_ppo_updates_on_a_read_only_batch_without_a_torch_warning():
+    """Batches from env runner actors arrive read-only (zero-copy from the object store); torch warns on
+    such arrays unless the learner copies them."""
+    from juno.rl.algorithms.ppo import PPOConfig
+
+    algo = PPOConfig().environment("CartPole-v1").training(train_batch_size=64, minibatch_size=32, num_epochs=1) \
+        .env_runners(num_env_runners=0).debugging(seed=0).build_algo()
+    try:
+        batches, _ = algo.env_runner_group.sample()
+        batch = batches[0]
+        for array in batch.values():
+            array.flags.writeable = False
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            metrics = algo.learner_group.update(batch, 0)
+        assert math.isfinite(metrics["total_loss"])
+    finally:
+        algo.stop()

@@ -13,7 +13,7 @@ from torch.utils.data import (BatchSampler, DataLoader, DistributedSampler, Iter
 from juno.train.torch import (TorchConfig, accelerate, backward, enable_reproducibility, get_device, get_devices,
                               prepare_data_loader, prepare_model, prepare_optimizer)
 from juno.train.torch import train_loop_utils
-from juno.train.controller import free_port as find_free_port
+from juno.air.worker import free_port as find_free_port
 from juno.train.torch.config import (interface_for, is_loopback, setup_process_group,
                                      teardown_process_group)
 from juno.train.torch.train_loop_utils import device_indices, move_to_device

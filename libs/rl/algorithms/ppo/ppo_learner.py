@@ -42,7 +42,7 @@ class PPOLearner(Learner):
         rewards = batch["rewards"]
         T, N = rewards.shape
         if config.use_critic:
-            next_obs = torch.as_tensor(np.asarray(batch["next_obs"], np.float32).reshape(T * N, -1), device=self.device)
+            next_obs = self.as_tensor(np.asarray(batch["next_obs"], np.float32).reshape(T * N, -1))
             with torch.no_grad():
                 values = self.module.compute_values(torch.cat([obs, next_obs])).cpu().numpy()
             values, next_values = values[:T * N].reshape(T, N), values[T * N:].reshape(T, N)
@@ -59,21 +59,23 @@ class PPOLearner(Learner):
         module.train()
         T, N = np.shape(batch["rewards"])
         size = T * N
-        obs = torch.as_tensor(np.asarray(batch["obs"], np.float32).reshape(size, -1), device=self.device)
+        obs = self.as_tensor(np.asarray(batch["obs"], np.float32).reshape(size, -1))
         advantages, value_targets = self.advantages(batch, obs)
         action_key = "actions_raw" if "actions_raw" in batch else "actions"
-        actions = torch.as_tensor(np.asarray(batch[action_key]).reshape((size,) + np.shape(batch[action_key])[2:]),
-                                  device=self.device)
-        old_logp = torch.as_tensor(np.asarray(batch["action_logp"], np.float32).reshape(size), device=self.device)
-        old_inputs = torch.as_tensor(np.asarray(batch["action_dist_inputs"], np.float32).reshape(size, -1),
-                                     device=self.device)
+        actions = self.as_tensor(np.asarray(batch[action_key]).reshape((size,) + np.shape(batch[action_key])[2:]))
+        old_logp = self.as_tensor(np.asarray(batch["action_logp"], np.float32).reshape(size))
+        old_inputs = self.as_tensor(np.asarray(batch["action_dist_inputs"], np.float32).reshape(size, -1))
         minibatch = min(config.minibatch_size or size, size)
         use_kl = config.use_kl_loss
         totals = torch.zeros(len(STAT_KEYS), device=self.device)
         grad_norms, count = 0.0, 0
+        # With several learners, every rank runs the minibatch count of the biggest shard (a smaller one
+        # wraps around its rows), so their gradient all-reduces pair up.
+        steps = -(-self.lockstep_max(size) // minibatch)
         for _ in range(config.num_epochs):
             order = torch.randperm(size, device=self.device)
-            for start in range(0, size, minibatch):
+            for step in range(steps):
+                start = (step * minibatch) % size
                 idx = order[start:start + minibatch]
                 out = module.forward_train({"obs": obs[idx]})
                 dist = module.dist_class(out["action_dist_inputs"])
@@ -87,7 +89,7 @@ class PPOLearner(Learner):
                 grad_norms += self.apply_gradients(loss)
                 totals += torch.stack([stats[k] for k in STAT_KEYS])
                 count += 1
-        metrics = dict(zip(STAT_KEYS, (totals / count).tolist()))
+        metrics = dict(zip(STAT_KEYS, self.mean_across_learners(totals / count).tolist()))  # KL coeff: same on all
         if use_kl:
             self.curr_kl_coeff = update_kl_coeff(self.curr_kl_coeff, metrics["mean_kl_loss"], config.kl_target)
         module.eval()
