@@ -22,9 +22,9 @@ from juno.tune.registry import register_env  # noqa: E402
 from rl_standin import BoxOnly, RaisingEnv, StandIn, StandInConfig, StandInModule  # noqa: E402
 
 
-def _runner(env="CartPole-v1", envs=3, fragment=5, **env_config):
+def _runner(env="CartPole-v1", envs=3, fragment=5, batch_mode="truncate_episodes", **env_config):
     config = StandInConfig().environment(env, env_config=env_config).env_runners(
-        num_envs_per_env_runner=envs, rollout_fragment_length=fragment).debugging(seed=0)
+        num_envs_per_env_runner=envs, rollout_fragment_length=fragment, batch_mode=batch_mode).debugging(seed=0)
     creator = env_creator_for(env)
     probe = creator(config.env_config)
     spec = RLModuleSpec(StandInModule, probe.observation_space, probe.action_space, {}, seed=0)
@@ -227,12 +227,7 @@ def test_juno_rllib_is_juno_rl_one_set_of_modules():
 
 
 def _complete_runner(env="CartPole-v1", envs=3, fragment=20):
-    config = StandInConfig().environment(env).env_runners(
-        num_envs_per_env_runner=envs, rollout_fragment_length=fragment, batch_mode="complete_episodes").debugging(seed=0)
-    creator = env_creator_for(env)
-    probe = creator(config.env_config)
-    spec = RLModuleSpec(StandInModule, probe.observation_space, probe.action_space, {}, seed=0)
-    return EnvRunner(config, creator, spec)
+    return _runner(env, envs, fragment, batch_mode="complete_episodes")
 
 
 def test_complete_episodes_never_cut_an_episode_across_samples():
